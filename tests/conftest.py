@@ -1,0 +1,28 @@
+"""Shared pytest fixtures: environment, the MovieLens-100K directory."""
+
+import os
+import pathlib
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _ml100k_dir():
+    candidates = [os.environ.get("TFREC_DATA_DIR"), REPO_ROOT.parent / "shared" / "data" / "ml-100k"]
+    for candidate in candidates:
+        if candidate and (pathlib.Path(candidate) / "u.data").is_file():
+            return pathlib.Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir():
+    """Path of MovieLens-100K (`TFREC_DATA_DIR` or ../shared/data/ml-100k); skips when absent."""
+    path = _ml100k_dir()
+    if path is None:
+        pytest.skip("MovieLens-100K not found: set TFREC_DATA_DIR or provide ../shared/data/ml-100k")
+    return path
