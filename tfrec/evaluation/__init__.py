@@ -1,0 +1,21 @@
+"""Evaluation: full-catalogue ranking, rating and click metrics (numpy only)."""
+
+from tfrec.evaluation import metrics
+from tfrec.evaluation.metrics import (
+    click_metrics,
+    hit_rate_curve,
+    metrics_from_ranks,
+    ranking_metrics,
+    rating_metrics,
+    target_ranks,
+)
+
+__all__ = [
+    "metrics",
+    "click_metrics",
+    "hit_rate_curve",
+    "metrics_from_ranks",
+    "ranking_metrics",
+    "rating_metrics",
+    "target_ranks",
+]
