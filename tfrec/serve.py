@@ -1,0 +1,147 @@
+"""Serves exported SavedModels over TF Serving's gRPC API.
+
+Two back ends, one set of flags:
+
+* `--server=embedded`: the in-process Python server of `tfrec.serving`
+  (PredictionService Predict/GetModelMetadata, ModelService, gRPC health).
+* `--server=tfserving`: execs `tensorflow_model_server` with the same model
+  configuration, poll interval, port and batching/monitoring files.
+* `--server=auto` (default): `tensorflow_model_server` when it is on PATH,
+  otherwise the embedded server.
+
+Examples:
+
+    python -m tfrec.serve --model_name=retrieval --model_base_path=exports/retrieval --port=8500
+    python -m tfrec.serve --model_config_file=serving/models.config --file_system_poll_wait_seconds=5
+"""
+
+import os
+import shutil
+import signal
+import sys
+import threading
+
+from absl import app, flags, logging
+
+from tfrec.serving import config as config_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum(
+    "server", "auto", ["auto", "embedded", "tfserving"],
+    "auto: tensorflow_model_server if on PATH, else the embedded server; embedded: the tfrec.serving "
+    "Python server; tfserving: exec tensorflow_model_server with the same configuration.",
+)
+flags.DEFINE_string("tensorflow_model_server", "tensorflow_model_server", "TF Serving binary name or path.")
+flags.DEFINE_string("host", "127.0.0.1", "Interface the embedded server binds (tensorflow_model_server binds all).")
+flags.DEFINE_integer("port", 8500, "gRPC port.")
+flags.DEFINE_string("model_config_file", None, "Text-format tensorflow.serving.ModelServerConfig file.")
+flags.DEFINE_string("model_name", None, "Name of the single model to serve (with --model_base_path).")
+flags.DEFINE_string("model_base_path", None, "Directory holding the model's numbered version directories.")
+flags.DEFINE_float(
+    "file_system_poll_wait_seconds", 1.0,
+    "Seconds between scans of the base paths for new versions; 0 scans once at start.", lower_bound=0,
+)
+flags.DEFINE_integer("max_workers", 8, "Embedded server: threads serving RPCs.", lower_bound=1)
+flags.DEFINE_integer(
+    "max_concurrent_rpcs", 256, "Embedded server: RPCs admitted at once; more get RESOURCE_EXHAUSTED.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "max_message_bytes", 4 << 20, "Embedded server: largest request/response in bytes (RESOURCE_EXHAUSTED above).",
+    lower_bound=1024,
+)
+flags.DEFINE_float("grace_seconds", 5.0, "Embedded server: how long shutdown waits for running RPCs.", lower_bound=0)
+flags.DEFINE_bool("enable_batching", False, "tensorflow_model_server: batch requests on the server side.")
+flags.DEFINE_string("batching_parameters_file", None, "Text-format tensorflow.serving.BatchingParameters file.")
+flags.DEFINE_string("monitoring_config_file", None, "Text-format tensorflow.serving.MonitoringConfig file.")
+flags.DEFINE_integer(
+    "rest_api_port", 0, "tensorflow_model_server: HTTP/REST port (also serves Prometheus metrics); 0 = off."
+)
+
+
+def _model_config():
+    if FLAGS.model_config_file:
+        if FLAGS.model_name or FLAGS.model_base_path:
+            raise app.UsageError("give --model_config_file or --model_name/--model_base_path, not both")
+        return config_lib.read_model_server_config(FLAGS.model_config_file)
+    if not (FLAGS.model_name and FLAGS.model_base_path):
+        raise app.UsageError("give --model_config_file, or both --model_name and --model_base_path")
+    return config_lib.single_model_config(FLAGS.model_name, os.path.abspath(FLAGS.model_base_path))
+
+
+def tfserving_argv(binary: str) -> list:
+    """The `tensorflow_model_server` command line equivalent to the current flags."""
+    argv = [binary, f"--port={FLAGS.port}"]
+    if FLAGS.model_config_file:
+        argv.append(f"--model_config_file={os.path.abspath(FLAGS.model_config_file)}")
+    else:
+        argv += [f"--model_name={FLAGS.model_name}", f"--model_base_path={os.path.abspath(FLAGS.model_base_path)}"]
+    poll = FLAGS.file_system_poll_wait_seconds
+    argv.append(f"--file_system_poll_wait_seconds={max(1, round(poll)) if poll > 0 else 0}")
+    if FLAGS.enable_batching or FLAGS.batching_parameters_file:
+        argv.append("--enable_batching=true")
+    if FLAGS.batching_parameters_file:
+        argv.append(f"--batching_parameters_file={os.path.abspath(FLAGS.batching_parameters_file)}")
+    if FLAGS.monitoring_config_file:
+        argv.append(f"--monitoring_config_file={os.path.abspath(FLAGS.monitoring_config_file)}")
+    if FLAGS.rest_api_port:
+        argv.append(f"--rest_api_port={FLAGS.rest_api_port}")
+    return argv
+
+
+def _serve_embedded(model_config):
+    from tfrec.serving.server import Server, ServerOptions  # imports TensorFlow
+
+    if FLAGS.rest_api_port:
+        raise app.UsageError("--rest_api_port needs --server=tfserving: the embedded server speaks gRPC only")
+    if FLAGS.enable_batching or FLAGS.batching_parameters_file:
+        logging.warning(
+            "The embedded server does not batch on the server side (batching file checked, not applied); "
+            "use tfrec.serving.client.BatchingClient to merge requests"
+        )
+    if FLAGS.monitoring_config_file:
+        logging.warning("The embedded server exports no Prometheus metrics (monitoring file checked, not applied)")
+    server = Server(
+        ServerOptions(
+            model_config=model_config,
+            host=FLAGS.host,
+            port=FLAGS.port,
+            poll_wait_seconds=FLAGS.file_system_poll_wait_seconds,
+            max_workers=FLAGS.max_workers,
+            max_concurrent_rpcs=FLAGS.max_concurrent_rpcs,
+            max_message_bytes=FLAGS.max_message_bytes,
+            grace_seconds=FLAGS.grace_seconds,
+        )
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    server.start()
+    while not stop.wait(1.0):
+        pass
+    server.stop()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        model_config = _model_config()
+        if FLAGS.batching_parameters_file:
+            config_lib.read_batching_parameters(FLAGS.batching_parameters_file)
+        if FLAGS.monitoring_config_file:
+            config_lib.read_monitoring_config(FLAGS.monitoring_config_file)
+    except config_lib.ConfigError as e:
+        logging.error("%s", e)
+        sys.exit(f"Invalid serving configuration: {e}")
+    binary = shutil.which(FLAGS.tensorflow_model_server)
+    if FLAGS.server == "tfserving" and binary is None:
+        sys.exit(f"--server=tfserving: {FLAGS.tensorflow_model_server} is not on PATH")
+    if FLAGS.server == "tfserving" or (FLAGS.server == "auto" and binary is not None):
+        argv = tfserving_argv(binary)
+        logging.info("Starting TF Serving: %s", " ".join(argv))
+        os.execv(binary, argv)
+    _serve_embedded(model_config)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,303 @@
+"""Which versions of which models are loaded, and the polling that changes it.
+
+`ModelManager` follows TF Serving's model lifecycle: it scans each model's
+`base_path` for version directories (integer names holding a
+`saved_model.pb`; anything else, such as a temporary directory being written,
+is ignored), applies the model's `model_version_policy` (`latest {num_versions}`
+(default 1), `all`, `specific {versions}`), loads and warms the aspired
+versions it does not hold yet, and only then unloads the ones no longer
+aspired (availability preserving: if no aspired version could be loaded, the
+old one keeps serving). An unloading version leaves the routing table at once
+but is released only after the requests running on it finish.
+
+Example:
+
+>>> manager = ModelManager(config.read_model_server_config("models.config"))  # doctest: +SKIP
+>>> manager.poll()                                                             # doctest: +SKIP
+>>> with manager.acquire(request.model_spec) as servable:                      # doctest: +SKIP
+...     outputs = servable.run("serving_default", request.inputs)
+"""
+
+import contextlib
+import dataclasses
+import os
+import threading
+from typing import Callable, Optional
+
+import grpc
+from absl import logging
+from tensorflow_serving.apis import get_model_status_pb2
+
+from tfrec.serving import config as config_lib
+from tfrec.serving.errors import ServingError
+from tfrec.serving.servable import ServableVersion
+
+State = get_model_status_pb2.ModelVersionStatus.State
+
+# A version whose load failed is retried on later polls up to this many attempts in
+# total (a version directory copied in place may be incomplete at the first look).
+MAX_LOAD_ATTEMPTS = 3
+
+
+@dataclasses.dataclass
+class VersionState:
+    """Lifecycle of one version: START/LOADING/AVAILABLE/UNLOADING/END (+ error)."""
+
+    version: int
+    state: int = State.START
+    error: Optional[ServingError] = None
+    servable: Optional[ServableVersion] = None
+    in_flight: int = 0
+    attempts: int = 0
+
+
+@dataclasses.dataclass
+class ManagedModel:
+    config: object  # tensorflow.serving.ModelConfig
+    versions: dict = dataclasses.field(default_factory=dict)  # version -> VersionState
+    warned_empty: bool = False
+
+
+def versions_on_disk(base_path: str) -> list:
+    """Sorted version numbers under `base_path` (integer dirs with saved_model.pb)."""
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return []
+    return sorted(
+        int(name)
+        for name in names
+        if name.isdigit() and os.path.isfile(os.path.join(base_path, name, "saved_model.pb"))
+    )
+
+
+def aspired_versions(model_config, found: list) -> list:
+    """The versions the model's version policy wants, from the ones `found` on disk."""
+    policy = model_config.model_version_policy
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return list(found)
+    if choice == "specific":
+        wanted = set(policy.specific.versions)
+        return [v for v in found if v in wanted]
+    num = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions else 1
+    return list(found[-num:])
+
+
+class ModelManager:
+    """Loads, routes to and unloads model versions.
+
+    Args:
+        server_config: `tensorflow.serving.ModelServerConfig` (checked).
+        on_change: called with (model_name, is_serving) after every poll and
+            when a model is removed, e.g. to update the gRPC health status.
+    """
+
+    def __init__(self, server_config, on_change: Callable[[str, bool], None] = lambda name, serving: None):
+        self._cond = threading.Condition()
+        self._poll_lock = threading.Lock()
+        self._on_change = on_change
+        self._models = {}
+        self._stop = threading.Event()
+        self._thread = None
+        self._set_config(server_config)
+
+    def _set_config(self, server_config):
+        with self._cond:
+            models = {}
+            for model_config in server_config.model_config_list.config:
+                managed = self._models.get(model_config.name) or ManagedModel(model_config)
+                managed.config = model_config
+                models[model_config.name] = managed
+            removed = [m for name, m in self._models.items() if name not in models]
+            self._models = models
+        for managed in removed:
+            for state in list(managed.versions.values()):
+                if state.state == State.AVAILABLE:
+                    self._unload(managed.config.name, state)
+            self._on_change(managed.config.name, False)
+
+    @property
+    def model_names(self) -> list:
+        with self._cond:
+            return sorted(self._models)
+
+    def start(self, poll_wait_seconds: float) -> None:
+        """Polls once now, then every `poll_wait_seconds` (0: only once) in a daemon thread."""
+
+        def loop():
+            while not self._stop.is_set():
+                self.poll()
+                if poll_wait_seconds <= 0 or self._stop.wait(poll_wait_seconds):
+                    return
+
+        self._thread = threading.Thread(target=loop, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops polling and unloads every version (after in-flight requests)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._poll_lock:
+            for name, managed in list(self._models.items()):
+                for state in list(managed.versions.values()):
+                    if state.state == State.AVAILABLE:
+                        self._unload(name, state)
+
+    def reload(self, server_config) -> None:
+        """Replaces the served model list (a `HandleReloadConfigRequest`) and polls.
+
+        Raises:
+            ConfigError: the new config is invalid (nothing changes).
+        """
+        config_lib.check_model_server_config(server_config, source="ReloadConfigRequest")
+        with self._poll_lock:
+            self._set_config(server_config)
+        self.poll()
+
+    def poll(self) -> None:
+        """Scans every model's base path once and loads/unloads to match its policy."""
+        with self._poll_lock:
+            with self._cond:
+                models = list(self._models.values())
+            for managed in models:
+                if self._stop.is_set():
+                    return
+                self._poll_model(managed)
+                self._on_change(managed.config.name, self._has_available(managed))
+
+    def _has_available(self, managed):
+        with self._cond:
+            return any(s.state == State.AVAILABLE for s in managed.versions.values())
+
+    def _poll_model(self, managed):
+        name, base_path = managed.config.name, managed.config.base_path
+        found = versions_on_disk(base_path)
+        if not found and not managed.warned_empty:
+            logging.warning("No versions of model %r found under base path %s", name, base_path)
+        managed.warned_empty = not found
+        aspired = aspired_versions(managed.config, found)
+        for version in sorted(aspired, reverse=True):
+            with self._cond:
+                state = managed.versions.setdefault(version, VersionState(version))
+                if state.state == State.END and state.error is None:
+                    state.attempts = 0  # unloaded earlier by policy, aspired again
+                if state.state in (State.AVAILABLE, State.LOADING) or state.attempts >= MAX_LOAD_ATTEMPTS:
+                    continue
+                state.state, state.attempts = State.LOADING, state.attempts + 1
+            self._load(name, base_path, state)
+        with self._cond:
+            aspired_available = any(
+                managed.versions[v].state == State.AVAILABLE for v in aspired if v in managed.versions
+            )
+            to_unload = [
+                s for v, s in managed.versions.items() if s.state == State.AVAILABLE and v not in aspired
+            ]
+        if aspired_available:
+            for state in to_unload:
+                self._unload(name, state)
+
+    def _load(self, name, base_path, state):
+        path = os.path.join(base_path, str(state.version))
+        logging.info("Loading model %r version %d from %s", name, state.version, path)
+        try:
+            servable = ServableVersion.load(name, state.version, path)
+        except ServingError as e:
+            logging.error(
+                "Failed to load model %r version %d (attempt %d of %d): %s",
+                name, state.version, state.attempts, MAX_LOAD_ATTEMPTS, e.message,
+            )
+            with self._cond:
+                state.state, state.error = State.END, e
+            return
+        with self._cond:
+            state.state, state.error, state.servable = State.AVAILABLE, None, servable
+        logging.info("Successfully loaded model %r version %d (now available)", name, state.version)
+
+    def _unload(self, name, state):
+        with self._cond:
+            state.state = State.UNLOADING
+            logging.info("Unloading model %r version %d", name, state.version)
+            self._cond.wait_for(lambda: state.in_flight == 0)
+            state.state, state.servable = State.END, None
+        logging.info("Done unloading model %r version %d", name, state.version)
+
+    @contextlib.contextmanager
+    def acquire(self, model_spec):
+        """Pins the version `model_spec` asks for while the block runs.
+
+        Args:
+            model_spec: `tensorflow.serving.ModelSpec` (name; version or
+                version_label or neither for the latest available version).
+
+        Yields:
+            The `ServableVersion`; it is not released before the block exits.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown model, version or label;
+                UNAVAILABLE while a served model has no version loaded yet.
+        """
+        with self._cond:
+            state = self._resolve(model_spec)
+            state.in_flight += 1
+            servable = state.servable
+        try:
+            yield servable
+        finally:
+            with self._cond:
+                state.in_flight -= 1
+                if state.in_flight == 0:
+                    self._cond.notify_all()
+
+    def _resolve(self, spec):
+        managed = self._models.get(spec.name)
+        if managed is None:
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {spec.name!r} is not served; served models are {sorted(self._models)}",
+            )
+        available = sorted(v for v, s in managed.versions.items() if s.state == State.AVAILABLE)
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version_label":
+            labels = managed.config.version_labels
+            if spec.version_label not in labels:
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"model {spec.name!r} has no version label {spec.version_label!r}; labels are {sorted(labels)}",
+                )
+            wanted, what = labels[spec.version_label], f"version {labels[spec.version_label]} (label {spec.version_label!r})"
+        elif choice == "version":
+            wanted, what = spec.version.value, f"version {spec.version.value}"
+        elif available:
+            return managed.versions[available[-1]]
+        else:
+            raise ServingError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"model {spec.name!r} has no version available yet under {managed.config.base_path}",
+            )
+        if wanted not in available:
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {spec.name!r} {what} is not available; available versions are {available}",
+            )
+        return managed.versions[wanted]
+
+    def status(self, name: str, version: Optional[int] = None) -> list:
+        """`VersionState`s of model `name` (one version or all), newest first.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown model or version.
+        """
+        with self._cond:
+            managed = self._models.get(name)
+            if managed is None:
+                raise ServingError(
+                    grpc.StatusCode.NOT_FOUND, f"model {name!r} is not served; served models are {sorted(self._models)}"
+                )
+            states = [dataclasses.replace(s) for v, s in sorted(managed.versions.items(), reverse=True)]
+        if version is not None:
+            states = [s for s in states if s.version == version]
+            if not states:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"model {name!r} has no version {version}")
+        return states

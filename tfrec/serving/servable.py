@@ -1,0 +1,224 @@
+"""One loaded version of a SavedModel and the Predict logic over its signatures.
+
+`ServableVersion.load` imports the TF Text ops (exported graphs tokenise
+inside), loads `base_path/VERSION/` with the `serve` tag, reads its
+SignatureDefs for `GetModelMetadata`, and replays
+`assets.extra/tf_serving_warmup_requests` (TFRecord of `PredictionLog`, as TF
+Serving does) so the first real request does not pay for tracing. `run` checks
+every input against the signature (name, dtype, rank, shape, non-empty batch)
+before calling it, and turns TensorFlow errors into `ServingError`s with the
+same canonical code (an in-graph `InvalidArgumentError` naming an unknown item
+id surfaces as INVALID_ARGUMENT with that message).
+
+Example:
+
+>>> version = ServableVersion.load("retrieval", 3, "/models/retrieval/3")  # doctest: +SKIP
+>>> outputs = version.run("serving_default", request.inputs)               # doctest: +SKIP
+"""
+
+import os
+import re
+
+import grpc
+import tensorflow as tf
+from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from tfrec.serving.errors import ServingError, status_code_from_number
+
+try:  # Registers the TF Text ops that exported tokenisers use.
+    import tensorflow_text  # noqa: F401
+except ImportError:  # pragma: no cover - tensorflow-text is a declared dependency
+    logging.warning("tensorflow_text is not importable: SavedModels with TF Text ops will fail to load")
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+_TF_NOISE = re.compile(
+    r"Graph execution error:\s*|Detected at node .*?\n|<stack traces unavailable>\n?"
+    r"|\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]"
+)
+
+
+def clean_tf_message(message: str) -> str:
+    """Drops TensorFlow's node/op trace decorations, keeping the error itself."""
+    return _TF_NOISE.sub("", message).strip()
+
+
+class Signature:
+    """A callable signature and its input specs.
+
+    Args:
+        name: signature key, e.g. "serving_default".
+        function: the loaded concrete function (`loaded.signatures[name]`).
+    """
+
+    def __init__(self, name, function):
+        self.name = name
+        self.function = function
+        self.inputs = dict(function.structured_input_signature[1])
+        self.outputs = sorted(function.structured_outputs)
+
+    def to_tensors(self, inputs):
+        """Checks `inputs` (name -> TensorProto) against the signature.
+
+        Returns:
+            dict name -> tf.Tensor ready to feed.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT naming the input for an unknown or
+                missing input, a wrong dtype, rank or dimension, an undecodable
+                TensorProto, or an empty batch.
+        """
+        unknown = sorted(set(inputs) - set(self.inputs))
+        if unknown:
+            raise _invalid(f"signature {self.name!r} has no input {unknown[0]!r}; inputs are {sorted(self.inputs)}")
+        missing = sorted(set(self.inputs) - set(inputs))
+        if missing:
+            raise _invalid(f"signature {self.name!r} needs input {missing[0]!r}; got {sorted(inputs)}")
+        return {name: self._to_tensor(name, proto) for name, proto in inputs.items()}
+
+    def _to_tensor(self, name, proto):
+        spec = self.inputs[name]
+        where = f"input {name!r} of signature {self.name!r}"
+        if proto.dtype != spec.dtype.as_datatype_enum:
+            got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "DT_INVALID"
+            raise _invalid(f"{where} has dtype {got}; expected {spec.dtype.name}")
+        try:
+            array = tf.make_ndarray(proto)
+        except (ValueError, TypeError) as e:
+            raise _invalid(f"{where}: malformed TensorProto ({e})") from e
+        expected = spec.shape
+        if expected.rank is not None:
+            if array.ndim != expected.rank:
+                raise _invalid(
+                    f"{where} has shape {list(array.shape)} (rank {array.ndim}); expected rank {expected.rank} "
+                    f"{_shape_text(expected)}"
+                )
+            for axis, (got, want) in enumerate(zip(array.shape, expected.as_list())):
+                if want is not None and got != want:
+                    raise _invalid(
+                        f"{where} has shape {list(array.shape)}; expected {_shape_text(expected)} "
+                        f"(dimension {axis} must be {want})"
+                    )
+        if array.ndim >= 1 and array.shape[0] == 0:
+            raise _invalid(f"{where} has an empty batch (shape {list(array.shape)})")
+        return tf.constant(array, dtype=spec.dtype)
+
+
+def _shape_text(shape):
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape.as_list()) + "]"
+
+
+def _invalid(message):
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class ServableVersion:
+    """One loaded, warmed version of a model.
+
+    Use `ServableVersion.load`; attributes: `model_name`, `version`, `path`,
+    `signatures` (dict name -> `Signature`), `signature_defs` (the SavedModel's
+    `serve` SignatureDef map, as `GetModelMetadata` reports it).
+    """
+
+    def __init__(self, model_name, version, path, loaded, signature_defs):
+        self.model_name = model_name
+        self.version = version
+        self.path = path
+        self._loaded = loaded
+        self.signatures = {name: Signature(name, fn) for name, fn in loaded.signatures.items()}
+        self.signature_defs = signature_defs
+
+    @classmethod
+    def load(cls, model_name: str, version: int, path: str) -> "ServableVersion":
+        """Loads and warms `path` (a `base_path/VERSION` directory).
+
+        Raises:
+            ServingError: the SavedModel cannot be loaded, has no `serve`
+                MetaGraph, or a warm-up request fails (code of the failure).
+        """
+        try:
+            loaded = tf.saved_model.load(path, tags=["serve"])
+            signature_defs = _read_signature_defs(path)
+        except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:
+            message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+            code = status_code_from_number(e.error_code) if isinstance(e, tf.errors.OpError) else grpc.StatusCode.INTERNAL
+            raise ServingError(code, f"cannot load {path}: {clean_tf_message(message)}") from e
+        servable = cls(model_name, version, path, loaded, signature_defs)
+        servable.warm_up()
+        return servable
+
+    def warm_up(self) -> int:
+        """Replays `assets.extra/tf_serving_warmup_requests`; returns how many records ran."""
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not os.path.exists(path):
+            return 0
+        count = 0
+        for count, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator(), start=1):
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            kind = log.WhichOneof("log_type")
+            if kind != "predict_log":
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{path}: warm-up record {count} is a {kind}; this server replays predict_log records only",
+                )
+            request = log.predict_log.request
+            try:
+                self.run(request.model_spec.signature_name, request.inputs, request.output_filter)
+            except ServingError as e:
+                raise ServingError(e.code, f"{path}: warm-up record {count} failed: {e.message}") from e
+        return count
+
+    def run(self, signature_name, inputs, output_filter=()):
+        """Runs one Predict.
+
+        Args:
+            signature_name: signature key ("" means "serving_default").
+            inputs: mapping input name -> `TensorProto`.
+            output_filter: output names to return (empty: all).
+
+        Returns:
+            dict output name -> `TensorProto`.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown signature, INVALID_ARGUMENT
+                for bad inputs or an unknown output name, and the graph's own
+                code (INVALID_ARGUMENT for its assertions) when it fails.
+        """
+        signature = self.signature(signature_name or DEFAULT_SIGNATURE)
+        unknown = sorted(set(output_filter) - set(signature.outputs))
+        if unknown:
+            raise _invalid(f"signature {signature.name!r} has no output {unknown[0]!r}; outputs are {signature.outputs}")
+        tensors = signature.to_tensors(inputs)
+        try:
+            outputs = signature.function(**tensors)
+        except tf.errors.OpError as e:
+            raise ServingError(
+                status_code_from_number(e.error_code),
+                f"model {self.model_name!r} version {self.version} signature {signature.name!r}: "
+                f"{clean_tf_message(e.message)}",
+            ) from e
+        wanted = output_filter or outputs.keys()
+        return {name: tf.make_tensor_proto(outputs[name].numpy()) for name in wanted}
+
+    def signature(self, name):
+        """The `Signature` called `name`; NOT_FOUND listing the known ones otherwise."""
+        try:
+            return self.signatures[name]
+        except KeyError:
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {self.model_name!r} version {self.version} has no signature {name!r}; "
+                f"signatures are {sorted(self.signatures)}",
+            ) from None
+
+
+def _read_signature_defs(path):
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model = saved_model_pb2.SavedModel.FromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return meta_graph.signature_def
+    raise ValueError(f"{path}/saved_model.pb has no MetaGraph tagged 'serve'")
