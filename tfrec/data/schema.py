@@ -53,3 +53,5 @@ TARGET_TIMESTAMP = "target_timestamp"  # int64 []
 LABEL = "label"  # float32 []: the rating, or 1.0 for an implicit positive
 
 PADDING_INDEX = 0
+# Event name given to every behaviour of data without an event column.
+IMPLICIT_EVENT = "interaction"

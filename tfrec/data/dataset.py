@@ -1,0 +1,354 @@
+"""The loaded data set: validated, canonical interaction, item and user tables.
+
+Sources read their files into `RawTable`s (canonical column names, values as
+found) and call `assemble`, which validates every field, applies the bad-row
+policy and returns an `InteractionData` whose tables follow `schema.py`.
+
+Example:
+
+>>> import pandas as pd
+>>> items = RawTable(pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]}), "items.csv")
+>>> logs = RawTable(pd.DataFrame({"user_id": ["u", "u"], "item_id": ["b", "a"],
+...                               "timestamp": ["20", "10"]}), "logs.csv")
+>>> assemble("toy", logs, items).interactions.item_id.tolist()
+['a', 'b']
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+import pandas as pd
+
+from tfrec.data import errors, schema
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INTEGER = re.compile(r"^-?\d+$")
+TIME_FORMATS_HELP = (
+    "'unix' (seconds, the default), 'unix_ms' (milliseconds), 'iso' (ISO 8601) "
+    "or a strftime pattern such as '%Y-%m-%d %H:%M:%S' (read as UTC)"
+)
+
+
+@dataclasses.dataclass
+class RawTable:
+    """A table as read from one file, before validation.
+
+    Args:
+        frame: DataFrame with canonical column names; values as read (str, number,
+            list for tags, None for empty).
+        file: the file it came from, named in error messages.
+        rows: 1-based row numbers in the file, aligned with `frame`; defaults to
+            1..len(frame) (files without a header line).
+    """
+
+    frame: pd.DataFrame
+    file: str
+    rows: np.ndarray = None
+
+    def __post_init__(self):
+        self.frame = self.frame.reset_index(drop=True)
+        if self.rows is None:
+            self.rows = np.arange(1, len(self.frame) + 1)
+        self.rows = np.asarray(self.rows, dtype=np.int64)
+
+
+@dataclasses.dataclass
+class InteractionData:
+    """A validated data set.
+
+    Attributes:
+        name: the source it was loaded from.
+        interactions: DataFrame with `user_id`, `item_id` (str), `timestamp`
+            (int64, Unix seconds) and optionally `rating` (float32) and `event`
+            (str), sorted by user, timestamp, item (ids in natural order).
+        items: catalogue DataFrame `item_id`, `title`, `description`, `genres`
+            (str; genres "|"-separated), in natural id order.
+        users: DataFrame `user_id` plus feature columns (str), or None.
+        skipped: rows skipped under `on_bad_rows="skip"`, count per reason.
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame | None = None
+    skipped: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def has_ratings(self):
+        return schema.RATING in self.interactions.columns
+
+    @property
+    def has_events(self):
+        return schema.EVENT in self.interactions.columns
+
+
+def natural_order(ids):
+    """Returns the unique `ids` sorted numerically if all are integers, else as text.
+
+    >>> natural_order(["10", "9", "9"])
+    ['9', '10']
+    """
+    unique = pd.unique(np.asarray(ids, dtype=object))
+    if len(unique) and all(_INTEGER.match(i) for i in unique):
+        return sorted(unique, key=int)
+    return sorted(unique)
+
+
+def assemble(
+    name,
+    interactions,
+    items,
+    users=None,
+    checker=None,
+    rating_range=None,
+    time_format="unix",
+    genres_separator="|",
+):
+    """Validates raw tables and returns the canonical `InteractionData`.
+
+    Args:
+        name: name of the data set (usually the `--source` value).
+        interactions: `RawTable` with `user_id`, `item_id`, `timestamp` and
+            optionally `rating`, `event`.
+        items: `RawTable` with `item_id` and at least one of `title`,
+            `description`; optionally `genres` (str split on `genres_separator`,
+            or a list of tags).
+        users: optional `RawTable` with `user_id` and feature columns.
+        checker: the `errors.RowChecker` applying the bad-row policy (and holding
+            the counts of rows the readers already skipped); default: raise.
+        rating_range: (low, high) inclusive bounds for ratings, or None for any
+            finite number.
+        time_format: see `TIME_FORMATS_HELP`.
+        genres_separator: separator of tags in a string `genres` field.
+
+    Returns:
+        `InteractionData`.
+
+    Raises:
+        DataError: a subclass naming file, row, field and what was expected.
+    """
+    checker = checker or errors.RowChecker()
+    item_table = _clean_items(items, checker, genres_separator)
+    user_table = _clean_users(users, checker) if users is not None else None
+    logs = _clean_interactions(
+        interactions,
+        checker,
+        item_table[schema.ITEM_ID],
+        user_table[schema.USER_ID] if user_table is not None else None,
+        rating_range,
+        time_format,
+    )
+    if logs.empty:
+        raise errors.EmptyDataError(
+            f"no interactions left (skipped: {dict(checker.skipped) or 'none'})",
+            file=interactions.file,
+        )
+    item_order = pd.Index(natural_order(item_table[schema.ITEM_ID]))
+    item_table = item_table.set_index(schema.ITEM_ID).loc[item_order].reset_index()
+    user_order = pd.Index(natural_order(logs[schema.USER_ID]))
+    order = np.lexsort(
+        (
+            item_order.get_indexer(logs[schema.ITEM_ID]),
+            logs[schema.TIMESTAMP].to_numpy(),
+            user_order.get_indexer(logs[schema.USER_ID]),
+        )
+    )
+    logs = logs.iloc[order].reset_index(drop=True)
+    return InteractionData(name, logs, item_table, user_table, dict(checker.skipped))
+
+
+def _require(raw, required, what):
+    missing = [c for c in required if c not in raw.frame.columns]
+    if missing:
+        raise errors.MissingColumnError(
+            f"{what} needs column(s) {missing}; the file has {list(raw.frame.columns)}",
+            file=raw.file,
+        )
+
+
+def _is_empty(values):
+    return pd.isna(values) | (values == "")
+
+
+def _to_text(value, separator):
+    """Returns (text, ok) for one raw value of a text field."""
+    if isinstance(value, str):
+        return value.strip(), True
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "", True
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(value), True
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value)), True
+    if separator is not None and isinstance(value, (list, tuple, np.ndarray)):
+        return separator.join(str(tag) for tag in value), True
+    return "", False
+
+
+def _text_column(raw, field, checker, keep, required, separator=None):
+    """Converts one column to stripped str, checking emptiness, type and encoding.
+
+    Args:
+        separator: for a tag field, the separator of tags in a string; tags are
+            then rejoined with "|" (a list of tags is accepted too).
+    """
+    values = raw.frame[field].to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        text = np.array([v.strip() for v in values], dtype=object)
+        wrong = np.zeros(len(values), dtype=bool)
+    else:
+        converted = [_to_text(v, separator) for v in values]
+        text = np.array([t for t, _ in converted], dtype=object)
+        wrong = ~np.array([ok for _, ok in converted], dtype=bool)
+    expected = "a string or an integer" + (" or a list of tags" if separator is not None else "")
+    keep &= checker.check(keep & wrong, errors.FieldTypeError, raw.file, raw.rows, field, values, expected)
+    if separator is not None:
+        text = np.array(
+            ["|".join(t for t in (x.strip() for x in tags.split(separator)) if t) for tags in text], dtype=object
+        )
+    if required:
+        keep &= checker.check(
+            keep & (text == ""), errors.MissingValueError, raw.file, raw.rows, field, values, "a non-empty value"
+        )
+    if _SURROGATE.search("".join(text)):
+        undecodable = np.array([_SURROGATE.search(t) is not None for t in text], dtype=bool)
+        keep &= checker.check(
+            keep & undecodable,
+            errors.UndecodableTextError,
+            raw.file,
+            raw.rows,
+            field,
+            text,
+            "text valid in the file's encoding",
+        )
+    return text
+
+
+def _clean_items(raw, checker, genres_separator):
+    _require(raw, [schema.ITEM_ID], "the item catalogue")
+    if schema.TITLE not in raw.frame.columns and schema.DESCRIPTION not in raw.frame.columns:
+        raise errors.MissingColumnError(
+            f"the item catalogue needs a '{schema.TITLE}' or '{schema.DESCRIPTION}' column; "
+            f"the file has {list(raw.frame.columns)}",
+            file=raw.file,
+        )
+    keep = np.ones(len(raw.frame), dtype=bool)
+    table = {schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True)}
+    for field in schema.TEXT_FIELDS:
+        if field in raw.frame.columns:
+            separator = genres_separator if field == schema.GENRES else None
+            table[field] = _text_column(raw, field, checker, keep, required=False, separator=separator)
+        else:
+            table[field] = np.full(len(raw.frame), "", dtype=object)
+    table = pd.DataFrame(table)
+    no_text = (table[schema.TITLE] == "") & (table[schema.DESCRIPTION] == "")
+    keep &= checker.check(
+        keep & no_text.to_numpy(dtype=bool),
+        errors.EmptyTextError,
+        raw.file,
+        raw.rows,
+        schema.TITLE,
+        table[schema.TITLE].to_numpy(),
+        "a non-empty title or description",
+    )
+    _check_unique(raw, table, schema.ITEM_ID, checker, keep)
+    return table[keep].reset_index(drop=True)[[schema.ITEM_ID, *schema.TEXT_FIELDS]]
+
+
+def _clean_users(raw, checker):
+    _require(raw, [schema.USER_ID], "the user table")
+    keep = np.ones(len(raw.frame), dtype=bool)
+    table = pd.DataFrame(
+        {field: _text_column(raw, field, checker, keep, required=field == schema.USER_ID) for field in raw.frame.columns}
+    )
+    _check_unique(raw, table, schema.USER_ID, checker, keep)
+    return table[keep].reset_index(drop=True)
+
+
+def _check_unique(raw, table, field, checker, keep):
+    ids = table[field].where(keep)
+    duplicate = ids.duplicated(keep="first").to_numpy() & keep
+    expected = "a unique id"
+    if duplicate.any():
+        first_id = ids[int(np.flatnonzero(duplicate)[0])]
+        expected = f"an id not already on row {raw.rows[int(np.flatnonzero(ids == first_id)[0])]}"
+    keep &= checker.check(duplicate, errors.DuplicateIdError, raw.file, raw.rows, field, ids.to_numpy(), expected)
+
+
+def _clean_interactions(raw, checker, item_ids, user_ids, rating_range, time_format):
+    _require(raw, [schema.USER_ID, schema.ITEM_ID, schema.TIMESTAMP], "the interaction table")
+    keep = np.ones(len(raw.frame), dtype=bool)
+    table = {
+        schema.USER_ID: _text_column(raw, schema.USER_ID, checker, keep, required=True),
+        schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True),
+        schema.TIMESTAMP: _timestamps(raw, checker, keep, time_format),
+    }
+    if schema.RATING in raw.frame.columns:
+        table[schema.RATING] = _ratings(raw, checker, keep, rating_range)
+    if schema.EVENT in raw.frame.columns:
+        events = _text_column(raw, schema.EVENT, checker, keep, required=True)
+        table[schema.EVENT] = np.array([e.lower() for e in events], dtype=object)
+    table = pd.DataFrame(table)
+    for field, known, error, what in (
+        (schema.ITEM_ID, item_ids, errors.UnknownItemError, "an item_id of the catalogue"),
+        (schema.USER_ID, user_ids, errors.UnknownUserError, "a user_id of the user table"),
+    ):
+        if known is not None:
+            unknown = ~table[field].isin(set(known)).to_numpy()
+            keep &= checker.check(keep & unknown, error, raw.file, raw.rows, field, table[field].to_numpy(), what)
+    return table[keep].reset_index(drop=True)
+
+
+def _numbers(raw, field, checker, keep, expected):
+    """Parses a numeric column; empty -> MissingValueError, non-numeric -> FieldTypeError."""
+    values = raw.frame[field].to_numpy(dtype=object)
+    empty = _is_empty(values)
+    keep &= checker.check(
+        keep & empty, errors.MissingValueError, raw.file, raw.rows, field, values, expected
+    )
+    series = raw.frame[field]
+    if series.dtype == bool:
+        series = series.astype(object)
+    numbers = pd.to_numeric(series.where(~empty, None), errors="coerce").to_numpy(dtype=np.float64)
+    return values, empty, numbers
+
+
+def _ratings(raw, checker, keep, rating_range):
+    expected = "a number" + (f" in [{rating_range[0]:g}, {rating_range[1]:g}]" if rating_range else "")
+    values, empty, numbers = _numbers(raw, schema.RATING, checker, keep, expected)
+    bad_type = ~empty & (np.isnan(numbers) | np.array([isinstance(v, bool) for v in values]))
+    keep &= checker.check(keep & bad_type, errors.FieldTypeError, raw.file, raw.rows, schema.RATING, values, expected)
+    out = ~np.isfinite(numbers)
+    if rating_range:
+        out |= (numbers < rating_range[0]) | (numbers > rating_range[1])
+    keep &= checker.check(
+        keep & out & ~bad_type, errors.RatingRangeError, raw.file, raw.rows, schema.RATING, values, expected
+    )
+    return np.where(keep, numbers, 0).astype(np.float32)
+
+
+def _timestamps(raw, checker, keep, time_format):
+    field = schema.TIMESTAMP
+    series = raw.frame[field]
+    values = series.to_numpy(dtype=object)
+    if pd.api.types.is_datetime64_any_dtype(series) or time_format not in ("unix", "unix_ms"):
+        expected = "a date" if pd.api.types.is_datetime64_any_dtype(series) else f"a time in format {time_format!r}"
+        empty = _is_empty(values) | series.isna().to_numpy()
+        keep &= checker.check(keep & empty, errors.MissingValueError, raw.file, raw.rows, field, values, expected)
+        if pd.api.types.is_datetime64_any_dtype(series):
+            times = series.dt.tz_localize("UTC") if series.dt.tz is None else series
+        else:
+            fmt = "ISO8601" if time_format == "iso" else time_format
+            times = pd.to_datetime(series.where(~empty, None), format=fmt, utc=True, errors="coerce")
+        bad = ~empty & times.isna().to_numpy()
+        seconds = ((times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        expected = "Unix time in " + ("seconds" if time_format == "unix" else "milliseconds")
+        values, empty, seconds = _numbers(raw, field, checker, keep, expected)
+        bad = ~empty & ~np.isfinite(seconds)
+        if time_format == "unix_ms":
+            seconds = seconds / 1000.0
+    bad |= ~empty & np.isfinite(seconds) & (np.abs(seconds) > 1e13)
+    keep &= checker.check(keep & bad, errors.TimestampError, raw.file, raw.rows, field, values, expected)
+    return np.where(keep, np.floor(np.nan_to_num(seconds)), 0).astype(np.int64)

@@ -1,0 +1,169 @@
+"""Readers from files to `RawTable`s: delimited text, CSV/TSV, JSON lines, Parquet.
+
+Row numbers are 1-based and counted as in the file (a header is row 1), so
+errors point at the line to fix. Rows with the wrong number of fields, or
+lines that are not JSON objects, go through the `RowChecker` as
+`MalformedRowError`.
+
+Example:
+
+>>> import pathlib, tempfile
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "items.csv"
+>>> _ = path.write_text('item_id,title\\n1,"Heat, 1995"\\n')
+>>> read_table(path).frame.title.tolist()
+['Heat, 1995']
+"""
+
+import csv
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from tfrec.data import errors
+from tfrec.data.dataset import RawTable
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def _lines(path, encoding):
+    """The file's lines, without the blank lines that end some published files."""
+    with _open_text(path, encoding) as f:
+        lines = f.read().splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _open_text(path, encoding):
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise errors.SourceError("file not found", file=path)
+    return path.open(encoding=encoding, errors="surrogateescape", newline="")
+
+
+def read_delimited(path, separator, names, checker=None, encoding="utf-8"):
+    """Reads a headerless file with one record per line, fields split on `separator`.
+
+    No quoting (the MovieLens `.dat`, `u.data` and `u.item` files).
+
+    Args:
+        path: the file.
+        separator: field separator, e.g. "\\t", "|" or "::".
+        names: the column names, one per field.
+        checker: `errors.RowChecker`; default raises on a malformed line.
+        encoding: text encoding (undecodable bytes are flagged per field later).
+
+    Returns:
+        `RawTable` of str values.
+    """
+    checker = checker or errors.RowChecker()
+    lines = _lines(path, encoding)
+    fields = [line.split(separator) for line in lines]
+    bad = np.array([len(f) != len(names) for f in fields], dtype=bool)
+    rows = np.arange(1, len(lines) + 1)
+    keep = checker.check(
+        bad,
+        errors.MalformedRowError,
+        path,
+        rows,
+        None,
+        np.array(lines, dtype=object),
+        f"{len(names)} fields ({', '.join(names)}) separated by {separator!r}",
+    )
+    good = [f for f, k in zip(fields, keep) if k]
+    return RawTable(pd.DataFrame(good, columns=list(names), dtype=object), str(path), rows[keep])
+
+
+def read_csv(path, delimiter=",", checker=None, encoding="utf-8"):
+    """Reads a CSV (or TSV) file with a header line and standard quoting.
+
+    Returns:
+        `RawTable` of str values ("" for empty fields), columns from the header.
+    """
+    checker = checker or errors.RowChecker()
+    with _open_text(path, encoding) as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, None)
+        if not header:
+            raise errors.MissingColumnError("expected a header line naming the columns", file=path, row=1)
+        records, rows, line = [], [], reader.line_num
+        for record in reader:
+            records.append(record)
+            rows.append(line + 1)
+            line = reader.line_num
+    rows = np.array(rows, dtype=np.int64)
+    bad = np.array([len(r) != len(header) for r in records], dtype=bool)
+    keep = checker.check(
+        bad,
+        errors.MalformedRowError,
+        path,
+        rows,
+        None,
+        np.array([delimiter.join(r) for r in records], dtype=object),
+        f"{len(header)} fields ({', '.join(header)}) separated by {delimiter!r}",
+    )
+    good = [r for r, k in zip(records, keep) if k]
+    return RawTable(pd.DataFrame(good, columns=header, dtype=object), str(path), rows[keep])
+
+
+def read_jsonl(path, checker=None):
+    """Reads JSON lines: one JSON object per line (blank lines inside are malformed rows)."""
+    checker = checker or errors.RowChecker()
+    lines = _lines(path, "utf-8")
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        records.append(record if isinstance(record, dict) else None)
+    bad = np.array([r is None for r in records], dtype=bool)
+    rows = np.arange(1, len(lines) + 1)
+    keep = checker.check(
+        bad, errors.MalformedRowError, path, rows, None, np.array(lines, dtype=object), "one JSON object per line"
+    )
+    frame = pd.DataFrame.from_records([r for r, k in zip(records, keep) if k])
+    return RawTable(frame.astype(object).where(frame.notna(), None), str(path), rows[keep])
+
+
+def read_parquet(path):
+    """Reads a Parquet file; row N is the N-th record (1-based)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise errors.SourceError("file not found", file=path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several types for corrupt files
+        raise errors.SourceError(f"not a readable Parquet file ({error})", file=path) from error
+    return RawTable(frame, str(path))
+
+
+def read_table(path, checker=None, delimiter=None):
+    """Reads a table, the format chosen by the file extension (see `FORMATS`).
+
+    Args:
+        path: a .csv, .tsv/.tab, .parquet/.pq or .jsonl/.ndjson file.
+        checker: `errors.RowChecker` for malformed rows.
+        delimiter: overrides the CSV/TSV field delimiter.
+    """
+    path = pathlib.Path(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise errors.SourceError(
+            f"unknown table format {path.suffix!r}; expected one of {sorted(FORMATS)}", file=path
+        )
+    if kind == "parquet":
+        return read_parquet(path)
+    if kind == "jsonl":
+        return read_jsonl(path, checker)
+    return read_csv(path, delimiter or ("\t" if kind == "tsv" else ","), checker)

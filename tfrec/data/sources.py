@@ -1,0 +1,71 @@
+"""`--source` values and the loader each selects.
+
+| source                                   | reads                                         |
+|------------------------------------------|-----------------------------------------------|
+| `movielens:DIR`                          | MovieLens 100K / 1M / latest-small files      |
+| `tfds:NAME`                              | tensorflow-datasets, e.g. `tfds:movielens/100k` |
+| `table:interactions=FILE,items=FILE[,users=FILE]` | your CSV / TSV / Parquet / JSONL tables |
+| `synthetic:users=200,items=300,per_user=30,seed=0` | the seeded generator (`synthetic:` for defaults) |
+
+Example:
+
+>>> ds = load("synthetic:users=10,items=20,per_user=5")
+>>> ds.name
+'synthetic:users=10,items=20,per_user=5,topics=10,seed=0'
+"""
+
+from tfrec.data import errors, movielens, synthetic, table, tfds_source
+
+KINDS = ("movielens", "tfds", "table", "synthetic")
+
+
+def parse_options(text, source):
+    """Parses "key=value,key=value" into a dict of str."""
+    options = {}
+    for part in filter(None, text.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or not key or not value:
+            raise errors.SourceError(f"expected key=value pairs separated by ',', got {part!r}", file=source)
+        options[key.strip()] = value.strip()
+    return options
+
+
+def load(source, on_bad_rows="error", columns=None, delimiter=None, **assemble_options):
+    """Loads the data set named by a `--source` value.
+
+    Args:
+        source: "movielens:DIR", "tfds:NAME", "table:interactions=F,items=F[,users=F]"
+            or "synthetic:[key=value,...]" (keys users, items, per_user, topics, seed).
+        on_bad_rows: "error" (raise on the first bad row) or "skip" (skip and
+            count bad rows per reason in `ds.skipped`).
+        columns: `table.ColumnMap` for table sources.
+        delimiter: CSV/TSV delimiter override for table sources.
+        **assemble_options: `rating_range`, `time_format`, `genres_separator`
+            for table sources.
+
+    Returns:
+        `InteractionData`.
+    """
+    kind, sep, rest = source.partition(":")
+    if not sep or kind not in KINDS:
+        raise errors.SourceError(
+            f"expected --source as KIND:VALUE with KIND one of {', '.join(KINDS)} "
+            "(e.g. movielens:/data/ml-100k, synthetic:users=200)",
+            file=source,
+        )
+    checker = errors.RowChecker(on_bad_rows)
+    if kind == "movielens":
+        return movielens.load_movielens(rest, checker)
+    if kind == "tfds":
+        return tfds_source.load_tfds(rest, checker)
+    if kind == "table":
+        return table.load_table(parse_options(rest, source), columns, checker, delimiter, **assemble_options)
+    options = parse_options(rest, source)
+    unknown = sorted(set(options) - set(synthetic.DEFAULTS))
+    if unknown:
+        raise errors.SourceError(f"unknown synthetic option(s) {unknown}; known: {list(synthetic.DEFAULTS)}", file=source)
+    try:
+        values = {key: int(value) for key, value in options.items()}
+    except ValueError as error:
+        raise errors.SourceError(f"synthetic options must be integers ({error})", file=source) from error
+    return synthetic.generate(**values)

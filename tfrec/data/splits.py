@@ -1,0 +1,95 @@
+"""Train / valid / test splits of the interactions.
+
+| split            | rule |
+|------------------|------|
+| `leave_last_out` | per user, sorted by (timestamp, item id): last = test, one before = valid, rest = train |
+| `temporal`       | global cutoffs at the timestamp quantiles given by `fractions` (ties stay together) |
+| `random`         | seeded random assignment in `fractions` (as in the TFRS tutorials) |
+| `cold_items`     | a seeded `cold_fraction` of the items appears in no training interaction; their interactions go half (by item) to valid, half to test; all others train |
+
+Example:
+
+>>> from tfrec.data import synthetic
+>>> ds = synthetic.generate(users=5, items=20, per_user=4)
+>>> sp = split_interactions(ds, "leave_last_out")
+>>> len(sp.valid), len(sp.test)
+(5, 5)
+"""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from tfrec.data import schema
+
+SPLITS = ("leave_last_out", "temporal", "random", "cold_items")
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+@dataclasses.dataclass
+class Split:
+    """Interactions divided for training and evaluation.
+
+    Attributes:
+        name: the split method.
+        train, valid, test: DataFrames of interactions (rows of `ds.interactions`,
+            same order).
+        cold_items: item ids kept out of training (`cold_items` split only).
+    """
+
+    name: str
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    cold_items: frozenset = frozenset()
+
+    def sizes(self):
+        """{"train": n, "valid": n, "test": n}."""
+        return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
+
+
+def split_interactions(ds, method="leave_last_out", fractions=(0.8, 0.1, 0.1), seed=0, cold_fraction=0.1):
+    """Splits `ds.interactions`.
+
+    Args:
+        ds: `InteractionData` (interactions sorted by user, timestamp, item).
+        method: one of `SPLITS`.
+        fractions: (train, valid, test) shares for `temporal` and `random`.
+        seed: seed for `random` and `cold_items`.
+        cold_fraction: share of the items with interactions held out by `cold_items`.
+
+    Returns:
+        `Split`.
+    """
+    logs = ds.interactions
+    if method not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {method!r}")
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if len(fractions) != 3 or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions.tolist()}")
+    if not 0 < cold_fraction < 1:
+        raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
+    cold = frozenset()
+    if method == "leave_last_out":
+        users = logs[schema.USER_ID].to_numpy()
+        from_end = pd.Series(users).groupby(users, sort=False).cumcount(ascending=False).to_numpy()
+        part = np.select([from_end == 0, from_end == 1], [2, 1], 0)
+    elif method == "temporal":
+        times = np.sort(logs[schema.TIMESTAMP].to_numpy())
+        bounds = np.cumsum(fractions[:2]) * len(times)
+        cutoffs = times[np.minimum(bounds.astype(np.int64), len(times) - 1)]
+        part = np.searchsorted(cutoffs, logs[schema.TIMESTAMP].to_numpy(), side="right")
+    elif method == "random":
+        draw = np.random.default_rng(seed).random(len(logs))
+        part = np.searchsorted(np.cumsum(fractions[:2]), draw, side="right")
+    else:
+        items = np.array(sorted(set(logs[schema.ITEM_ID])), dtype=object)
+        rng = np.random.default_rng(seed)
+        chosen = rng.permutation(items)[: max(1, int(round(cold_fraction * len(items))))]
+        cold = frozenset(chosen)
+        valid_items = set(chosen[: len(chosen) // 2])
+        item_column = logs[schema.ITEM_ID]
+        part = np.where(item_column.isin(cold), np.where(item_column.isin(valid_items), 1, 2), 0)
+    frames = [logs[part == code].reset_index(drop=True) for code in range(3)]
+    return Split(method, *frames, cold_items=cold)

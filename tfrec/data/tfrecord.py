@@ -1,0 +1,157 @@
+"""Sharded TFRecord files of examples, for data larger than memory.
+
+Layout of a written directory:
+
+    metadata.json                          history length, example counts, files
+    vocabulary.json                        the `Vocabulary` (when given)
+    items.jsonl                            {"item_id", "text"} per item, index order (when given)
+    train-00000-of-00004.tfrecord ...      `tf.train.Example`s, one per example
+
+Shards hold contiguous runs of examples, so reading them back in order
+returns the examples in the order written. A directory is written under a
+temporary name and renamed when complete: a partial output never looks complete.
+
+Example:
+
+>>> write_tfrecords({"train": [chunk]}, {"train": 1000}, "out/", num_shards=2, history_length=50)  # doctest: +SKIP
+>>> dataset = read_tfrecords("out/", "train")  # doctest: +SKIP
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec.data import errors, schema
+from tfrec.data.examples import FEATURES
+
+METADATA_FILE = "metadata.json"
+VOCABULARY_FILE = "vocabulary.json"
+ITEMS_FILE = "items.jsonl"
+
+
+def shard_name(split, shard, num_shards):
+    return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def _serialize(example):
+    """Serialises one example (feature name -> list of numbers) as a `tf.train.Example`."""
+    features = {}
+    for name, values in example.items():
+        if FEATURES[name][0] == np.float32:
+            features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        else:
+            features[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def write_tfrecords(
+    chunks_by_split, counts, output_dir, num_shards, history_length, vocab=None, item_texts=None, extra=None
+):
+    """Writes examples as sharded TFRecords, atomically.
+
+    Args:
+        chunks_by_split: dict split name -> iterable of example dicts (feature
+            name -> np.ndarray, see `examples.FEATURES`), e.g. `examples.iter_examples`.
+        output_dir: the directory to create (replaced if it exists).
+        num_shards: files per split (>= 1); examples go to shards in contiguous runs.
+        history_length: N of the history features.
+        counts: dict split name -> number of examples (places the contiguous
+            runs while streaming; a mismatch raises `DataError`).
+        vocab: optional `Vocabulary` saved next to the shards.
+        item_texts: optional `item_texts(...)` list saved as items.jsonl (needs `vocab`).
+        extra: optional dict added to metadata.json (e.g. the source and split).
+
+    Returns:
+        dict of the metadata written.
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    output_dir = pathlib.Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    temp = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    temp.chmod(0o755)
+    try:
+        metadata = {"history_length": history_length, "num_shards": num_shards, "splits": {}, **(extra or {})}
+        for split, chunks in chunks_by_split.items():
+            metadata["splits"][split] = {
+                "examples": _write_split(chunks, temp, split, num_shards, counts[split]),
+                "files": [shard_name(split, s, num_shards) for s in range(num_shards)],
+            }
+        (temp / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        if vocab is not None:
+            (temp / VOCABULARY_FILE).write_text(vocab.to_json())
+        if item_texts is not None:
+            lines = (json.dumps({"item_id": i, "text": t}) for i, t in zip(vocab.item_ids[1:], item_texts[1:]))
+            (temp / ITEMS_FILE).write_text("".join(line + "\n" for line in lines))
+        if output_dir.exists():
+            old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+            output_dir.rename(old)
+            temp.rename(output_dir)
+            shutil.rmtree(old)
+        else:
+            temp.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return metadata
+
+
+def _write_split(chunks, directory, split, num_shards, total):
+    writers = [tf.io.TFRecordWriter(str(directory / shard_name(split, s, num_shards))) for s in range(num_shards)]
+    written = 0
+    try:
+        for chunk in chunks:
+            columns = {name: chunk[name].reshape(len(chunk[name]), -1).tolist() for name in FEATURES}
+            for row in range(len(columns[schema.LABEL])):
+                shard = min(written * num_shards // max(total, 1), num_shards - 1)
+                writers[shard].write(_serialize({name: values[row] for name, values in columns.items()}))
+                written += 1
+    finally:
+        for writer in writers:
+            writer.close()
+    if written != total:
+        raise errors.DataError(f"expected {total} {split} examples, got {written}", file=str(directory))
+    return written
+
+
+def read_tfrecords(directory, split, parallel_batch=1024):
+    """Reads one split written by `write_tfrecords`, in the order written.
+
+    Args:
+        directory: the output directory of `write_tfrecords`.
+        split: "train", "valid" or "test".
+        parallel_batch: records parsed together (parsing speed only).
+
+    Returns:
+        unbatched `tf.data.Dataset` of example dicts with the dtypes and shapes
+        of `examples.FEATURES` (history features [N]).
+    """
+    directory = pathlib.Path(directory)
+    metadata_path = directory / METADATA_FILE
+    if not metadata_path.is_file():
+        raise errors.SourceError(f"no {METADATA_FILE}: not a complete TFRecord output directory", file=directory)
+    metadata = json.loads(metadata_path.read_text())
+    if split not in metadata["splits"]:
+        raise errors.SourceError(f"no split {split!r}; it has {sorted(metadata['splits'])}", file=directory)
+    length = metadata["history_length"]
+    spec = {
+        name: tf.io.FixedLenFeature([length] if sequence else [], tf.float32 if dtype == np.float32 else tf.int64)
+        for name, (dtype, sequence) in FEATURES.items()
+    }
+
+    def parse(records):
+        parsed = tf.io.parse_example(records, spec)
+        return {name: tf.cast(parsed[name], tf.as_dtype(FEATURES[name][0])) for name in FEATURES}
+
+    files = [str(directory / f) for f in metadata["splits"][split]["files"]]
+    return (
+        tf.data.TFRecordDataset(files)
+        .batch(parallel_batch)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .unbatch()
+    )
