@@ -1,0 +1,137 @@
+"""RecommenderClient and BatchingClient against the embedded server on a localhost socket."""
+
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+import serving_fixtures as sf
+from tfrec.serving.client import RecommenderClient, ServingError, pad_histories
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Starts a status() call first, then the server: the call must get through by retrying."""
+    base = tmp_path_factory.mktemp("models")
+    sf.save_version(str(base / "tiny"), 1, seed=4)
+    port = sf.free_port()
+    early = {}
+
+    def call_before_server_starts():
+        client = RecommenderClient(
+            f"127.0.0.1:{port}", "tiny", retries=12, backoff_seconds=0.25, max_backoff_seconds=2.0, timeout=5
+        )
+        try:
+            early["recs"] = client.recommend([["item1"]], k=2)
+        except ServingError as e:
+            early["error"] = e
+        early["retries"] = client.retries_made
+        client.close()
+
+    caller = threading.Thread(target=call_before_server_starts)
+    caller.start()
+    proc = sf.ServerProcess(
+        [f"--model_name=tiny", f"--model_base_path={base / 'tiny'}", "--file_system_poll_wait_seconds=0"],
+        port,
+        str(base / "server.log"),
+    )
+    try:
+        proc.wait_serving()
+        caller.join(60)
+        proc.early = early
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_client_retries_until_a_late_server_answers(server):
+    assert "error" not in server.early, server.early.get("error")
+    assert server.early["recs"].item_ids.shape == (1, 2)
+    assert server.early["retries"] >= 1
+
+
+def test_retries_exhausted_raise_unavailable():
+    with RecommenderClient(f"127.0.0.1:{sf.free_port()}", "tiny", retries=2, backoff_seconds=0.01) as client:
+        with pytest.raises(ServingError) as err:
+            client.status()
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        assert client.retries_made == 2
+
+
+def test_errors_carry_code_and_message(server):
+    with RecommenderClient(server.target, "nope") as client:
+        with pytest.raises(ServingError) as err:
+            client.recommend([["item1"]])
+    assert err.value.code == grpc.StatusCode.NOT_FOUND and "model 'nope' is not served" in err.value.message
+    with RecommenderClient(server.target, "tiny") as client:
+        with pytest.raises(ServingError) as err:
+            client.recommend([["item1", "ghost"]])
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "ghost" in err.value.message
+        assert client.retries_made == 0  # INVALID_ARGUMENT is not retried
+
+
+def test_client_side_input_checks():
+    assert pad_histories([["a", "b"], ["c"], []]) == [["a", "b"], ["", "c"], ["", ""]]
+    with pytest.raises(TypeError, match=r"histories\[0\] is the str 'abc'"):
+        pad_histories(["abc"])
+    with pytest.raises(TypeError, match=r"histories\[1\]\[0\] is int 3"):
+        pad_histories([["a"], [3]])
+    with pytest.raises(ValueError, match="histories is"):
+        pad_histories([])
+    with pytest.raises(ValueError, match="version or version_label"):
+        RecommenderClient("127.0.0.1:1", "tiny", version=1, version_label="stable")
+
+
+def test_score_rejects_ragged_candidates(server):
+    with RecommenderClient(server.target, "tiny") as client:
+        with pytest.raises(ValueError, match=r"candidates\[1\] has 1 ids; expected 2"):
+            client.score([["item1"], ["item2"]], [["item3", "item4"], ["item5"]])
+
+
+def test_batching_client_returns_the_same_as_unbatched(server):
+    rng = np.random.default_rng(0)
+    histories = [
+        [f"item{i}" for i in rng.choice(np.arange(1, 41), size=rng.integers(0, 6), replace=False)] for _ in range(64)
+    ]
+    with RecommenderClient(server.target, "tiny") as client:
+        expected = [client.recommend([h], k=5) for h in histories]
+        results = [None] * len(histories)
+        with client.batching(max_batch_size=16, max_delay_ms=20) as batched:
+
+            def worker(indices):
+                for i in indices:
+                    results[i] = batched.recommend([histories[i]], k=5)
+
+            threads = [threading.Thread(target=worker, args=(range(t, 64, 16),)) for t in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert batched.batches_sent < len(histories)  # requests were merged
+    for got, want in zip(results, expected):
+        assert got.item_ids.tolist() == want.item_ids.tolist()
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)
+        assert got.version == 1
+
+
+def test_batching_client_isolates_a_bad_request(server):
+    outcomes = {}
+    with RecommenderClient(server.target, "tiny") as client, client.batching(max_delay_ms=50) as batched:
+
+        def call(name, history):
+            try:
+                outcomes[name] = batched.recommend([history], k=3)
+            except ServingError as e:
+                outcomes[name] = e
+
+        threads = [
+            threading.Thread(target=call, args=(name, history))
+            for name, history in (("good1", ["item1"]), ("bad", ["missing-id"]), ("good2", ["item2", "item3"]))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert outcomes["bad"].code == grpc.StatusCode.INVALID_ARGUMENT and "missing-id" in outcomes["bad"].message
+    assert outcomes["good1"].item_ids.shape == (1, 3) and outcomes["good2"].item_ids.shape == (1, 3)
