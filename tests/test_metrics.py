@@ -146,3 +146,24 @@ def test_click_metrics_rejects_bad_labels_and_one_class():
         metrics.click_metrics([0.1, 0.2], [1, 1])
     with pytest.raises(ValueError, match="prob: index 0 is 1.5"):
         metrics.click_metrics([1.5, 0.2], [1, 0])
+
+
+def test_full_history_examples_hold_every_earlier_item():
+    from tfrec import data
+    from tfrec.data import schema, synthetic
+    from tfrec.evaluation import full_history_examples
+
+    ds = synthetic.generate(users=6, items=40, per_user=12, seed=3)
+    vocab = data.Vocabulary.from_data(ds)
+    split = data.split_interactions(ds, "leave_last_out")
+    parts = full_history_examples(ds, split, vocab)
+    per_user = ds.interactions.groupby(schema.USER_ID).size()
+    test = parts["test"]
+    assert test[schema.HISTORY_ITEM_IDS].shape[1] == per_user.max()
+    assert parts["train"][schema.HISTORY_ITEM_IDS].shape[1] == 1
+    # Each test target's history is every other interaction of the user (train + valid), in order.
+    items_of = ds.interactions.groupby(schema.USER_ID)[schema.ITEM_ID].apply(list)
+    rows = zip(test[schema.USER_INDEX], test[schema.HISTORY_ITEM_IDS], test[schema.TARGET_ITEM_ID])
+    for user, history, target in rows:
+        expected = vocab.item_index(items_of[vocab.user_ids[user]]).tolist()
+        assert history[history > 0].tolist() + [target] == expected

@@ -27,7 +27,8 @@ Example (parent side):
 (943, 1683)
 
 Command line (normally started by `run_tfrs`):
-`TF_USE_LEGACY_KERAS=1 python -m tfrec.baselines.tfrs_runner --task=retrieval --epochs=3 --input=in.npz --output=out.npz`
+`TF_USE_LEGACY_KERAS=1 python -m tfrec.baselines.tfrs_runner --task=retrieval --epochs=3
+--input=in.npz --output=out.npz`
 """
 
 import os
@@ -69,8 +70,9 @@ def write_inputs(path, examples, num_users, num_items, valid_exclude=None):
         int arrays), excluded from the validation ranking with the history.
     """
     arrays = {"num_users": np.int64(num_users), "num_items": np.int64(num_items)}
+    columns = (("user", schema.USER_INDEX), ("item", schema.TARGET_ITEM_ID), ("rating", schema.TARGET_RATING))
     for part in ("train", "valid", "test"):
-        for key, name in (("user", schema.USER_INDEX), ("item", schema.TARGET_ITEM_ID), ("rating", schema.TARGET_RATING)):
+        for key, name in columns:
             if name not in examples[part]:
                 raise KeyError(f"run_tfrs: examples[{part!r}] lacks feature {name!r}")
             arrays[f"{part}_{key}"] = np.asarray(examples[part][name])

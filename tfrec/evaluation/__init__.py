@@ -1,6 +1,7 @@
-"""Evaluation: full-catalogue ranking, rating and click metrics (numpy only)."""
+"""Evaluation: full-catalogue ranking, rating and click metrics (numpy), complete-history examples."""
 
 from tfrec.evaluation import metrics
+from tfrec.evaluation.full_history import full_history_examples
 from tfrec.evaluation.metrics import (
     click_metrics,
     hit_rate_curve,
@@ -13,6 +14,7 @@ from tfrec.evaluation.metrics import (
 __all__ = [
     "metrics",
     "click_metrics",
+    "full_history_examples",
     "hit_rate_curve",
     "metrics_from_ranks",
     "ranking_metrics",
