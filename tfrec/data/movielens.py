@@ -8,9 +8,13 @@ The layout is detected from the files in the directory:
 | 1M           | `ratings.dat` (`::`)          | `movies.dat` (`::`, genres `|`) | `users.dat` |
 | latest-small | `ratings.csv`                 | `movies.csv`                  | -          |
 
-`u.item`, `u.user` and the `.dat` files are Latin-1; the CSV files UTF-8.
+`u.item`, `u.user` and the `.dat` files are Latin-1 (a line that is valid
+UTF-8 is read as UTF-8: some copies were re-saved so); the CSV files UTF-8.
 When `movie_wiki.csv` (`movie_title,wiki_summary`) is present its summaries
-become the item descriptions, joined on the exact title.
+become the item descriptions, joined on the exact title. Copies whose
+accented letters were lost (replaced by U+FFFD) are joined where exactly one
+wiki title matches with each U+FFFD standing for one letter, and take that
+title (restoring the accents).
 
 Example:
 
@@ -20,6 +24,7 @@ Example:
 """
 
 import pathlib
+import re
 
 import numpy as np
 import pandas as pd
@@ -73,9 +78,9 @@ def load_movielens(directory, checker=None):
         )
         rating_range = (1, 5)
     elif layout == "1m":
-        ratings = readers.read_delimited(directory / "ratings.dat", "::", _RATINGS, checker, "latin-1")
+        ratings = readers.read_delimited(directory / "ratings.dat", "::", _RATINGS, checker, readers.UTF8_OR_LATIN1)
         items = readers.read_delimited(
-            directory / "movies.dat", "::", (schema.ITEM_ID, schema.TITLE, schema.GENRES), checker, "latin-1"
+            directory / "movies.dat", "::", (schema.ITEM_ID, schema.TITLE, schema.GENRES), checker, readers.UTF8_OR_LATIN1
         )
         users = _optional(
             directory / "users.dat", "::", (schema.USER_ID, "gender", "age", "occupation", "zip_code"), checker
@@ -99,7 +104,7 @@ def load_movielens(directory, checker=None):
 
 
 def _optional(path, separator, names, checker):
-    return readers.read_delimited(path, separator, names, checker, "latin-1") if path.is_file() else None
+    return readers.read_delimited(path, separator, names, checker, readers.UTF8_OR_LATIN1) if path.is_file() else None
 
 
 def _renamed(raw, columns):
@@ -115,7 +120,7 @@ def _renamed(raw, columns):
 
 
 def _read_100k_items(directory, checker):
-    genres = readers.read_delimited(directory / "u.genre", "|", ("name", "index"), checker, "latin-1")
+    genres = readers.read_delimited(directory / "u.genre", "|", ("name", "index"), checker, readers.UTF8_OR_LATIN1)
     # The names are listed in flag order.
     names = genres.frame["name"].tolist()
     flags = [f"flag_{i}" for i in range(len(names))]
@@ -124,7 +129,7 @@ def _read_100k_items(directory, checker):
         "|",
         (schema.ITEM_ID, schema.TITLE, "release_date", "video_release_date", "url", *flags),
         checker,
-        "latin-1",
+        readers.UTF8_OR_LATIN1,
     )
     values = raw.frame[flags].to_numpy(dtype=object)
     bad = ~np.isin(values, ["0", "1"]).all(axis=1)
@@ -157,4 +162,14 @@ def _join_descriptions(items, wiki):
             f"expected columns movie_title, wiki_summary; the file has {list(wiki.frame.columns)}", file=wiki.file
         )
     summaries = wiki.frame.drop_duplicates("movie_title").set_index("movie_title")["wiki_summary"]
-    items.frame[schema.DESCRIPTION] = items.frame[schema.TITLE].map(summaries).fillna("")
+    titles = items.frame[schema.TITLE].map(lambda title: _repaired_title(title, summaries.index))
+    items.frame[schema.TITLE] = titles
+    items.frame[schema.DESCRIPTION] = titles.map(summaries).fillna("")
+
+
+def _repaired_title(title, known_titles):
+    if "\ufffd" not in title:
+        return title
+    pattern = re.compile("".join("." if c == "\ufffd" else re.escape(c) for c in title))
+    matches = [t for t in known_titles if pattern.fullmatch(t)]
+    return matches[0] if len(matches) == 1 else title

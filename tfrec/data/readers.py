@@ -35,10 +35,27 @@ FORMATS = {
 }
 
 
+# Decode each line as UTF-8 when it is valid UTF-8, else as Latin-1: the MovieLens
+# files are Latin-1, but some redistributed copies were re-saved as UTF-8.
+UTF8_OR_LATIN1 = "utf-8-or-latin-1"
+
+
+def _decode_line(line):
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
+
+
 def _lines(path, encoding):
     """The file's lines, without the blank lines that end some published files."""
-    with _open_text(path, encoding) as f:
-        lines = f.read().splitlines()
+    if encoding == UTF8_OR_LATIN1:
+        with _open_text(path, "latin-1"):  # checks that the file exists
+            pass
+        lines = [_decode_line(line) for line in pathlib.Path(path).read_bytes().splitlines()]
+    else:
+        with _open_text(path, encoding) as f:
+            lines = f.read().splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
@@ -61,7 +78,8 @@ def read_delimited(path, separator, names, checker=None, encoding="utf-8"):
         separator: field separator, e.g. "\\t", "|" or "::".
         names: the column names, one per field.
         checker: `errors.RowChecker`; default raises on a malformed line.
-        encoding: text encoding (undecodable bytes are flagged per field later).
+        encoding: text encoding (undecodable bytes are flagged per field later),
+            or `UTF8_OR_LATIN1`.
 
     Returns:
         `RawTable` of str values.

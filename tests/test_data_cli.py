@@ -1,0 +1,70 @@
+"""`python -m tfrec.data describe|convert` end to end on small data."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+from tfrec.data import tfrecord
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SOURCE = "--source=synthetic:users=30,items=60,per_user=8,seed=1"
+
+
+def run(*args, env=None):
+    environment = {k: v for k, v in os.environ.items() if k != "TFREC_DATA_DIR"} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "tfrec.data", *args], capture_output=True, text=True, cwd=ROOT, env=environment
+    )
+
+
+def test_describe_json_and_text():
+    result = run("describe", SOURCE, "--split=random", "--format=json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["users"] == 30 and stats["items"] == 60 and stats["text_coverage"] == 1.0
+    assert sum(stats["splits"].values()) == stats["interactions"]
+    assert set(stats["events"]) == {"view", "click", "purchase"}
+    text = run("describe", SOURCE, "--split=cold_items").stdout
+    assert "text coverage       100.0% of items have a description" in text
+    assert "cold items)" in text and "skipped rows        none" in text
+
+
+def test_describe_without_data_says_how_to_provide_it():
+    result = run("describe")
+    assert result.returncode == 2
+    for hint in ("--source=movielens:DIR", "TFREC_DATA_DIR", "tfds:"):
+        assert hint in result.stderr
+
+
+def test_describe_uses_tfrec_data_dir(tmp_path):
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,10\n1,2,3.0,20\n1,1,5.0,30\n")
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,One,Drama\n2,Two,Comedy\n")
+    result = run("describe", "--format=json", env={"TFREC_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == f"movielens:{tmp_path}"
+
+
+def test_bad_data_exits_with_the_error_message(tmp_path):
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,10\n1,7,3.0,20\n")
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,One,Drama\n")
+    result = run("describe", f"--source=movielens:{tmp_path}")
+    assert result.returncode == 2
+    assert "ratings.csv, row 3, field 'item_id': got '7', expected an item_id of the catalogue" in result.stderr
+    skipped = run("describe", f"--source=movielens:{tmp_path}", "--on_bad_rows=skip", "--format=json")
+    assert json.loads(skipped.stdout)["skipped"] == {"unknown_item": 1}
+
+
+def test_convert_writes_complete_shards(tmp_path):
+    out = tmp_path / "records"
+    result = run("convert", SOURCE, f"--output_dir={out}", "--num_shards=2", "--history_length=4", "--chunk_size=7")
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((out / tfrecord.METADATA_FILE).read_text())
+    assert metadata["history_length"] == 4 and metadata["split"] == "leave_last_out"
+    assert {name: s["examples"] for name, s in metadata["splits"].items()}["test"] == 30
+    assert sorted(p.name for p in out.glob("*.tfrecord"))[:2] == [
+        "test-00000-of-00002.tfrecord",
+        "test-00001-of-00002.tfrecord",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["records"]
