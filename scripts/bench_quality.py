@@ -53,8 +53,12 @@ MAIN_SPLIT = "leave_last_out"
 COLD_SPLIT = "cold_items"
 MAX_K = 100
 SEEDS = (0, 1, 2)
+DETERMINISTIC = ()
+"""The seeds of a row that no seed changes: it runs once (with seed 0)."""
 BEGIN, END = "<!-- bench_quality -->", "<!-- /bench_quality -->"
 TABLE_METRICS = ("HR@10", "NDCG@10", "Recall@100", "MRR", "RMSE")
+CURVE_KS = (10, 100, *(k for k in range(1, MAX_K + 1) if k not in (10, 100)))
+"""--eval_ks of tfrec rows: the HR@K curve; 10 first so that `--monitor=auto` still means val_HR@10."""
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -127,7 +131,7 @@ class Row:
       name: key for --only and the results file name.
       label: the model column of the table.
       split: MAIN_SPLIT (main table) or COLD_SPLIT (cold-start table).
-      seeds: seeds to run (one for deterministic rows).
+      seeds: seeds to run; `DETERMINISTIC` for rows whose result no seed changes.
       run: callable(context, seed, row) -> dict with "metrics", optionally
         "curve" (HR@1..100), "train_seconds", "notes".
       flagfile: for tfrec rows, the flagfile (the row runs only if it exists).
@@ -227,7 +231,7 @@ def _tfrec(context, seed, row):
         f"--seed={seed}",
         f"--source=movielens:{context.data_dir}",
         f"--split={row.split}",
-        "--eval_ks=" + ",".join(str(k) for k in range(1, MAX_K + 1)),
+        "--eval_ks=" + ",".join(str(k) for k in CURVE_KS),
         "--verbose=0",
         *row.extra_flags,
     ]
@@ -265,7 +269,7 @@ def _item_knn(context):
 
 TRAIN_VALID = ("train", "valid")
 ROWS = [
-    Row("popularity", "popularity (train counts)", MAIN_SPLIT, (0,), _ranking_baseline(_popularity)),
+    Row("popularity", "popularity (train counts)", MAIN_SPLIT, DETERMINISTIC, _ranking_baseline(_popularity)),
     Row("tfrs_retrieval_3", "TFRS basic retrieval, 3 epochs (as published)", MAIN_SPLIT, SEEDS,
         _tfrs("retrieval", 3, False)),
     Row("tfrs_retrieval_converged", "TFRS basic retrieval, converged (epoch by valid NDCG@10)", MAIN_SPLIT, SEEDS,
@@ -274,23 +278,28 @@ ROWS = [
         _tfrs("ranking", 3, False)),
     Row("tfrs_ranking_converged", "TFRS basic ranking, converged (epoch by valid RMSE)", MAIN_SPLIT, SEEDS,
         _tfrs("ranking", _converged_epochs, True)),
-    Row("transitions", "item-to-item transitions (last 5, within 3 steps, 0.8^age)", MAIN_SPLIT, (0,),
+    Row("transitions", "item-to-item transitions (last 5, within 3 steps, 0.8^age)", MAIN_SPLIT, DETERMINISTIC,
         _ranking_baseline(_transitions, TRAIN_VALID)),
-    Row("item_knn", "item-kNN (cosine co-occurrence)", MAIN_SPLIT, (0,), _ranking_baseline(_item_knn, TRAIN_VALID)),
-    Row("biases", "user + item biases (lambda 5)", MAIN_SPLIT, (0,),
+    Row("item_knn", "item-kNN (cosine co-occurrence)", MAIN_SPLIT, DETERMINISTIC,
+        _ranking_baseline(_item_knn, TRAIN_VALID)),
+    Row("biases", "user + item biases (lambda 5)", MAIN_SPLIT, DETERMINISTIC,
         _rating_baseline(lambda c: baselines.Biases(c.vocab.num_items, c.vocab.num_users))),
-    Row("global_mean", "global mean rating", MAIN_SPLIT, (0,),
+    Row("global_mean", "global mean rating", MAIN_SPLIT, DETERMINISTIC,
         _rating_baseline(lambda c: baselines.GlobalMean(c.vocab.num_items))),
-    _tfrec_row("tfrec_retrieval_ids", "tfrec retrieval, item ids only", "configs/retrieval_ids.flags"),
-    _tfrec_row("tfrec_retrieval_text", "tfrec retrieval, MiniLM text + item ids", "configs/retrieval_text.flags"),
-    _tfrec_row("tfrec_ranking", "tfrec ranking", "configs/ranking.flags"),
-    _tfrec_row("tfrec_multitask", "tfrec multitask", "configs/multitask.flags"),
-    Row("cold_popularity", "popularity (train counts)", COLD_SPLIT, (0,), _ranking_baseline(_popularity)),
-    Row("cold_transitions", "item-to-item transitions", COLD_SPLIT, (0,), _ranking_baseline(_transitions)),
-    Row("cold_item_knn", "item-kNN", COLD_SPLIT, (0,), _ranking_baseline(_item_knn)),
+    _tfrec_row("tfrec_retrieval", "tfrec retrieval: frozen MiniLM text + item ids, transformer over 50",
+               "configs/ml100k_retrieval.flags"),
+    _tfrec_row("tfrec_retrieval_ids", "tfrec retrieval: item ids only (no text)", "configs/ml100k_retrieval.flags",
+               ["--use_text=false"]),
+    _tfrec_row("tfrec_ranking", "tfrec ranking (rating)", "configs/ml100k_ranking.flags"),
+    _tfrec_row("tfrec_multitask", "tfrec multitask (retrieval + rating)", "configs/ml100k_multitask.flags"),
+    Row("cold_popularity", "popularity (train counts)", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_popularity)),
+    Row("cold_transitions", "item-to-item transitions", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_transitions)),
+    Row("cold_item_knn", "item-kNN", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_item_knn)),
     Row("cold_tfrs_retrieval_3", "TFRS basic retrieval, 3 epochs", COLD_SPLIT, (0,), _tfrs("retrieval", 3, False)),
-    _tfrec_row("cold_tfrec_retrieval_text", "tfrec retrieval, MiniLM text + item ids", "configs/retrieval_text.flags",
-               split=COLD_SPLIT),
+    _tfrec_row("cold_tfrec_retrieval", "tfrec retrieval: frozen MiniLM text + item ids",
+               "configs/ml100k_retrieval.flags", split=COLD_SPLIT),
+    _tfrec_row("cold_tfrec_retrieval_ids", "tfrec retrieval: item ids only (no text)",
+               "configs/ml100k_retrieval.flags", ["--use_text=false"], split=COLD_SPLIT),
 ]
 ROWS_BY_NAME = {row.name: row for row in ROWS}
 
@@ -322,7 +331,7 @@ def write_atomic(path, text):
 def run_row(context, row):
     """Runs every seed of a row and saves the result JSON; returns it."""
     runs = []
-    for seed in row.seeds:
+    for seed in row.seeds or (0,):
         print(f"[bench_quality] {row.name} seed {seed} ...", flush=True)
         result = row.run(context, seed, row)
         result["seed"] = seed
@@ -389,39 +398,42 @@ def _not_run(row):
     return f"not run: {reason}" if reason else f"not run yet (`--only={row.name}`)"
 
 
-def main_table(results):
-    lines = [
-        "| model | seeds | HR@10 | NDCG@10 | Recall@100 | MRR | RMSE | train wall time | notes |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in (row for row in ROWS if row.split == MAIN_SPLIT):
+def _table(results, split, columns, cells):
+    """Markdown table of the rows of `split`: model, seeds, then `columns` filled by `cells(record)`.
+
+    A row without a saved result says why in its last column.
+    """
+    lines = ["| " + " | ".join(["model", "seeds", *columns]) + " |", "|" + "---|" * (len(columns) + 2)]
+    for row in (row for row in ROWS if row.split == split):
         record = results.get(row.name)
         if record is None:
-            lines.append(f"| {row.label} | — | — | — | — | — | — | — | {_not_run(row)} |")
-            continue
-        seeds = len(record["runs"]) if len(record["runs"]) > 1 else "—"
-        cells = [_cell(_metric_values(record, key), 3 if key == "RMSE" else 4) for key in TABLE_METRICS]
-        notes = "; ".join(sorted({run["notes"] for run in record["runs"] if run.get("notes")}))
-        wall = _seconds([run["train_seconds"] for run in record["runs"] if "train_seconds" in run])
-        lines.append(f"| {row.label} | {seeds} | {' | '.join(cells)} | {wall} | {notes} |")
+            seeds, values = "—", ["—"] * (len(columns) - 1) + [_not_run(row)]
+        else:
+            seeds = "deterministic" if row.seeds == DETERMINISTIC else len(record["runs"])
+            values = cells(record)
+        lines.append("| " + " | ".join([row.label, str(seeds), *values]) + " |")
     return "\n".join(lines)
+
+
+def _main_cells(record):
+    cells = [_cell(_metric_values(record, key), 3 if key == "RMSE" else 4) for key in TABLE_METRICS]
+    wall = _seconds([run["train_seconds"] for run in record["runs"] if "train_seconds" in run])
+    notes = "; ".join(sorted({run["notes"] for run in record["runs"] if run.get("notes")}))
+    return [*cells, wall, notes]
+
+
+def _cold_cells(record):
+    hr = _cell(_metric_values(record, "HR@100"))
+    return [str(record["cold_test_targets"]), hr, f"{record['random_hr_at_100']:.4f}"]
+
+
+def main_table(results):
+    return _table(results, MAIN_SPLIT, [*TABLE_METRICS, "train wall time", "notes"], _main_cells)
 
 
 def cold_table(results):
-    lines = [
-        "| model | seeds | cold test targets | HR@100 on cold targets | random ranking HR@100 |",
-        "|---|---|---|---|---|",
-    ]
-    for row in (row for row in ROWS if row.split == COLD_SPLIT):
-        record = results.get(row.name)
-        if record is None:
-            lines.append(f"| {row.label} | — | — | — | {_not_run(row)} |")
-            continue
-        seeds = len(record["runs"]) if len(record["runs"]) > 1 else "—"
-        hr = _cell(_metric_values(record, "HR@100"))
-        targets, random_hr = record["cold_test_targets"], record["random_hr_at_100"]
-        lines.append(f"| {row.label} | {seeds} | {targets} | {hr} | {random_hr:.4f} |")
-    return "\n".join(lines)
+    columns = ["cold test targets", "HR@100 on cold targets", "random ranking HR@100"]
+    return _table(results, COLD_SPLIT, columns, _cold_cells)
 
 
 def plot_curves(results, path):

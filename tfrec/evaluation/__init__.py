@@ -5,6 +5,7 @@ from tfrec.evaluation.full_history import full_history_examples
 from tfrec.evaluation.metrics import (
     click_metrics,
     hit_rate_curve,
+    hit_rate_curve_from_ranks,
     metrics_from_ranks,
     ranking_metrics,
     rating_metrics,
@@ -16,6 +17,7 @@ __all__ = [
     "click_metrics",
     "full_history_examples",
     "hit_rate_curve",
+    "hit_rate_curve_from_ranks",
     "metrics_from_ranks",
     "ranking_metrics",
     "rating_metrics",
