@@ -1,10 +1,14 @@
-"""RecommenderClient and BatchingClient against the embedded server on a localhost socket."""
+"""RecommenderClient and BatchingClient against the embedded server on a localhost socket.
+
+This module's server batches on the server side (--enable_batching with serving/batching.config).
+"""
 
 import threading
 
 import grpc
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import serving_fixtures as sf
 from tfrec.serving.client import RecommenderClient, ServingError, pad_histories
@@ -14,7 +18,7 @@ from tfrec.serving.client import RecommenderClient, ServingError, pad_histories
 def server(tmp_path_factory):
     """Starts a status() call first, then the server: the call must get through by retrying."""
     base = tmp_path_factory.mktemp("models")
-    sf.save_version(str(base / "tiny"), 1, seed=4)
+    model = sf.save_version(str(base / "tiny"), 1, seed=4)
     port = sf.free_port()
     early = {}
 
@@ -32,14 +36,20 @@ def server(tmp_path_factory):
     caller = threading.Thread(target=call_before_server_starts)
     caller.start()
     proc = sf.ServerProcess(
-        [f"--model_name=tiny", f"--model_base_path={base / 'tiny'}", "--file_system_poll_wait_seconds=0"],
+        [
+            "--model_name=tiny",
+            f"--model_base_path={base / 'tiny'}",
+            "--file_system_poll_wait_seconds=0",
+            "--enable_batching",
+            f"--batching_parameters_file={sf.REPO_ROOT}/serving/batching.config",
+        ],
         port,
         str(base / "server.log"),
     )
     try:
         proc.wait_serving()
         caller.join(60)
-        proc.early = early
+        proc.early, proc.model = early, model
         yield proc
     finally:
         proc.stop()
@@ -113,6 +123,27 @@ def test_batching_client_returns_the_same_as_unbatched(server):
         assert got.item_ids.tolist() == want.item_ids.tolist()
         np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)
         assert got.version == 1
+
+
+def test_concurrent_plain_clients_batched_by_the_server_match_in_process(server):
+    histories = [[f"item{i + 1}", f"item{(3 * i) % 40 + 1}"] for i in range(32)]
+    results = [None] * len(histories)
+
+    def worker(indices):
+        with RecommenderClient(server.target, "tiny") as client:
+            for i in indices:
+                results[i] = client.recommend([histories[i]], k=4)
+
+    threads = [threading.Thread(target=worker, args=(range(t, 32, 16),)) for t in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recommend = server.model.signatures["serving_default"]
+    for history, got in zip(histories, results):
+        want = recommend(history=tf.constant([history]), k=tf.constant(4))
+        assert got.item_ids.tolist() == [[b.decode() for b in want["item_ids"].numpy()[0]]]
+        np.testing.assert_allclose(got.scores, want["scores"].numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_batching_client_isolates_a_bad_request(server):

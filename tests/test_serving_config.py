@@ -123,6 +123,7 @@ def test_cli_execs_tensorflow_model_server_with_the_same_configuration(tmp_path)
     result = _serve(
         [
             "--model_config_file=serving/models.config",
+            "--enable_batching",
             "--batching_parameters_file=serving/batching.config",
             "--monitoring_config_file=serving/monitoring.config",
             "--port=9100",

@@ -24,6 +24,7 @@ import threading
 from absl import app, flags, logging
 
 from tfrec.serving import config as config_lib
+from tfrec.serving import protos
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
@@ -41,7 +42,7 @@ flags.DEFINE_float(
     "file_system_poll_wait_seconds", 1.0,
     "Seconds between scans of the base paths for new versions; 0 scans once at start.", lower_bound=0,
 )
-flags.DEFINE_integer("max_workers", 8, "Embedded server: threads serving RPCs.", lower_bound=1)
+flags.DEFINE_integer("max_workers", 16, "Embedded server: threads serving RPCs.", lower_bound=1)
 flags.DEFINE_integer(
     "max_concurrent_rpcs", 256, "Embedded server: RPCs admitted at once; more get RESOURCE_EXHAUSTED.", lower_bound=1
 )
@@ -50,7 +51,11 @@ flags.DEFINE_integer(
     lower_bound=1024,
 )
 flags.DEFINE_float("grace_seconds", 5.0, "Embedded server: how long shutdown waits for running RPCs.", lower_bound=0)
-flags.DEFINE_bool("enable_batching", False, "tensorflow_model_server: batch requests on the server side.")
+flags.DEFINE_bool(
+    "enable_batching", False,
+    "Batch concurrent requests on the server side (parameters from --batching_parameters_file, else TF "
+    "Serving's defaults).",
+)
 flags.DEFINE_string("batching_parameters_file", None, "Text-format tensorflow.serving.BatchingParameters file.")
 flags.DEFINE_string("monitoring_config_file", None, "Text-format tensorflow.serving.MonitoringConfig file.")
 flags.DEFINE_integer(
@@ -77,7 +82,7 @@ def tfserving_argv(binary: str) -> list:
         argv += [f"--model_name={FLAGS.model_name}", f"--model_base_path={os.path.abspath(FLAGS.model_base_path)}"]
     poll = FLAGS.file_system_poll_wait_seconds
     argv.append(f"--file_system_poll_wait_seconds={max(1, round(poll)) if poll > 0 else 0}")
-    if FLAGS.enable_batching or FLAGS.batching_parameters_file:
+    if FLAGS.enable_batching:
         argv.append("--enable_batching=true")
     if FLAGS.batching_parameters_file:
         argv.append(f"--batching_parameters_file={os.path.abspath(FLAGS.batching_parameters_file)}")
@@ -88,16 +93,15 @@ def tfserving_argv(binary: str) -> list:
     return argv
 
 
-def _serve_embedded(model_config):
+def _serve_embedded(model_config, batching_parameters):
     from tfrec.serving.server import Server, ServerOptions  # imports TensorFlow
 
     if FLAGS.rest_api_port:
         raise app.UsageError("--rest_api_port needs --server=tfserving: the embedded server speaks gRPC only")
-    if FLAGS.enable_batching or FLAGS.batching_parameters_file:
-        logging.warning(
-            "The embedded server does not batch on the server side (batching file checked, not applied); "
-            "use tfrec.serving.client.BatchingClient to merge requests"
-        )
+    if FLAGS.enable_batching and batching_parameters is None:
+        batching_parameters = protos.BatchingParameters()  # TF Serving's defaults
+    elif not FLAGS.enable_batching and batching_parameters is not None:
+        logging.warning("--batching_parameters_file is ignored without --enable_batching (as in TF Serving)")
     if FLAGS.monitoring_config_file:
         logging.warning("The embedded server exports no Prometheus metrics (monitoring file checked, not applied)")
     server = Server(
@@ -110,6 +114,7 @@ def _serve_embedded(model_config):
             max_concurrent_rpcs=FLAGS.max_concurrent_rpcs,
             max_message_bytes=FLAGS.max_message_bytes,
             grace_seconds=FLAGS.grace_seconds,
+            batching_parameters=batching_parameters,
         )
     )
     stop = threading.Event()
@@ -126,8 +131,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         model_config = _model_config()
+        batching_parameters = None
         if FLAGS.batching_parameters_file:
-            config_lib.read_batching_parameters(FLAGS.batching_parameters_file)
+            batching_parameters = config_lib.read_batching_parameters(FLAGS.batching_parameters_file)
         if FLAGS.monitoring_config_file:
             config_lib.read_monitoring_config(FLAGS.monitoring_config_file)
     except config_lib.ConfigError as e:
@@ -140,7 +146,7 @@ def main(argv):
         argv = tfserving_argv(binary)
         logging.info("Starting TF Serving: %s", " ".join(argv))
         os.execv(binary, argv)
-    _serve_embedded(model_config)
+    _serve_embedded(model_config, batching_parameters)
 
 
 if __name__ == "__main__":

@@ -91,9 +91,13 @@ class ModelManager:
         server_config: `tensorflow.serving.ModelServerConfig` (checked).
         on_change: called with (model_name, is_serving) after every poll and
             when a model is removed, e.g. to update the gRPC health status.
+        scheduler: optional `batching.BatchScheduler` shared by every version.
     """
 
-    def __init__(self, server_config, on_change: Callable[[str, bool], None] = lambda name, serving: None):
+    def __init__(
+        self, server_config, on_change: Callable[[str, bool], None] = lambda name, serving: None, scheduler=None
+    ):
+        self._scheduler = scheduler
         self._cond = threading.Condition()
         self._poll_lock = threading.Lock()
         self._on_change = on_change
@@ -202,7 +206,7 @@ class ModelManager:
         path = os.path.join(base_path, str(state.version))
         logging.info("Loading model %r version %d from %s", name, state.version, path)
         try:
-            servable = ServableVersion.load(name, state.version, path)
+            servable = ServableVersion.load(name, state.version, path, self._scheduler)
         except ServingError as e:
             logging.error(
                 "Failed to load model %r version %d (attempt %d of %d): %s",

@@ -25,6 +25,7 @@ from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from tfrec.serving.batching import call_unbatched
 from tfrec.serving.errors import ServingError, status_code_from_number
 
 try:  # Registers the TF Text ops that exported tokenisers use.
@@ -123,8 +124,9 @@ class ServableVersion:
     `serve` SignatureDef map, as `GetModelMetadata` reports it).
     """
 
-    def __init__(self, model_name, version, path, loaded, signature_defs):
+    def __init__(self, model_name, version, path, loaded, signature_defs, scheduler=None):
         self.model_name = model_name
+        self._scheduler = scheduler
         self.version = version
         self.path = path
         self._loaded = loaded
@@ -132,8 +134,13 @@ class ServableVersion:
         self.signature_defs = signature_defs
 
     @classmethod
-    def load(cls, model_name: str, version: int, path: str) -> "ServableVersion":
+    def load(cls, model_name: str, version: int, path: str, scheduler=None) -> "ServableVersion":
         """Loads and warms `path` (a `base_path/VERSION` directory).
+
+        Args:
+            model_name, version: what it serves as.
+            path: the version directory.
+            scheduler: optional `batching.BatchScheduler` merging concurrent calls.
 
         Raises:
             ServingError: the SavedModel cannot be loaded, has no `serve`
@@ -146,7 +153,7 @@ class ServableVersion:
             message = e.message if isinstance(e, tf.errors.OpError) else str(e)
             code = status_code_from_number(e.error_code) if isinstance(e, tf.errors.OpError) else grpc.StatusCode.INTERNAL
             raise ServingError(code, f"cannot load {path}: {clean_tf_message(message)}") from e
-        servable = cls(model_name, version, path, loaded, signature_defs)
+        servable = cls(model_name, version, path, loaded, signature_defs, scheduler)
         servable.warm_up()
         return servable
 
@@ -193,7 +200,10 @@ class ServableVersion:
             raise _invalid(f"signature {signature.name!r} has no output {unknown[0]!r}; outputs are {signature.outputs}")
         tensors = signature.to_tensors(inputs)
         try:
-            outputs = signature.function(**tensors)
+            if self._scheduler is None:
+                outputs = call_unbatched(signature.function, tensors)
+            else:
+                outputs = self._scheduler.run(signature.function, tensors)
         except tf.errors.OpError as e:
             raise ServingError(
                 status_code_from_number(e.error_code),
@@ -201,7 +211,7 @@ class ServableVersion:
                 f"{clean_tf_message(e.message)}",
             ) from e
         wanted = output_filter or outputs.keys()
-        return {name: tf.make_tensor_proto(outputs[name].numpy()) for name in wanted}
+        return {name: tf.make_tensor_proto(outputs[name]) for name in wanted}
 
     def signature(self, name):
         """The `Signature` called `name`; NOT_FOUND listing the known ones otherwise."""

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
 )
 
 from tfrec.serving import config as config_lib
+from tfrec.serving.batching import BatchScheduler
 from tfrec.serving.errors import ServingError
 from tfrec.serving.model_manager import ModelManager
 from tfrec.serving.servable import DEFAULT_SIGNATURE
@@ -55,16 +56,19 @@ class ServerOptions:
             RESOURCE_EXHAUSTED.
         max_message_bytes: largest request and response, in bytes.
         grace_seconds: how long shutdown waits for running RPCs.
+        batching_parameters: `BatchingParameters` to batch requests on the
+            server side (TF Serving's --enable_batching), or None.
     """
 
     model_config: object
     host: str = "127.0.0.1"
     port: int = 8500
     poll_wait_seconds: float = 1.0
-    max_workers: int = 8
+    max_workers: int = 16
     max_concurrent_rpcs: int = 256
     max_message_bytes: int = 4 << 20
     grace_seconds: float = 5.0
+    batching_parameters: object = None
 
 
 def _abort_on_error(method):
@@ -183,7 +187,10 @@ class Server:
         self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         self._serving = {}
         self._health_lock = threading.Lock()
-        self.manager = ModelManager(options.model_config, on_change=self._set_health)
+        self.scheduler = None
+        if options.batching_parameters is not None:
+            self.scheduler = BatchScheduler.from_parameters(options.batching_parameters)
+        self.manager = ModelManager(options.model_config, on_change=self._set_health, scheduler=self.scheduler)
         limit = options.max_message_bytes
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc"),
@@ -233,4 +240,6 @@ class Server:
         self._health.enter_graceful_shutdown()
         self._grpc.stop(self.options.grace_seconds).wait()
         self.manager.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         logging.info("Server stopped")
