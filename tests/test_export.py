@@ -1,0 +1,333 @@
+"""SavedModel export: layout, signatures, errors, catalogue update, checks, reload.
+
+Tiny random BERT models (`encoder="tiny"`) on a small synthetic catalogue; each
+model is exported once per module and shared by the tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrec import data, export
+from tfrec.data import errors, schema
+from tfrec.exporting import catalogue as catalogue_lib
+from tfrec.exporting import checks, layout, warmup
+from tfrec.models import ModelConfig, build_model
+
+NUM_ITEMS = 40
+WORDS = "alien space heat crime comedy love paris war drama story film robot".split()
+
+
+def _vocab_and_texts():
+    vocab = data.Vocabulary([f"m{i}" for i in range(1, NUM_ITEMS + 1)], ["u1", "u2"], [])
+    rng = np.random.default_rng(0)
+    texts = [""] + [" ".join(rng.choice(WORDS, 5)) for _ in range(NUM_ITEMS)]
+    return vocab, texts
+
+
+def _build(task):
+    vocab, texts = _vocab_and_texts()
+    config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=32,
+                         history_layers=1, dropout=0.0)
+    return build_model(config, vocab, texts), vocab, texts
+
+
+def _features(history):
+    """Schema features (left-padded int history, everything else absent) for `model` methods."""
+    history = np.asarray(history, np.int32)
+    batch, length = history.shape
+    return {
+        schema.USER_INDEX: np.zeros([batch], np.int32),
+        schema.HISTORY_ITEM_IDS: history,
+        schema.HISTORY_LENGTH: (history > 0).sum(axis=1).astype(np.int32),
+        schema.HISTORY_RATINGS: np.zeros([batch, length], np.float32),
+        schema.HISTORY_EVENTS: np.zeros([batch, length], np.int32),
+        schema.HISTORY_TIMESTAMPS: np.zeros([batch, length], np.int64),
+        schema.TARGET_ITEM_ID: np.zeros([batch], np.int32),
+        schema.TARGET_RATING: np.zeros([batch], np.float32),
+        schema.TARGET_EVENT: np.zeros([batch], np.int32),
+        schema.TARGET_TIMESTAMP: np.zeros([batch], np.int64),
+        schema.LABEL: np.zeros([batch], np.float32),
+    }
+
+
+# Left-padded index histories and the same histories as the client sends them
+# (row 0 padded on the right, row 1 with padding in the middle).
+HISTORY_INDICES = [[0, 0, 3, 5], [0, 7, 8, 9]]
+HISTORY_IDS = [["m3", "m5", "", ""], ["m7", "", "m8", "m9"]]
+
+
+@pytest.fixture(scope="module")
+def retrieval(tmp_path_factory):
+    model, vocab, texts = _build("retrieval")
+    base = tmp_path_factory.mktemp("exports")
+    result = export.export_model(model, vocab, texts, str(base), "movies")
+    return model, catalogue_lib.Catalogue(vocab.item_ids, texts), result, export.load(result.path)
+
+
+@pytest.fixture(scope="module")
+def ranking(tmp_path_factory):
+    model, vocab, texts = _build("ranking")
+    base = tmp_path_factory.mktemp("exports")
+    result = export.export_model(model, vocab, texts, str(base), "ratings")
+    return model, catalogue_lib.Catalogue(vocab.item_ids, texts), result, export.load(result.path)
+
+
+# ----- layout -----
+
+
+def test_versions_are_written_under_a_temporary_name_then_renamed(tmp_path):
+    assert layout.next_version(tmp_path / "m") == 1
+    with layout.staged_version(str(tmp_path), "m") as stage:
+        assert os.path.basename(stage.path).startswith(".tmp-1-")
+        assert not os.path.basename(stage.path).isdigit()
+        assert not os.path.exists(stage.final_path)
+        (tmp_path / "m" / os.path.basename(stage.path) / "saved_model.pb").write_text("x")
+    assert os.listdir(tmp_path / "m") == ["1"]
+    (tmp_path / "m" / "7").mkdir()
+    assert layout.next_version(str(tmp_path / "m")) == 8
+    with pytest.raises(FileExistsError, match="7 already exists"):
+        with layout.staged_version(str(tmp_path), "m", version=7):
+            pass
+
+
+def test_a_failed_export_leaves_no_version_behind(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with layout.staged_version(str(tmp_path), "m") as stage:
+            (tmp_path / "m" / os.path.basename(stage.path) / "partial").write_text("x")
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path / "m") == []
+
+
+# ----- signatures -----
+
+
+def test_export_directory_holds_model_assets_and_warmup(retrieval):
+    _, catalogue, result, _ = retrieval
+    files = set(os.listdir(result.path))
+    assert {"saved_model.pb", "variables", "assets", "assets.extra"} <= files
+    assets = os.listdir(os.path.join(result.path, "assets"))
+    assert {"item_ids.txt", "items.jsonl", "vocabulary.json", "export_info.json"} <= set(assets)
+    with open(os.path.join(result.path, "assets", "item_ids.txt")) as f:
+        assert f.read().split("\n")[:-1] == catalogue.item_ids[1:]
+    with open(os.path.join(result.path, "assets", "items.jsonl")) as f:
+        first = json.loads(f.readline())
+    assert first == {"item_id": "m1", "text": catalogue.item_texts[1]}
+    assert result.signatures == ["embed_items", "recommend", "recommend_from_text", "serving_default"]
+
+
+def test_recommend_matches_the_model_and_excludes_history(retrieval):
+    model, _, _, loaded = retrieval
+    scores, indices = model.recommend(_features(HISTORY_INDICES), k=5)
+    out = loaded.signatures["serving_default"](history=tf.constant(HISTORY_IDS), k=tf.constant(5))
+    expected_ids = [[f"m{i}" for i in row] for row in indices.numpy()]
+    assert out["item_ids"].numpy().astype(str).tolist() == expected_ids
+    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    for row, history in zip(out["item_ids"].numpy().astype(str), HISTORY_IDS):
+        assert not set(row) & set(history)
+
+
+def test_every_item_can_be_recommended_once_k_is_the_remaining_count(retrieval):
+    _, _, _, loaded = retrieval
+    out = loaded.signatures["recommend"](history=tf.constant([["m1", "m2"]]), k=tf.constant(NUM_ITEMS - 2))
+    assert sorted(out["item_ids"].numpy()[0].astype(str)) == sorted(f"m{i}" for i in range(3, NUM_ITEMS + 1))
+
+
+def test_unknown_item_id_is_an_invalid_argument_naming_it(retrieval):
+    _, _, _, loaded = retrieval
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids in history.*nope"):
+        loaded.signatures["recommend"](history=tf.constant([["m1", "nope"]]), k=tf.constant(3))
+
+
+@pytest.mark.parametrize(
+    "k, message",
+    [(0, r"k must be in \[1, 40\].*got k =\] \[0\]"),
+     (41, r"k must be in \[1, 40\].*got k =\] \[41\]"),
+     (39, r"\[k =\] \[39\] \[exceeds the number of catalogue items left after excluding the history")],
+)
+def test_bad_k_is_an_invalid_argument_saying_why(retrieval, k, message):
+    _, _, _, loaded = retrieval
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["recommend"](history=tf.constant([["m1", "m2"]]), k=tf.constant(k))
+
+
+def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
+    model, catalogue, _, loaded = retrieval
+    texts = catalogue.item_texts[1:4]
+    out = loaded.signatures["embed_items"](text=tf.constant(texts))["embeddings"].numpy()
+    np.testing.assert_allclose(out, model.text_item_embeddings(tf.constant(texts)).numpy(), atol=1e-5)
+    top = loaded.signatures["recommend_from_text"](text=tf.constant(texts), k=tf.constant(3))
+    catalogue_matrix = model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy()
+    expected = np.argsort(-(out @ catalogue_matrix.T), axis=1)[:, :3] + 1
+    assert top["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in expected]
+
+
+def test_ranking_score_matches_the_model(ranking):
+    model, _, result, loaded = ranking
+    assert result.signatures == ["score", "serving_default"]
+    candidates = [["m10", "m11", "m12"], ["m1", "m2", "m3"]]
+    out = loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates))
+    expected = []
+    for history, row in zip(HISTORY_INDICES, candidates):
+        features = _features([history] * len(row))
+        features[schema.TARGET_ITEM_ID] = np.array([int(c[1:]) for c in row], np.int32)
+        expected.append(model.score(features).numpy())
+    np.testing.assert_allclose(out["scores"].numpy(), np.array(expected), atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids in candidates.*zz9"):
+        loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant([["m1"], ["zz9"]]))
+
+
+def test_warmup_file_holds_one_replayable_request_per_signature(retrieval, ranking):
+    for _, _, result, loaded in (retrieval, ranking):
+        logs = warmup.read(result.path)
+        names = [log.predict_log.request.model_spec.signature_name for log in logs]
+        assert names == result.signatures
+        for log in logs:
+            request = log.predict_log.request
+            inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+            outputs = loaded.signatures[request.model_spec.signature_name](**inputs)
+            assert all(value.shape[0] == 1 for value in outputs.values())
+
+
+# ----- catalogue update -----
+
+
+def test_update_catalog_adds_new_items_embedded_from_text(retrieval, tmp_path):
+    model, catalogue, first, _ = retrieval
+    update = tmp_path / "new.csv"
+    update.write_text('item_id,text\nnew1,"robot robot space alien"\nnew2,love paris comedy\n')
+    new_items = catalogue_lib.read_update(str(update), catalogue)
+    base = os.path.dirname(os.path.dirname(first.path))
+    result = export.export_model(model, *_vocab_and_texts(), base, "movies", new_items=new_items)
+    assert result.version == first.version + 1 and result.num_items == NUM_ITEMS + 2
+    loaded = export.load(result.path)
+    top = loaded.signatures["recommend_from_text"](text=tf.constant(["robot robot space alien"]), k=tf.constant(1))
+    assert top["item_ids"].numpy()[0, 0] == b"new1"
+    out = loaded.signatures["recommend"](history=tf.constant([["new2", "m1"]]), k=tf.constant(NUM_ITEMS))
+    returned = set(out["item_ids"].numpy()[0].astype(str))
+    assert "new1" in returned and not {"new2", "m1"} & returned
+    with open(os.path.join(result.path, "assets", "item_ids.txt")) as f:
+        assert f.read().split("\n")[-3:-1] == ["new1", "new2"]
+
+
+@pytest.mark.parametrize(
+    "name, content, error, message",
+    [
+        ("a.csv", "item_id,title\nx,y\n", errors.MissingColumnError, r"a.csv, row 1, field 'text'"),
+        ("a.csv", "item_id,text\nx,\n", errors.MissingValueError, r"row 2, field 'text'"),
+        ("a.csv", "item_id,text\nm3,remake\n", errors.DuplicateIdError, r"row 2.*'m3' is already in the catalogue"),
+        ("a.csv", "item_id,text\nx,a\nx,b\n", errors.DuplicateIdError, r"row 3.*already appears on row 2"),
+        ("a.csv", "item_id,text\nx,a,b\n", errors.MalformedRowError, r"row 2: got 3 fields, expected 2"),
+        ("a.jsonl", '{"item_id": "x", "text": "a"}\n{"item_id": 5, "text": "b"}\n', errors.FieldTypeError,
+         r"row 2, field 'item_id': got 5, expected a string"),
+        ("a.jsonl", '{"item_id": "x"\n', errors.MalformedRowError, r"row 1: invalid JSON"),
+        ("a.jsonl", "\n", errors.EmptyDataError, "holds no items"),
+        ("a.txt", "x", errors.SourceError, r"unsupported catalogue update format '.txt'"),
+    ],
+)
+def test_bad_catalogue_updates_name_file_row_and_field(tmp_path, name, content, error, message):
+    _, texts = _vocab_and_texts()
+    catalogue = catalogue_lib.Catalogue(["", "m3"], texts[:2])
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(error, match=message):
+        catalogue_lib.read_update(str(path), catalogue)
+
+
+def test_ranking_models_refuse_a_catalogue_update(ranking, tmp_path):
+    model, catalogue, _, _ = ranking
+    with pytest.raises(ValueError, match="needs a retrieval model"):
+        export.export_model(model, *_vocab_and_texts(), str(tmp_path), "r", new_items=(["n"], ["text"]))
+    assert not os.path.exists(tmp_path / "r")
+
+
+# ----- checks -----
+
+
+def test_op_list_is_core_tensorflow_plus_tf_text(retrieval, ranking, tmp_path):
+    ops = retrieval[2].ops
+    assert {"FastWordpieceTokenizeWithOffsets", "TopKV2", "LookupTableFindV2"} <= set(ops.text_ops + ops.core_ops)
+    assert "FastWordpieceTokenizeWithOffsets" in ops.text_ops and not ops.other_ops
+    assert not ranking[2].ops.text_ops  # the ranking head reads stored item vectors, no BERT
+    # The same export with one op renamed to an op nobody registers must fail.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(retrieval[2].path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    next(n for n in saved.meta_graphs[0].graph_def.library.function[0].node_def).op = "ScannSearch"
+    (tmp_path / "saved_model.pb").write_bytes(saved.SerializeToString())
+    with pytest.raises(checks.ExportCheckError, match=r"outside core TensorFlow.*'ScannSearch'"):
+        checks.check_ops(str(tmp_path))
+
+
+def test_export_saves_each_weight_once_and_no_optimizer_state(tmp_path):
+    model, vocab, texts = _build("retrieval")
+    model.compile(optimizer="adam")
+    histories = np.array([[0, 1, 2, 3], [4, 5, 6, 7]] * 4, np.int32)
+    batch = _features(histories)
+    batch[schema.TARGET_ITEM_ID] = np.full([8], 9, np.int32)
+    model.fit(tf.data.Dataset.from_tensor_slices(batch).batch(8), epochs=1, verbose=0)
+    assert model.optimizer.variables
+    result = export.export_model(model, vocab, texts, str(tmp_path), "m")
+    assert result.size.state_ratio <= 1.2
+    saved = [name for name, _ in tf.train.list_variables(os.path.join(result.path, "variables", "variables"))]
+    assert not [name for name in saved if "optimizer" in name.lower() or "adam" in name.lower()]
+
+
+def test_size_check_catches_state_saved_twice(tmp_path):
+    weights = tf.Variable(np.ones([256, 64], np.float32))
+    module = tf.Module()
+    module.weights = weights
+    module.copy = tf.Variable(weights.numpy())
+    module.serve = tf.function(lambda x: x @ module.weights + x @ module.copy,
+                               input_signature=[tf.TensorSpec([None, 256])])
+    tf.saved_model.save(module, str(tmp_path))
+    report = checks.size_report(str(tmp_path), checks.weights_bytes([weights]))
+    assert report.state_ratio > 1.9
+    with pytest.raises(checks.ExportCheckError, match="saved twice"):
+        checks.check_size(report, max_ratio=1.2, max_graph_bytes=10e6)
+    assert checks.check_size(checks.size_report(str(tmp_path), 2 * weights.numpy().nbytes), 1.2, 10e6) == []
+
+
+# ----- reload in a fresh process -----
+
+_RELOAD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow_text  # registers the TF Text ops the graph uses
+    import tensorflow as tf
+    loaded = tf.saved_model.load(sys.argv[1])
+    history = tf.constant({history})
+    rec = loaded.signatures["serving_default"](history=history, k=tf.constant(5))
+    text = loaded.signatures["recommend_from_text"](text=tf.constant({texts}), k=tf.constant(5))
+    emb = loaded.signatures["embed_items"](text=tf.constant({texts}))
+    np.savez(sys.argv[2], ids=rec["item_ids"].numpy().astype(str), scores=rec["scores"].numpy(),
+             text_ids=text["item_ids"].numpy().astype(str), text_scores=text["scores"].numpy(),
+             embeddings=emb["embeddings"].numpy())
+""")
+
+
+def test_a_fresh_process_reloads_the_export_with_identical_outputs(retrieval, tmp_path):
+    model, catalogue, result, _ = retrieval
+    texts = ["space robot", catalogue.item_texts[5]]
+    script = _RELOAD.format(history=HISTORY_IDS, texts=texts)
+    out_file = str(tmp_path / "out.npz")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.run([sys.executable, "-c", script, result.path, out_file],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    out = np.load(out_file)
+    scores, indices = model.recommend(_features(HISTORY_INDICES), k=5)
+    assert out["ids"].tolist() == [[f"m{i}" for i in row] for row in indices.numpy()]
+    assert np.abs(out["scores"] - scores.numpy()).max() < 1e-5
+    embeddings = model.text_item_embeddings(tf.constant(texts)).numpy()
+    assert np.abs(out["embeddings"] - embeddings).max() < 1e-5
+    text_scores = embeddings @ model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy().T
+    assert np.abs(out["text_scores"] - np.sort(text_scores, axis=1)[:, ::-1][:, :5]).max() < 1e-5

@@ -1,0 +1,291 @@
+"""The `tf.Module`s whose functions become the SavedModel signatures.
+
+Every signature takes string item ids or raw text: ids are mapped to indices
+by lookup tables initialised from the catalogue asset file, text is tokenised
+inside the graph by the model's own preprocessing (TF Text ops). Retrieval
+scores the whole catalogue against a precomputed embedding matrix (brute-force
+top-k, which TF Serving can run without extra ops).
+
+Signatures (inputs -> outputs):
+
+- retrieval `recommend` (= `serving_default`): `history` string [B, N] padded
+  with "", `k` int32 [] -> `item_ids` string [B, K], `scores` float32 [B, K];
+  history items are never recommended.
+- retrieval `recommend_from_text`: `text` string [B], `k` -> `item_ids`, `scores`.
+- retrieval `embed_items`: `text` string [B] -> `embeddings` float32 [B, d].
+- ranking `score`: `history` string [B, N], `candidates` string [B, M] ->
+  `scores` float32 [B, M].
+
+Unknown ids and a bad `k` raise `InvalidArgumentError` (TF Serving answers
+INVALID_ARGUMENT) whose message names the offending value.
+
+Example:
+
+>>> module = RecommenderServing(model, catalogue, "item_ids.txt",  # doctest: +SKIP
+...                             num_model_items=2, catalogue_embeddings=emb, max_k=2)
+>>> module.recommend(tf.constant([["i1", ""]]), tf.constant(5))  # doctest: +SKIP
+{'item_ids': <tf.Tensor: shape=(1, 5), dtype=string ...>, 'scores': ...}
+"""
+
+import tensorflow as tf
+
+from tfrec.data import schema
+
+RECOMMEND = "recommend"
+RECOMMEND_FROM_TEXT = "recommend_from_text"
+EMBED_ITEMS = "embed_items"
+SCORE = "score"
+SERVING_DEFAULT = "serving_default"
+
+_HISTORY = tf.TensorSpec([None, None], tf.string, name="history")
+_CANDIDATES = tf.TensorSpec([None, None], tf.string, name="candidates")
+_TEXT = tf.TensorSpec([None], tf.string, name="text")
+_K = tf.TensorSpec([], tf.int32, name="k")
+
+
+def history_features(indices, targets=None):
+    """Builds the schema features the models read from item indices.
+
+    The client pads with "" anywhere; the towers expect real items most
+    recent last and left-padded with 0, so real entries are moved to the right
+    keeping their order. Serving requests carry item ids only: ratings,
+    events, timestamps and the user are absent (0, as for padding).
+
+    Args:
+        indices: int32 [B, N] history item indices, 0 = padding.
+        targets: optional int32 [B] target (candidate) item indices, default 0.
+
+    Returns:
+        dict of schema feature name -> tensor with batch size B.
+    """
+    is_item = tf.cast(indices > 0, tf.int32)
+    order = tf.argsort(is_item, axis=1, stable=True)
+    history = tf.gather(indices, order, batch_dims=1)
+    batch = tf.shape(indices)[0]
+    return {
+        schema.USER_INDEX: tf.zeros([batch], tf.int32),
+        schema.HISTORY_ITEM_IDS: history,
+        schema.HISTORY_LENGTH: tf.reduce_sum(is_item, axis=1),
+        schema.HISTORY_RATINGS: tf.zeros(tf.shape(history), tf.float32),
+        schema.HISTORY_EVENTS: tf.zeros_like(history),
+        schema.HISTORY_TIMESTAMPS: tf.zeros(tf.shape(history), tf.int64),
+        schema.TARGET_ITEM_ID: tf.zeros([batch], tf.int32) if targets is None else targets,
+        schema.TARGET_RATING: tf.zeros([batch], tf.float32),
+        schema.TARGET_EVENT: tf.zeros([batch], tf.int32),
+        schema.TARGET_TIMESTAMP: tf.zeros([batch], tf.int64),
+        schema.LABEL: tf.zeros([batch], tf.float32),
+    }
+
+
+def used_variables(functions):
+    """The distinct variables the traced `functions` read, in a stable order.
+
+    Only these are saved: weights of heads or towers no signature uses (and
+    optimizer state) stay out of the export.
+    """
+    found = {}
+    for function in functions:
+        for variable in function.get_concrete_function().variables:
+            found.setdefault(variable.ref(), variable)
+    return sorted(found.values(), key=lambda v: v.name)
+
+
+def tasks(model):
+    """(is_retrieval, is_ranking) of a `tfrec.models.Recommender`."""
+    return bool(model.has_retrieval), bool(model.has_ranking)
+
+
+def _keep_untracked(module, model):
+    """Stores `model` on `module` without making it a SavedModel dependency.
+
+    A tracked model would drag all of its state into the export (unused heads,
+    optimizer slots); only the variables the signatures read are saved, through
+    `module.model_variables`.
+    """
+    object.__setattr__(module, "_model", model)
+
+
+class RecommenderServing(tf.Module):
+    """The signatures of a tfrec model over a catalogue.
+
+    Retrieval signatures (`recommend` = `serving_default`,
+    `recommend_from_text`, `embed_items`) exist for retrieval and multitask
+    models, the ranking signature `score` for ranking and multitask models
+    (`serving_default` for a ranking model).
+
+    Args:
+        model: a `tfrec.models.Recommender`: retrieval uses
+            `query_embeddings(features)`, `text_item_embeddings(texts)` and, in
+            behaviour-text mode, `text_query_embeddings(texts)`; ranking uses
+            `score(features)` (`features[TARGET_ITEM_ID]` is the candidate).
+        catalogue: the `Catalogue` served (may extend the model's vocabulary).
+        ids_file: path of the catalogue ids file (`Catalogue.write_ids`).
+        num_model_items: items the model was trained on (indices 1..this);
+            items after them are recommendable but the towers do not know them.
+        catalogue_embeddings: retrieval only, float32 [num_items, d], row i =
+            item index i + 1.
+        max_k: retrieval only, the largest `k` accepted (at most num_items).
+    """
+
+    def __init__(self, model, catalogue, ids_file, num_model_items, catalogue_embeddings=None, max_k=None):
+        super().__init__()
+        self.is_retrieval, self.is_ranking = tasks(model)
+        if self.is_ranking and num_model_items != catalogue.num_items:
+            raise ValueError(
+                "a ranking model cannot score items added after training: the catalogue has "
+                f"{catalogue.num_items} items, the model {num_model_items}"
+            )
+        _keep_untracked(self, model)
+        self.num_items = catalogue.num_items
+        self.num_model_items = num_model_items
+        # Line i of the file holds the id of index i + 1 (index 0 is padding).
+        self.index_table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                ids_file,
+                key_dtype=tf.string,
+                key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+                value_dtype=tf.int64,
+                value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+            ),
+            default_value=-1,
+        )
+        if self.is_retrieval:
+            self.id_table = tf.lookup.StaticHashTable(
+                tf.lookup.TextFileInitializer(
+                    ids_file,
+                    key_dtype=tf.int64,
+                    key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                    value_dtype=tf.string,
+                    value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+                ),
+                default_value="",
+            )
+            if catalogue_embeddings is None or catalogue_embeddings.shape[0] != self.num_items:
+                raise ValueError(
+                    "a retrieval model needs catalogue_embeddings with one row per catalogue "
+                    f"item ({self.num_items}), got "
+                    f"{None if catalogue_embeddings is None else catalogue_embeddings.shape}"
+                )
+            if max_k is None or not 1 <= max_k <= self.num_items:
+                raise ValueError(f"max_k must be in [1, {self.num_items}], got {max_k}")
+            self.max_k = max_k
+            self.catalogue_embeddings = tf.Variable(
+                catalogue_embeddings, trainable=False, dtype=tf.float32, name="catalogue_embeddings"
+            )
+        self._make_functions()
+        self.model_variables = used_variables(self.signatures().values())
+        # tf.saved_model.save traces again in its own context: fresh functions
+        # keep the traces above (for finding variables) out of the SavedModel.
+        self._make_functions()
+
+    def _make_functions(self):
+        """(Re)creates the tf.functions of the signatures this model supports."""
+        if self.is_retrieval:
+            # One function for the text tower, called by two signatures: the
+            # SavedModel then holds the BERT graph once.
+            self.encode_item_texts = tf.function(
+                self._model.text_item_embeddings, input_signature=[_TEXT]
+            )
+            self.recommend = tf.function(self._recommend, input_signature=[_HISTORY, _K])
+            self.recommend_from_text = tf.function(
+                self._recommend_from_text, input_signature=[_TEXT, _K]
+            )
+            self.embed_items = tf.function(self._embed_items, input_signature=[_TEXT])
+        if self.is_ranking:
+            self.score = tf.function(self._score, input_signature=[_HISTORY, _CANDIDATES])
+
+    def signatures(self):
+        """Maps signature name -> tf.function, `serving_default` included."""
+        functions = {}
+        if self.is_retrieval:
+            functions[RECOMMEND] = self.recommend
+            functions[RECOMMEND_FROM_TEXT] = self.recommend_from_text
+            functions[EMBED_ITEMS] = self.embed_items
+        if self.is_ranking:
+            functions[SCORE] = self.score
+        functions[SERVING_DEFAULT] = functions[RECOMMEND if self.is_retrieval else SCORE]
+        return functions
+
+    def _item_indices(self, ids, name):
+        """Maps string ids ("" = padding) to int32 indices; asserts all are known."""
+        padding = tf.equal(ids, "")
+        indices = self.index_table.lookup(ids) + 1
+        unknown = tf.logical_and(tf.equal(indices, 0), tf.logical_not(padding))
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(unknown)),
+            [f"unknown item ids in {name}:", tf.boolean_mask(ids, unknown)],
+            summarize=20,
+            name=f"check_{name}_ids",
+        )
+        with tf.control_dependencies([check]):
+            return tf.cast(tf.where(padding, tf.zeros_like(indices), indices), tf.int32)
+
+    def _check_k(self, k):
+        return tf.debugging.Assert(
+            tf.logical_and(k >= 1, k <= self.max_k),
+            [f"k must be in [1, {self.max_k}] (catalogue of {self.num_items} items), got k =", k],
+            name="check_k",
+        )
+
+    def _top_k(self, queries, k, exclude=None):
+        scores = tf.matmul(queries, self.catalogue_embeddings, transpose_b=True)
+        if exclude is not None:
+            positions = tf.where(exclude > 0)
+            columns = tf.cast(tf.gather_nd(exclude, positions) - 1, tf.int64)
+            scores = tf.tensor_scatter_nd_update(
+                scores,
+                tf.stack([positions[:, 0], columns], axis=1),
+                tf.fill(tf.shape(columns), float("-inf")),
+            )
+        with tf.control_dependencies([self._check_k(k)]):
+            top = tf.math.top_k(scores, k=k)
+        enough = tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(top.values)),
+            ["k =", k, "exceeds the number of catalogue items left after excluding the history"],
+            name="check_k_after_exclusion",
+        )
+        with tf.control_dependencies([enough]):
+            item_ids = self.id_table.lookup(tf.cast(top.indices, tf.int64))
+            return {"item_ids": item_ids, "scores": tf.identity(top.values)}
+
+    def _recommend(self, history, k):
+        """Top-k catalogue items for behaviour histories (history items excluded)."""
+        indices = self._item_indices(history, "history")
+        # Items added after training are excluded but unknown to the towers.
+        known = tf.where(indices > self.num_model_items, tf.zeros_like(indices), indices)
+        queries = self._model.query_embeddings(history_features(known))
+        return self._top_k(queries, k, exclude=indices)
+
+    def _recommend_from_text(self, text, k):
+        """Top-k catalogue items for free behaviour text.
+
+        Uses the model's behaviour-text encoder when it has one, else the
+        item-text tower (the text is then matched like an item description).
+        """
+        if self._model.cfg.behaviour_text:
+            queries = self._model.text_query_embeddings(text)
+        else:
+            queries = self.encode_item_texts(text)
+        return self._top_k(queries, k)
+
+    def _embed_items(self, text):
+        """Item embeddings of item texts (same space as the catalogue matrix)."""
+        return {"embeddings": tf.convert_to_tensor(self.encode_item_texts(text))}
+
+    def _score(self, history, candidates):
+        """Predicted rating (or click probability) of each candidate."""
+        history_indices = self._item_indices(history, "history")
+        candidate_indices = self._item_indices(candidates, "candidates")
+        check = tf.debugging.Assert(
+            tf.reduce_all(candidate_indices > 0),
+            ["candidates must not contain the padding id (empty string)"],
+            name="check_candidates_padding",
+        )
+        shape = tf.shape(candidate_indices)
+        # One example per (history, candidate) pair.
+        features = history_features(
+            tf.repeat(history_indices, shape[1], axis=0), tf.reshape(candidate_indices, [-1])
+        )
+        with tf.control_dependencies([check]):
+            scores = tf.reshape(self._model.score(features), shape)
+        return {"scores": tf.cast(scores, tf.float32)}
