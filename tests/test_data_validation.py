@@ -137,17 +137,25 @@ def test_unknown_user_names_row(tmp_path):
         load_csv(tmp_path, users="user_id,age\nu1,30\n")
 
 
-def test_malformed_jsonl_line(tmp_path):
-    (tmp_path / "items.jsonl").write_text('{"item_id": "i1", "title": "A"}\n{"item_id": "i2", "title": \n')
+@pytest.mark.parametrize(
+    "items, error, pattern",
+    [
+        (
+            '{"item_id": "i1", "title": "A"}\n{"item_id": "i2", "title": \n',
+            errors.MalformedRowError,
+            r"items.jsonl, row 2: .*expected one JSON object per line",
+        ),
+        (
+            '{"item_id": "i1", "title": {"en": "A"}}\n',
+            errors.FieldTypeError,
+            r"items.jsonl, row 1, field 'title': got \{'en': 'A'\}, expected a string",
+        ),
+    ],
+)
+def test_malformed_jsonl(tmp_path, items, error, pattern):
+    (tmp_path / "items.jsonl").write_text(items)
     (tmp_path / "logs.jsonl").write_text('{"user_id": "u", "item_id": "i1", "timestamp": 5}\n')
-    with pytest.raises(errors.MalformedRowError, match=r"items.jsonl, row 2: .*expected one JSON object per line"):
-        data.load(f"table:interactions={tmp_path / 'logs.jsonl'},items={tmp_path / 'items.jsonl'}")
-
-
-def test_jsonl_wrong_type_field(tmp_path):
-    (tmp_path / "items.jsonl").write_text('{"item_id": "i1", "title": {"en": "A"}}\n')
-    (tmp_path / "logs.jsonl").write_text('{"user_id": "u", "item_id": "i1", "timestamp": 5}\n')
-    with pytest.raises(errors.FieldTypeError, match=r"items.jsonl, row 1, field 'title': got \{'en': 'A'\}"):
+    with pytest.raises(error, match=pattern):
         data.load(f"table:interactions={tmp_path / 'logs.jsonl'},items={tmp_path / 'items.jsonl'}")
 
 

@@ -177,10 +177,6 @@ class RowChecker:
             self.skipped[error.reason] += int(bad.sum())
         return ~bad
 
-    def skip(self, reason, count):
-        """Counts `count` rows skipped for `reason` (raising is the caller's job)."""
-        self.skipped[reason] += int(count)
-
 
 def _show(value):
     text = repr(value.item() if isinstance(value, np.generic) else value)

@@ -8,7 +8,7 @@ Example:
 >>> ex = examples.build_examples(ds, splits.split_interactions(ds), vocab, history_length=4)
 >>> batch = next(iter(to_tf_dataset(ex["train"], batch_size=16, seed=0)))
 >>> batch["history_item_ids"].shape.as_list(), batch["history_item_ids"].dtype.name
-[16, 4], 'int32'
+([16, 4], 'int32')
 """
 
 import tensorflow as tf
@@ -20,10 +20,15 @@ def to_tf_dataset(
     shuffle=True,
     seed=0,
     cache=True,
-    shuffle_buffer=None,
+    shuffle_buffer=65536,
     drop_remainder=False,
 ):
-    """Builds a batched, cached, prefetched `tf.data.Dataset` of examples.
+    """Builds a batched, shuffled, prefetched `tf.data.Dataset` of examples.
+
+    In-memory examples are held as tensors (the cache) and each batch is
+    gathered from them by a seeded shuffle of the example indices, which is
+    several times faster than shuffling whole examples. A dataset of examples
+    (e.g. read from TFRecords) is cached, shuffled in a buffer, then batched.
 
     Args:
         examples: dict feature name -> np.ndarray (from `build_examples`), or an
@@ -31,10 +36,9 @@ def to_tf_dataset(
         batch_size: examples per batch.
         shuffle: reshuffle every epoch, seeded by `seed`.
         seed: shuffle seed.
-        cache: True caches in memory, a str caches to that file path (for data
-            larger than memory), False does not cache.
-        shuffle_buffer: shuffle buffer size; default the number of examples for
-            arrays, 65536 for a dataset.
+        cache: for a dataset: True caches in memory, a str caches to that file
+            path (for data larger than memory), False does not cache.
+        shuffle_buffer: shuffle buffer size for a dataset (arrays are shuffled whole).
         drop_remainder: drop the last partial batch.
 
     Returns:
@@ -42,12 +46,20 @@ def to_tf_dataset(
     """
     if isinstance(examples, tf.data.Dataset):
         dataset = examples
-        buffer = shuffle_buffer or 65536
+        if cache:
+            dataset = dataset.cache(cache if isinstance(cache, str) else "")
+        if shuffle:
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     else:
-        dataset = tf.data.Dataset.from_tensor_slices(dict(examples))
-        buffer = shuffle_buffer or max(1, len(next(iter(examples.values()))))
-    if cache:
-        dataset = dataset.cache(cache if isinstance(cache, str) else "")
-    if shuffle:
-        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+        tensors = {name: tf.constant(values) for name, values in examples.items()}
+        size = len(next(iter(examples.values())))
+        dataset = tf.data.Dataset.range(size)
+        if shuffle:
+            dataset = dataset.shuffle(max(size, 1), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
+            lambda index: {name: tf.gather(values, index) for name, values in tensors.items()},
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)

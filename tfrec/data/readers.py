@@ -84,22 +84,26 @@ def read_delimited(path, separator, names, checker=None, encoding="utf-8"):
     Returns:
         `RawTable` of str values.
     """
-    checker = checker or errors.RowChecker()
     lines = _lines(path, encoding)
     fields = [line.split(separator) for line in lines]
-    bad = np.array([len(f) != len(names) for f in fields], dtype=bool)
-    rows = np.arange(1, len(lines) + 1)
+    return _checked_records(path, fields, np.arange(1, len(lines) + 1), list(names), separator, checker)
+
+
+def _checked_records(path, records, rows, names, separator, checker):
+    """A `RawTable` of the records that have one field per name; the others are malformed rows."""
+    checker = checker or errors.RowChecker()
+    rows = np.asarray(rows, dtype=np.int64)
     keep = checker.check(
-        bad,
+        np.array([len(r) != len(names) for r in records], dtype=bool),
         errors.MalformedRowError,
         path,
         rows,
         None,
-        np.array(lines, dtype=object),
+        np.array([separator.join(r) for r in records], dtype=object),
         f"{len(names)} fields ({', '.join(names)}) separated by {separator!r}",
     )
-    good = [f for f, k in zip(fields, keep) if k]
-    return RawTable(pd.DataFrame(good, columns=list(names), dtype=object), str(path), rows[keep])
+    good = [r for r, k in zip(records, keep) if k]
+    return RawTable(pd.DataFrame(good, columns=names, dtype=object), str(path), rows[keep])
 
 
 def read_csv(path, delimiter=",", checker=None, encoding="utf-8"):
@@ -108,7 +112,6 @@ def read_csv(path, delimiter=",", checker=None, encoding="utf-8"):
     Returns:
         `RawTable` of str values ("" for empty fields), columns from the header.
     """
-    checker = checker or errors.RowChecker()
     with _open_text(path, encoding) as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, None)
@@ -119,19 +122,7 @@ def read_csv(path, delimiter=",", checker=None, encoding="utf-8"):
             records.append(record)
             rows.append(line + 1)
             line = reader.line_num
-    rows = np.array(rows, dtype=np.int64)
-    bad = np.array([len(r) != len(header) for r in records], dtype=bool)
-    keep = checker.check(
-        bad,
-        errors.MalformedRowError,
-        path,
-        rows,
-        None,
-        np.array([delimiter.join(r) for r in records], dtype=object),
-        f"{len(header)} fields ({', '.join(header)}) separated by {delimiter!r}",
-    )
-    good = [r for r, k in zip(records, keep) if k]
-    return RawTable(pd.DataFrame(good, columns=header, dtype=object), str(path), rows[keep])
+    return _checked_records(path, records, rows, header, delimiter, checker)
 
 
 def read_jsonl(path, checker=None):

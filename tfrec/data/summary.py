@@ -3,7 +3,7 @@
 Example:
 
 >>> from tfrec.data import splits, synthetic
->>> ds = synthetic.generate(users=10, items=30, per_user=5)
+>>> ds = synthetic.generate(users=10, items=100, per_user=5)
 >>> stats = describe(ds, splits.split_interactions(ds))
 >>> stats["users"], stats["splits"]
 (10, {'train': 30, 'valid': 10, 'test': 10})

@@ -1,0 +1,115 @@
+"""Benchmark: building the MovieLens-100K training pipeline, and tf.data throughput.
+
+Times each stage of the data layer (load, split, examples with history length
+N, tf.data construction and the first, cache-filling epoch), then the
+steady-state throughput of the cached pipeline in examples/s. Prints a table and
+writes it into BENCHMARKS.md between `<!-- bench_data -->` markers (replacing
+an earlier run's section, leaving other sections alone).
+
+    nice -n 10 python scripts/bench_data.py [--source=movielens:DIR] [--history_length=50]
+"""
+
+import os
+import pathlib
+import platform
+import sys
+import time
+
+from absl import app, flags
+
+import tensorflow as tf
+
+from tfrec import data
+from tfrec.data import flags as data_flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- bench_data -->", "<!-- /bench_data -->"
+BUILD_GOAL_S, THROUGHPUT_GOAL = 10.0, 50_000
+
+flags.DEFINE_integer("batch_size", 256, "Batch size of the tf.data pipeline.")
+flags.DEFINE_integer("epochs", 3, "Epochs timed after the cache-filling one.")
+flags.DEFINE_string("benchmarks_file", str(ROOT / "BENCHMARKS.md"), "Markdown file whose bench_data section is written.")
+FLAGS = flags.FLAGS
+
+
+def default_source():
+    directory = os.environ.get(data_flags.DATA_DIR_ENV) or ROOT.parent / "shared" / "data" / "ml-100k"
+    return f"movielens:{directory}"
+
+
+def timed(stages, name, function, *args, **kwargs):
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    stages.append((name, time.perf_counter() - start))
+    return result
+
+
+def count_epoch(dataset):
+    return sum(int(batch[data.schema.LABEL].shape[0]) for batch in dataset)
+
+
+def run():
+    stages = []
+    ds = timed(stages, "load", data_flags.load_from_flags)
+    split = timed(stages, "split", data_flags.split_from_flags, ds)
+    vocab = data.Vocabulary.from_data(ds)
+    examples = timed(stages, "examples", data.build_examples, ds, split, vocab, FLAGS.history_length)
+    dataset = timed(stages, "tf.data (build)", data.to_tf_dataset, examples["train"], batch_size=FLAGS.batch_size)
+    n = timed(stages, "tf.data (first epoch, fills cache)", count_epoch, dataset)
+    start = time.perf_counter()
+    total = sum(count_epoch(dataset) for _ in range(FLAGS.epochs))
+    throughput = total / (time.perf_counter() - start)
+    return ds, split, n, stages, throughput
+
+
+def table(ds, split, n, stages, throughput):
+    build = sum(seconds for _, seconds in stages)
+    sizes = split.sizes()
+    lines = [
+        f"Data: `{ds.name}`, split `{split.name}` (train {sizes['train']:,} / valid {sizes['valid']:,} / "
+        f"test {sizes['test']:,}), history length {FLAGS.history_length}, batch size {FLAGS.batch_size}; "
+        f"{n:,} training examples per epoch.",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *(f"| {name} | {seconds:.3f} |" for name, seconds in stages),
+        f"| **total build** (goal < {BUILD_GOAL_S:g} s) | **{build:.3f}** |",
+        "",
+        "| steady state (cached) | examples/s |",
+        "|---|---|",
+        f"| tf.data, mean over {FLAGS.epochs} epochs (goal > {THROUGHPUT_GOAL:,}) | **{throughput:,.0f}** |",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path, body):
+    """Replaces (or appends) the bench_data section of `path`, atomically."""
+    path = pathlib.Path(path)
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    command = "nice -n 10 python scripts/bench_data.py " + " ".join(sys.argv[1:])
+    machine = (
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    section = f"{BEGIN}\n## Data pipeline (MovieLens-100K)\n\n`{command.strip()}`\n\nMachine: {machine}.\n\n{body}\n{END}"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp.write_text(text)
+    temp.replace(path)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.source:
+        FLAGS.source = default_source()
+    body = table(*run())
+    print(body)
+    write_section(FLAGS.benchmarks_file, body)
+    print(f"\nwritten to {FLAGS.benchmarks_file}")
+
+
+if __name__ == "__main__":
+    app.run(main)
