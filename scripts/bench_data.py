@@ -88,7 +88,8 @@ def write_section(path, body):
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     command = "nice -n 10 python scripts/bench_data.py " + " ".join(sys.argv[1:])
     machine = (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, TensorFlow {tf.__version__}, "
+        f"{os.cpu_count()} CPUs (1-min load average {os.getloadavg()[0]:.1f}: shared with other jobs), "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
         f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     section = f"{BEGIN}\n## Data pipeline (MovieLens-100K)\n\n`{command.strip()}`\n\nMachine: {machine}.\n\n{body}\n{END}"

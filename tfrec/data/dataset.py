@@ -19,6 +19,7 @@ import re
 
 import numpy as np
 import pandas as pd
+from absl import logging
 
 from tfrec.data import errors, schema
 
@@ -155,6 +156,8 @@ def assemble(
         )
     )
     logs = logs.iloc[order].reset_index(drop=True)
+    if checker.skipped:
+        logging.warning("%s: skipped bad rows (count per reason): %s", name, dict(checker.skipped))
     return InteractionData(name, logs, item_table, user_table, dict(checker.skipped))
 
 
