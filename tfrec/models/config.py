@@ -1,0 +1,145 @@
+"""`ModelConfig`: every hyper-parameter of the tfrec models, one flat dataclass.
+
+Field names double as `tfrec.train` flag names. Every field has a default, and
+`validate()` names the bad field and value.
+
+Example:
+
+>>> cfg = ModelConfig(task="retrieval", encoder="tiny", embedding_dim=32)
+>>> ModelConfig.from_dict(cfg.to_dict()) == cfg
+True
+"""
+
+import dataclasses
+
+TASKS = ("retrieval", "ranking", "multitask")
+HISTORY_ENCODERS = ("transformer", "attention", "mean")
+SOFTMAXES = ("full", "in_batch")
+RANKING_TARGETS = ("rating", "click")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Hyper-parameters of `build_model`.
+
+    Attributes:
+        task: "retrieval", "ranking" or "multitask".
+        encoder: "minilm", a local Hugging Face BERT directory, a keras-hub
+            preset name, or "tiny" (random 2-layer BERT for tests).
+        encoder_trainable: "none", "all" or "top:N".
+        pooling: "mean" or "cls".
+        sequence_length: BERT tokens per item text.
+        embedding_dim: item/query embedding size.
+        use_text: represent items by their text through BERT.
+        use_item_ids: add a learned item-id embedding to the item representation.
+        use_user_ids: add a learned user-id embedding to the query.
+        id_dropout: probability of zeroing an item's id embedding during
+            training, so that the text path alone gives usable (cold-start)
+            embeddings.
+        history_encoder: "transformer" (causal self-attention), "attention"
+            (attention pooling with the latest item as query) or "mean".
+        history_layers: transformer blocks of the behaviour tower.
+        history_heads: attention heads of the behaviour tower.
+        use_ratings: feed each behaviour's rating to the behaviour tower.
+        use_time_gaps: feed log-bucketed time gaps (to the previous behaviour
+            and to the next/target time) to the behaviour tower.
+        behaviour_text: encode the verbalised recent history with BERT instead
+            of the behaviour tower ("rated 5: Star Wars (1977); ...").
+        behaviour_text_items: how many recent behaviours are verbalised.
+        behaviour_text_length: BERT tokens of the verbalised history.
+        dropout: dropout rate on embeddings and inside the towers.
+        temperature: softmax temperature on cosine scores.
+        logq_correction: subtract log sampling probability (in-batch softmax).
+        remove_accidental_hits: mask in-batch negatives equal to the positive.
+        hard_negatives: keep only this many hardest negatives (0 = all).
+        softmax: "full" (whole catalogue) or "in_batch".
+        sequence_training: train SASRec-style, one window per user with a
+            next-item loss at every position (see `train_examples`).
+        ranking_target: "rating" (MSE) or "click" (binary cross-entropy).
+        dcn_layers: `keras_rs.layers.FeatureCross` layers in the ranking head.
+        retrieval_weight: loss weight of the retrieval task (multitask).
+        ranking_weight: loss weight of the ranking task (multitask).
+        seed: initialisation seed.
+    """
+
+    task: str = "retrieval"
+    encoder: str = "minilm"
+    encoder_trainable: str = "none"
+    pooling: str = "mean"
+    sequence_length: int = 64
+    embedding_dim: int = 64
+    use_text: bool = True
+    use_item_ids: bool = True
+    use_user_ids: bool = False
+    id_dropout: float = 0.0
+    history_encoder: str = "transformer"
+    history_layers: int = 2
+    history_heads: int = 2
+    use_ratings: bool = False
+    use_time_gaps: bool = False
+    behaviour_text: bool = False
+    behaviour_text_items: int = 10
+    behaviour_text_length: int = 128
+    dropout: float = 0.2
+    temperature: float = 0.1
+    logq_correction: bool = False
+    remove_accidental_hits: bool = True
+    hard_negatives: int = 0
+    softmax: str = "full"
+    sequence_training: bool = True
+    ranking_target: str = "rating"
+    dcn_layers: int = 0
+    retrieval_weight: float = 1.0
+    ranking_weight: float = 1.0
+    seed: int = 0
+
+    def validate(self):
+        """Raises ValueError naming the first invalid field; returns self."""
+        choices = {
+            "task": TASKS,
+            "history_encoder": HISTORY_ENCODERS,
+            "softmax": SOFTMAXES,
+            "ranking_target": RANKING_TARGETS,
+            "pooling": ("mean", "cls"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ModelConfig.{name}={getattr(self, name)!r}: expected one of {allowed}"
+                )
+        if not (self.use_text or self.use_item_ids):
+            raise ValueError("ModelConfig: use_text and use_item_ids are both false; "
+                             "items need at least one representation")
+        if self.behaviour_text and not self.use_text:
+            raise ValueError("ModelConfig.behaviour_text=True needs use_text=True")
+        for name in ("dropout", "id_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected 0 <= value < 1")
+        for name in ("embedding_dim", "history_heads", "sequence_length",
+                     "behaviour_text_items", "behaviour_text_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected >= 1")
+        for name in ("history_layers", "hard_negatives", "dcn_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected >= 0")
+        if self.temperature <= 0:
+            raise ValueError(f"ModelConfig.temperature={self.temperature!r}: expected > 0")
+        if self.embedding_dim % self.history_heads:
+            raise ValueError(
+                f"ModelConfig.embedding_dim={self.embedding_dim} must be divisible by "
+                f"history_heads={self.history_heads}"
+            )
+        return self
+
+    def to_dict(self):
+        """Returns a JSON-serialisable dict of all fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from a dict; unknown keys raise ValueError naming them."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown fields {unknown}; known fields are {sorted(known)}")
+        return cls(**values)

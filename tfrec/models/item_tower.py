@@ -1,0 +1,189 @@
+"""`ItemTower`: catalogue items -> L2-normalised embeddings from text and/or id.
+
+Item text goes through a `TextEncoder` (BERT), a per-dimension
+standardisation (statistics of the catalogue) and a projection; an optional
+item-id embedding is added; the sum is L2-normalised. The frozen part of the
+encoder is run once over the whole catalogue when the tower is built and cached
+(pooled vectors when the encoder is frozen; the hidden states at the
+frozen/trainable boundary for `top:N`; token ids for `all`), so a training step
+only runs the trainable top layers, once per unique item.
+
+New items known only by their text (cold start) are embedded by
+`text_item_embeddings`, which uses the text path alone; training with
+`id_dropout` > 0 keeps that path meaningful on its own.
+
+Example:
+
+>>> tower = ItemTower(item_texts=["", "star wars. sci-fi", "amelie. comedy"],
+...                   embedding_dim=16, encoder={"source": "tiny"})
+>>> tower(tf.constant([[1, 2]])).shape
+TensorShape([1, 2, 16])
+"""
+
+import keras
+import tensorflow as tf
+
+from tfrec.text_encoder import TextEncoder
+
+CACHE_BATCH = 128
+
+
+@keras.saving.register_keras_serializable(package="tfrec")
+class ItemTower(keras.layers.Layer):
+    """Embeds catalogue items by index (0 = padding) or new items by text.
+
+    Args:
+        item_texts: list of str, one per catalogue index (index 0 = padding,
+            usually ""). Its length fixes the catalogue size.
+        embedding_dim: output size.
+        encoder: dict of `TextEncoder` arguments (`source`, `sequence_length`,
+            `pooling`, `trainable`), or None for id embeddings only.
+        use_item_ids: add a learned id embedding.
+        id_dropout: training-time probability of dropping an item's id
+            embedding (per unique item and step).
+        seed: initialisation and dropout seed.
+        **kwargs: base layer arguments.
+
+    Call args:
+        item_ids: int32 tensor of catalogue indices, any shape.
+        training: enables id dropout and encoder dropout.
+
+    Returns:
+        float32 `item_ids.shape + [embedding_dim]`, L2-normalised.
+    """
+
+    def __init__(self, item_texts, embedding_dim=64, encoder=None, use_item_ids=True,
+                 id_dropout=0.0, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if encoder is None and not use_item_ids:
+            raise ValueError("ItemTower needs an encoder, use_item_ids=True, or both")
+        self.item_texts = list(item_texts)
+        self.num_rows = len(self.item_texts)
+        self.embedding_dim = embedding_dim
+        self.encoder_args = dict(encoder) if encoder is not None else None
+        self.use_item_ids = use_item_ids
+        self.id_dropout = id_dropout
+        self.seed = seed
+        self.text_encoder = None
+        if encoder is not None:
+            self.text_encoder = TextEncoder(**self.encoder_args, seed=seed)
+            self.text_projection = keras.layers.Dense(embedding_dim, name="text_projection")
+            self.text_normalization = keras.layers.Normalization(name="text_normalization")
+            self._cache_catalogue_text()
+            # Standardise each BERT dimension over the catalogue: sentence
+            # embeddings share a large common direction that would otherwise
+            # dominate the projected item vectors.
+            self.text_normalization.adapt(self._catalogue_text_vectors(
+                tf.range(self.num_rows, dtype=tf.int32), training=False))
+        if use_item_ids:
+            self.id_embedding = keras.layers.Embedding(
+                self.num_rows, embedding_dim, name="item_id_embedding",
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed))
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _cache_catalogue_text(self):
+        """Runs the frozen part of the encoder over every catalogue text once."""
+        encoder = self.text_encoder
+        tokens = encoder.tokenize(tf.constant(self.item_texts))
+        # Trim padding columns no catalogue text uses.
+        length = int(tf.reduce_max(tf.reduce_sum(tokens["padding_mask"], axis=1)))
+        tokens = {name: value[:, :length] for name, value in tokens.items()}
+        self._padding_mask = tokens["padding_mask"]
+        if encoder.trainable_spec == "all":
+            self._mode = "tokens"
+            self._tokens = tokens
+            return
+        chunks = []
+        for start in range(0, self.num_rows, CACHE_BATCH):
+            part = {name: value[start:start + CACHE_BATCH] for name, value in tokens.items()}
+            hidden = encoder.encode_lower(part)
+            if encoder.num_trainable_layers == 0:
+                hidden = encoder.pool(hidden, part["padding_mask"])
+            chunks.append(hidden)
+        self._mode = "pooled" if encoder.num_trainable_layers == 0 else "hidden"
+        self._text_cache = tf.concat(chunks, axis=0)
+
+    def build(self, input_shape=None):
+        if self.text_encoder is not None:
+            self.text_projection.build((None, self.text_encoder.hidden_dim))
+        if self.use_item_ids:
+            self.id_embedding.build((None,))
+        self.built = True
+
+    def _catalogue_text_vectors(self, ids, training):
+        encoder = self.text_encoder
+        if self._mode == "pooled":
+            return tf.gather(self._text_cache, ids)
+        mask = tf.gather(self._padding_mask, ids)
+        if self._mode == "hidden":
+            hidden = tf.gather(self._text_cache, ids)
+        else:
+            tokens = {name: tf.gather(value, ids) for name, value in self._tokens.items()}
+            hidden = encoder.encode_lower(tokens, training=training)
+        return encoder.encode_upper(hidden, mask, training=training)
+
+    def _embed_unique(self, ids, training):
+        total = 0.0
+        if self.text_encoder is not None:
+            total = self.text_projection(
+                self.text_normalization(self._catalogue_text_vectors(ids, training)))
+        if self.use_item_ids:
+            id_vectors = self.id_embedding(ids)
+            if training and self.id_dropout > 0:
+                keep = keras.random.uniform(tf.shape(ids), seed=self.seed_generator) >= self.id_dropout
+                id_vectors = id_vectors * tf.cast(keep, id_vectors.dtype)[:, None]
+            total = total + id_vectors
+        return tf.math.l2_normalize(total, axis=-1)
+
+    def call(self, item_ids, training=False):
+        item_ids = tf.convert_to_tensor(item_ids, tf.int32)
+        flat = tf.reshape(item_ids, [-1])
+        unique, position = tf.unique(flat)
+        vectors = tf.gather(self._embed_unique(unique, training), position)
+        return tf.reshape(vectors, tf.concat([tf.shape(item_ids), [self.embedding_dim]], 0))
+
+    def catalogue(self, training=False):
+        """Returns the embeddings of every catalogue index, `[num_rows, embedding_dim]`."""
+        return self._embed_unique(tf.range(self.num_rows, dtype=tf.int32), training)
+
+    def text_item_embeddings(self, texts):
+        """Embeds items from their text alone (no id), e.g. new or cold items.
+
+        Args:
+            texts: `tf.string` `[batch]`, formatted like the catalogue texts.
+
+        Returns:
+            float32 `[batch, embedding_dim]`, L2-normalised, comparable with
+            `catalogue()` rows.
+        """
+        if self.text_encoder is None:
+            raise ValueError("text_item_embeddings needs a model built with use_text=True")
+        vectors = self.text_normalization(self.text_encoder(texts))
+        return tf.math.l2_normalize(self.text_projection(vectors), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.embedding_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "item_texts": self.item_texts,
+            "embedding_dim": self.embedding_dim,
+            "encoder": self.encoder_args,
+            "use_item_ids": self.use_item_ids,
+            "id_dropout": self.id_dropout,
+            "seed": self.seed,
+        })
+        return config
+
+
+def catalogue_size_check(item_texts, num_items):
+    """Raises ValueError unless `item_texts` has one entry per index (num_items + 1)."""
+    if len(item_texts) != num_items + 1:
+        raise ValueError(
+            f"item_texts has {len(item_texts)} entries; expected num_items + 1 = "
+            f"{num_items + 1} (index 0 is padding)"
+        )
+    bad = [i for i, text in enumerate(item_texts) if not isinstance(text, str)]
+    if bad:
+        raise ValueError(f"item_texts[{bad[0]}] is {item_texts[bad[0]]!r}; expected a str")
