@@ -68,3 +68,17 @@ def test_convert_writes_complete_shards(tmp_path):
         "test-00001-of-00002.tfrecord",
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["records"]
+
+
+def test_table_source_with_column_flags(tmp_path):
+    (tmp_path / "logs.tsv").write_text("who\twhat\twhen\tstars\nu1\tb\t2024-01-02\t4\nu1\ta\t2024-01-01\t9\n")
+    (tmp_path / "items.jsonl").write_text('{"what": "a", "name": "A", "tags": ["x", "y"]}\n{"what": "b", "name": "B"}\n')
+    source = f"--source=table:interactions={tmp_path / 'logs.tsv'},items={tmp_path / 'items.jsonl'}"
+    columns = ["--user_col=who", "--item_col=what", "--time_col=when", "--rating_col=stars", "--title_col=name",
+               "--genres_col=tags", "--time_format=%Y-%m-%d"]  # fmt: skip
+    result = run("describe", source, *columns, "--format=json", "--rating_range=1,5", "--on_bad_rows=skip")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert (stats["interactions"], stats["items"], stats["skipped"]) == (1, 2, {"rating_out_of_range": 1})
+    failed = run("describe", source, *columns, "--rating_range=1,5")
+    assert "logs.tsv, row 3, field 'rating': got '9', expected a number in [1, 5]" in failed.stderr
