@@ -228,7 +228,8 @@ def main(argv):
     lines = [
         f"Command: `{' '.join(['python', 'scripts/bench_serving.py', *sys.argv[1:]])}`  ",
         f"Machine: {machine()}  ",
-        f"Model: `{base}` version {versions[-1]} (`{model_name}`), history of {len(history)} items, k={k}, "
+        f"Model: {f'`{base}` version {versions[-1]}' if FLAGS.export_base else 'tiny test model (40 items, dim 8)'}"
+        f" served as `{model_name}`, history of {len(history)} items, k={k}, "
         f"batch 1 per request; server: embedded `tfrec.serve`, --max_workers={FLAGS.server_max_workers}, "
         "loopback gRPC.",
         "",
