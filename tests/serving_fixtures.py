@@ -103,11 +103,11 @@ class TinyRecommender(tf.Module):
         return {"scores": tf.einsum("bd,bmd->bm", query, cand)}
 
 
-def warmup_records(model_name):
-    """Two PredictionLog records (recommend, embed_items) as TF Serving replays them."""
+def warmup_records(model_name, history=("item1", "item2")):
+    """Two PredictionLog records (recommend on `history`, embed_items) as TF Serving replays them."""
     records = []
     for signature, inputs in (
-        ("serving_default", {"history": [["item1", "item2"]], "k": 3}),
+        ("serving_default", {"history": [list(history)], "k": 3}),
         ("embed_items", {"text": ["a warm-up text"]}),
     ):
         request = predict_pb2.PredictRequest()
@@ -121,8 +121,12 @@ def warmup_records(model_name):
     return records
 
 
-def save_version(base_path, version, seed=0, model_name="tiny", warmup=True, item_ids=CATALOGUE):
+def save_version(
+    base_path, version, seed=0, model_name="tiny", warmup=True, warmup_history=("item1", "item2"), item_ids=CATALOGUE
+):
     """Saves a TinyRecommender as `base_path/version/`, atomically (temp dir then rename).
+
+    With `warmup`, writes assets.extra/tf_serving_warmup_requests (recommend on `warmup_history`).
 
     Returns:
         The loaded-in-process SavedModel (for comparing answers with the server).
@@ -143,7 +147,7 @@ def save_version(base_path, version, seed=0, model_name="tiny", warmup=True, ite
     if warmup:
         os.makedirs(os.path.join(tmp, "assets.extra"))
         with tf.io.TFRecordWriter(os.path.join(tmp, "assets.extra", "tf_serving_warmup_requests")) as w:
-            for record in warmup_records(model_name):
+            for record in warmup_records(model_name, warmup_history):
                 w.write(record)
     final = os.path.join(base_path, str(version))
     os.rename(tmp, final)

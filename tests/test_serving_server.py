@@ -233,6 +233,22 @@ def test_hot_reload_without_failed_requests(server):
     assert ".tmp-" not in log  # the temp directory was never taken for a version
 
 
+def test_a_version_failing_warm_up_is_not_served_and_the_old_one_stays(server):
+    sf.save_version(str(server.base / "reloadable"), 3, seed=4, model_name="reloadable", warmup_history=["ghost-id"])
+    with RecommenderClient(server.target, "reloadable") as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = {s.version: s for s in client.status()}
+            if 3 in status and status[3].error_code:
+                break
+            time.sleep(0.1)
+        assert status[3].state == "END" and status[3].error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "warm-up record 1 failed" in status[3].error_message and "ghost-id" in status[3].error_message
+        assert status[2].state == "AVAILABLE"
+        assert client.recommend([["item1"]], k=2).version == 2
+    assert "Successfully loaded model 'tiny' version 1 (2 warm-up requests replayed" in server.log()
+
+
 def test_reload_config_request(server):
     config = text_format.Parse(server.config_text, model_server_config_pb2.ModelServerConfig())
     config.model_config_list.config[0].version_labels["blue"] = 1

@@ -217,7 +217,10 @@ class ModelManager:
             return
         with self._cond:
             state.state, state.error, state.servable = State.AVAILABLE, None, servable
-        logging.info("Successfully loaded model %r version %d (now available)", name, state.version)
+        logging.info(
+            "Successfully loaded model %r version %d (%d warm-up requests replayed; now available)",
+            name, state.version, servable.warmup_requests,
+        )
 
     def _unload(self, name, state):
         with self._cond:

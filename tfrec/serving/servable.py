@@ -121,7 +121,8 @@ class ServableVersion:
 
     Use `ServableVersion.load`; attributes: `model_name`, `version`, `path`,
     `signatures` (dict name -> `Signature`), `signature_defs` (the SavedModel's
-    `serve` SignatureDef map, as `GetModelMetadata` reports it).
+    `serve` SignatureDef map, as `GetModelMetadata` reports it),
+    `warmup_requests` (how many warm-up records `load` replayed).
     """
 
     def __init__(self, model_name, version, path, loaded, signature_defs, scheduler=None):
@@ -132,6 +133,7 @@ class ServableVersion:
         self._loaded = loaded
         self.signatures = {name: Signature(name, fn) for name, fn in loaded.signatures.items()}
         self.signature_defs = signature_defs
+        self.warmup_requests = 0
 
     @classmethod
     def load(cls, model_name: str, version: int, path: str, scheduler=None) -> "ServableVersion":
@@ -154,7 +156,7 @@ class ServableVersion:
             code = status_code_from_number(e.error_code) if isinstance(e, tf.errors.OpError) else grpc.StatusCode.INTERNAL
             raise ServingError(code, f"cannot load {path}: {clean_tf_message(message)}") from e
         servable = cls(model_name, version, path, loaded, signature_defs, scheduler)
-        servable.warm_up()
+        servable.warmup_requests = servable.warm_up()
         return servable
 
     def warm_up(self) -> int:
