@@ -38,7 +38,9 @@ flags.DEFINE_list(
     "history", None, "Item ids of the benchmark query history (default: ids of the tiny model's catalogue)."
 )
 flags.DEFINE_integer("k", 10, "Items per recommendation.")
-flags.DEFINE_integer("requests", 2000, "Requests per single-client measurement (after 50 warm-up calls).", lower_bound=10)
+flags.DEFINE_integer(
+    "requests", 2000, "Requests per single-client measurement (after 50 warm-up calls).", lower_bound=10
+)
 flags.DEFINE_integer("clients", 16, "Concurrent clients.", lower_bound=2)
 flags.DEFINE_integer("requests_per_client", 200, "Requests each concurrent client sends.", lower_bound=10)
 flags.DEFINE_integer("server_max_workers", 16, "--max_workers of the server.")

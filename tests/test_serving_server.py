@@ -1,6 +1,5 @@
 """The embedded server over a real localhost socket: answers, errors, hot reload, reload config."""
 
-import os
 import threading
 import time
 
@@ -88,7 +87,9 @@ def test_answers_equal_in_process_savedmodel(server):
     assert not set(recs.item_ids[0]) & {"item3", "item7", "item9"}  # history excluded
     assert recs.to_lists()[1][0] == (recs.item_ids[1][0], pytest.approx(float(recs.scores[1][0])))
     signatures = server.models[2].signatures
-    expected_text = signatures["recommend_from_text"](text=tf.constant(["space opera", "a love story"]), k=tf.constant(4))
+    expected_text = signatures["recommend_from_text"](
+        text=tf.constant(["space opera", "a love story"]), k=tf.constant(4)
+    )
     np.testing.assert_allclose(text_recs.scores, expected_text["scores"].numpy(), rtol=1e-6)
     expected_emb = signatures["embed_items"](text=tf.constant(["space opera"]))["embeddings"].numpy()
     np.testing.assert_allclose(embeddings.outputs["embeddings"], expected_emb, rtol=1e-6)
@@ -126,13 +127,14 @@ def test_metadata_status_and_health(server):
     with grpc.insecure_channel(server.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "tiny", "reloadable"):
-            assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+            reply = health.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
     assert "Successfully loaded model 'tiny' version 2" in server.log()
     assert "Running gRPC ModelServer at 127.0.0.1:%d" % server.port in server.log()
 
 
-def _request(model="tiny", signature="", history=(("item1", "item2"),), k=3, **spec):
-    request = predict_pb2.PredictRequest()
+def _request(model="tiny", signature="", history=(("item1", "item2"),), k=3, output_filter=(), **spec):
+    request = predict_pb2.PredictRequest(output_filter=list(output_filter))
     request.model_spec.name = model
     request.model_spec.signature_name = signature
     for key, value in spec.items():
@@ -153,30 +155,57 @@ def _with_input(name, value, dtype, **kwargs):
     return request
 
 
+SIGNATURE = "of signature 'serving_default'"
+# case -> (request, expected code, text the message must contain)
 BAD_REQUESTS = {
     "wrong dtype": (
-        _with_input("history", [[1, 2]], tf.int32), "INVALID_ARGUMENT", "input 'history' of signature 'serving_default' has dtype int32; expected string"
+        _with_input("history", [[1, 2]], tf.int32),
+        "INVALID_ARGUMENT",
+        f"input 'history' {SIGNATURE} has dtype int32; expected string",
     ),
-    "wrong rank": (_with_input("history", ["item1", "item2"], tf.string), "INVALID_ARGUMENT", "input 'history'"),
-    "k not a scalar": (_with_input("k", [3], tf.int32), "INVALID_ARGUMENT", "input 'k' of signature 'serving_default' has shape [1] (rank 1); expected rank 0"),
+    "wrong rank": (
+        _with_input("history", ["item1", "item2"], tf.string),
+        "INVALID_ARGUMENT",
+        f"input 'history' {SIGNATURE} has shape [2] (rank 1); expected rank 2 [?, ?]",
+    ),
+    "k not a scalar": (
+        _with_input("k", [3], tf.int32),
+        "INVALID_ARGUMENT",
+        f"input 'k' {SIGNATURE} has shape [1] (rank 1); expected rank 0",
+    ),
     "unknown model": (_request(model="nope"), "NOT_FOUND", "model 'nope' is not served"),
-    "unknown version": (_request(version=7), "NOT_FOUND", "model 'tiny' version 7 is not available; available versions are [1, 2]"),
+    "unknown version": (
+        _request(version=7),
+        "NOT_FOUND",
+        "model 'tiny' version 7 is not available; available versions are [1, 2]",
+    ),
     "unknown version label": (_request(version_label="gold"), "NOT_FOUND", "no version label 'gold'"),
     "unknown signature": (_request(signature="classify_all"), "NOT_FOUND", "no signature 'classify_all'"),
     "missing input": (_request(k=None), "INVALID_ARGUMENT", "needs input 'k'"),
     "unknown input": (_with_input("user", ["u1"], tf.string), "INVALID_ARGUMENT", "has no input 'user'"),
-    "empty batch": (_request(history=np.zeros((0, 2), dtype=object)), "INVALID_ARGUMENT", "input 'history' of signature 'serving_default' has an empty batch"),
+    "empty batch": (
+        _request(history=np.zeros((0, 2), dtype=object)),
+        "INVALID_ARGUMENT",
+        f"input 'history' {SIGNATURE} has an empty batch",
+    ),
     "k larger than catalogue": (_request(k=500), "INVALID_ARGUMENT", "k is larger than the catalogue"),
-    "unknown item ids": (_request(history=[["item1", "no-such-item"]]), "INVALID_ARGUMENT", "unknown item ids:] [no-such-item]"),
+    "unknown item ids": (
+        _request(history=[["item1", "no-such-item"]]),
+        "INVALID_ARGUMENT",
+        "unknown item ids:] [no-such-item]",
+    ),
     "oversized message": (
-        _request(history=[["item1"] * 10000]), "RESOURCE_EXHAUSTED", "more than --max_message_bytes=65536; largest tensors: 'history'"
+        _request(history=[["item1"] * 10000]),
+        "RESOURCE_EXHAUSTED",
+        "more than --max_message_bytes=65536; largest tensors: 'history'",
     ),
     "message over the transport limit": (
-        _request(history=[["item1"] * 40000]), "RESOURCE_EXHAUSTED", "Received message larger than max"
+        _request(history=[["item1"] * 40000]),
+        "RESOURCE_EXHAUSTED",
+        "Received message larger than max",
     ),
-    "unknown output filter": (_request(), "INVALID_ARGUMENT", "has no output 'logits'"),
+    "unknown output filter": (_request(output_filter=["logits"]), "INVALID_ARGUMENT", "has no output 'logits'"),
 }
-BAD_REQUESTS["unknown output filter"][0].output_filter.append("logits")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
@@ -229,7 +258,8 @@ def test_hot_reload_without_failed_requests(server):
     with RecommenderClient(server.target, "reloadable") as client:
         assert [(s.version, s.state) for s in client.status()] == [(2, "AVAILABLE"), (1, "END")]
     log = server.log()
-    assert log.index("Successfully loaded model 'reloadable' version 2") < log.index("Unloading model 'reloadable' version 1")
+    loaded_new = log.index("Successfully loaded model 'reloadable' version 2")
+    assert loaded_new < log.index("Unloading model 'reloadable' version 1")
     assert ".tmp-" not in log  # the temp directory was never taken for a version
 
 

@@ -16,8 +16,9 @@ different shapes go to different batches).
 
 Example:
 
->>> scheduler = BatchScheduler.from_parameters(config.read_batching_parameters("serving/batching.config"))  # doctest: +SKIP
->>> outputs = scheduler.run(signature.function, tensors)   # dict name -> np.ndarray                       # doctest: +SKIP
+>>> params = config.read_batching_parameters("serving/batching.config")  # doctest: +SKIP
+>>> scheduler = BatchScheduler.from_parameters(params)                # doctest: +SKIP
+>>> outputs = scheduler.run(signature.function, tensors)  # name -> np.ndarray  # doctest: +SKIP
 """
 
 import collections

@@ -301,7 +301,9 @@ class RecommenderClient:
         candidates = [_check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
         histories = pad_histories(histories)
         if len(candidates) != len(histories):
-            raise ValueError(f"{len(candidates)} candidate rows for {len(histories)} histories; expected one per history")
+            raise ValueError(
+                f"{len(candidates)} candidate rows for {len(histories)} histories; expected one per history"
+            )
         for i, row in enumerate(candidates):
             if len(row) != len(candidates[0]):
                 raise ValueError(f"candidates[{i}] has {len(row)} ids; expected {len(candidates[0])} like row 0")

@@ -273,7 +273,8 @@ class ModelManager:
                     grpc.StatusCode.NOT_FOUND,
                     f"model {spec.name!r} has no version label {spec.version_label!r}; labels are {sorted(labels)}",
                 )
-            wanted, what = labels[spec.version_label], f"version {labels[spec.version_label]} (label {spec.version_label!r})"
+            wanted = labels[spec.version_label]
+            what = f"version {wanted} (label {spec.version_label!r})"
         elif choice == "version":
             wanted, what = spec.version.value, f"version {spec.version.value}"
         elif available:

@@ -152,8 +152,9 @@ class ServableVersion:
             loaded = tf.saved_model.load(path, tags=["serve"])
             signature_defs = _read_signature_defs(path)
         except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:
-            message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-            code = status_code_from_number(e.error_code) if isinstance(e, tf.errors.OpError) else grpc.StatusCode.INTERNAL
+            message, code = str(e), grpc.StatusCode.INTERNAL
+            if isinstance(e, tf.errors.OpError):
+                message, code = e.message, status_code_from_number(e.error_code)
             raise ServingError(code, f"cannot load {path}: {clean_tf_message(message)}") from e
         servable = cls(model_name, version, path, loaded, signature_defs, scheduler)
         servable.warmup_requests = servable.warm_up()
@@ -199,7 +200,9 @@ class ServableVersion:
         signature = self.signature(signature_name or DEFAULT_SIGNATURE)
         unknown = sorted(set(output_filter) - set(signature.outputs))
         if unknown:
-            raise _invalid(f"signature {signature.name!r} has no output {unknown[0]!r}; outputs are {signature.outputs}")
+            raise _invalid(
+                f"signature {signature.name!r} has no output {unknown[0]!r}; outputs are {signature.outputs}"
+            )
         tensors = signature.to_tensors(inputs)
         try:
             if self._scheduler is None:
