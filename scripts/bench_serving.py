@@ -130,6 +130,7 @@ def main(argv):
     del argv
     import serving_fixtures as sf
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401 - registers the TF Text ops exported tokenisers use
     from tfrec.serving.client import RecommenderClient
     from tfrec.serving.model_manager import versions_on_disk
 

@@ -47,7 +47,9 @@ flags.DEFINE_integer(
     "max_concurrent_rpcs", 256, "Embedded server: RPCs admitted at once; more get RESOURCE_EXHAUSTED.", lower_bound=1
 )
 flags.DEFINE_integer(
-    "max_message_bytes", 4 << 20, "Embedded server: largest request/response in bytes (RESOURCE_EXHAUSTED above).",
+    "max_message_bytes", 4 << 20,
+    "Embedded server: largest request/response in bytes; larger ones get RESOURCE_EXHAUSTED (requests up to twice "
+    "this are still read so the error can name the largest inputs).",
     lower_bound=1024,
 )
 flags.DEFINE_float("grace_seconds", 5.0, "Embedded server: how long shutdown waits for running RPCs.", lower_bound=0)

@@ -186,6 +186,7 @@ class Server:
         self._health = health.HealthServicer()
         self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         self._serving = {}
+        self._overall = False
         self._health_lock = threading.Lock()
         self.scheduler = None
         if options.batching_parameters is not None:
@@ -220,7 +221,9 @@ class Server:
             self._serving[name] = serving
             names = self.manager.model_names
             overall = bool(names) and all(self._serving.get(n) for n in names)
-            self._health.set("", status.SERVING if overall else status.NOT_SERVING)
+            if overall != self._overall:
+                self._health.set("", status.SERVING if overall else status.NOT_SERVING)
+            self._overall = overall
 
     def start(self) -> None:
         """Starts listening, then loads the models in the background (health turns SERVING)."""
