@@ -230,3 +230,48 @@ def test_from_dict_rejects_unknown_fields():
     with pytest.raises(ValueError, match="unknown fields \\['colour'\\]"):
         ModelConfig.from_dict({"colour": "red"})
     assert ModelConfig.from_dict(config().to_dict()) == config()
+
+
+def test_items_absent_from_training_are_no_full_softmax_negatives():
+    model = build_model(config(task="retrieval", use_text=False), VOCAB, TEXTS)
+    held_out = EXAMPLES[schema.TARGET_ITEM_ID] == 5
+    rows = {name: value[~held_out] for name, value in EXAMPLES.items()}
+    rows[schema.HISTORY_ITEM_IDS] = np.where(rows[schema.HISTORY_ITEM_IDS] == 5, 0,
+                                             rows[schema.HISTORY_ITEM_IDS])
+    model.train_examples(rows)
+    mask = model.trained_items.numpy()
+    assert mask[5] == 0 and mask[0] == 0 and mask[1:5].min() == 1
+    task = model.retrieval_task
+    queries = tf.math.l2_normalize(tf.random.normal([3, 16]), axis=-1)
+    logits, _ = task.logits(queries, tf.constant([1, 2, 3]), model.item_tower.catalogue(),
+                            model.item_log_probability, model.trained_items)
+    assert np.all(logits.numpy()[:, [0, 5]] < -1e8)
+
+
+def test_in_batch_logits_mask_accidental_hits():
+    task = RetrievalTask("in_batch", temperature=1.0, remove_accidental_hits=True)
+    catalogue = tf.math.l2_normalize(tf.random.normal([6, 4]), axis=-1)
+    logits, labels = task.logits(catalogue[1:4], tf.constant([1, 2, 1]), catalogue, tf.zeros([6]))
+    logits = logits.numpy()
+    assert logits[0, 2] < -1e8 and logits[2, 0] < -1e8  # same item, other row
+    assert logits[0, 0] > -2 and logits[0, 1] > -2
+
+
+def test_load_run_restores_the_trained_model(tmp_path):
+    from tfrec import data
+    from tfrec.models.run import load_run
+    from tfrec.training import run_dir
+
+    ds = data.load("synthetic:users=12,items=20,per_user=8")
+    vocab = data.Vocabulary.from_data(ds)
+    texts = data.item_texts(ds.items, vocab)
+    cfg = config(task="retrieval")
+    model = build_model(cfg, vocab, texts)
+    run_dir.write_json_atomic(str(tmp_path / run_dir.CONFIG), {"model_config": cfg.to_dict(), "flags": {}})
+    run_dir.write_text_atomic(str(tmp_path / run_dir.VOCABULARY), vocab.to_json())
+    run_dir.write_text_atomic(str(tmp_path / run_dir.ITEMS), run_dir.items_jsonl(vocab, texts))
+    run_dir.save_weights_atomic(model, str(tmp_path / run_dir.WEIGHTS))
+    run = load_run(str(tmp_path))
+    assert run.config == cfg and run.item_texts == texts
+    np.testing.assert_allclose(run.model.item_embeddings(tf.range(1, 5)).numpy(),
+                               model.item_tower.catalogue().numpy()[1:5], atol=1e-6)

@@ -23,9 +23,13 @@ TensorShape([1, 2, 16])
 import keras
 import tensorflow as tf
 
-from tfrec.text_encoder import TextEncoder
+from tfrec.text_encoder import TINY, TextEncoder
 
 CACHE_BATCH = 128
+# The frozen encoder states of the last catalogue encoded in this process:
+# pretrained (or seeded "tiny") weights give the same states, so models built
+# again on the same texts (other seeds, reloads) reuse them.
+_FROZEN_STATES = {}
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
@@ -93,15 +97,20 @@ class ItemTower(keras.layers.Layer):
             self._mode = "tokens"
             self._tokens = tokens
             return
-        chunks = []
-        for start in range(0, self.num_rows, CACHE_BATCH):
-            part = {name: value[start:start + CACHE_BATCH] for name, value in tokens.items()}
-            hidden = encoder.encode_lower(part)
-            if encoder.num_trainable_layers == 0:
-                hidden = encoder.pool(hidden, part["padding_mask"])
-            chunks.append(hidden)
         self._mode = "pooled" if encoder.num_trainable_layers == 0 else "hidden"
-        self._text_cache = tf.concat(chunks, axis=0)
+        key = (encoder.source, encoder.sequence_length, encoder.pooling, encoder.split_layer,
+               encoder.seed if encoder.source == TINY else None, self._mode, tuple(self.item_texts))
+        if key not in _FROZEN_STATES:
+            chunks = []
+            for start in range(0, self.num_rows, CACHE_BATCH):
+                part = {name: value[start:start + CACHE_BATCH] for name, value in tokens.items()}
+                hidden = encoder.encode_lower(part)
+                if self._mode == "pooled":
+                    hidden = encoder.pool(hidden, part["padding_mask"])
+                chunks.append(hidden)
+            _FROZEN_STATES.clear()
+            _FROZEN_STATES[key] = tf.concat(chunks, axis=0)
+        self._text_cache = _FROZEN_STATES[key]
 
     def build(self, input_shape=None):
         if self.text_encoder is not None:

@@ -135,6 +135,8 @@ class Recommender(keras.Model):
             np.zeros((self.num_rows, dim), np.float32), trainable=False, name="catalogue_vectors")
         uniform = np.full(self.num_rows, -np.log(max(self.num_rows - 1, 1)), np.float32)
         self.item_log_probability = keras.Variable(uniform, trainable=False, name="item_log_probability")
+        self.trained_items = keras.Variable(np.ones(self.num_rows, np.float32), trainable=False,
+                                            name="trained_items")
         self._create_variables()
 
     # ----- construction -----
@@ -245,7 +247,8 @@ class Recommender(keras.Model):
         if self.has_retrieval:
             queries = tf.boolean_mask(self._queries(contexts, features), positions)
             targets = tf.boolean_mask(next_ids, positions)
-            per_query = self.retrieval_task(queries, targets, catalogue, self.item_log_probability)
+            per_query = self.retrieval_task(queries, targets, catalogue, self.item_log_probability,
+                                            self.trained_items)
             losses["retrieval"] = _safe_mean(per_query)
         if self.has_ranking:
             losses["ranking"] = _safe_mean(self._ranking_loss(
@@ -277,7 +280,8 @@ class Recommender(keras.Model):
         `BEHAVIOUR_TEXT_ROWS_PER_USER` evenly spaced rows per user (each row
         costs a BERT pass). Otherwise returns the examples unchanged. Also
         sets the item sampling probabilities (logQ correction) from the
-        targets' frequencies.
+        targets' frequencies, and removes the items that occur nowhere in
+        `examples` (e.g. cold items held out) from the full-softmax negatives.
 
         Args:
             examples: dict of numpy arrays keyed by schema feature names, rows
@@ -290,6 +294,11 @@ class Recommender(keras.Model):
         counts = np.bincount(targets, minlength=self.num_rows)[:self.num_rows].astype(np.float64)
         counts[0] = 0
         self.item_log_probability.assign(np.log((counts + 1.0) / (counts + 1.0).sum()).astype(np.float32))
+        seen = np.zeros(self.num_rows, np.float32)
+        seen[targets] = 1.0
+        seen[np.asarray(examples[schema.HISTORY_ITEM_IDS]).ravel()] = 1.0
+        seen[0] = 0.0
+        self.trained_items.assign(seen)
         users = np.asarray(examples[schema.USER_INDEX])
         if self.cfg.behaviour_text:
             keep = _spread_rows(users, BEHAVIOUR_TEXT_ROWS_PER_USER)
@@ -359,9 +368,7 @@ class Recommender(keras.Model):
         if not self.has_retrieval:
             raise ValueError("score_catalogue needs a retrieval or multitask model")
         self.refresh_catalogue()
-        score = tf.function(lambda batch: self.retrieval.compute_score(
-            self.query_embeddings(batch), self.retrieval.candidate_embeddings))
-        scores = np.concatenate([score(batch).numpy() for batch in _batches(features)], axis=0)
+        scores = np.concatenate([self._score_batch(batch).numpy() for batch in _batches(features)], axis=0)
         scores[:, 0] = PADDING_LOGIT
         return scores
 
@@ -379,8 +386,15 @@ class Recommender(keras.Model):
     def predict_target(self, features):
         """`score` over numpy feature dicts, in batches: numpy `[B]`."""
         self.refresh_catalogue()
-        score = tf.function(self.score)
-        return np.concatenate([score(batch).numpy() for batch in _batches(features)], axis=0)
+        return np.concatenate([self._score_targets(batch).numpy() for batch in _batches(features)], axis=0)
+
+    @tf.function(reduce_retracing=True)
+    def _score_batch(self, features):
+        return self.retrieval.compute_score(self.query_embeddings(features), self.retrieval.candidate_embeddings)
+
+    @tf.function(reduce_retracing=True)
+    def _score_targets(self, features):
+        return self.score(features)
 
     def get_config(self):
         return {

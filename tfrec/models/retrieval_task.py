@@ -40,6 +40,8 @@ class RetrievalTask(keras.layers.Layer):
         catalogue: float `[num_rows, D]` item vectors by index (row 0 padding).
         log_probability: float `[num_rows]` log sampling probability of each
             item (used by logQ correction).
+        candidate_mask: optional float `[num_rows]`, 0 for items that are no
+            full-softmax negatives (e.g. items absent from the training data).
 
     Returns:
         float32 `[M]` losses.
@@ -58,12 +60,14 @@ class RetrievalTask(keras.layers.Layer):
         self.correction = keras_rs.layers.SamplingProbabilityCorrection()
         self.mining = keras_rs.layers.HardNegativeMining(max(hard_negatives, 1))
 
-    def logits(self, queries, target_ids, catalogue, log_probability):
+    def logits(self, queries, target_ids, catalogue, log_probability, candidate_mask=None):
         """Returns (logits, one-hot labels) before the cross-entropy."""
         if self.softmax == "full":
             logits = tf.matmul(queries, catalogue, transpose_b=True) / self.temperature
-            padding = tf.one_hot(0, tf.shape(catalogue)[0], on_value=PADDING_LOGIT, off_value=0.0)
-            logits += padding[None, :]
+            excluded = tf.one_hot(0, tf.shape(catalogue)[0])
+            if candidate_mask is not None:
+                excluded = tf.maximum(excluded, 1.0 - candidate_mask)
+            logits += excluded[None, :] * PADDING_LOGIT
             labels = tf.one_hot(target_ids, tf.shape(catalogue)[0])
             return logits, labels
         candidates = tf.gather(catalogue, target_ids)
@@ -79,8 +83,8 @@ class RetrievalTask(keras.layers.Layer):
             logits += (duplicate - labels) * PADDING_LOGIT
         return logits, labels
 
-    def call(self, queries, target_ids, catalogue, log_probability):
-        logits, labels = self.logits(queries, target_ids, catalogue, log_probability)
+    def call(self, queries, target_ids, catalogue, log_probability, candidate_mask=None):
+        logits, labels = self.logits(queries, target_ids, catalogue, log_probability, candidate_mask)
         if self.hard_negatives > 0:
             logits, labels = self.mining(logits, labels)
         return keras.ops.categorical_crossentropy(labels, logits, from_logits=True)

@@ -1,62 +1,57 @@
-"""Loading a trained model back from its run directory.
-
-A run directory is written by `python -m tfrec.train` (layout in
-`tfrec.training.run_dir`). `load_run` rebuilds the model from the saved
-`ModelConfig`, vocabulary and item texts, and loads the best weights.
+"""Rebuilds the trained model of a `python -m tfrec.train` run directory.
 
 Example:
 
->>> from tfrec.models import load_run
->>> run = load_run("runs/retrieval")
->>> run.model.item_embeddings(np.array([1, 2], dtype=np.int32)).shape
-TensorShape([2, 64])
+>>> run = load_run("runs/ml100k_retrieval")
+>>> scores = run.model.score_catalogue(features)
 """
 
 import dataclasses
-import os
 
-from tfrec.models import ModelConfig, build_model
+from tfrec.models.config import ModelConfig
+from tfrec.models.recommender import build_model
 from tfrec.training import run_dir
 
 
 @dataclasses.dataclass
 class Run:
-    """A trained run.
+    """A finished training run.
 
     Attributes:
-        model: the keras model with the run's best weights.
-        vocab: `data.Vocabulary` of the run.
-        item_texts: list of item texts, `[0] == ""`, index order.
-        config: the run's `ModelConfig`.
-        flags: every flag value of the training command (data, model, training).
         directory: the run directory.
+        model: the model with the best weights loaded and its catalogue
+            embeddings refreshed.
+        vocab: `tfrec.data.Vocabulary` of the run.
+        item_texts: list of str by catalogue index, [0] == "".
+        config: the `ModelConfig`.
+        flags: dict of the run's flag values.
     """
 
+    directory: str
     model: object
     vocab: object
     item_texts: list
     config: ModelConfig
     flags: dict
-    directory: str
 
 
 def load_run(directory):
-    """Rebuilds the model of a finished training run and loads its weights.
+    """Loads `directory`'s config, vocabulary, item texts and best weights.
 
     Args:
-        directory: the `--run_dir` of a `python -m tfrec.train` run.
+        directory: a run directory written by `tfrec.train`.
 
     Returns:
-        `Run`.
+        a `Run`.
 
     Raises:
-        run_dir.RunDirError: a file of a finished run is missing.
+        tfrec.training.run_dir.RunDirError: naming a missing file.
     """
-    record = run_dir.read_json(run_dir.path(directory, run_dir.CONFIG))
-    config = ModelConfig.from_dict(record["model_config"])
+    saved = run_dir.read_json(run_dir.path(directory, run_dir.CONFIG))
+    config = ModelConfig.from_dict(saved["model_config"])
     vocab = run_dir.read_vocabulary(directory)
-    texts = run_dir.read_item_texts(directory)
-    model = build_model(config, vocab, texts)
+    item_texts = run_dir.read_item_texts(directory)
+    model = build_model(config, vocab, item_texts)
     run_dir.load_weights(model, run_dir.path(directory, run_dir.WEIGHTS))
-    model.refresh_catalogue()  # the stored catalogue vectors follow the loaded weights
-    return Run(model, vocab, texts, config, record["flags"], os.path.abspath(directory))
+    model.refresh_catalogue()
+    return Run(directory, model, vocab, item_texts, config, saved.get("flags", {}))
