@@ -92,11 +92,11 @@ def test_answers_equal_in_process_savedmodel(server):
     )
     np.testing.assert_allclose(text_recs.scores, expected_text["scores"].numpy(), rtol=1e-6)
     expected_emb = signatures["embed_items"](text=tf.constant(["space opera"]))["embeddings"].numpy()
-    np.testing.assert_allclose(embeddings.outputs["embeddings"], expected_emb, rtol=1e-6)
+    np.testing.assert_allclose(embeddings.embeddings, expected_emb, rtol=1e-6)
     expected_scores = signatures["score"](
         history=tf.constant([["item1", "item2"]]), candidates=tf.constant([["item5", "item6", "item7"]])
     )["scores"].numpy()
-    np.testing.assert_allclose(scores.outputs["scores"], expected_scores, rtol=1e-6)
+    np.testing.assert_allclose(scores.scores, expected_scores, rtol=1e-6)
 
 
 def test_versions_and_labels_route_to_the_right_model(server):

@@ -77,6 +77,22 @@ class Recommendations:
 
 
 @dataclasses.dataclass(frozen=True)
+class Scores:
+    """Candidate scores: `scores` np.ndarray float32 [B, M] and the serving `version`."""
+
+    scores: np.ndarray
+    version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Embeddings:
+    """Item embeddings: `embeddings` np.ndarray float32 [B, d] and the serving `version`."""
+
+    embeddings: np.ndarray
+    version: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Prediction:
     """Outputs of one Predict call: `outputs` (name -> np.ndarray) and the serving `version`."""
 
@@ -288,7 +304,7 @@ class RecommenderClient:
         inputs = {"text": _string_tensor(_check_texts(texts, "texts")), "k": _int32_scalar(_check_k(k))}
         return self._recommendations(self.predict(inputs, "recommend_from_text"))
 
-    def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]]) -> Prediction:
+    def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]]) -> Scores:
         """Scores candidate items per history (signature `score`).
 
         Args:
@@ -296,7 +312,7 @@ class RecommenderClient:
             candidates: one list of candidate ids per query, all the same length.
 
         Returns:
-            `Prediction` whose outputs["scores"] is float32 [B, M].
+            `Scores` (float32 [B, M], version).
         """
         candidates = [_check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
         histories = pad_histories(histories)
@@ -308,11 +324,13 @@ class RecommenderClient:
             if len(row) != len(candidates[0]):
                 raise ValueError(f"candidates[{i}] has {len(row)} ids; expected {len(candidates[0])} like row 0")
         inputs = {"history": _string_tensor(histories), "candidates": _string_tensor(candidates)}
-        return self.predict(inputs, "score")
+        prediction = self.predict(inputs, "score")
+        return Scores(prediction.outputs["scores"], prediction.version)
 
-    def embed_items(self, texts: Sequence[str]) -> Prediction:
-        """Embeds item texts (signature `embed_items`); outputs["embeddings"] is float32 [B, d]."""
-        return self.predict({"text": _string_tensor(_check_texts(texts, "texts"))}, "embed_items")
+    def embed_items(self, texts: Sequence[str]) -> Embeddings:
+        """Embeds item texts (signature `embed_items`): `Embeddings` (float32 [B, d], version)."""
+        prediction = self.predict({"text": _string_tensor(_check_texts(texts, "texts"))}, "embed_items")
+        return Embeddings(prediction.outputs["embeddings"], prediction.version)
 
     def status(self) -> list:
         """`VersionStatus` of every version the server knows of this model, newest first."""
