@@ -25,17 +25,21 @@ import sys
 
 from tensorflow.core.protobuf import saved_model_pb2
 
+# Prints the op names registered by core TensorFlow, a separator line, then
+# those registered once tensorflow_text is imported too.
 _LIST_REGISTERED_OPS = """
-import sys
 import tensorflow as tf
 from tensorflow.core.framework import op_def_pb2
-from tensorflow.python.client import pywrap_tf_session
-for module in sys.argv[1:]:
-    __import__(module)
-ops = op_def_pb2.OpList.FromString(
-    pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList())
-)
-print("\\n".join(sorted(op.name for op in ops.op)))
+from tensorflow.python.client import pywrap_tf_session as session
+
+def show():
+    ops = op_def_pb2.OpList.FromString(session.TF_GetBuffer(session.TF_GetAllOpList()))
+    print("\\n".join(sorted(op.name for op in ops.op)))
+
+show()
+print("--")
+import tensorflow_text
+show()
 """
 
 
@@ -44,28 +48,25 @@ class ExportCheckError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=None)
-def registered_ops(*modules):
-    """Op names registered after importing TensorFlow and then `modules`.
+def registered_ops():
+    """Op names registered by core TensorFlow and by TensorFlow Text.
 
-    Runs in a fresh interpreter so that op libraries loaded by this process
-    do not count.
-
-    Args:
-        *modules: module names to import after tensorflow.
+    Read in a fresh interpreter, so that op libraries this process loaded do
+    not count as core.
 
     Returns:
-        frozenset of op names.
+        (core, text): frozensets of op names; `text` excludes core ops.
     """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-c", _LIST_REGISTERED_OPS, *modules],
+        [sys.executable, "-c", _LIST_REGISTERED_OPS],
         capture_output=True, text=True, env=env, check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(
-            f"listing the ops registered by tensorflow + {list(modules)} failed:\n{result.stderr}"
-        )
-    return frozenset(result.stdout.split())
+        raise RuntimeError(f"listing the registered TensorFlow ops failed:\n{result.stderr}")
+    core, with_text = result.stdout.split("--\n")
+    core = frozenset(core.split())
+    return core, frozenset(with_text.split()) - core
 
 
 def op_types(export_dir):
@@ -108,8 +109,7 @@ def check_ops(export_dir):
     Raises:
         ExportCheckError: some op types are registered by neither.
     """
-    core = registered_ops()
-    text = registered_ops("tensorflow_text") - core
+    core, text = registered_ops()
     types = op_types(export_dir)
     report = OpReport(
         core_ops=[t for t in types if t in core],
