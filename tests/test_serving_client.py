@@ -24,7 +24,7 @@ def server(tmp_path_factory):
 
     def call_before_server_starts():
         client = RecommenderClient(
-            f"127.0.0.1:{port}", "tiny", retries=12, backoff_seconds=0.25, max_backoff_seconds=2.0, timeout=5
+            f"127.0.0.1:{port}", "tiny", retries=80, backoff_seconds=0.25, max_backoff_seconds=1.0, timeout=5
         )
         try:
             early["recs"] = client.recommend([["item1"]], k=2)
@@ -48,7 +48,7 @@ def server(tmp_path_factory):
     )
     try:
         proc.wait_serving()
-        caller.join(60)
+        caller.join(90)
         proc.early, proc.model = early, model
         yield proc
     finally:

@@ -225,6 +225,10 @@ class RecommenderClient:
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", max_message_bytes),
+                # Reconnect about as often as calls retry (gRPC's own backoff grows to 120 s).
+                ("grpc.initial_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
+                ("grpc.min_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
+                ("grpc.max_reconnect_backoff_ms", max(10, int(max_backoff_seconds * 1000))),
             ],
         )
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
