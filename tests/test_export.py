@@ -63,20 +63,21 @@ HISTORY_INDICES = [[0, 0, 3, 5], [0, 7, 8, 9]]
 HISTORY_IDS = [["m3", "m5", "", ""], ["m7", "", "m8", "m9"]]
 
 
+def _exported(task, base, name):
+    """(model, catalogue, ExportResult, loaded SavedModel) of a fresh tiny `task` model."""
+    model, vocab, texts = _build(task)
+    result = export.export_model(model, vocab, texts, str(base), name)
+    return model, catalogue_lib.Catalogue(vocab.item_ids, texts), result, export.load(result.path)
+
+
 @pytest.fixture(scope="module")
 def retrieval(tmp_path_factory):
-    model, vocab, texts = _build("retrieval")
-    base = tmp_path_factory.mktemp("exports")
-    result = export.export_model(model, vocab, texts, str(base), "movies")
-    return model, catalogue_lib.Catalogue(vocab.item_ids, texts), result, export.load(result.path)
+    return _exported("retrieval", tmp_path_factory.mktemp("exports"), "movies")
 
 
 @pytest.fixture(scope="module")
 def ranking(tmp_path_factory):
-    model, vocab, texts = _build("ranking")
-    base = tmp_path_factory.mktemp("exports")
-    result = export.export_model(model, vocab, texts, str(base), "ratings")
-    return model, catalogue_lib.Catalogue(vocab.item_ids, texts), result, export.load(result.path)
+    return _exported("ranking", tmp_path_factory.mktemp("exports"), "ratings")
 
 
 # ----- layout -----
@@ -242,7 +243,7 @@ def test_bad_catalogue_updates_name_file_row_and_field(tmp_path, name, content, 
 
 def test_ranking_models_refuse_a_catalogue_update(ranking, tmp_path):
     model, catalogue, _, _ = ranking
-    with pytest.raises(ValueError, match="needs a retrieval model"):
+    with pytest.raises(ValueError, match="needs a retrieval model, got task .ranking."):
         export.export_model(model, *_vocab_and_texts(), str(tmp_path), "r", new_items=(["n"], ["text"]))
     assert not os.path.exists(tmp_path / "r")
 

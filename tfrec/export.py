@@ -171,16 +171,16 @@ def export_model(
     catalogue = catalogue_lib.Catalogue(vocab.item_ids, item_texts)
     num_model_items = catalogue.num_items
     new_ids, new_texts = new_items or ((), ())
-    is_retrieval, _ = serving_module.tasks(model)
-    if new_ids and not is_retrieval:
+    is_retrieval, is_ranking = serving_module.tasks(model)
+    if new_ids and is_ranking:
         raise ValueError(
-            "--update_catalog needs a retrieval model: a ranking model cannot score items "
-            "it was not trained on"
+            f"--update_catalog needs a retrieval model, got task {model.cfg.task!r}: a ranking "
+            "head cannot score items it was not trained on"
         )
-    served = catalogue.extended(new_ids, new_texts) if new_ids else catalogue
-    max_k = min(top_k_max or served.num_items, served.num_items)
     if top_k_max is not None and top_k_max < 1:
         raise ValueError(f"top_k_max must be at least 1, got {top_k_max}")
+    served = catalogue.extended(new_ids, new_texts) if new_ids else catalogue
+    max_k = min(top_k_max or served.num_items, served.num_items)
     # Inference methods read the model's stored catalogue vectors: recompute
     # them from the loaded weights.
     model.refresh_catalogue()

@@ -95,6 +95,17 @@ def tasks(model):
     return bool(model.has_retrieval), bool(model.has_ranking)
 
 
+def _file_table(path, key, value, default):
+    """A StaticHashTable read from a text file; `key`, `value` = (dtype, TextFileIndex).
+
+    The file becomes a SavedModel asset (copied into `assets/`).
+    """
+    initializer = tf.lookup.TextFileInitializer(
+        path, key_dtype=key[0], key_index=key[1], value_dtype=value[0], value_index=value[1]
+    )
+    return tf.lookup.StaticHashTable(initializer, default_value=default)
+
+
 def _keep_untracked(module, model):
     """Stores `model` on `module` without making it a SavedModel dependency.
 
@@ -139,27 +150,10 @@ class RecommenderServing(tf.Module):
         self.num_items = catalogue.num_items
         self.num_model_items = num_model_items
         # Line i of the file holds the id of index i + 1 (index 0 is padding).
-        self.index_table = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                ids_file,
-                key_dtype=tf.string,
-                key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-                value_dtype=tf.int64,
-                value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-            ),
-            default_value=-1,
-        )
+        line, line_number = tf.lookup.TextFileIndex.WHOLE_LINE, tf.lookup.TextFileIndex.LINE_NUMBER
+        self.index_table = _file_table(ids_file, (tf.string, line), (tf.int64, line_number), -1)
         if self.is_retrieval:
-            self.id_table = tf.lookup.StaticHashTable(
-                tf.lookup.TextFileInitializer(
-                    ids_file,
-                    key_dtype=tf.int64,
-                    key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
-                    value_dtype=tf.string,
-                    value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-                ),
-                default_value="",
-            )
+            self.id_table = _file_table(ids_file, (tf.int64, line_number), (tf.string, line), "")
             if catalogue_embeddings is None or catalogue_embeddings.shape[0] != self.num_items:
                 raise ValueError(
                     "a retrieval model needs catalogue_embeddings with one row per catalogue "
