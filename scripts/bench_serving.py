@@ -134,6 +134,7 @@ def main(argv):
     from tfrec.serving.client import RecommenderClient
     from tfrec.serving.model_manager import versions_on_disk
 
+    load = os.getloadavg()
     workdir = tempfile.mkdtemp(prefix="bench_serving-")
     if FLAGS.export_base:
         base, model_name = os.path.abspath(FLAGS.export_base), FLAGS.model_name
@@ -230,7 +231,7 @@ def main(argv):
     floor, one, plain, merged, server_batched = results
     lines = [
         f"Command: `{' '.join(['python', 'scripts/bench_serving.py', *sys.argv[1:]])}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine()}; load average {load[0]:.1f} at start (cores shared with other jobs)  ",
         f"Model: {f'`{base}` version {versions[-1]}' if FLAGS.export_base else 'tiny test model (40 items, dim 8)'}"
         f" served as `{model_name}`, history of {len(history)} items, k={k}, "
         f"batch 1 per request; server: embedded `tfrec.serve`, --max_workers={FLAGS.server_max_workers}, "
