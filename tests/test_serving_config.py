@@ -143,3 +143,14 @@ def test_cli_execs_tensorflow_model_server_with_the_same_configuration(tmp_path)
         f"--monitoring_config_file={SERVING}/monitoring.config",
         "--rest_api_port=9101",
     ]
+
+
+def test_only_integer_directories_with_a_saved_model_are_versions(tmp_path):
+    from tfrec.serving.model_manager import versions_on_disk
+
+    for name, has_model in (("1", True), ("12", True), ("3", False), ("007", True), (".tmp-4-x", True), ("²", True)):
+        (tmp_path / name).mkdir()
+        if has_model:
+            (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    assert versions_on_disk(str(tmp_path)) == [1, 12]
+    assert versions_on_disk(str(tmp_path / "missing")) == []

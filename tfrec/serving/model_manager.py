@@ -21,6 +21,7 @@ Example:
 import contextlib
 import dataclasses
 import os
+import re
 import threading
 from typing import Callable, Optional
 
@@ -58,8 +59,12 @@ class ManagedModel:
     warned_empty: bool = False
 
 
+_VERSION_DIR = re.compile(r"0|[1-9][0-9]*")
+
+
 def versions_on_disk(base_path: str) -> list:
-    """Sorted version numbers under `base_path` (integer dirs with saved_model.pb)."""
+    """Sorted version numbers under `base_path`: directories named by a decimal
+    integer (no sign, no leading zero) holding a saved_model.pb."""
     try:
         names = os.listdir(base_path)
     except OSError:
@@ -67,7 +72,7 @@ def versions_on_disk(base_path: str) -> list:
     return sorted(
         int(name)
         for name in names
-        if name.isdigit() and os.path.isfile(os.path.join(base_path, name, "saved_model.pb"))
+        if _VERSION_DIR.fullmatch(name) and os.path.isfile(os.path.join(base_path, name, "saved_model.pb"))
     )
 
 
@@ -131,7 +136,10 @@ class ModelManager:
 
         def loop():
             while not self._stop.is_set():
-                self.poll()
+                try:
+                    self.poll()
+                except Exception:  # noqa: BLE001 - keep serving and polling; the traceback is logged
+                    logging.exception("Polling the model base paths failed")
                 if poll_wait_seconds <= 0 or self._stop.wait(poll_wait_seconds):
                     return
 
