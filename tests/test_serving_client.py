@@ -69,6 +69,17 @@ def test_retries_exhausted_raise_unavailable():
         assert client.retries_made == 2
 
 
+def test_wait_until_available_returns_the_served_version(server):
+    with RecommenderClient(server.target, "tiny") as client:
+        assert client.wait_until_available(timeout=30) == 1
+
+
+def test_wait_until_available_times_out_on_a_silent_port():
+    with RecommenderClient(f"127.0.0.1:{sf.free_port()}", "tiny", retries=0, timeout=0.2) as client:
+        with pytest.raises(TimeoutError, match="not AVAILABLE"):
+            client.wait_until_available(timeout=0.5, poll_seconds=0.1)
+
+
 def test_errors_carry_code_and_message(server):
     with RecommenderClient(server.target, "nope") as client:
         with pytest.raises(ServingError) as err:

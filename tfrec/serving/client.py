@@ -346,6 +346,34 @@ class RecommenderClient:
             for s in response.model_version_status
         ]
 
+    def wait_until_available(self, timeout: float = 300.0, poll_seconds: float = 0.5, process=None) -> int:
+        """Blocks until a version of the model is AVAILABLE; returns that version.
+
+        Uses only `GetModelStatus`, so it works against TF Serving as well as
+        the embedded server (while the server starts, UNAVAILABLE and
+        NOT_FOUND are expected and waited through).
+
+        Args:
+            timeout: seconds to wait at most; then raises `TimeoutError`.
+            poll_seconds: pause between two status calls.
+            process: optional `subprocess.Popen` of the server: if it exits,
+                raises `RuntimeError` at once instead of waiting on.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the model server exited with status {process.returncode} before serving")
+            try:
+                available = [s.version for s in self.status() if s.state == "AVAILABLE"]
+                if available:
+                    return max(available)
+            except ServingError as error:
+                if error.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"model {self.model_name!r} at {self.target} not AVAILABLE after {timeout} s")
+            time.sleep(poll_seconds)
+
     def metadata(self) -> ModelMetadata:
         """Signatures (inputs/outputs with dtype and shape) of the version this client targets."""
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
