@@ -120,6 +120,10 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
     with open(os.path.join(result.path, "assets", "items.jsonl")) as f:
         first = json.loads(f.readline())
     assert first == {"item_id": "m1", "text": catalogue.item_texts[1]}
+    with open(os.path.join(result.path, "assets", "export_info.json")) as f:
+        info = json.load(f)
+    assert info["num_items"] == NUM_ITEMS and info["max_k"] == NUM_ITEMS
+    assert info["embedding_dim"] == 32 and info["features_absent_at_serving"] == []
     assert result.signatures == ["embed_items", "recommend", "recommend_from_text", "serving_default"]
 
 
@@ -172,6 +176,8 @@ def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
 def test_ranking_score_matches_the_model(ranking):
     model, _, result, loaded = ranking
     assert result.signatures == ["score", "serving_default"]
+    with open(os.path.join(result.path, "assets", "export_info.json")) as f:
+        assert json.load(f)["features_absent_at_serving"] == [schema.HISTORY_RATINGS]
     candidates = [["m10", "m11", "m12"], ["m1", "m2", "m3"]]
     out = loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates))
     expected = []

@@ -119,7 +119,7 @@ def catalogue_embeddings(model, num_model_items, new_texts=()):
 
 def _warmup_requests(module, catalogue, max_k):
     """One request per signature name, on real catalogue ids and texts."""
-    history = catalogue.item_ids[1:4]
+    history = catalogue.item_ids[1:min(4, catalogue.num_items)]
     text = [catalogue.item_texts[1]]
     inputs = {}
     if module.is_retrieval:
@@ -128,7 +128,7 @@ def _warmup_requests(module, catalogue, max_k):
         inputs[serving_module.RECOMMEND_FROM_TEXT] = {"text": text, "k": min(10, max_k)}
         inputs[serving_module.EMBED_ITEMS] = {"text": text}
     if module.is_ranking:
-        inputs[serving_module.SCORE] = {"history": [history[:1]], "candidates": [history]}
+        inputs[serving_module.SCORE] = {"history": [history[:1]], "candidates": [catalogue.item_ids[1:4]]}
     default = serving_module.RECOMMEND if module.is_retrieval else serving_module.SCORE
     inputs[serving_module.SERVING_DEFAULT] = inputs[default]
     return sorted(inputs.items())
@@ -179,6 +179,12 @@ def export_model(
         )
     if top_k_max is not None and top_k_max < 1:
         raise ValueError(f"top_k_max must be at least 1, got {top_k_max}")
+    absent = serving_module.absent_features(model)
+    if absent:
+        logging.warning(
+            "the model reads %s, which serving requests (item ids only) do not carry: "
+            "the signatures pass 0 (absent) for them", absent,
+        )
     served = catalogue.extended(new_ids, new_texts) if new_ids else catalogue
     max_k = min(top_k_max or served.num_items, served.num_items)
     # Inference methods read the model's stored catalogue vectors: recompute
@@ -211,6 +217,7 @@ def export_model(
             "max_k": max_k if is_retrieval else None,
             "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
             "requires": ["tensorflow_text"],
+            "features_absent_at_serving": absent,
             "model_config": model.cfg.to_dict(),
         }
         with open(os.path.join(assets, INFO_ASSET), "w", encoding="utf-8") as f:

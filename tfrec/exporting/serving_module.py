@@ -90,6 +90,25 @@ def used_variables(functions):
     return sorted(found.values(), key=lambda v: v.name)
 
 
+def absent_features(model):
+    """Schema features `model` reads that serving requests do not carry.
+
+    Requests hold item ids only; `history_features` fills these with 0, the
+    value of an absent field, so the model sees less than in training.
+    """
+    cfg = model.cfg
+    absent = []
+    if cfg.use_ratings or cfg.behaviour_text or model.has_ranking:
+        absent.append(schema.HISTORY_RATINGS)
+    if model.num_events > 1:
+        absent.append(schema.HISTORY_EVENTS)
+    if cfg.use_time_gaps:
+        absent += [schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP]
+    if cfg.use_user_ids:
+        absent.append(schema.USER_INDEX)
+    return absent
+
+
 def tasks(model):
     """(is_retrieval, is_ranking) of a `tfrec.models.Recommender`."""
     return bool(model.has_retrieval), bool(model.has_ranking)
