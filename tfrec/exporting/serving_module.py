@@ -1,4 +1,4 @@
-"""The `tf.Module`s whose functions become the SavedModel signatures.
+"""The `tf.Module` whose functions become the SavedModel signatures.
 
 Every signature takes string item ids or raw text: ids are mapped to indices
 by lookup tables initialised from the catalogue asset file, text is tokenised
@@ -18,6 +18,13 @@ Signatures (inputs -> outputs):
 
 Unknown ids and a bad `k` raise `InvalidArgumentError` (TF Serving answers
 INVALID_ARGUMENT) whose message names the offending value.
+
+What is saved: the catalogue tables and matrix, and exactly the `tf.Variable`s
+the traced signatures read (`used_variables`), each once. The model itself is
+not a dependency of the module, so unused heads and optimizer slots stay out;
+and unlike `keras.export.ExportArchive`, which tracks both each
+`keras.Variable` and the `tf.Variable` behind it (saving every weight twice:
+184 MB for the 91 MB MiniLM encoder), nothing is written twice.
 
 Example:
 
