@@ -31,10 +31,10 @@ def _vocab_and_texts():
     return vocab, texts
 
 
-def _build(task):
+def _build(task, **config_fields):
     vocab, texts = _vocab_and_texts()
     config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=32,
-                         history_layers=1, dropout=0.0)
+                         history_layers=1, dropout=0.0, **config_fields)
     return build_model(config, vocab, texts), vocab, texts
 
 
@@ -171,6 +171,19 @@ def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
     catalogue_matrix = model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy()
     expected = np.argsort(-(out @ catalogue_matrix.T), axis=1)[:, :3] + 1
     assert top["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in expected]
+
+
+def test_behaviour_text_models_recommend_from_text_with_their_query_encoder(tmp_path):
+    model, vocab, texts = _build("retrieval", behaviour_text=True, behaviour_text_length=32)
+    loaded = export.load(export.export_model(model, vocab, texts, str(tmp_path), "m").path)
+    text = ["alien space. love paris"]
+    out = loaded.signatures["recommend_from_text"](text=tf.constant(text), k=tf.constant(3))
+    queries = model.text_query_embeddings(tf.constant(text)).numpy()
+    scores = queries @ model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy().T
+    np.testing.assert_allclose(out["scores"].numpy(), -np.sort(-scores, axis=1)[:, :3], atol=1e-5)
+    scores, indices = model.recommend(_features(HISTORY_INDICES), k=3)
+    out = loaded.signatures["recommend"](history=tf.constant(HISTORY_IDS), k=tf.constant(3))
+    assert out["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in indices.numpy()]
 
 
 def test_ranking_score_matches_the_model(ranking):
