@@ -275,3 +275,19 @@ def test_load_run_restores_the_trained_model(tmp_path):
     assert run.config == cfg and run.item_texts == texts
     np.testing.assert_allclose(run.model.item_embeddings(tf.range(1, 5)).numpy(),
                                model.item_tower.catalogue().numpy()[1:5], atol=1e-6)
+
+
+def test_fine_tuned_text_re_encodes_only_refresh_items_per_step():
+    tower = ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 12,
+                                                       "trainable": "top:1"}, refresh_items=3)
+    exact = tower.catalogue().numpy()
+    bank = tower.text_bank.numpy().copy()
+    with tf.GradientTape() as tape:
+        catalogue = tower.catalogue(training=True, focus_ids=tf.constant([2, 4, 4, 6, 8, 10]))
+        loss = tf.reduce_sum(catalogue * exact)
+    layer_grads = [g for g, v in zip(tape.gradient(loss, tower.trainable_weights), tower.trainable_weights)
+                   if "transformer_layer_1" in v.path]
+    assert layer_grads and all(g is not None for g in layer_grads)
+    changed = np.flatnonzero(np.abs(tower.text_bank.numpy() - bank).sum(axis=1) > 0)
+    assert len(changed) <= 3 and set(changed) <= {2, 4, 6, 8, 10}
+    np.testing.assert_allclose(catalogue.numpy()[1], exact[1], atol=1e-5)  # not refreshed: bank row

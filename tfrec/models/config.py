@@ -28,6 +28,10 @@ class ModelConfig:
             preset name, or "tiny" (random 2-layer BERT for tests).
         encoder_trainable: "none", "all" or "top:N".
         pooling: "mean" or "cls".
+        text_refresh_items: with encoder_trainable "top:N" or "all", how many
+            of a training step's target items are re-encoded through the
+            trainable encoder layers (the others reuse their last vectors);
+            0 re-encodes the whole catalogue every step.
         sequence_length: BERT tokens per item text.
         embedding_dim: item/query embedding size.
         use_text: represent items by their text through BERT.
@@ -66,6 +70,7 @@ class ModelConfig:
     encoder: str = "minilm"
     encoder_trainable: str = "none"
     pooling: str = "mean"
+    text_refresh_items: int = 256
     sequence_length: int = 64
     embedding_dim: int = 64
     use_text: bool = True
@@ -119,7 +124,7 @@ class ModelConfig:
                      "behaviour_text_items", "behaviour_text_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected >= 1")
-        for name in ("history_layers", "hard_negatives", "dcn_layers"):
+        for name in ("history_layers", "hard_negatives", "dcn_layers", "text_refresh_items"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected >= 0")
         if self.temperature <= 0:

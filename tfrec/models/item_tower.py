@@ -45,6 +45,8 @@ class ItemTower(keras.layers.Layer):
         use_item_ids: add a learned id embedding.
         id_dropout: training-time probability of dropping an item's id
             embedding (per unique item and step).
+        refresh_items: with a fine-tuned encoder ("top:N" or "all"), how many
+            of a step's focus items are re-encoded (see `catalogue`); 0 = all.
         seed: initialisation and dropout seed.
         **kwargs: base layer arguments.
 
@@ -57,7 +59,7 @@ class ItemTower(keras.layers.Layer):
     """
 
     def __init__(self, item_texts, embedding_dim=64, encoder=None, use_item_ids=True,
-                 id_dropout=0.0, seed=0, **kwargs):
+                 id_dropout=0.0, refresh_items=0, seed=0, **kwargs):
         super().__init__(**kwargs)
         if encoder is None and not use_item_ids:
             raise ValueError("ItemTower needs an encoder, use_item_ids=True, or both")
@@ -67,6 +69,7 @@ class ItemTower(keras.layers.Layer):
         self.encoder_args = dict(encoder) if encoder is not None else None
         self.use_item_ids = use_item_ids
         self.id_dropout = id_dropout
+        self.refresh_items = refresh_items
         self.seed = seed
         self.text_encoder = None
         if encoder is not None:
@@ -77,8 +80,11 @@ class ItemTower(keras.layers.Layer):
             # Standardise each BERT dimension over the catalogue: sentence
             # embeddings share a large common direction that would otherwise
             # dominate the projected item vectors.
-            self.text_normalization.adapt(self._catalogue_text_vectors(
-                tf.range(self.num_rows, dtype=tf.int32), training=False))
+            text_vectors = self._catalogue_text_vectors(tf.range(self.num_rows, dtype=tf.int32), training=False)
+            self.text_normalization.adapt(text_vectors)
+            if self._mode != "pooled":
+                # Last computed text vector of every item, for `refresh_items`.
+                self.text_bank = keras.Variable(text_vectors, trainable=False, name="text_bank")
         if use_item_ids:
             self.id_embedding = keras.layers.Embedding(
                 self.num_rows, embedding_dim, name="item_id_embedding",
@@ -131,11 +137,12 @@ class ItemTower(keras.layers.Layer):
             hidden = encoder.encode_lower(tokens, training=training)
         return encoder.encode_upper(hidden, mask, training=training)
 
-    def _embed_unique(self, ids, training):
+    def _embed_unique(self, ids, training, text_vectors=None):
         total = 0.0
         if self.text_encoder is not None:
-            total = self.text_projection(
-                self.text_normalization(self._catalogue_text_vectors(ids, training)))
+            if text_vectors is None:
+                text_vectors = self._catalogue_text_vectors(ids, training)
+            total = self.text_projection(self.text_normalization(text_vectors))
         if self.use_item_ids:
             id_vectors = self.id_embedding(ids)
             if training and self.id_dropout > 0:
@@ -151,9 +158,27 @@ class ItemTower(keras.layers.Layer):
         vectors = tf.gather(self._embed_unique(unique, training), position)
         return tf.reshape(vectors, tf.concat([tf.shape(item_ids), [self.embedding_dim]], 0))
 
-    def catalogue(self, training=False):
-        """Returns the embeddings of every catalogue index, `[num_rows, embedding_dim]`."""
-        return self._embed_unique(tf.range(self.num_rows, dtype=tf.int32), training)
+    def catalogue(self, training=False, focus_ids=None):
+        """Returns the embeddings of every catalogue index, `[num_rows, embedding_dim]`.
+
+        Args:
+            training: training mode.
+            focus_ids: optional int32 item indices (e.g. the batch's targets).
+                When training a fine-tuned encoder with `refresh_items` > 0,
+                only up to `refresh_items` of these run through the trainable
+                encoder layers (and get gradients); every other item uses its
+                last computed text vector (`text_bank`, updated as items are
+                recomputed). Otherwise every item is recomputed.
+        """
+        every = tf.range(self.num_rows, dtype=tf.int32)
+        if not (training and focus_ids is not None and self.refresh_items > 0
+                and self.text_encoder is not None and self._mode != "pooled"):
+            return self._embed_unique(every, training)
+        chosen = tf.random.shuffle(tf.unique(tf.reshape(focus_ids, [-1]))[0])[:self.refresh_items]
+        fresh = self._catalogue_text_vectors(chosen, training)
+        self.text_bank.value.scatter_update(tf.IndexedSlices(tf.stop_gradient(fresh), chosen))
+        text_vectors = tf.tensor_scatter_nd_update(tf.stop_gradient(self.text_bank.value), chosen[:, None], fresh)
+        return self._embed_unique(every, training, text_vectors)
 
     def text_item_embeddings(self, texts):
         """Embeds items from their text alone (no id), e.g. new or cold items.
@@ -181,6 +206,7 @@ class ItemTower(keras.layers.Layer):
             "encoder": self.encoder_args,
             "use_item_ids": self.use_item_ids,
             "id_dropout": self.id_dropout,
+            "refresh_items": self.refresh_items,
             "seed": self.seed,
         })
         return config

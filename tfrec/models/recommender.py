@@ -100,7 +100,8 @@ class Recommender(keras.Model):
                    "pooling": cfg.pooling, "trainable": cfg.encoder_trainable}
         self.item_tower = ItemTower(
             self.item_texts, embedding_dim=dim, encoder=encoder if cfg.use_text else None,
-            use_item_ids=cfg.use_item_ids, id_dropout=cfg.id_dropout, seed=cfg.seed, name="item_tower")
+            use_item_ids=cfg.use_item_ids, id_dropout=cfg.id_dropout,
+            refresh_items=cfg.text_refresh_items, seed=cfg.seed, name="item_tower")
         if cfg.behaviour_text:
             self.behaviour_tower = BehaviourTextTower(
                 [title_of(text) for text in self.item_texts], embedding_dim=dim,
@@ -238,11 +239,11 @@ class Recommender(keras.Model):
 
     def call(self, features, training=False):
         """Returns the task losses (mean over predicted positions) as a dict of scalars."""
-        catalogue = self.item_tower.catalogue(training=training)
-        contexts, inputs = self._contexts(features, catalogue, training)
         next_features = _next_features(features)
         next_ids = tf.cast(next_features["ids"], tf.int32)
         positions = self._loss_positions(features, next_ids, training)
+        catalogue = self.item_tower.catalogue(training=training, focus_ids=tf.boolean_mask(next_ids, positions))
+        contexts, inputs = self._contexts(features, catalogue, training)
         losses = {}
         if self.has_retrieval:
             queries = tf.boolean_mask(self._queries(contexts, features), positions)
