@@ -33,21 +33,25 @@ def run_dir(tmp_path_factory):
     return directory
 
 
-def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, tmp_path):
-    base = str(tmp_path / "exports")
-    first = export.export_run(run_dir, base, "movies")
+@pytest.fixture(scope="module")
+def first_export(run_dir, tmp_path_factory):
+    return export.export_run(run_dir, str(tmp_path_factory.mktemp("exports")), "movies")
+
+
+def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, first_export, tmp_path):
+    base = os.path.dirname(os.path.dirname(first_export.path))
     update = tmp_path / "new.jsonl"
     update.write_text('{"item_id": "new-1", "text": "a film about robots in space"}\n')
 
     process = _run_module("tfrec.export", f"--run_dir={run_dir}", f"--export_base={base}",
-                          "--model_name=movies", f"--update_catalog={update}")
+                          "--model_name=movies", "--version=5", f"--update_catalog={update}")
 
     assert process.returncode == 0, process.stderr[-3000:]
     assert "exported" in process.stdout and "TensorFlow Text op types: " in process.stdout
     assert "state ratio" in process.stdout
-    assert sorted(os.listdir(os.path.join(base, "movies"))) == ["1", "2"]
-    second = export.load(os.path.join(base, "movies", "2"))
-    out = second.signatures["recommend"](history=tf.constant([["new-1"]]), k=tf.constant(first.num_items))
+    assert sorted(os.listdir(os.path.join(base, "movies"))) == ["1", "5"]
+    second = export.load(os.path.join(base, "movies", "5"))
+    out = second.signatures["recommend"](history=tf.constant([["new-1"]]), k=tf.constant(first_export.num_items))
     assert "new-1" not in out["item_ids"].numpy()[0].astype(str)
     embedded = second.signatures["embed_items"](text=tf.constant(["a film about robots in space"]))
     top = second.signatures["recommend_from_text"](text=tf.constant(["a film about robots in space"]),
@@ -57,10 +61,8 @@ def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, tmp_path):
                                np.sum(embedded["embeddings"].numpy() ** 2), atol=1e-5)
 
 
-def test_export_of_a_run_recommends_like_the_loaded_model(run_dir, tmp_path):
-    result = export.export_run(run_dir, str(tmp_path), "movies", version=3)
-    assert result.path.endswith(os.path.join("movies", "3"))
-    loaded = export.load(result.path)
+def test_export_of_a_run_recommends_like_the_loaded_model(run_dir, first_export):
+    loaded = export.load(first_export.path)
     run = run_lib.load_run(run_dir)
     run.model.refresh_catalogue()
     ids = run.vocab.item_ids
