@@ -57,18 +57,15 @@ def title_of(text):
     return match.group(1) if match else text.split(". ")[0]
 
 
-def _next_features(features):
-    """Shifts the history by one: the behaviour each position predicts."""
-    def shifted(history_key, target_key):
-        history = features[history_key]
-        target = tf.cast(features[target_key], history.dtype)
-        return tf.concat([history[:, 1:], target[:, None]], axis=1)
+def _next(features, history_key, target_key):
+    """Shifts a history feature by one: the value at the behaviour each position predicts."""
+    history = features[history_key]
+    target = tf.cast(features[target_key], history.dtype)
+    return tf.concat([history[:, 1:], target[:, None]], axis=1)
 
-    return {
-        "ids": shifted(schema.HISTORY_ITEM_IDS, schema.TARGET_ITEM_ID),
-        "ratings": shifted(schema.HISTORY_RATINGS, schema.TARGET_RATING),
-        "timestamps": shifted(schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP),
-    }
+
+def _next_ids(features):
+    return tf.cast(_next(features, schema.HISTORY_ITEM_IDS, schema.TARGET_ITEM_ID), tf.int32)
 
 
 class Recommender(keras.Model):
@@ -175,7 +172,8 @@ class Recommender(keras.Model):
             inputs["events"] = tf.cast(features[schema.HISTORY_EVENTS], tf.int32)
         if self.cfg.use_time_gaps:
             inputs["timestamps"] = tf.cast(features[schema.HISTORY_TIMESTAMPS], tf.int64)
-            inputs["next_timestamps"] = tf.cast(_next_features(features)["timestamps"], tf.int64)
+            inputs["next_timestamps"] = tf.cast(
+                _next(features, schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP), tf.int64)
         return inputs
 
     def _contexts(self, features, catalogue, training):
@@ -205,12 +203,11 @@ class Recommender(keras.Model):
         last = tf.one_hot(tf.shape(ids)[1] - 1, tf.shape(ids)[1], on_value=True, off_value=False)
         return tf.logical_and(valid, last[None, :])
 
-    def _ranking_loss(self, contexts, inputs, next_features, positions, catalogue, features, training):
-        next_ids = tf.cast(next_features["ids"], tf.int32)
+    def _ranking_loss(self, contexts, inputs, next_ids, positions, catalogue, features, training):
         head = lambda candidates: self._ranking_scores(  # noqa: E731
             contexts, inputs, candidates, catalogue, features, training)
         if self.cfg.ranking_target == "rating":
-            ratings = tf.cast(next_features["ratings"], tf.float32)
+            ratings = tf.cast(_next(features, schema.HISTORY_RATINGS, schema.TARGET_RATING), tf.float32)
             positions = tf.logical_and(positions, ratings > 0)
             errors = tf.square(head(next_ids) - ratings)
             return tf.boolean_mask(errors, positions)
@@ -239,8 +236,7 @@ class Recommender(keras.Model):
 
     def call(self, features, training=False):
         """Returns the task losses (mean over predicted positions) as a dict of scalars."""
-        next_features = _next_features(features)
-        next_ids = tf.cast(next_features["ids"], tf.int32)
+        next_ids = _next_ids(features)
         positions = self._loss_positions(features, next_ids, training)
         catalogue = self.item_tower.catalogue(training=training, focus_ids=tf.boolean_mask(next_ids, positions))
         contexts, inputs = self._contexts(features, catalogue, training)
@@ -253,7 +249,7 @@ class Recommender(keras.Model):
             losses["retrieval"] = _safe_mean(per_query)
         if self.has_ranking:
             losses["ranking"] = _safe_mean(self._ranking_loss(
-                contexts, inputs, next_features, positions, catalogue, features, training))
+                contexts, inputs, next_ids, positions, catalogue, features, training))
         return losses
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -380,7 +376,7 @@ class Recommender(keras.Model):
             raise ValueError("score needs a ranking or multitask model")
         catalogue = self.catalogue_vectors
         contexts, inputs = self._contexts(features, catalogue, training=False)
-        candidates = tf.cast(_next_features(features)["ids"], tf.int32)
+        candidates = _next_ids(features)
         raw = self._ranking_scores(contexts, inputs, candidates, catalogue, features, False)[:, -1]
         return tf.sigmoid(raw) if self.cfg.ranking_target == "click" else raw
 
