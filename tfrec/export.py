@@ -105,14 +105,12 @@ def catalogue_embeddings(model, num_model_items, new_texts=()):
     Returns:
         float32 [num_model_items + len(new_texts), d].
     """
-    item_embedding = tf.function(model.item_embeddings)
     embeddings = _batched(
-        lambda ids: item_embedding(tf.constant(ids, tf.int32)),
+        lambda ids: model.item_embeddings(tf.constant(ids, tf.int32)),
         np.arange(1, num_model_items + 1, dtype=np.int32),
     )
     if len(new_texts):
-        text_embedding = tf.function(model.text_item_embeddings)
-        new = _batched(lambda texts: text_embedding(tf.constant(texts)), list(new_texts))
+        new = _batched(lambda texts: model.text_item_embeddings(tf.constant(texts)), list(new_texts))
         embeddings = np.concatenate([embeddings, new], axis=0)
     return embeddings
 
