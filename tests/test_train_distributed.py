@@ -1,0 +1,64 @@
+"""Multi-replica training on logical CPUs (in a subprocess: the CPU can only be
+split before TensorFlow initialises its devices, which other tests do first)."""
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+from train_helpers import REPO_ROOT, TINY_FLAGS, subprocess_env
+
+# 64 users with the same number of training interactions: 64 training windows
+# carrying the same number of next-item predictions each. With a global batch of
+# 64 the first batch holds every window whatever the shuffle, and the mean loss
+# of each replica's half batch averages to the loss of the whole batch. The
+# encoder is frozen and dropout off, so nothing random differs between runs (a
+# trainable BERT runs its own internal dropout).
+SOURCE = "synthetic:users=64,items=150,per_user=6,seed=0"
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from absl import flags
+    from tfrec import train
+    from tfrec.training import checks
+
+    def run(*args):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["train", "--flagfile=%s", "--verbose=0", "--cpu_replicas=2", "--max_steps=1",
+                     "--steps_per_epoch=1", "--epochs=1", "--dropout=0", "--encoder_trainable=none", "--batch_size=64",
+                     "--source=%s", *args])
+        return train.train(flags.FLAGS)
+
+    out = sys.argv[1]
+    try:
+        run("--run_dir=" + out + "/bad", "--strategy=mirrored", "--batch_size=33")
+        error = None
+    except checks.ConfigError as e:
+        error = str(e)
+    run("--run_dir=" + out + "/one", "--strategy=one_device")
+    run("--run_dir=" + out + "/two", "--strategy=mirrored")
+    print(json.dumps({"error": error}))
+    """
+    % (TINY_FLAGS, SOURCE)
+)
+
+
+def _first_epoch(directory):
+    with open(directory / "training_log.jsonl") as f:
+        return next(r for r in map(json.loads, f) if r["event"] == "epoch")
+
+
+def test_two_replicas_match_one_replica_first_step_loss(tmp_path):
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO_ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    error = json.loads(done.stdout.strip().splitlines()[-1])["error"]
+    assert "--batch_size=33 is the global batch size and must be divisible by the 2 replicas" in error
+    assert not (tmp_path / "bad").exists()
+    one, two = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("one", "two"))
+    assert (one["num_replicas"], two["num_replicas"]) == (1, 2)
+    first_one, first_two = _first_epoch(tmp_path / "one"), _first_epoch(tmp_path / "two")
+    assert first_one["step"] == first_two["step"] == 1
+    assert math.isclose(first_one["loss"], first_two["loss"], rel_tol=1e-5)

@@ -1,0 +1,214 @@
+"""Keras callbacks of a training run.
+
+- `ValidationMetrics`: the full-catalogue validation metrics, each epoch, as
+  `val_<name>` logs (so the progress bar, TensorBoard and early stopping see them).
+- `Throughput`: training examples per second, as the `examples_per_second` log.
+- `BestWeights`: keeps the weights of the best epoch on disk, stops early after
+  `patience` epochs without improvement, restores the best weights at the end.
+  Its state survives a killed and resumed run.
+- `TrainingLog`: one JSON line per epoch (and per start) in `training_log.jsonl`.
+- `StopAtStep`: stops once the optimizer has made `max_steps` steps.
+- `TrainingBackup`: `keras.callbacks.BackupAndRestore` that backs up every
+  `every_steps` steps *and* after every epoch.
+
+Put them before `summaries.ScalarSummaries` in the callback list: the logs
+they add are then written to TensorBoard too.
+
+Example:
+
+>>> callbacks = [Throughput(batch_size=256),
+...              ValidationMetrics(valid, config, ks=(10, 100)),
+...              BestWeights("val_HR@10", "runs/x/checkpoints", patience=3)]
+"""
+
+import json
+import os
+import time
+
+import keras
+from absl import logging
+
+from tfrec.training import checks, protocol, run_dir
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """Adds the validation metrics of `protocol.evaluate_model` to the epoch logs.
+
+    Args:
+        held_out: `protocol.HeldOut` validation set.
+        config: the model's `ModelConfig`.
+        ks: ranking cut-offs.
+        batch_size: examples scored at once.
+    """
+
+    def __init__(self, held_out, config, ks=(10, 100), batch_size=1024):
+        super().__init__()
+        self.held_out = held_out
+        self.config = config
+        self.ks = tuple(ks)
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = protocol.evaluate_model(self.model, self.held_out, self.config, self.ks, self.batch_size)
+        logs.update({f"val_{name}": value for name, value in values.items()})
+
+
+class Throughput(keras.callbacks.Callback):
+    """Logs training examples per second of each epoch (`examples_per_second`).
+
+    Only the training steps are timed: put it first among the callbacks that
+    work at epoch end (validation is not counted).
+
+    Args:
+        batch_size: global batch size.
+    """
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+        self._start = None
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        logs["examples_per_second"] = self._steps * self.batch_size / max(elapsed, 1e-9)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Best-epoch weights, early stopping and their restoration, resumable.
+
+    After each epoch, if `monitor` improved, the weights go to
+    `directory/best.weights.h5`; the best value, its epoch and the number of
+    epochs since go to `directory/best.json` (both written atomically). A
+    rerun of a killed training picks this state up. Training stops after
+    `patience` epochs without improvement (0: never). At the end of training
+    the best weights are loaded back into the model.
+
+    Args:
+        monitor: log name, e.g. "val_HR@10" or "val_RMSE".
+        directory: where the state lives (the run's checkpoints directory).
+        patience: epochs without improvement before stopping; 0 disables.
+        mode: "max" or "min"; default from `checks.metric_mode(monitor)`.
+    """
+
+    def __init__(self, monitor, directory, patience=0, mode=None):
+        super().__init__()
+        self.monitor = monitor
+        self.patience = patience
+        self.mode = mode or checks.metric_mode(monitor)
+        self.weights_path = os.path.join(directory, "best.weights.h5")
+        self.state_path = os.path.join(directory, "best.json")
+        self.state = {"best": None, "epoch": None, "wait": 0}
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                self.state = json.load(f)
+
+    def _improved(self, value):
+        best = self.state["best"]
+        return best is None or (value > best if self.mode == "max" else value < best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor not in logs:
+            raise KeyError(f"--monitor={self.monitor!r} is not among the epoch logs {sorted(logs)}")
+        value = float(logs[self.monitor])
+        if self._improved(value):
+            run_dir.save_weights_atomic(self.model, self.weights_path)
+            self.state = {"best": value, "epoch": epoch + 1, "wait": 0}
+        else:
+            self.state["wait"] += 1
+        run_dir.write_json_atomic(self.state_path, self.state)
+        logs[f"best_{self.monitor}"] = self.state["best"]
+        if self.patience and self.state["wait"] >= self.patience:
+            logging.info("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)",
+                         self.monitor, self.state["wait"], self.state["best"], self.state["epoch"])
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if os.path.exists(self.weights_path):
+            run_dir.load_weights(self.model, self.weights_path)
+            logging.info("restored the best weights: %s=%.4f at epoch %d",
+                         self.monitor, self.state["best"], self.state["epoch"])
+
+
+class TrainingLog(keras.callbacks.Callback):
+    """Appends JSON lines to `path`: a "start" record (the epoch and optimizer
+    step training starts from, > 0 when a killed run resumed), one "epoch"
+    record per epoch with its logs, and an "end" record.
+
+    Args:
+        path: the `.jsonl` file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self._started = False
+
+    def _write(self, record):
+        record["step"] = int(self.model.optimizer.iterations.numpy())
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_train_begin(self, logs=None):
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self._started = True
+            self._write({"event": "start", "epoch": epoch})
+            if epoch:
+                logging.info("resuming from the checkpoint of epoch %d", epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write({"event": "epoch", "epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+
+    def on_train_end(self, logs=None):
+        self._write({"event": "end"})
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stops training once the optimizer has made `max_steps` steps.
+
+    Args:
+        max_steps: int >= 1.
+    """
+
+    def __init__(self, max_steps):
+        super().__init__()
+        self.max_steps = max_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.max_steps:
+            self.model.stop_training = True
+
+
+class TrainingBackup(keras.callbacks.BackupAndRestore):
+    """Backs up the training state every `every_steps` steps and after each epoch.
+
+    A rerun of a killed training restores the latest backup (weights,
+    optimizer state, finished epochs) and continues from the start of the
+    interrupted epoch. Backups are kept when training ends, so rerunning a
+    finished run trains no more.
+
+    Args:
+        directory: backup directory (used by nothing else).
+        every_steps: steps between backups within an epoch; 0: epoch ends only.
+    """
+
+    def __init__(self, directory, every_steps=0):
+        super().__init__(directory, save_freq=every_steps or "epoch", double_checkpoint=True,
+                         delete_checkpoint=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":
+            self._save_model()

@@ -1,0 +1,81 @@
+"""Devices and the `tf.distribute` strategy a training run uses.
+
+`--strategy=auto` picks `MirroredStrategy` over every visible GPU when there
+is at least one, and a `OneDeviceStrategy` on the CPU otherwise.
+`--cpu_replicas=N` splits the CPU into N logical devices and mirrors over
+them, so multi-replica training can be exercised on a machine without GPUs.
+
+Example:
+
+>>> from tfrec.training import devices
+>>> devices.configure_cpu_replicas(2)  # before anything touches the devices
+>>> strategy = devices.make_strategy("auto", cpu_replicas=2)
+>>> strategy.num_replicas_in_sync
+2
+"""
+
+import tensorflow as tf
+
+from tfrec.training.checks import ConfigError
+
+STRATEGIES = ("auto", "mirrored", "one_device")
+
+
+class DeviceError(ConfigError):
+    """The requested device layout cannot be set up in this process."""
+
+
+def configure_cpu_replicas(num_replicas):
+    """Splits the physical CPU into `num_replicas` logical devices.
+
+    Must run before TensorFlow initialises its devices. Calling it again with a
+    number of logical CPUs the process already has (or fewer) is a no-op, so
+    in-process callers (tests, notebooks) may call it repeatedly.
+
+    Args:
+        num_replicas: int >= 1. 1 leaves the CPU as it is.
+
+    Raises:
+        DeviceError: the devices were already initialised with another layout.
+    """
+    if num_replicas < 1:
+        raise DeviceError(f"--cpu_replicas must be >= 1, got {num_replicas}")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if num_replicas <= (len(current) if current else 1):
+        return
+    wanted = [tf.config.LogicalDeviceConfiguration()] * num_replicas
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError as error:
+        have = len(tf.config.list_logical_devices("CPU"))
+        raise DeviceError(
+            f"--cpu_replicas={num_replicas}: TensorFlow already initialised "
+            f"its devices with {have} logical CPU(s) in this process; the CPU "
+            "can only be split before anything touches the devices "
+            f"({error})"
+        ) from error
+
+
+def make_strategy(name="auto", cpu_replicas=1):
+    """Returns the `tf.distribute.Strategy` for `--strategy`.
+
+    Args:
+        name: "auto" (mirrored over GPUs or CPU replicas when there are more
+            than one, else one device), "mirrored" (over all GPUs, or all
+            logical CPUs when there is no GPU) or "one_device" (first GPU or
+            the CPU).
+        cpu_replicas: the number of logical CPUs configured by
+            `configure_cpu_replicas`; used when there is no GPU.
+
+    Returns:
+        A `tf.distribute.Strategy`.
+    """
+    if name not in STRATEGIES:
+        raise DeviceError(f"--strategy must be one of {STRATEGIES}, got {name!r}")
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    replicas = gpus or cpus[:cpu_replicas]
+    if name == "one_device" or (name == "auto" and len(replicas) < 2):
+        return tf.distribute.OneDeviceStrategy(replicas[0].name)
+    return tf.distribute.MirroredStrategy([device.name for device in replicas])
