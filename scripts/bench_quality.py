@@ -483,8 +483,9 @@ def guide_paragraph(results):
         "same code gives (HR@10 / NDCG@10 / Recall@100): "
         + ("; ".join(figures) if figures else "— (rows not run)")
         + ", the reference values being popularity 0.0498 / 0.0255 / 0.2354, transitions 0.1516 / 0.0785 / "
-        "0.5376, item-kNN 0.0594 / 0.0281 / 0.3022. TFRS rows differ from the reference by seed noise "
-        "(initialisation and shuffling)."
+        "0.5376, item-kNN 0.0594 / 0.0281 / 0.3022. TFRS rows differ from the reference by training noise: "
+        "TensorFlow's multi-threaded CPU kernels make even two runs with the same seed differ, so compare the "
+        "means over seeds."
     )
 
 
