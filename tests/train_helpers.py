@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests: flag parsing, running the CLI, reading logs."""
+"""Helpers shared by the training tests: flag parsing, the shared tiny run, reading logs."""
 
 import atexit
 import functools
@@ -6,8 +6,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import tensorflow as tf

@@ -118,10 +118,41 @@ def _check_same_run(directory, config_record):
             )
 
 
-def _item_embeddings(model, vocab):
+def _write_projector(directory, model, dataset, vocab):
+    """Item embeddings with ids and titles for TensorBoard's projector."""
     model.refresh_catalogue()
-    ids = np.arange(1, vocab.num_items + 1, dtype=np.int32)
-    return np.asarray(model.item_embeddings(ids))
+    ids = vocab.item_ids[1:]
+    titles = dataset.items.set_index(schema.ITEM_ID)[schema.TITLE].reindex(ids).fillna("").tolist()
+    embeddings = np.asarray(model.item_embeddings(np.arange(1, vocab.num_items + 1, dtype=np.int32)))
+    projector.write_projector(os.path.join(directory, run_dir.TENSORBOARD), embeddings,
+                              {"item_id": ids, "title": titles})
+
+
+def _fit_callbacks(flag_values, directory, valid, config, ks, monitor):
+    """The callbacks of `model.fit`, in the order their epoch-end logs need."""
+    checkpoints = os.path.join(directory, run_dir.CHECKPOINTS)
+    fit_callbacks = [
+        callbacks.Throughput(flag_values.batch_size),
+        callbacks.ValidationMetrics(valid, config, ks, flag_values.eval_batch_size),
+        callbacks.BestWeights(monitor, checkpoints, flag_values.early_stopping_patience),
+        callbacks.TrainingLog(os.path.join(directory, run_dir.TRAINING_LOG)),
+        callbacks.TrainingBackup(os.path.join(checkpoints, "backup"), flag_values.checkpoint_every_steps),
+        summaries.ScalarSummaries(os.path.join(directory, run_dir.TENSORBOARD), flag_values.log_every_steps),
+    ]
+    if flag_values.max_steps:
+        fit_callbacks.append(callbacks.StopAtStep(flag_values.max_steps))
+    return fit_callbacks
+
+
+def _compile(model, flag_values, steps_per_epoch):
+    """Compiles `model` with AdamW and the warmup/decay schedule (in the strategy scope)."""
+    total_steps = flag_values.epochs * steps_per_epoch
+    if flag_values.max_steps:
+        total_steps = min(total_steps, flag_values.max_steps)
+    warmup = flag_values.warmup_steps or round(flag_values.warmup_fraction * total_steps)
+    model.compile(optimizer=optimizer.build_optimizer(
+        flag_values.learning_rate, total_steps, warmup, flag_values.decay,
+        flag_values.weight_decay, flag_values.clipnorm))
 
 
 def train(flag_values=FLAGS):
@@ -135,82 +166,60 @@ def train(flag_values=FLAGS):
             invalid; raised before any training step.
     """
     started = time.time()
+    # 1. Everything is checked before training starts.
     checks.require(flag_values.run_dir, "--run_dir is required")
     checks.check_training_flags(flag_values)
     checks.check_trainable(flag_values.encoder_trainable)
     config = model_flags.model_config(flag_values)
     ks = checks.parse_ks(flag_values.eval_ks)
+    monitor = _monitor(flag_values.monitor, config, ks)
+    checks.check_monitor(monitor, protocol.metric_names(config, ks))
     devices.configure_cpu_replicas(flag_values.cpu_replicas)
     strategy = devices.make_strategy(flag_values.strategy, flag_values.cpu_replicas)
-    replicas = strategy.num_replicas_in_sync
-    checks.check_batch_split(flag_values.batch_size, replicas)
-
+    checks.check_batch_split(flag_values.batch_size, strategy.num_replicas_in_sync)
     dataset, split, vocab, examples = _load_data(flag_values)
     checks.check_data(config, dataset, vocab, examples, ks)
-    texts = data.item_texts(dataset.items, vocab)
     directory = flag_values.run_dir
     config_record = {"flags": _flag_values(flag_values), "model_config": config.to_dict(),
-                     "num_replicas": replicas}
+                     "num_replicas": strategy.num_replicas_in_sync}
     _check_same_run(directory, config_record)
-
+    texts = data.item_texts(dataset.items, vocab)
     keras.utils.set_random_seed(flag_values.seed)
     with strategy.scope():
         try:
             model = build_model(config, vocab, texts)
         except ValueError as error:
             raise checks.ConfigError(f"model flags: {error}") from error
-    available = protocol.metric_names(config, ks)
-    monitor = _monitor(flag_values.monitor, config, ks)
-    checks.check_monitor(monitor, available)
 
+    # 2. Training, resumed from DIR/checkpoints when a previous run was killed.
     train_examples = model.train_examples(examples["train"]) if hasattr(model, "train_examples") else examples["train"]
     num_train = len(next(iter(train_examples.values())))
     steps_per_epoch = flag_values.steps_per_epoch or math.ceil(num_train / flag_values.batch_size)
-    total_steps = flag_values.epochs * steps_per_epoch
-    if flag_values.max_steps:
-        total_steps = min(total_steps, flag_values.max_steps)
-    warmup = flag_values.warmup_steps or round(flag_values.warmup_fraction * total_steps)
     with strategy.scope():
-        model.compile(optimizer=optimizer.build_optimizer(
-            flag_values.learning_rate, total_steps, warmup, flag_values.decay,
-            flag_values.weight_decay, flag_values.clipnorm))
+        _compile(model, flag_values, steps_per_epoch)
     train_ds = data.to_tf_dataset(train_examples, batch_size=flag_values.batch_size, shuffle=True,
                                   seed=flag_values.seed).repeat()
-
     os.makedirs(directory, exist_ok=True)
     run_dir.write_json_atomic(os.path.join(directory, run_dir.CONFIG), config_record)
-    checkpoints = os.path.join(directory, run_dir.CHECKPOINTS)
     valid = protocol.HeldOut.from_split(split, vocab, "valid", examples)
-    training_log = os.path.join(directory, run_dir.TRAINING_LOG)
-    fit_callbacks = [
-        callbacks.Throughput(flag_values.batch_size),
-        callbacks.ValidationMetrics(valid, config, ks, flag_values.eval_batch_size),
-        callbacks.BestWeights(monitor, checkpoints, flag_values.early_stopping_patience),
-        callbacks.TrainingLog(training_log),
-        callbacks.TrainingBackup(os.path.join(checkpoints, "backup"), flag_values.checkpoint_every_steps),
-        summaries.ScalarSummaries(os.path.join(directory, run_dir.TENSORBOARD), flag_values.log_every_steps),
-    ]
-    if flag_values.max_steps:
-        fit_callbacks.append(callbacks.StopAtStep(flag_values.max_steps))
     logging.info("training %s on %s: %d examples, %d steps per epoch, %d replica(s), monitor %s",
-                 config.task, dataset.name, num_train, steps_per_epoch, replicas, monitor)
+                 config.task, dataset.name, num_train, steps_per_epoch, strategy.num_replicas_in_sync, monitor)
     model.fit(train_ds, epochs=flag_values.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-              callbacks=fit_callbacks, verbose=flag_values.verbose)
+              callbacks=_fit_callbacks(flag_values, directory, valid, config, ks, monitor),
+              verbose=flag_values.verbose)
 
+    # 3. Held-out metrics of the best weights, then the run directory's files.
     test = protocol.HeldOut.from_split(split, vocab, "test", examples)
     results = protocol.evaluate_model(model, test, config, ks, flag_values.eval_batch_size)
     results["valid"] = protocol.evaluate_model(model, valid, config, ks, flag_values.eval_batch_size)
-    epochs_logged = [record for record in run_dir.read_jsonl(training_log) if record["event"] == "epoch"]
-    results["examples_per_second"] = float(np.median([r["examples_per_second"] for r in epochs_logged]))
+    epochs = [r for r in run_dir.read_jsonl(os.path.join(directory, run_dir.TRAINING_LOG)) if r["event"] == "epoch"]
+    results["examples_per_second"] = float(np.median([r["examples_per_second"] for r in epochs]))
+    results["epochs"] = epochs[-1]["epoch"]
     results["wall_time_seconds"] = time.time() - started
-    results["epochs"] = epochs_logged[-1]["epoch"]
-
     run_dir.save_weights_atomic(model, os.path.join(directory, run_dir.WEIGHTS))
     run_dir.write_text_atomic(os.path.join(directory, run_dir.VOCABULARY), vocab.to_json())
     run_dir.write_text_atomic(os.path.join(directory, run_dir.ITEMS), run_dir.items_jsonl(vocab, texts))
-    titles = dataset.items.set_index(schema.ITEM_ID)[schema.TITLE].reindex(vocab.item_ids[1:])
-    projector.write_projector(os.path.join(directory, run_dir.TENSORBOARD), _item_embeddings(model, vocab),
-                              {"item_id": vocab.item_ids[1:], "title": titles.fillna("").tolist()})
+    _write_projector(directory, model, dataset, vocab)
     run_dir.write_json_atomic(os.path.join(directory, run_dir.METRICS), results)
     logging.info("test metrics: %s", {k: v for k, v in results.items() if k != "valid"})
     return results
