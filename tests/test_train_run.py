@@ -83,6 +83,18 @@ def test_rerun_of_a_finished_run_trains_no_more(trained):
     assert len(starts) == 1  # the rerun resumed after the last epoch: no epoch started
 
 
+def test_early_stopping_stops_and_is_not_undone_by_a_rerun(tmp_path):
+    # With a vanishing learning rate the validation metric cannot improve after epoch 1.
+    args = (f"--run_dir={tmp_path}", "--epochs=4", "--early_stopping_patience=1", "--learning_rate=1e-12")
+    metrics = train.train(parse_flags(*args))
+    epochs = [r["epoch"] for r in read_jsonl(tmp_path / run_dir.TRAINING_LOG) if r["event"] == "epoch"]
+    assert epochs == [1, 2] and metrics["epochs"] == 2
+    state = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert state["stopped"] and state["epoch"] == 1 and state["wait"] == 1
+    train.train(parse_flags(*args))
+    assert [r["event"] for r in read_jsonl(tmp_path / run_dir.TRAINING_LOG)].count("start") == 1
+
+
 def test_rerun_with_another_model_is_refused(trained):
     directory, _ = trained
     with pytest.raises(checks.ConfigError, match="embedding_dim=32.*embedding_dim=16"):

@@ -128,13 +128,13 @@ def _write_projector(directory, model, dataset, vocab):
                               {"item_id": ids, "title": titles})
 
 
-def _fit_callbacks(flag_values, directory, valid, config, ks, monitor):
+def _fit_callbacks(flag_values, directory, valid, config, ks, best):
     """The callbacks of `model.fit`, in the order their epoch-end logs need."""
     checkpoints = os.path.join(directory, run_dir.CHECKPOINTS)
     fit_callbacks = [
         callbacks.Throughput(flag_values.batch_size),
         callbacks.ValidationMetrics(valid, config, ks, flag_values.eval_batch_size),
-        callbacks.BestWeights(monitor, checkpoints, flag_values.early_stopping_patience),
+        best,
         callbacks.TrainingLog(os.path.join(directory, run_dir.TRAINING_LOG)),
         callbacks.TrainingBackup(os.path.join(checkpoints, "backup"), flag_values.checkpoint_every_steps),
         summaries.ScalarSummaries(os.path.join(directory, run_dir.TENSORBOARD), flag_values.log_every_steps),
@@ -204,9 +204,14 @@ def train(flag_values=FLAGS):
     valid = protocol.HeldOut.from_split(split, vocab, "valid", examples)
     logging.info("training %s on %s: %d examples, %d steps per epoch, %d replica(s), monitor %s",
                  config.task, dataset.name, num_train, steps_per_epoch, strategy.num_replicas_in_sync, monitor)
-    model.fit(train_ds, epochs=flag_values.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-              callbacks=_fit_callbacks(flag_values, directory, valid, config, ks, monitor),
-              verbose=flag_values.verbose)
+    best = callbacks.BestWeights(monitor, os.path.join(directory, run_dir.CHECKPOINTS),
+                                 flag_values.early_stopping_patience)
+    if best.stopped:  # this directory's run already stopped early: nothing is left to train
+        best.restore(model)
+    else:
+        model.fit(train_ds, epochs=flag_values.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+                  callbacks=_fit_callbacks(flag_values, directory, valid, config, ks, best),
+                  verbose=flag_values.verbose)
 
     # 3. Held-out metrics of the best weights, then the run directory's files.
     test = protocol.HeldOut.from_split(split, vocab, "test", examples)

@@ -85,11 +85,11 @@ class BestWeights(keras.callbacks.Callback):
     """Best-epoch weights, early stopping and their restoration, resumable.
 
     After each epoch, if `monitor` improved, the weights go to
-    `directory/best.weights.h5`; the best value, its epoch and the number of
-    epochs since go to `directory/best.json` (both written atomically). A
-    rerun of a killed training picks this state up. Training stops after
-    `patience` epochs without improvement (0: never). At the end of training
-    the best weights are loaded back into the model.
+    `directory/best.weights.h5`; the best value, its epoch, the number of
+    epochs since and whether training stopped early go to `directory/best.json`
+    (both written atomically). A rerun of a killed training picks this state
+    up. Training stops after `patience` epochs without improvement (0: never).
+    At the end of training the best weights are loaded back into the model.
 
     Args:
         monitor: log name, e.g. "val_HR@10" or "val_RMSE".
@@ -105,12 +105,14 @@ class BestWeights(keras.callbacks.Callback):
         self.mode = mode or checks.metric_mode(monitor)
         self.weights_path = os.path.join(directory, "best.weights.h5")
         self.state_path = os.path.join(directory, "best.json")
-        self.state = {"best": None, "epoch": None, "wait": 0}
-
-    def on_train_begin(self, logs=None):
+        self.state = {"best": None, "epoch": None, "wait": 0, "stopped": False}
         if os.path.exists(self.state_path):
-            with open(self.state_path) as f:
-                self.state = json.load(f)
+            self.state = run_dir.read_json(self.state_path)
+
+    @property
+    def stopped(self):
+        """True when an earlier run of this directory already stopped early."""
+        return self.state["stopped"]
 
     def _improved(self, value):
         best = self.state["best"]
@@ -122,21 +124,26 @@ class BestWeights(keras.callbacks.Callback):
         value = float(logs[self.monitor])
         if self._improved(value):
             run_dir.save_weights_atomic(self.model, self.weights_path)
-            self.state = {"best": value, "epoch": epoch + 1, "wait": 0}
+            self.state.update(best=value, epoch=epoch + 1, wait=0)
         else:
             self.state["wait"] += 1
+        self.state["stopped"] = bool(self.patience and self.state["wait"] >= self.patience)
         run_dir.write_json_atomic(self.state_path, self.state)
         logs[f"best_{self.monitor}"] = self.state["best"]
-        if self.patience and self.state["wait"] >= self.patience:
+        if self.state["stopped"]:
             logging.info("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)",
                          self.monitor, self.state["wait"], self.state["best"], self.state["epoch"])
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def restore(self, model):
+        """Loads the best weights into `model` (when an epoch has been evaluated)."""
         if os.path.exists(self.weights_path):
-            run_dir.load_weights(self.model, self.weights_path)
+            run_dir.load_weights(model, self.weights_path)
             logging.info("restored the best weights: %s=%.4f at epoch %d",
                          self.monitor, self.state["best"], self.state["epoch"])
+
+    def on_train_end(self, logs=None):
+        self.restore(self.model)
 
 
 class TrainingLog(keras.callbacks.Callback):
