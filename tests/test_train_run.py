@@ -101,6 +101,24 @@ def test_rerun_with_another_model_is_refused(trained):
         train.train(parse_flags(f"--run_dir={directory}", "--embedding_dim=16"))
 
 
+@pytest.mark.parametrize(
+    "task, target, expected, monitor",
+    [("ranking", "rating", {"RMSE", "MAE"}, "val_RMSE"),
+     ("multitask", "click", {"HR@10", "NDCG@10", "Recall@100", "MRR", "AUC", "LogLoss"}, "val_HR@10")],
+)
+def test_ranking_and_multitask_runs_report_their_metrics(tmp_path, task, target, expected, monitor):
+    metrics = train.train(parse_flags(f"--run_dir={tmp_path}", f"--task={task}", f"--ranking_target={target}",
+                                      "--epochs=1", "--max_steps=2"))
+    assert set(metrics) - {"valid", "examples_per_second", "wall_time_seconds", "epochs"} >= expected
+    assert set(metrics["valid"]) >= expected
+    if "AUC" in expected:
+        assert 0.0 <= metrics["AUC"] <= 1.0 and metrics["LogLoss"] > 0
+    else:
+        assert 0.0 < metrics["RMSE"] < 5.0
+    state = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    assert state["best"] == pytest.approx(metrics["valid"][monitor.removeprefix("val_")])
+
+
 def _no_ratings_source(tmp_path):
     interactions = tmp_path / "logs.csv"
     interactions.write_text("user_id,item_id,timestamp\n" + "".join(
