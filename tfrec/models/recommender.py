@@ -195,7 +195,7 @@ class Recommender(keras.Model):
         return tf.math.l2_normalize(queries, axis=-1)
 
     def _loss_positions(self, features, next_ids, training):
-        """bool `[B, N']`: positions whose next-item prediction counts in the loss."""
+        """bool `[B, N]`: positions whose next-item prediction counts in the loss."""
         ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
         valid = tf.logical_and(ids > 0, next_ids > 0)
         if training and self.cfg.sequence_training and not self.cfg.behaviour_text:
@@ -481,6 +481,8 @@ def build_model(config, vocab, item_texts):
 
     Returns:
         a `RetrievalModel`, `RankingModel` or `MultitaskModel`, not compiled.
+        Seeds Keras' global random state with `config.seed` first, so equal
+        configs build equal models.
     """
     config.validate()
     catalogue_size_check(item_texts, vocab.num_items)
