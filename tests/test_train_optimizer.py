@@ -1,0 +1,44 @@
+"""The learning-rate schedule and the optimizer of a training run."""
+
+import keras
+import pytest
+
+from tfrec.training.optimizer import WarmupDecay, build_optimizer
+
+
+def _rates(schedule, steps):
+    return [float(schedule(step)) for step in steps]
+
+
+def test_warmup_then_cosine_decay():
+    schedule = WarmupDecay(1e-3, total_steps=110, warmup_steps=10, decay="cosine")
+    assert _rates(schedule, [0, 4, 9]) == pytest.approx([1e-4, 5e-4, 1e-3])
+    assert _rates(schedule, [10, 60, 110, 500]) == pytest.approx([1e-3, 5e-4, 0.0, 0.0], abs=1e-9)
+
+
+def test_linear_and_constant_decay():
+    linear = WarmupDecay(1e-3, total_steps=100, decay="linear", final_fraction=0.1)
+    assert _rates(linear, [0, 50, 100]) == pytest.approx([1e-3, 5.5e-4, 1e-4])
+    assert _rates(WarmupDecay(1e-3, total_steps=100, decay="constant"), [0, 99]) == pytest.approx([1e-3, 1e-3])
+    with pytest.raises(ValueError, match="decay must be one of"):
+        WarmupDecay(1e-3, total_steps=100, decay="step")
+
+
+def test_schedule_round_trips_through_keras_serialization():
+    schedule = WarmupDecay(2e-3, total_steps=50, warmup_steps=5, decay="linear", final_fraction=0.2)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert restored.get_config() == schedule.get_config()
+
+
+def test_adamw_with_clipping_and_no_decay_on_biases_and_norms():
+    optimizer = build_optimizer(1e-3, total_steps=100, warmup_steps=10, weight_decay=0.05, clipnorm=1.0)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.weight_decay == pytest.approx(0.05) and optimizer.global_clipnorm == 1.0
+    dense = keras.layers.Dense(2, name="projection")
+    norm = keras.layers.LayerNormalization(name="layer_norm")
+    dense.build((None, 3))
+    norm.build((None, 2))
+    decayed = {v.path: optimizer._use_weight_decay(v) for v in dense.weights + norm.weights}
+    assert decayed == {"projection/kernel": True, "projection/bias": False,
+                       "layer_norm/gamma": False, "layer_norm/beta": False}
+    assert build_optimizer(1e-3, total_steps=10, clipnorm=0).global_clipnorm is None
