@@ -7,10 +7,20 @@ earlier item excluded; ranking: RMSE on the held-out last ratings; with
 `--split=cold_items`, HR@100 on test targets that are cold items, next to a
 random ranking's HR@100).
 
-Run it niced, the machine is shared:
+Run it niced, the machine is shared. The best retrieval setting found so far
+(frozen MiniLM text + ids, time gaps and ratings, SASRec-style windows of 100):
 
-    nice -n 10 .venv/bin/python scripts/explore_retrieval.py --epochs=40 --seeds=0,1,2 \\
-        --set=encoder_trainable=none --set=history_layers=2
+    nice -n 10 .venv/bin/python scripts/explore_retrieval.py --history_length=100 \\
+        --batch_size=8 --learning_rate=2e-3 --epochs=40 --patience=8 \\
+        --set=use_time_gaps=true --set=use_ratings=true
+
+and the same with `--set=use_text=false` for the id-only comparison; ranking:
+
+    nice -n 10 .venv/bin/python scripts/explore_retrieval.py --history_length=100 \\
+        --batch_size=16 --epochs=30 --patience=5 --set=task=ranking \\
+        --set=use_ratings=true --set=use_user_ids=true
+
+cold items: `--split=cold_items --set=id_dropout=0.5`.
 """
 
 import dataclasses
