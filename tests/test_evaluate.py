@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from train_helpers import parse_flags, shared_run
+from train_helpers import default_flags_after_test, parse_flags, shared_run  # noqa: F401 (autouse fixture)
 
 from tfrec import evaluate
 from tfrec.models.run import load_run

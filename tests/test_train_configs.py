@@ -2,7 +2,7 @@
 ModelConfig; the MovieLens ones fit the real data."""
 
 import pytest
-from train_helpers import REPO_ROOT, parse_flags
+from train_helpers import REPO_ROOT, default_flags_after_test, parse_flags  # noqa: F401 (autouse fixture)
 
 from tfrec import train  # noqa: F401 (defines the training flags)
 from tfrec.data import flags as data_flags

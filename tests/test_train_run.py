@@ -7,7 +7,14 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from train_helpers import SHARED_RUN_EPOCHS, parse_flags, read_jsonl, scalar_tags, shared_run
+from train_helpers import (  # noqa: F401 (default_flags_after_test: autouse fixture)
+    SHARED_RUN_EPOCHS,
+    default_flags_after_test,
+    parse_flags,
+    read_jsonl,
+    scalar_tags,
+    shared_run,
+)
 
 from tfrec import train
 from tfrec.training import checks, run_dir
@@ -131,15 +138,15 @@ def _no_ratings_source(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--source=nosuch:abc"], "KIND"),
-        (["--source=movielens:/no/such/dir"], "/no/such/dir"),
-        (["--task=ranking", "NO_RATINGS"], "needs ratings"),
-        (["--eval_ks=10,500"], "K=500 is larger than the catalogue"),
-        (["--encoder_trainable=top:x"], "--encoder_trainable='top:x'"),
-        (["--encoder_trainable=top:9"], "top:9"),
-        (["--monitor=val_RMSE"], "--monitor='val_RMSE': expected one of"),
-        (["--warmup_steps=5", "--warmup_fraction=0.1"], "not both"),
-        (["--task=nosuch"], "task='nosuch'"),
+        pytest.param(["--source=nosuch:abc"], "KIND", id="unknown_source"),
+        pytest.param(["--source=movielens:/no/such/dir"], "/no/such/dir", id="missing_directory"),
+        pytest.param(["--task=ranking", "NO_RATINGS"], "needs ratings", id="ranking_without_ratings"),
+        pytest.param(["--eval_ks=10,500"], "K=500 is larger than the catalogue", id="k_above_catalogue"),
+        pytest.param(["--encoder_trainable=top:x"], "--encoder_trainable='top:x'", id="trainable_syntax"),
+        pytest.param(["--encoder_trainable=top:9"], "top:9", id="trainable_above_layers"),
+        pytest.param(["--monitor=val_RMSE"], "--monitor='val_RMSE': expected one of", id="unknown_monitor"),
+        pytest.param(["--warmup_steps=5", "--warmup_fraction=0.1"], "not both", id="two_warmups"),
+        pytest.param(["--task=nosuch"], "task='nosuch'", id="unknown_task"),
     ],
 )
 def test_invalid_flags_fail_before_training(tmp_path, args, message):

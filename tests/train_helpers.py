@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import tempfile
 
+import pytest
 import tensorflow as tf
 from absl import flags
 
@@ -21,6 +22,14 @@ def parse_flags(*args, flagfile=TINY_FLAGS):
     values.unparse_flags()
     values(["tfrec", f"--flagfile={flagfile}", "--verbose=0", *args])
     return values
+
+
+@pytest.fixture(autouse=True)
+def default_flags_after_test():
+    """Leaves every flag at its default (parsed) after a test that parsed flags."""
+    yield
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["tfrec"])
 
 
 SHARED_RUN_EPOCHS = 2
