@@ -1,7 +1,10 @@
 """The files of a training run directory, written atomically.
 
     DIR/config.json          {"flags": {...}, "model_config": {...}, "num_replicas": n}
-    DIR/metrics.json         test metrics, "valid" metrics, wall time, examples/s
+    DIR/metrics.json         test metrics (HR@K, NDCG@K, Recall@K, MRR; RMSE/MAE or
+                             AUC/LogLoss), "valid": the same on the valid split,
+                             "epochs" (last epoch trained), "examples_per_second"
+                             (median over epochs), "wall_time_seconds" (this command)
     DIR/vocabulary.json      `data.Vocabulary.to_json()`
     DIR/items.jsonl          {"index", "item_id", "text"} per catalogue item, index order
     DIR/model.weights.h5     the best weights
@@ -9,8 +12,10 @@
     DIR/checkpoints/         BackupAndRestore state (backup/) and best-epoch state
     DIR/tensorboard/         event files and the item-embedding projector
 
-Every file is written to a temporary name in the same directory and renamed,
-so a file that exists is complete.
+The files above are written to a temporary name in the same directory and
+renamed, so a file that exists is complete (`metrics.json`, written last,
+marks a finished run). The exceptions are appended logs (`training_log.jsonl`,
+TensorBoard events) and Keras' backups, which keep the previous backup too.
 
 Example:
 
@@ -115,6 +120,7 @@ def path(run_directory, name):
 
 
 def read_json(file):
+    """The JSON value in `file`."""
     with open(file, encoding="utf-8") as f:
         return json.load(f)
 
