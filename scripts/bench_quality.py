@@ -419,10 +419,17 @@ def _table(results, split, columns, cells):
     return "\n".join(lines)
 
 
+def _notes(run):
+    """A run's notes; for tfrec rows the epochs trained (from metrics.json)."""
+    if run.get("notes"):
+        return run["notes"]
+    return f"{int(run['metrics']['epochs'])} epochs trained" if "epochs" in run["metrics"] else ""
+
+
 def _main_cells(record):
     cells = [_cell(_metric_values(record, key), 3 if key == "RMSE" else 4) for key in TABLE_METRICS]
     wall = _seconds([run["train_seconds"] for run in record["runs"] if "train_seconds" in run])
-    notes = "; ".join(sorted({run["notes"] for run in record["runs"] if run.get("notes")}))
+    notes = "; ".join(sorted({_notes(run) for run in record["runs"]} - {""}))
     return [*cells, wall, notes]
 
 
