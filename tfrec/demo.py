@@ -22,12 +22,12 @@ from absl import app, flags
 
 from tfrec import data
 from tfrec.data import flags as data_flags
+from tfrec.training import run_dir  # noqa: F401 (defines --run_dir)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 flags.DEFINE_string("data_dir", None, "MovieLens directory (100K, 1M or latest-small). Default: $TFREC_DATA_DIR.")
 flags.DEFINE_string("config", str(REPO_ROOT / "configs" / "demo.flags"), "Flagfile of the model to train.")
-flags.DEFINE_string("run_dir", "runs/demo", "Training run directory (resumed if it holds a checkpoint).")
 flags.DEFINE_string("export_base", "exports", "Base directory of exported models, in TF Serving's layout.")
 flags.DEFINE_string("model_name", "tfrec_demo", "Name the model is exported and served under.")
 flags.DEFINE_integer("port", 8500, "gRPC port of the model server (0: pick a free one).", lower_bound=0)
@@ -35,6 +35,7 @@ flags.DEFINE_list("users", ["1", "42", "405"], "Users whose recommendations are 
 flags.DEFINE_integer("k", 10, "Recommendations per user.", lower_bound=1)
 
 FLAGS = flags.FLAGS
+FLAGS.set_default("run_dir", "runs/demo")
 
 
 def _source():

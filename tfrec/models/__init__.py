@@ -18,6 +18,7 @@ from tfrec.models.recommender import (
     build_model,
 )
 from tfrec.models.retrieval_task import RetrievalTask
+from tfrec.models.run import Run, load_run
 
 __all__ = [
     "BehaviourTextTower",
@@ -30,6 +31,8 @@ __all__ = [
     "Recommender",
     "RetrievalModel",
     "RetrievalTask",
+    "Run",
     "build_model",
+    "load_run",
     "verbalise_history",
 ]
