@@ -12,11 +12,11 @@ an earlier run's section, leaving other sections alone).
 
 import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
 
+import benchlib
 from absl import app, flags
 
 import tensorflow as tf
@@ -26,7 +26,6 @@ from tfrec.data import flags as data_flags
 from tfrec.data import tfrecord
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench_data -->", "<!-- /bench_data -->"
 BUILD_GOAL_S, THROUGHPUT_GOAL = 10.0, 50_000
 
 flags.DEFINE_integer("batch_size", 256, "Batch size of the tf.data pipeline.")
@@ -98,22 +97,14 @@ def table(ds, split, n, stages, throughput):
 
 def write_section(path, body):
     """Replaces (or appends) the bench_data section of `path`, atomically."""
-    path = pathlib.Path(path)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
     command = "nice -n 10 python scripts/bench_data.py " + " ".join(sys.argv[1:])
-    machine = (
-        f"{os.cpu_count()} CPUs (1-min load average {os.getloadavg()[0]:.1f}: shared with other jobs), "
-        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-        f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    benchlib.write_section(
+        path,
+        "bench_data",
+        f"## Data pipeline (MovieLens-100K)\n\n`{command.strip()}`\n\n"
+        f"Machine: {benchlib.machine()}, measured {measured}.\n\n{body}",
     )
-    section = f"{BEGIN}\n## Data pipeline (MovieLens-100K)\n\n`{command.strip()}`\n\nMachine: {machine}.\n\n{body}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(text)
-    temp.replace(path)
 
 
 def main(argv):

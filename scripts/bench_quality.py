@@ -30,15 +30,14 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
+import benchlib
 from absl import app, flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +54,6 @@ MAX_K = 100
 SEEDS = (0, 1, 2)
 DETERMINISTIC = ()
 """The seeds of a row that no seed changes: it runs once (with seed 0)."""
-BEGIN, END = "<!-- bench_quality -->", "<!-- /bench_quality -->"
 TABLE_METRICS = ("HR@10", "NDCG@10", "Recall@100", "MRR", "RMSE")
 CURVE_KS = (10, 100, *(k for k in range(1, MAX_K + 1) if k not in (10, 100)))
 """--eval_ks of tfrec rows: the HR@K curve; 10 first so that `--monitor=auto` still means val_HR@10."""
@@ -308,27 +306,6 @@ ROWS_BY_NAME = {row.name: row for row in ROWS}
 # --------------------------------------------------------------------------- running
 
 
-def machine():
-    """A one-line description of the machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    system = f"{platform.system()} {platform.machine()}"
-    return f"{system}, {os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}"
-
-
-def write_atomic(path, text):
-    """Writes `text` to a temporary file next to `path`, then renames it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
-
-
 def run_row(context, row):
     """Runs every seed of a row and saves the result JSON; returns it."""
     runs = []
@@ -349,14 +326,14 @@ def run_row(context, row):
         "runs": runs,
         "data_dir": os.path.abspath(context.data_dir),
         "command": shlex.join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT), *sys.argv[1:]]),
-        "machine": machine(),
+        "machine": benchlib.machine(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if row.split == COLD_SPLIT:
         test, _ = test_examples(context, COLD_SPLIT)
         record["cold_test_targets"] = len(test[schema.TARGET_ITEM_ID])
         record["random_hr_at_100"] = random_hit_rate(test, context.vocab.num_items)
-    write_atomic(os.path.join(FLAGS.results_dir, f"{row.name}.json"), json.dumps(record, indent=1))
+    benchlib.write_atomic(os.path.join(FLAGS.results_dir, f"{row.name}.json"), json.dumps(record, indent=1))
     return record
 
 
@@ -507,7 +484,6 @@ def section(results, plot_path, benchmarks_md):
     plot_link = os.path.relpath(plot_path, os.path.dirname(os.path.abspath(benchmarks_md)))
     return "\n".join(
         [
-            BEGIN,
             "## Quality on MovieLens-100K (`scripts/bench_quality.py`)",
             "",
             "Protocol (GUIDE §3): `leave_last_out` split (per user, sorted by timestamp then item id: last "
@@ -536,26 +512,8 @@ def section(results, plot_path, benchmarks_md):
             "Commands: " + "; ".join(f"`{command}`" for command in commands) if commands else "Commands: none run yet.",
             "",
             "Machine: " + "; ".join(machines) if machines else "Machine: —",
-            END,
         ]
     )
-
-
-def write_benchmarks(benchmarks_md, text):
-    """Replaces the bench_quality section of BENCHMARKS.md (appends it if absent)."""
-    current = ""
-    if os.path.exists(benchmarks_md):
-        with open(benchmarks_md) as f:
-            current = f.read()
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        updated = head + text + tail
-    elif current:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    else:
-        updated = "# Benchmarks\n\n" + text + "\n"
-    write_atomic(benchmarks_md, updated)
 
 
 def main(argv):
@@ -578,7 +536,7 @@ def main(argv):
     results = load_results(FLAGS.results_dir)
     plot_curves(results, FLAGS.plot)
     text = section(results, FLAGS.plot, FLAGS.benchmarks_md)
-    write_benchmarks(FLAGS.benchmarks_md, text)
+    benchlib.write_section(FLAGS.benchmarks_md, "bench_quality", text)
     print(text)
 
 

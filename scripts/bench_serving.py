@@ -17,13 +17,13 @@ Example:
 """
 
 import os
-import platform
 import sys
 import tempfile
 import threading
 import time
 
 import numpy as np
+import benchlib
 from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +53,6 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("output", os.path.join(REPO, "BENCHMARKS.md"), "Markdown file to update ('' = print only).")
 
-BEGIN, END = "<!-- bench_serving -->", "<!-- /bench_serving -->"
 
 
 def summarize(name, latencies, wall):
@@ -101,31 +100,6 @@ def concurrent_loop(make_call, clients, n_each):
     return [x for per in latencies for x in per], time.perf_counter() - start
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import tensorflow as tf
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, TensorFlow {tf.__version__}"
-
-
-def write_markdown(path, text):
-    section = f"{BEGIN}\n{text}\n{END}"
-    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(new)
-    os.replace(tmp, path)
-
-
 def main(argv):
     del argv
     import serving_fixtures as sf
@@ -134,7 +108,6 @@ def main(argv):
     from tfrec.serving.client import RecommenderClient
     from tfrec.serving.model_manager import versions_on_disk
 
-    load = os.getloadavg()
     workdir = tempfile.mkdtemp(prefix="bench_serving-")
     if FLAGS.export_base:
         base, model_name = os.path.abspath(FLAGS.export_base), FLAGS.model_name
@@ -231,7 +204,7 @@ def main(argv):
     floor, one, plain, merged, server_batched = results
     lines = [
         f"Command: `{' '.join(['python', 'scripts/bench_serving.py', *sys.argv[1:]])}`  ",
-        f"Machine: {machine()}; load average {load[0]:.1f} at start (cores shared with other jobs)  ",
+        f"Machine: {benchlib.machine()}  ",
         f"Model: {f'`{base}` version {versions[-1]}' if FLAGS.export_base else 'tiny test model (40 items, dim 8)'}"
         f" served as `{model_name}`, history of {len(history)} items, k={k}, "
         f"batch 1 per request; server: embedded `tfrec.serve`, --max_workers={FLAGS.server_max_workers}, "
@@ -250,7 +223,7 @@ def main(argv):
     text = "\n".join(lines)
     print(text)
     if FLAGS.output:
-        write_markdown(FLAGS.output, "## Serving latency and throughput (`scripts/bench_serving.py`)\n\n" + text)
+        benchlib.write_section(FLAGS.output, "bench_serving", "## Serving latency and throughput (`scripts/bench_serving.py`)\n\n" + text)
         print(f"\nwrote {FLAGS.output}")
 
 
