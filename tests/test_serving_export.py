@@ -1,0 +1,82 @@
+"""tfrec's own exports served over a real localhost socket: client answers equal the in-process SavedModel."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import serving_fixtures as sf
+from tfrec import data, export
+from tfrec.models import ModelConfig, build_model
+from tfrec.serving.client import RecommenderClient
+
+NUM_ITEMS = 30
+HISTORIES = [["m3", "m5"], ["m7", "m8", "m9", "m1"]]
+TEXTS = ["space robot war", "love story in paris"]
+
+
+def _export(task, base):
+    vocab = data.Vocabulary([f"m{i}" for i in range(1, NUM_ITEMS + 1)], ["u1"], [])
+    rng = np.random.default_rng(1)
+    words = "alien space crime comedy love paris war drama robot story".split()
+    texts = [""] + [" ".join(rng.choice(words, 4)) for _ in range(NUM_ITEMS)]
+    config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=16, history_layers=1)
+    model = build_model(config, vocab, texts)
+    return export.export_model(model, vocab, texts, str(base), task)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    base = tmp_path_factory.mktemp("exports")
+    results = {task: _export(task, base) for task in ("retrieval", "ranking")}
+    config = base / "models.config"
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(f'  config {{ name: "{t}" base_path: "{base / t}" model_platform: "tensorflow" }}\n' for t in results)
+        + "}\n"
+    )
+    port = sf.free_port()
+    server = sf.ServerProcess([f"--model_config_file={config}"], port, str(base / "server.log"))
+    try:
+        server.wait_serving()
+        yield server, {task: export.load(result.path) for task, result in results.items()}
+    finally:
+        server.stop()
+
+
+def _padded(histories):
+    width = max(len(h) for h in histories)
+    return tf.constant([[""] * (width - len(h)) + h for h in histories])
+
+
+def test_recommend_over_grpc_equals_in_process(served):
+    server, loaded = served
+    expected = loaded["retrieval"].signatures["serving_default"](history=_padded(HISTORIES), k=tf.constant(5))
+    with RecommenderClient(server.target, "retrieval") as client:
+        got = client.recommend(HISTORIES, k=5)
+    np.testing.assert_array_equal(got.item_ids, expected["item_ids"].numpy().astype(str))
+    np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-6)
+    assert got.version == 1
+    for history, row in zip(HISTORIES, got.item_ids):
+        assert not set(history) & set(row)
+
+
+def test_text_signatures_over_grpc_equal_in_process(served):
+    server, loaded = served
+    signatures = loaded["retrieval"].signatures
+    with RecommenderClient(server.target, "retrieval") as client:
+        embeddings = client.embed_items(TEXTS)
+        from_text = client.recommend_from_text(TEXTS, k=3)
+    np.testing.assert_allclose(
+        embeddings.embeddings, signatures["embed_items"](text=tf.constant(TEXTS))["embeddings"].numpy(), atol=1e-5
+    )
+    expected = signatures["recommend_from_text"](text=tf.constant(TEXTS), k=tf.constant(3))
+    np.testing.assert_array_equal(from_text.item_ids, expected["item_ids"].numpy().astype(str))
+
+
+def test_score_over_grpc_equals_in_process(served):
+    server, loaded = served
+    candidates = [["m2", "m4", "m6"], ["m10", "m11", "m12"]]
+    with RecommenderClient(server.target, "ranking") as client:
+        got = client.score(HISTORIES, candidates)
+    expected = loaded["ranking"].signatures["score"](history=_padded(HISTORIES), candidates=tf.constant(candidates))
+    np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-5)
