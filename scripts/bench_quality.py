@@ -285,7 +285,7 @@ ROWS = [
         _rating_baseline(lambda c: baselines.Biases(c.vocab.num_items, c.vocab.num_users))),
     Row("global_mean", "global mean rating", MAIN_SPLIT, DETERMINISTIC,
         _rating_baseline(lambda c: baselines.GlobalMean(c.vocab.num_items))),
-    _tfrec_row("tfrec_retrieval", "tfrec retrieval: frozen MiniLM text + item ids, transformer over 50",
+    _tfrec_row("tfrec_retrieval", "tfrec retrieval: frozen MiniLM text + item ids, causal transformer",
                "configs/ml100k_retrieval.flags"),
     _tfrec_row("tfrec_retrieval_ids", "tfrec retrieval: item ids only (no text)", "configs/ml100k_retrieval.flags",
                ["--use_text=false"]),

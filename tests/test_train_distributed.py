@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from train_helpers import REPO_ROOT, TINY_FLAGS, subprocess_env
 
 # 64 users with the same number of training interactions: 64 training windows
@@ -28,7 +30,7 @@ SCRIPT = textwrap.dedent(
         flags.FLAGS.unparse_flags()
         flags.FLAGS(["train", "--flagfile=%s", "--verbose=0", "--cpu_replicas=2", "--max_steps=1",
                      "--steps_per_epoch=1", "--epochs=1", "--dropout=0", "--encoder_trainable=none", "--batch_size=64",
-                     "--source=%s", *args])
+                     "--source=" + sys.argv[2], *args])
         return train.train(flags.FLAGS)
 
     out = sys.argv[1]
@@ -41,7 +43,7 @@ SCRIPT = textwrap.dedent(
     run("--run_dir=" + out + "/two", "--strategy=mirrored")
     print(json.dumps({"error": error}))
     """
-    % (TINY_FLAGS, SOURCE)
+    % TINY_FLAGS
 )
 
 
@@ -50,9 +52,24 @@ def _first_epoch(directory):
         return next(r for r in map(json.loads, f) if r["event"] == "epoch")
 
 
-def test_two_replicas_match_one_replica_first_step_loss(tmp_path):
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=REPO_ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=300)
+def _table_source_with_unequal_histories(directory):
+    """64 users with 5 to 11 interactions: replicas get different numbers of predicted positions."""
+    rows = ["user_id,item_id,timestamp"]
+    for user in range(64):
+        for step in range(5 + user % 7):
+            rows.append(f"u{user},i{(user * 7 + step * 3) % 150},{1000 * user + step}")
+    (directory / "logs.csv").write_text("\n".join(rows) + "\n")
+    words = "space love war crime comedy robot paris drama".split()
+    items = ["item_id,title"] + [f"i{i},{words[i % 8]} {words[(i // 8) % 8]} {i}" for i in range(150)]
+    (directory / "items.csv").write_text("\n".join(items) + "\n")
+    return f"table:interactions={directory / 'logs.csv'},items={directory / 'items.csv'}"
+
+
+@pytest.mark.parametrize("histories", ["equal", "unequal"])
+def test_two_replicas_match_one_replica_first_step_loss(tmp_path, histories):
+    source = SOURCE if histories == "equal" else _table_source_with_unequal_histories(tmp_path)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), source], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     error = json.loads(done.stdout.strip().splitlines()[-1])["error"]
     assert "--batch_size=33 is the global batch size and must be divisible by the 2 replicas" in error

@@ -404,7 +404,20 @@ class Recommender(keras.Model):
 
 
 def _safe_mean(values):
-    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.size(values), values.dtype))
+    """Mean of `values` over the whole global batch, times the number of replicas.
+
+    Each replica holds a different number of predicted positions, so its loss
+    is its own sum divided by the count summed over all replicas; `compute_loss`
+    then divides by the number of replicas as Keras expects. With one replica
+    this is the plain mean.
+    """
+    context = tf.distribute.get_replica_context()
+    count = tf.cast(tf.size(values), values.dtype)
+    replicas = 1
+    if context is not None and context.num_replicas_in_sync > 1:
+        replicas = context.num_replicas_in_sync
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
+    return tf.math.divide_no_nan(tf.reduce_sum(values), count) * replicas
 
 
 def _mask_seen(scores, history_ids):
