@@ -91,6 +91,20 @@ def test_global_mean():
     assert model.predict({schema.TARGET_ITEM_ID: np.array([1, 3])}).tolist() == [3.5, 3.5]
 
 
+def test_text_profile_scores_by_cosine_with_the_mean_of_recent_items():
+    vectors = np.array([[0, 0], [2, 0], [0, 3], [1, 1], [1, -1]], np.float32)
+    history = np.array([[0, 1, 2], [0, 0, 2]])
+    scores = baselines.TextProfile(vectors).fit({}).score({schema.HISTORY_ITEM_IDS: history})
+    np.testing.assert_allclose(scores[0] / scores[0, 3], [0, 1 / np.sqrt(2), 1 / np.sqrt(2), 1, 0], atol=1e-6)
+    assert scores[1].argmax() == 2
+    latest = baselines.TextProfile(vectors, recent=1).score({schema.HISTORY_ITEM_IDS: history})
+    assert latest[0].argmax() == 2  # only item 2, the latest, forms the profile
+    with pytest.raises(ValueError, match="recent=0"):
+        baselines.TextProfile(vectors, recent=0)
+    with pytest.raises(ValueError, match="history_item_ids"):
+        baselines.TextProfile(vectors).score({schema.HISTORY_ITEM_IDS: np.array([[7]])})
+
+
 def test_bad_input_is_named():
     with pytest.raises(KeyError, match="Transitions.fit: examples lack feature"):
         baselines.Transitions(num_items=3).fit({schema.TARGET_ITEM_ID: np.array([1])})

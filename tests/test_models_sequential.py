@@ -169,6 +169,20 @@ def test_text_trained_model_ranks_cold_items_from_text():
     np.testing.assert_allclose(np.linalg.norm(cold, axis=1), 1.0, rtol=1e-5)
 
 
+def test_items_absent_from_training_are_embedded_from_text_alone():
+    model = build_model(config(task="retrieval"), VOCAB, TEXTS)
+    held_out = EXAMPLES[schema.TARGET_ITEM_ID] == 5
+    rows = {name: value[~held_out] for name, value in EXAMPLES.items()}
+    rows[schema.HISTORY_ITEM_IDS] = np.where(rows[schema.HISTORY_ITEM_IDS] == 5, 0,
+                                             rows[schema.HISTORY_ITEM_IDS])
+    model.train_examples(rows)
+    model.refresh_catalogue()
+    stored = model.item_embeddings(tf.constant([1, 5])).numpy()
+    from_text = model.text_item_embeddings(tf.constant([TEXTS[1], TEXTS[5]])).numpy()
+    np.testing.assert_allclose(stored[1], from_text[1], atol=1e-5)  # untrained id left out
+    assert np.abs(stored[0] - from_text[0]).max() > 1e-3  # trained items keep their id embedding
+
+
 @pytest.mark.parametrize("task", ["retrieval", "ranking"])
 def test_model_get_config_round_trip(task):
     model = build_model(config(task=task, use_ratings=True), VOCAB, TEXTS)
@@ -291,3 +305,24 @@ def test_fine_tuned_text_re_encodes_only_refresh_items_per_step():
     changed = np.flatnonzero(np.abs(tower.text_bank.numpy() - bank).sum(axis=1) > 0)
     assert len(changed) <= 3 and set(changed) <= {2, 4, 6, 8, 10}
     np.testing.assert_allclose(catalogue.numpy()[1], exact[1], atol=1e-5)  # not refreshed: bank row
+
+
+def test_full_softmax_query_exclusions_drop_earlier_items_but_keep_the_positive():
+    task = RetrievalTask("full", temperature=1.0)
+    catalogue = tf.math.l2_normalize(tf.random.normal([6, 4]), axis=-1)
+    exclusions = tf.constant([[0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]], tf.float32)
+    logits, _ = task.logits(catalogue[1:3], tf.constant([2, 3]), catalogue, tf.zeros([6]),
+                            query_exclusions=exclusions)
+    logits = logits.numpy()
+    assert logits[0, 1] < -1e8  # met earlier: no negative
+    assert logits[0, 2] > -2  # the positive itself stays
+    assert logits[1].min() < -1e8 and (logits[1, 1:] > -2).all()  # only padding masked
+
+
+def test_exclude_seen_changes_the_loss_only_by_removing_earlier_items():
+    base = build_model(config(task="retrieval", use_text=False), VOCAB, TEXTS)
+    masked = build_model(config(task="retrieval", use_text=False, exclude_seen=True), VOCAB, TEXTS)
+    masked.set_weights(base.get_weights())
+    batch = {name: tf.convert_to_tensor(value[:4]) for name, value in EXAMPLES.items()}
+    plain, excluded = base(batch, training=False)["retrieval"], masked(batch, training=False)["retrieval"]
+    assert float(excluded) < float(plain)  # fewer negatives, lower cross-entropy

@@ -56,6 +56,8 @@ class ModelConfig:
         logq_correction: subtract log sampling probability (in-batch softmax).
         remove_accidental_hits: mask in-batch negatives equal to the positive.
         hard_negatives: keep only this many hardest negatives (0 = all).
+        exclude_seen: in training, the items a query's user met earlier in the
+            window are no negatives of it, as evaluation excludes them too.
         softmax: "full" (whole catalogue) or "in_batch".
         sequence_training: train SASRec-style, one window per user with a
             next-item loss at every position (see `train_examples`).
@@ -90,6 +92,7 @@ class ModelConfig:
     logq_correction: bool = False
     remove_accidental_hits: bool = True
     hard_negatives: int = 0
+    exclude_seen: bool = False
     softmax: str = "full"
     sequence_training: bool = True
     ranking_target: str = "rating"

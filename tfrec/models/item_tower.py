@@ -137,7 +137,7 @@ class ItemTower(keras.layers.Layer):
             hidden = encoder.encode_lower(tokens, training=training)
         return encoder.encode_upper(hidden, mask, training=training)
 
-    def _embed_unique(self, ids, training, text_vectors=None):
+    def _embed_unique(self, ids, training, text_vectors=None, id_mask=None):
         total = 0.0
         if self.text_encoder is not None:
             if text_vectors is None:
@@ -148,6 +148,8 @@ class ItemTower(keras.layers.Layer):
             if training and self.id_dropout > 0:
                 keep = keras.random.uniform(tf.shape(ids), seed=self.seed_generator) >= self.id_dropout
                 id_vectors = id_vectors * tf.cast(keep, id_vectors.dtype)[:, None]
+            if id_mask is not None and self.text_encoder is not None:
+                id_vectors = id_vectors * tf.gather(tf.cast(id_mask, id_vectors.dtype), ids)[:, None]
             total = total + id_vectors
         return tf.math.l2_normalize(total, axis=-1)
 
@@ -158,11 +160,14 @@ class ItemTower(keras.layers.Layer):
         vectors = tf.gather(self._embed_unique(unique, training), position)
         return tf.reshape(vectors, tf.concat([tf.shape(item_ids), [self.embedding_dim]], 0))
 
-    def catalogue(self, training=False, focus_ids=None):
+    def catalogue(self, training=False, focus_ids=None, id_mask=None):
         """Returns the embeddings of every catalogue index, `[num_rows, embedding_dim]`.
 
         Args:
             training: training mode.
+            id_mask: optional float `[num_rows]`; items with 0 are embedded
+                from their text alone (with a text encoder), e.g. items no
+                training example held, whose id embeddings never trained.
             focus_ids: optional int32 item indices (e.g. the batch's targets).
                 When training a fine-tuned encoder with `refresh_items` > 0,
                 only up to `refresh_items` of these run through the trainable
@@ -173,12 +178,12 @@ class ItemTower(keras.layers.Layer):
         every = tf.range(self.num_rows, dtype=tf.int32)
         if not (training and focus_ids is not None and self.refresh_items > 0
                 and self.text_encoder is not None and self._mode != "pooled"):
-            return self._embed_unique(every, training)
+            return self._embed_unique(every, training, id_mask=id_mask)
         chosen = tf.random.shuffle(tf.unique(tf.reshape(focus_ids, [-1]))[0])[:self.refresh_items]
         fresh = self._catalogue_text_vectors(chosen, training)
         self.text_bank.value.scatter_update(tf.IndexedSlices(tf.stop_gradient(fresh), chosen))
         text_vectors = tf.tensor_scatter_nd_update(tf.stop_gradient(self.text_bank.value), chosen[:, None], fresh)
-        return self._embed_unique(every, training, text_vectors)
+        return self._embed_unique(every, training, text_vectors, id_mask)
 
     def text_item_embeddings(self, texts):
         """Embeds items from their text alone (no id), e.g. new or cold items.

@@ -244,8 +244,11 @@ class Recommender(keras.Model):
         if self.has_retrieval:
             queries = tf.boolean_mask(self._queries(contexts, features), positions)
             targets = tf.boolean_mask(next_ids, positions)
+            exclusions = None
+            if self.cfg.exclude_seen:
+                exclusions = tf.boolean_mask(_earlier_items(features, self.num_rows), positions)
             per_query = self.retrieval_task(queries, targets, catalogue, self.item_log_probability,
-                                            self.trained_items)
+                                            self.trained_items, exclusions)
             losses["retrieval"] = _safe_mean(per_query)
         if self.has_ranking:
             losses["ranking"] = _safe_mean(self._ranking_loss(
@@ -312,9 +315,10 @@ class Recommender(keras.Model):
 
         Inference methods read item vectors from this store; `score_catalogue`
         and `predict_target` refresh it themselves, exporters call it after
-        loading weights.
+        loading weights. Items that no training example held (cold items) are
+        embedded from their text alone: their id embeddings never trained.
         """
-        vectors = self.item_tower.catalogue(training=False)
+        vectors = self.item_tower.catalogue(training=False, id_mask=self.trained_items)
         self.catalogue_vectors.assign(vectors)
         if self.has_retrieval:
             self.retrieval.update_candidates(vectors)
@@ -418,6 +422,12 @@ def _safe_mean(values):
         replicas = context.num_replicas_in_sync
         count = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
     return tf.math.divide_no_nan(tf.reduce_sum(values), count) * replicas
+
+
+def _earlier_items(features, num_rows):
+    """float `[B, N, num_rows]`: 1 where the item occurs in the history at or before each position."""
+    ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
+    return tf.minimum(tf.cumsum(tf.one_hot(ids, num_rows), axis=1), 1.0)
 
 
 def _mask_seen(scores, history_ids):

@@ -42,6 +42,9 @@ class RetrievalTask(keras.layers.Layer):
             item (used by logQ correction).
         candidate_mask: optional float `[num_rows]`, 0 for items that are no
             full-softmax negatives (e.g. items absent from the training data).
+        query_exclusions: optional float `[M, num_rows]`, 1 for items that are
+            no negatives of that query (e.g. the items its user already met,
+            which evaluation excludes too); the query's own positive is kept.
 
     Returns:
         float32 `[M]` losses.
@@ -60,19 +63,24 @@ class RetrievalTask(keras.layers.Layer):
         self.correction = keras_rs.layers.SamplingProbabilityCorrection()
         self.mining = keras_rs.layers.HardNegativeMining(max(hard_negatives, 1))
 
-    def logits(self, queries, target_ids, catalogue, log_probability, candidate_mask=None):
+    def logits(self, queries, target_ids, catalogue, log_probability, candidate_mask=None,
+               query_exclusions=None):
         """Returns (logits, one-hot labels) before the cross-entropy."""
         if self.softmax == "full":
             logits = tf.matmul(queries, catalogue, transpose_b=True) / self.temperature
             excluded = tf.one_hot(0, tf.shape(catalogue)[0])
             if candidate_mask is not None:
                 excluded = tf.maximum(excluded, 1.0 - candidate_mask)
-            logits += excluded[None, :] * PADDING_LOGIT
             labels = tf.one_hot(target_ids, tf.shape(catalogue)[0])
-            return logits, labels
+            excluded = excluded[None, :]
+            if query_exclusions is not None:
+                excluded = tf.maximum(excluded, query_exclusions * (1.0 - labels))
+            return logits + excluded * PADDING_LOGIT, labels
         candidates = tf.gather(catalogue, target_ids)
         logits = tf.matmul(queries, candidates, transpose_b=True) / self.temperature
         labels = tf.eye(tf.shape(target_ids)[0])
+        if query_exclusions is not None:
+            logits += tf.gather(query_exclusions, target_ids, axis=1) * (1.0 - labels) * PADDING_LOGIT
         if self.logq_correction:
             probability = tf.exp(tf.gather(log_probability, target_ids))
             logits = self.correction(logits, tf.broadcast_to(probability[None, :], tf.shape(logits)))
@@ -83,8 +91,10 @@ class RetrievalTask(keras.layers.Layer):
             logits += (duplicate - labels) * PADDING_LOGIT
         return logits, labels
 
-    def call(self, queries, target_ids, catalogue, log_probability, candidate_mask=None):
-        logits, labels = self.logits(queries, target_ids, catalogue, log_probability, candidate_mask)
+    def call(self, queries, target_ids, catalogue, log_probability, candidate_mask=None,
+             query_exclusions=None):
+        logits, labels = self.logits(queries, target_ids, catalogue, log_probability, candidate_mask,
+                                     query_exclusions)
         if self.hard_negatives > 0:
             logits, labels = self.mining(logits, labels)
         return keras.ops.categorical_crossentropy(labels, logits, from_logits=True)
