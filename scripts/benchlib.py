@@ -30,7 +30,8 @@ def machine():
 
 
 def write_atomic(path, text):
-    """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
+    """Writes `text` to a temporary file beside `path` (creating its directory), then renames it over `path`."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = f"{path}.tmp-{os.getpid()}"
     with open(temp, "w") as f:
         f.write(text)
