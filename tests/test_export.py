@@ -61,15 +61,30 @@ def _features(history):
 # (row 0 padded on the right, row 1 with padding in the middle).
 HISTORY_INDICES = [[0, 0, 3, 5], [0, 7, 8, 9]]
 HISTORY_IDS = [["m3", "m5", "", ""], ["m7", "", "m8", "m9"]]
+# Their ratings and times in the client's layout, the request times, and the
+# features the model should see (left-padded like HISTORY_INDICES).
+CONTEXT = {
+    "history_ratings": tf.constant([[4, 2, 0, 0], [5, 0, 3, 1]], tf.float32),
+    "history_timestamps": tf.constant([[100, 200, 0, 0], [10, 0, 20, 30000]], tf.int64),
+    "timestamp": tf.constant([300000, 40000], tf.int64),
+}
 
 
-def _exported(task, base, name):
+def _context_features(history_indices):
+    features = _features(history_indices)
+    features[schema.HISTORY_RATINGS] = np.array([[0, 0, 4, 2], [0, 5, 3, 1]], np.float32)
+    features[schema.HISTORY_TIMESTAMPS] = np.array([[0, 0, 100, 200], [0, 10, 20, 30000]], np.int64)
+    features[schema.TARGET_TIMESTAMP] = np.array([300000, 40000], np.int64)
+    return features
+
+
+def _exported(task, base, name, **config_fields):
     """(model, catalogue, ExportResult, loaded SavedModel) of a fresh tiny `task` model.
 
     The model is compiled and its optimizer built first, as after training, so
     that the export can be checked for optimizer state.
     """
-    model, vocab, texts = _build(task)
+    model, vocab, texts = _build(task, **config_fields)
     model.compile(optimizer="adam")
     model.optimizer.build(model.trainable_variables)
     result = export.export_model(model, vocab, texts, str(base), name)
@@ -78,7 +93,8 @@ def _exported(task, base, name):
 
 @pytest.fixture(scope="module")
 def retrieval(tmp_path_factory):
-    return _exported("retrieval", tmp_path_factory.mktemp("exports"), "movies")
+    return _exported("retrieval", tmp_path_factory.mktemp("exports"), "movies", use_ratings=True,
+                     use_time_gaps=True)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +146,9 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
         info = json.load(f)
     assert info["num_items"] == NUM_ITEMS and info["max_k"] == NUM_ITEMS
     assert info["embedding_dim"] == 32 and info["features_absent_at_serving"] == []
-    assert result.signatures == ["embed_items", "recommend", "recommend_from_text", "serving_default"]
+    assert info["context_features"] == [schema.HISTORY_RATINGS, schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP]
+    assert result.signatures == ["embed_items", "recommend", "recommend_from_text", "recommend_in_context",
+                                 "serving_default"]
 
 
 def test_recommend_matches_the_model_and_excludes_history(retrieval):
@@ -142,6 +160,29 @@ def test_recommend_matches_the_model_and_excludes_history(retrieval):
     np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
     for row, history in zip(out["item_ids"].numpy().astype(str), HISTORY_IDS):
         assert not set(row) & set(history)
+
+
+def test_recommend_in_context_gives_the_model_the_ratings_and_times(retrieval):
+    model, _, _, loaded = retrieval
+    scores, indices = model.recommend(_context_features(HISTORY_INDICES), k=5)
+    history = tf.constant(HISTORY_IDS)
+    out = loaded.signatures["recommend_in_context"](history=history, k=tf.constant(5), **CONTEXT)
+    assert out["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in indices.numpy()]
+    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    plain = loaded.signatures["recommend"](history=history, k=tf.constant(5))
+    assert np.abs(plain["scores"].numpy() - out["scores"].numpy()).max() > 1e-3  # the context counts
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("history_ratings", tf.zeros([2, 3]), "history_ratings must have the shape of history"),
+    ("history_timestamps", tf.zeros([1, 4], tf.int64), "history_timestamps must have the shape of history"),
+    ("timestamp", tf.zeros([3], tf.int64), "timestamp must hold one value per history row"),
+])
+def test_context_of_the_wrong_shape_is_an_invalid_argument(retrieval, name, value, message):
+    _, _, _, loaded = retrieval
+    inputs = dict(CONTEXT, **{name: value})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["recommend_in_context"](history=tf.constant(HISTORY_IDS), k=tf.constant(5), **inputs)
 
 
 def test_every_item_can_be_recommended_once_k_is_the_remaining_count(retrieval):
@@ -194,9 +235,10 @@ def test_behaviour_text_models_recommend_from_text_with_their_query_encoder(tmp_
 
 def test_ranking_score_matches_the_model(ranking):
     model, _, result, loaded = ranking
-    assert result.signatures == ["score", "serving_default"]
+    assert result.signatures == ["score", "score_in_context", "serving_default"]
     with open(os.path.join(result.path, "assets", "export_info.json")) as f:
-        assert json.load(f)["features_absent_at_serving"] == [schema.HISTORY_RATINGS]
+        info = json.load(f)
+    assert info["features_absent_at_serving"] == [] and info["context_features"] == [schema.HISTORY_RATINGS]
     candidates = [["m10", "m11", "m12"], ["m1", "m2", "m3"]]
     out = loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates))
     expected = []
@@ -207,6 +249,22 @@ def test_ranking_score_matches_the_model(ranking):
     np.testing.assert_allclose(out["scores"].numpy(), np.array(expected), atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids in candidates.*zz9"):
         loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant([["m1"], ["zz9"]]))
+
+
+def test_score_in_context_gives_the_model_the_history_ratings(ranking):
+    model, _, _, loaded = ranking
+    candidates = [["m10", "m11", "m12"], ["m1", "m2", "m3"]]
+    out = loaded.signatures["score_in_context"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates),
+                                                **CONTEXT)
+    context = _context_features(HISTORY_INDICES)
+    expected = []
+    for row, candidate_row in enumerate(candidates):
+        features = {name: np.repeat(value[row:row + 1], len(candidate_row), axis=0) for name, value in context.items()}
+        features[schema.TARGET_ITEM_ID] = np.array([int(c[1:]) for c in candidate_row], np.int32)
+        expected.append(model.score(features).numpy())
+    np.testing.assert_allclose(out["scores"].numpy(), np.array(expected), atol=1e-5)
+    plain = loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates))
+    assert np.abs(plain["scores"].numpy() - out["scores"].numpy()).max() > 1e-4
 
 
 def test_warmup_file_holds_one_replayable_request_per_signature(retrieval, ranking):

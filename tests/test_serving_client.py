@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import serving_fixtures as sf
-from tfrec.serving.client import RecommenderClient, ServingError, pad_histories
+from tfrec.serving.client import RecommenderClient, ServingError, context_inputs, pad_histories
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,26 @@ def test_client_side_input_checks():
         pad_histories([])
     with pytest.raises(ValueError, match="version or version_label"):
         RecommenderClient("127.0.0.1:1", "tiny", version=1, version_label="stable")
+
+
+def test_context_inputs_are_padded_like_histories_and_checked():
+    inputs = context_inputs([["a", "b"], ["c"]], ratings=[[5, 3.5], [4]], timestamps=[[10, 20], [30]], now=[25, 40])
+    assert tf.make_ndarray(inputs["history_ratings"]).tolist() == [[5.0, 3.5], [0.0, 4.0]]
+    assert tf.make_ndarray(inputs["history_timestamps"]).tolist() == [[10, 20], [0, 30]]
+    assert tf.make_ndarray(inputs["timestamp"]).tolist() == [25, 40]
+    defaults = context_inputs([["a", "b"], []], timestamps=[[10, 20], []])
+    assert tf.make_ndarray(defaults["timestamp"]).tolist() == [20, 0]  # latest timestamp, 0 without any
+    assert tf.make_ndarray(defaults["history_ratings"]).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    with pytest.raises(ValueError, match=r"ratings\[1\] has 2 values for 1 history items"):
+        context_inputs([["a"], ["b"]], ratings=[[1], [2, 3]])
+    with pytest.raises(ValueError, match="timestamps has 1 rows for 2 histories"):
+        context_inputs([["a"], ["b"]], timestamps=[[1]])
+    with pytest.raises(TypeError, match=r"timestamps\[0\]\[0\] is float 1.5; expected an int"):
+        context_inputs([["a"]], timestamps=[[1.5]])
+    with pytest.raises(TypeError, match=r"ratings\[0\]\[0\] is str '5'; expected a number"):
+        context_inputs([["a"]], ratings=[["5"]])
+    with pytest.raises(ValueError, match="now is 7; expected one request time per history"):
+        context_inputs([["a"]], now=7)
 
 
 def test_score_rejects_ragged_candidates(server):

@@ -12,6 +12,9 @@ from tfrec.serving.client import RecommenderClient
 NUM_ITEMS = 30
 HISTORIES = [["m3", "m5"], ["m7", "m8", "m9", "m1"]]
 TEXTS = ["space robot war", "love story in paris"]
+RATINGS = [[5, 1], [4, 4, 2, 3]]
+TIMESTAMPS = [[1000, 90000], [10, 20, 3000, 500000]]
+NOW = [100000, 2000000]
 
 
 def _export(task, base):
@@ -19,7 +22,8 @@ def _export(task, base):
     rng = np.random.default_rng(1)
     words = "alien space crime comedy love paris war drama robot story".split()
     texts = [""] + [" ".join(rng.choice(words, 4)) for _ in range(NUM_ITEMS)]
-    config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=16, history_layers=1)
+    config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=16, history_layers=1,
+                         use_ratings=True, use_time_gaps=True)
     model = build_model(config, vocab, texts)
     return export.export_model(model, vocab, texts, str(base), task)
 
@@ -79,4 +83,35 @@ def test_score_over_grpc_equals_in_process(served):
     with RecommenderClient(server.target, "ranking") as client:
         got = client.score(HISTORIES, candidates)
     expected = loaded["ranking"].signatures["score"](history=_padded(HISTORIES), candidates=tf.constant(candidates))
+    np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _padded_numbers(rows, dtype):
+    width = max(len(row) for row in rows)
+    return tf.constant([[0] * (width - len(row)) + row for row in rows], dtype)
+
+
+def test_recommend_with_context_over_grpc_equals_in_process(served):
+    server, loaded = served
+    expected = loaded["retrieval"].signatures["recommend_in_context"](
+        history=_padded(HISTORIES), history_ratings=_padded_numbers(RATINGS, tf.float32),
+        history_timestamps=_padded_numbers(TIMESTAMPS, tf.int64), timestamp=tf.constant(NOW, tf.int64),
+        k=tf.constant(5))
+    with RecommenderClient(server.target, "retrieval") as client:
+        got = client.recommend(HISTORIES, k=5, ratings=RATINGS, timestamps=TIMESTAMPS, now=NOW)
+        plain = client.recommend(HISTORIES, k=5)
+    np.testing.assert_array_equal(got.item_ids, expected["item_ids"].numpy().astype(str))
+    np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-6)
+    assert np.abs(got.scores - plain.scores).max() > 1e-4  # the context reached the model
+
+
+def test_score_with_context_over_grpc_equals_in_process(served):
+    server, loaded = served
+    candidates = [["m2", "m4"], ["m10", "m11"]]
+    expected = loaded["ranking"].signatures["score_in_context"](
+        history=_padded(HISTORIES), history_ratings=_padded_numbers(RATINGS, tf.float32),
+        history_timestamps=_padded_numbers(TIMESTAMPS, tf.int64), timestamp=tf.constant(NOW, tf.int64),
+        candidates=tf.constant(candidates))
+    with RecommenderClient(server.target, "ranking") as client:
+        got = client.score(HISTORIES, candidates, ratings=RATINGS, timestamps=TIMESTAMPS, now=NOW)
     np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-5)

@@ -103,11 +103,19 @@ def main(argv):
     server = subprocess.Popen([sys.executable, "-m", *server_args])
     try:
         target = f"127.0.0.1:{port}"
-        histories = dataset.interactions.groupby("user_id")["item_id"].apply(list)
+        # Each user's whole history, oldest first (interactions are sorted by
+        # user and time), with its ratings and times: recommend_in_context.
+        by_user = dataset.interactions.groupby("user_id")
+        histories, times = by_user["item_id"].apply(list), by_user["timestamp"].apply(list)
+        ratings = by_user["rating"].apply(list) if "rating" in dataset.interactions else None
+        context = {
+            "timestamps": [[int(t) for t in times[user]] for user in FLAGS.users],
+            "ratings": None if ratings is None else [[float(r) for r in ratings[user]] for user in FLAGS.users],
+        }
         with serving_client.RecommenderClient(target, FLAGS.model_name) as client:
             client.wait_until_available(timeout=300, process=server)
             started = time.perf_counter()
-            recommendations = client.recommend([histories[user] for user in FLAGS.users], k=FLAGS.k)
+            recommendations = client.recommend([histories[user] for user in FLAGS.users], k=FLAGS.k, **context)
         print(f"\n=== query: {len(FLAGS.users)} users in {1000 * (time.perf_counter() - started):.1f} ms over gRPC")
         _print_recommendations(dataset, recommendations)
     finally:

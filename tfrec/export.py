@@ -115,6 +115,17 @@ def catalogue_embeddings(model, num_model_items, new_texts=()):
     return embeddings
 
 
+def _context(history):
+    """Warmup context of one history row: rating 4, one day apart, request a day after the last."""
+    day = 86400
+    times = [day * (i + 1) for i in range(len(history))]
+    return {
+        "history_ratings": np.full([1, len(history)], 4.0, np.float32),
+        "history_timestamps": np.array([times], np.int64),
+        "timestamp": np.array([day * (len(history) + 1)], np.int64),
+    }
+
+
 def _warmup_requests(module, catalogue, max_k):
     """One request per signature name, on real catalogue ids and texts."""
     history = catalogue.item_ids[1:min(4, catalogue.num_items)]
@@ -125,8 +136,10 @@ def _warmup_requests(module, catalogue, max_k):
         inputs[serving_module.RECOMMEND] = {"history": [history], "k": k}
         inputs[serving_module.RECOMMEND_FROM_TEXT] = {"text": text, "k": min(10, max_k)}
         inputs[serving_module.EMBED_ITEMS] = {"text": text}
+        inputs[serving_module.RECOMMEND_IN_CONTEXT] = dict(inputs[serving_module.RECOMMEND], **_context(history))
     if module.is_ranking:
         inputs[serving_module.SCORE] = {"history": [history[:1]], "candidates": [catalogue.item_ids[1:4]]}
+        inputs[serving_module.SCORE_IN_CONTEXT] = dict(inputs[serving_module.SCORE], **_context(history[:1]))
     default = serving_module.RECOMMEND if module.is_retrieval else serving_module.SCORE
     inputs[serving_module.SERVING_DEFAULT] = inputs[default]
     return sorted(inputs.items())
@@ -180,8 +193,13 @@ def export_model(
     absent = serving_module.absent_features(model)
     if absent:
         logging.warning(
-            "the model reads %s, which serving requests (item ids only) do not carry: "
-            "the signatures pass 0 (absent) for them", absent,
+            "the model reads %s, which no serving signature carries: they are passed as 0 (absent)", absent,
+        )
+    context = serving_module.context_features(model)
+    if context:
+        logging.info(
+            "the model reads %s: send them through the *_in_context signatures (client: ratings=, "
+            "timestamps=, now=); the plain signatures pass 0 for them", context,
         )
     served = catalogue.extended(new_ids, new_texts) if new_ids else catalogue
     max_k = min(top_k_max or served.num_items, served.num_items)
@@ -216,6 +234,7 @@ def export_model(
             "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
             "requires": ["tensorflow_text"],
             "features_absent_at_serving": absent,
+            "context_features": context,
             "model_config": model.cfg.to_dict(),
         }
         with open(os.path.join(assets, INFO_ASSET), "w", encoding="utf-8") as f:

@@ -15,6 +15,12 @@ Signatures (inputs -> outputs):
 - retrieval `embed_items`: `text` string [B] -> `embeddings` float32 [B, d].
 - ranking `score`: `history` string [B, N], `candidates` string [B, M] ->
   `scores` float32 [B, M].
+- `recommend_in_context` and `score_in_context`: the same, plus what the user
+  did besides choosing items: `history_ratings` float32 [B, N] and
+  `history_timestamps` int64 [B, N] (aligned with `history`, 0 = unknown), and
+  `timestamp` int64 [B], the request time (the time the next behaviour
+  happens). Models trained with ratings or time gaps need these to see at
+  serving what they saw in training; the plain signatures pass 0 for them.
 
 Unknown ids and a bad `k` raise `InvalidArgumentError` (TF Serving answers
 INVALID_ARGUMENT) whose message names the offending value.
@@ -42,25 +48,35 @@ RECOMMEND = "recommend"
 RECOMMEND_FROM_TEXT = "recommend_from_text"
 EMBED_ITEMS = "embed_items"
 SCORE = "score"
+RECOMMEND_IN_CONTEXT = "recommend_in_context"
+SCORE_IN_CONTEXT = "score_in_context"
 SERVING_DEFAULT = "serving_default"
 
 _HISTORY = tf.TensorSpec([None, None], tf.string, name="history")
 _CANDIDATES = tf.TensorSpec([None, None], tf.string, name="candidates")
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
 _K = tf.TensorSpec([], tf.int32, name="k")
+_HISTORY_RATINGS = tf.TensorSpec([None, None], tf.float32, name="history_ratings")
+_HISTORY_TIMESTAMPS = tf.TensorSpec([None, None], tf.int64, name="history_timestamps")
+_TIMESTAMP = tf.TensorSpec([None], tf.int64, name="timestamp")
+CONTEXT_INPUTS = ("history_ratings", "history_timestamps", "timestamp")
+"""Inputs the `*_in_context` signatures add to `history`."""
 
 
-def history_features(indices, targets=None):
+def history_features(indices, targets=None, context=None):
     """Builds the schema features the models read from item indices.
 
     The client pads with "" anywhere; the towers expect real items most
-    recent last and left-padded with 0, so real entries are moved to the right
-    keeping their order. Serving requests carry item ids only: ratings,
-    events, timestamps and the user are absent (0, as for padding).
+    recent last and left-padded with 0, so real entries (and their ratings and
+    timestamps) are moved to the right keeping their order. Without `context`
+    ratings and timestamps are absent (0, as for padding); events and the
+    user are always absent.
 
     Args:
         indices: int32 [B, N] history item indices, 0 = padding.
         targets: optional int32 [B] target (candidate) item indices, default 0.
+        context: optional (ratings float32 [B, N], timestamps int64 [B, N],
+            request timestamp int64 [B]), checked against `indices`' shape.
 
     Returns:
         dict of schema feature name -> tensor with batch size B.
@@ -69,19 +85,44 @@ def history_features(indices, targets=None):
     order = tf.argsort(is_item, axis=1, stable=True)
     history = tf.gather(indices, order, batch_dims=1)
     batch = tf.shape(indices)[0]
+    ratings = tf.zeros(tf.shape(history), tf.float32)
+    timestamps = tf.zeros(tf.shape(history), tf.int64)
+    now = tf.zeros([batch], tf.int64)
+    if context is not None:
+        ratings, timestamps, now = _checked_context(indices, *context)
+        ratings = tf.gather(tf.where(indices > 0, ratings, 0.0), order, batch_dims=1)
+        timestamps = tf.gather(tf.where(indices > 0, timestamps, tf.zeros_like(timestamps)), order, batch_dims=1)
     return {
         schema.USER_INDEX: tf.zeros([batch], tf.int32),
         schema.HISTORY_ITEM_IDS: history,
         schema.HISTORY_LENGTH: tf.reduce_sum(is_item, axis=1),
-        schema.HISTORY_RATINGS: tf.zeros(tf.shape(history), tf.float32),
+        schema.HISTORY_RATINGS: ratings,
         schema.HISTORY_EVENTS: tf.zeros_like(history),
-        schema.HISTORY_TIMESTAMPS: tf.zeros(tf.shape(history), tf.int64),
+        schema.HISTORY_TIMESTAMPS: timestamps,
         schema.TARGET_ITEM_ID: tf.zeros([batch], tf.int32) if targets is None else targets,
         schema.TARGET_RATING: tf.zeros([batch], tf.float32),
         schema.TARGET_EVENT: tf.zeros([batch], tf.int32),
-        schema.TARGET_TIMESTAMP: tf.zeros([batch], tf.int64),
+        schema.TARGET_TIMESTAMP: now,
         schema.LABEL: tf.zeros([batch], tf.float32),
     }
+
+
+def _checked_context(indices, ratings, timestamps, now):
+    """The context tensors, after asserting their shapes match the history's [B, N] and [B]."""
+    checks = []
+    for name, value in (("history_ratings", ratings), ("history_timestamps", timestamps)):
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all(tf.equal(tf.shape(value), tf.shape(indices))),
+            [f"{name} must have the shape of history", tf.shape(indices), "got", tf.shape(value)],
+            name=f"check_{name}_shape",
+        ))
+    checks.append(tf.debugging.Assert(
+        tf.equal(tf.shape(now)[0], tf.shape(indices)[0]),
+        ["timestamp must hold one value per history row", tf.shape(indices)[0], "got", tf.shape(now)[0]],
+        name="check_timestamp_shape",
+    ))
+    with tf.control_dependencies(checks):
+        return tf.identity(ratings), tf.identity(timestamps), tf.identity(now)
 
 
 def used_variables(functions):
@@ -97,21 +138,27 @@ def used_variables(functions):
     return sorted(found.values(), key=lambda v: v.name)
 
 
-def absent_features(model):
-    """Schema features `model` reads that serving requests do not carry.
+def context_features(model):
+    """Schema features `model` reads that only the `*_in_context` signatures carry.
 
-    Requests hold item ids only; `history_features` fills these with 0, the
-    value of an absent field, so the model sees less than in training.
+    The plain `recommend` and `score` signatures pass 0 for them, so a model
+    reading any of them sees less there than in training.
     """
     cfg = model.cfg
-    absent = []
+    features = []
     if cfg.use_ratings or cfg.behaviour_text or model.has_ranking:
-        absent.append(schema.HISTORY_RATINGS)
+        features.append(schema.HISTORY_RATINGS)
+    if cfg.use_time_gaps:
+        features += [schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP]
+    return features
+
+
+def absent_features(model):
+    """Schema features `model` reads that no signature carries (passed as 0)."""
+    absent = []
     if model.num_events > 1:
         absent.append(schema.HISTORY_EVENTS)
-    if cfg.use_time_gaps:
-        absent += [schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP]
-    if cfg.use_user_ids:
+    if model.cfg.use_user_ids:
         absent.append(schema.USER_INDEX)
     return absent
 
@@ -211,8 +258,16 @@ class RecommenderServing(tf.Module):
                 self._recommend_from_text, input_signature=[_TEXT, _K]
             )
             self.embed_items = tf.function(self._embed_items, input_signature=[_TEXT])
+            self.recommend_in_context = tf.function(
+                self._recommend_in_context,
+                input_signature=[_HISTORY, _HISTORY_RATINGS, _HISTORY_TIMESTAMPS, _TIMESTAMP, _K],
+            )
         if self.is_ranking:
             self.score = tf.function(self._score, input_signature=[_HISTORY, _CANDIDATES])
+            self.score_in_context = tf.function(
+                self._score_in_context,
+                input_signature=[_HISTORY, _HISTORY_RATINGS, _HISTORY_TIMESTAMPS, _TIMESTAMP, _CANDIDATES],
+            )
 
     def signatures(self):
         """Maps signature name -> tf.function, `serving_default` included."""
@@ -221,8 +276,10 @@ class RecommenderServing(tf.Module):
             functions[RECOMMEND] = self.recommend
             functions[RECOMMEND_FROM_TEXT] = self.recommend_from_text
             functions[EMBED_ITEMS] = self.embed_items
+            functions[RECOMMEND_IN_CONTEXT] = self.recommend_in_context
         if self.is_ranking:
             functions[SCORE] = self.score
+            functions[SCORE_IN_CONTEXT] = self.score_in_context
         functions[SERVING_DEFAULT] = functions[RECOMMEND if self.is_retrieval else SCORE]
         return functions
 
@@ -268,13 +325,17 @@ class RecommenderServing(tf.Module):
             item_ids = self.id_table.lookup(tf.cast(top.indices, tf.int64))
             return {"item_ids": item_ids, "scores": tf.identity(top.values)}
 
-    def _recommend(self, history, k):
+    def _recommend(self, history, k, context=None):
         """Top-k catalogue items for behaviour histories (history items excluded)."""
         indices = self._item_indices(history, "history")
         # Items added after training are excluded but unknown to the towers.
         known = tf.where(indices > self.num_model_items, tf.zeros_like(indices), indices)
-        queries = self._model.query_embeddings(history_features(known))
+        queries = self._model.query_embeddings(history_features(known, context=context))
         return self._top_k(queries, k, exclude=indices)
+
+    def _recommend_in_context(self, history, history_ratings, history_timestamps, timestamp, k):
+        """`recommend` with the history's ratings and times and the request time."""
+        return self._recommend(history, k, (history_ratings, history_timestamps, timestamp))
 
     def _recommend_from_text(self, text, k):
         """Top-k catalogue items for free behaviour text.
@@ -292,7 +353,11 @@ class RecommenderServing(tf.Module):
         """Item embeddings of item texts (same space as the catalogue matrix)."""
         return {"embeddings": tf.convert_to_tensor(self.encode_item_texts(text))}
 
-    def _score(self, history, candidates):
+    def _score_in_context(self, history, history_ratings, history_timestamps, timestamp, candidates):
+        """`score` with the history's ratings and times and the request time."""
+        return self._score(history, candidates, (history_ratings, history_timestamps, timestamp))
+
+    def _score(self, history, candidates, context=None):
         """Predicted rating (or click probability) of each candidate."""
         history_indices = self._item_indices(history, "history")
         candidate_indices = self._item_indices(candidates, "candidates")
@@ -303,8 +368,10 @@ class RecommenderServing(tf.Module):
         )
         shape = tf.shape(candidate_indices)
         # One example per (history, candidate) pair.
+        if context is not None:
+            context = [tf.repeat(value, shape[1], axis=0) for value in _checked_context(history_indices, *context)]
         features = history_features(
-            tf.repeat(history_indices, shape[1], axis=0), tf.reshape(candidate_indices, [-1])
+            tf.repeat(history_indices, shape[1], axis=0), tf.reshape(candidate_indices, [-1]), context
         )
         with tf.control_dependencies([check]):
             scores = tf.reshape(self._model.score(features), shape)

@@ -21,18 +21,16 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 def predict_request(model_name, signature_name, inputs):
     """A `PredictRequest` for `signature_name` with `inputs` (name -> array-like).
 
-    Strings become DT_STRING tensors, integers DT_INT32 and floats DT_FLOAT,
-    matching the signatures' dtypes.
+    NumPy arrays keep their dtype; other values become DT_STRING (strings),
+    DT_INT32 (integers) or DT_FLOAT (floats) tensors.
     """
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
     for name, value in inputs.items():
         array = np.asarray(value)
-        if array.dtype.kind in "iu":
-            array = array.astype(np.int32)
-        elif array.dtype.kind == "f":
-            array = array.astype(np.float32)
+        if not isinstance(value, np.ndarray) and array.dtype.kind in "iuf":
+            array = array.astype(np.float32 if array.dtype.kind == "f" else np.int32)
         request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
     return request
 

@@ -9,7 +9,10 @@ DEADLINE_EXCEEDED (all calls here are read-only, hence safe to repeat); any
 other failure raises `ServingError` with the gRPC code and the server's message.
 
 Histories are lists of item ids, most recent last; ragged histories are
-left-padded with "" (the padding id of the export contract).
+left-padded with "" (the padding id of the export contract). `recommend` and
+`score` also take the history's `ratings` and `timestamps` and the request
+time `now`: given any of them, the call goes to the `*_in_context` signature,
+so a model trained with ratings or time gaps sees them at serving too.
 
 `BatchingClient` (from `RecommenderClient.batching()`) merges many small
 concurrent `recommend` calls into one Predict: a background thread collects
@@ -175,6 +178,69 @@ def pad_histories(histories: Sequence[Sequence[str]]) -> list:
     return [[""] * (width - len(r)) + r for r in rows]
 
 
+def _check_number(value, what, integer):
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        expected = "an int (Unix time)" if integer else "a number"
+        raise TypeError(f"{what} is {type(value).__name__} {value!r}; expected {expected}")
+    return value
+
+
+def _aligned(rows, what, histories, integer=False):
+    """Checks ragged numbers aligned with ragged `histories`; returns them as lists."""
+    if isinstance(rows, str) or len(rows) != len(histories):
+        raise ValueError(f"{what} has {len(rows)} rows for {len(histories)} histories; expected one per history")
+    checked = []
+    for i, (row, history) in enumerate(zip(rows, histories)):
+        row = list(row)
+        if len(row) != len(history):
+            raise ValueError(f"{what}[{i}] has {len(row)} values for {len(history)} history items; expected one per item")
+        checked.append([_check_number(value, f"{what}[{i}][{j}]", integer) for j, value in enumerate(row)])
+    return checked
+
+
+def context_inputs(histories, ratings=None, timestamps=None, now=None) -> dict:
+    """The context inputs of the `*_in_context` signatures, left-padded like `pad_histories`.
+
+    Args:
+        histories: ragged lists of item ids (as for `pad_histories`).
+        ratings: per history, one rating per item (0 = unknown); default all 0.
+        timestamps: per history, one Unix time (int) per item; default all 0.
+        now: one request time (int) per history; default each history's latest timestamp.
+
+    Returns:
+        dict name -> TensorProto: `history_ratings`, `history_timestamps`, `timestamp`.
+
+    Raises:
+        ValueError, TypeError: naming the argument, row and position at fault.
+
+    Example:
+
+    >>> inputs = context_inputs([["a", "b"], ["c"]], ratings=[[5, 3], [4]], timestamps=[[10, 20], [30]])
+    >>> tf.make_ndarray(inputs["history_ratings"]).tolist(), tf.make_ndarray(inputs["timestamp"]).tolist()
+    ([[5.0, 3.0], [0.0, 4.0]], [20, 30])
+    """
+    width = len(pad_histories(histories)[0])
+    histories = [list(history) for history in histories]
+    zeros = [[0] * len(history) for history in histories]
+    ratings = zeros if ratings is None else _aligned(ratings, "ratings", histories)
+    times = zeros if timestamps is None else _aligned(timestamps, "timestamps", histories, integer=True)
+    if now is None:
+        now = [max(row, default=0) for row in times]
+    elif isinstance(now, (str, int, np.integer)) or len(now) != len(histories):
+        raise ValueError(f"now is {now!r}; expected one request time per history ({len(histories)})")
+    now = [_check_number(value, f"now[{i}]", integer=True) for i, value in enumerate(now)]
+
+    def padded(rows, dtype):
+        return np.array([[0] * (width - len(row)) + row for row in rows], dtype).reshape(len(rows), width)
+
+    return {
+        "history_ratings": tf.make_tensor_proto(padded(ratings, np.float32)),
+        "history_timestamps": tf.make_tensor_proto(padded(times, np.int64)),
+        "timestamp": tf.make_tensor_proto(np.array(now, np.int64)),
+    }
+
+
 def _check_k(k):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k is {k!r}; expected a positive int")
@@ -290,45 +356,58 @@ class RecommenderClient:
         decoded = np.array([b.decode() for b in ids.ravel()], dtype=str).reshape(ids.shape)
         return Recommendations(decoded, prediction.outputs["scores"], prediction.version)
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10) -> Recommendations:
-        """Top-k items for each history (signature `serving_default`).
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, ratings=None, timestamps=None,
+                  now=None) -> Recommendations:
+        """Top-k items for each history (signature `serving_default`, or
+        `recommend_in_context` when any of ratings, timestamps, now is given).
 
         Args:
             histories: one list of item ids per query, most recent last (ragged is fine).
             k: how many items per query.
+            ratings, timestamps, now: optional context (see `context_inputs`).
 
         Returns:
             `Recommendations` ([B, K] item_ids and scores, version).
         """
         inputs = {"history": _string_tensor(pad_histories(histories)), "k": _int32_scalar(_check_k(k))}
-        return self._recommendations(self.predict(inputs))
+        if ratings is None and timestamps is None and now is None:
+            return self._recommendations(self.predict(inputs))
+        inputs.update(context_inputs(histories, ratings, timestamps, now))
+        return self._recommendations(self.predict(inputs, "recommend_in_context"))
 
     def recommend_from_text(self, texts: Sequence[str], k: int = 10) -> Recommendations:
         """Top-k items for free-text queries (signature `recommend_from_text`)."""
         inputs = {"text": _string_tensor(_check_texts(texts, "texts")), "k": _int32_scalar(_check_k(k))}
         return self._recommendations(self.predict(inputs, "recommend_from_text"))
 
-    def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]]) -> Scores:
-        """Scores candidate items per history (signature `score`).
+    def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]], ratings=None,
+              timestamps=None, now=None) -> Scores:
+        """Scores candidate items per history (signature `score`, or
+        `score_in_context` when any of ratings, timestamps, now is given).
 
         Args:
             histories: one list of item ids per query (ragged is fine).
             candidates: one list of candidate ids per query, all the same length.
+            ratings, timestamps, now: optional context (see `context_inputs`).
 
         Returns:
             `Scores` (float32 [B, M], version).
         """
         candidates = [_check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
-        histories = pad_histories(histories)
-        if len(candidates) != len(histories):
+        padded = pad_histories(histories)
+        if len(candidates) != len(padded):
             raise ValueError(
                 f"{len(candidates)} candidate rows for {len(histories)} histories; expected one per history"
             )
         for i, row in enumerate(candidates):
             if len(row) != len(candidates[0]):
                 raise ValueError(f"candidates[{i}] has {len(row)} ids; expected {len(candidates[0])} like row 0")
-        inputs = {"history": _string_tensor(histories), "candidates": _string_tensor(candidates)}
-        prediction = self.predict(inputs, "score")
+        inputs = {"history": _string_tensor(padded), "candidates": _string_tensor(candidates)}
+        signature = "score"
+        if not (ratings is None and timestamps is None and now is None):
+            inputs.update(context_inputs(histories, ratings, timestamps, now))
+            signature = "score_in_context"
+        prediction = self.predict(inputs, signature)
         return Scores(prediction.outputs["scores"], prediction.version)
 
     def embed_items(self, texts: Sequence[str]) -> Embeddings:
