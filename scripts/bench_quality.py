@@ -10,8 +10,8 @@ from a flagfile (run only when the flagfile exists). Cold-start rows train on
 the `cold_items` split and report HR@100 on test targets that are cold items,
 next to the expectation of a random ranking.
 
-Each row's result is saved as JSON under --results_dir; the markdown table is
-assembled from the saved results (rows can run separately with --only) and
+Each row's result is saved as JSON under --results_dir (`bench_results/quality/`,
+kept in the repository); the markdown table is assembled from the saved results (rows can run separately with --only) and
 written to BENCHMARKS.md between `<!-- bench_quality -->` and
 `<!-- /bench_quality -->`, with a plot of HR@K (K = 1..100) in --plot.
 

@@ -82,8 +82,12 @@ def head(features, rows):
 def test_retrieval_trains_and_loss_falls(overrides):
     model = build_model(config(task="retrieval", **overrides), VOCAB, TEXTS)
     assert isinstance(model, RetrievalModel)
+    batch = {name: tf.convert_to_tensor(value) for name, value in head(EXAMPLES, 64).items()}
+    before = float(model(batch, training=False)["retrieval"])
     history = train(model)
-    assert history["retrieval_loss"][-1] < 0.8 * history["retrieval_loss"][0]
+    assert history["retrieval_loss"][-1] < history["retrieval_loss"][0]
+    # Inference-mode loss: every item recomputed, no dropout, nothing cached.
+    assert float(model(batch, training=False)["retrieval"]) < 0.8 * before
 
 
 def test_retrieval_learns_the_walk_and_recommends_unseen_items():
@@ -158,6 +162,21 @@ def test_cold_items_get_text_embeddings_that_match_the_catalogue_path():
     np.testing.assert_allclose(from_text, catalogue[1:5], atol=1e-5)
     new = tower.text_item_embeddings(tf.constant(["a brand new robot film (2030)"])).numpy()
     assert new.shape == (1, 8) and abs(np.linalg.norm(new) - 1) < 1e-5
+
+
+def test_training_catalogue_does_not_reveal_which_items_were_refreshed():
+    tower = ItemTower(TEXTS, embedding_dim=8, refresh_items=2,
+                      encoder={"source": "tiny", "sequence_length": 12, "trainable": "top:1"})
+    bank = tower.text_bank.numpy()
+    with tf.GradientTape() as tape:
+        trained = tower.catalogue(training=True, focus_ids=tf.constant([1, 2]))
+        loss = tf.reduce_sum(trained[1:3])
+    from_bank = tower._embed_unique(tf.range(len(TEXTS)), training=False, text_vectors=tf.constant(bank))
+    np.testing.assert_allclose(trained.numpy(), from_bank.numpy(), atol=1e-6)  # refreshed items read from the bank too
+    top_layer = tower.text_encoder.backbone.transformer_layers[-1].trainable_weights
+    assert any(float(tf.reduce_sum(tf.abs(g))) > 0 for g in tape.gradient(loss, top_layer) if g is not None)
+    changed = np.abs(tower.text_bank.numpy() - bank).max(axis=1) > 0
+    assert changed[1] and changed[2] and not changed[3:].any()  # the bank took the fresh vectors
 
 
 def test_text_trained_model_ranks_cold_items_from_text():

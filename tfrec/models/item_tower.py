@@ -171,18 +171,24 @@ class ItemTower(keras.layers.Layer):
             focus_ids: optional int32 item indices (e.g. the batch's targets).
                 When training a fine-tuned encoder with `refresh_items` > 0,
                 only up to `refresh_items` of these run through the trainable
-                encoder layers (and get gradients); every other item uses its
-                last computed text vector (`text_bank`, updated as items are
-                recomputed). Otherwise every item is recomputed.
+                encoder layers (and get gradients), then replace their entries
+                in `text_bank`, the last computed text vector of every item.
+                The forward pass reads every item from the bank, the refreshed
+                ones included (their gradients pass straight through to the
+                encoder): were the batch's targets fresh and the negatives
+                stale, the model could tell them apart by staleness alone.
+                Otherwise every item is recomputed.
         """
         every = tf.range(self.num_rows, dtype=tf.int32)
         if not (training and focus_ids is not None and self.refresh_items > 0
                 and self.text_encoder is not None and self._mode != "pooled"):
             return self._embed_unique(every, training, id_mask=id_mask)
         chosen = tf.random.shuffle(tf.unique(tf.reshape(focus_ids, [-1]))[0])[:self.refresh_items]
+        bank = tf.stop_gradient(self.text_bank.value)
         fresh = self._catalogue_text_vectors(chosen, training)
+        straight_through = tf.gather(bank, chosen) + fresh - tf.stop_gradient(fresh)
+        text_vectors = tf.tensor_scatter_nd_update(bank, chosen[:, None], straight_through)
         self.text_bank.value.scatter_update(tf.IndexedSlices(tf.stop_gradient(fresh), chosen))
-        text_vectors = tf.tensor_scatter_nd_update(tf.stop_gradient(self.text_bank.value), chosen[:, None], fresh)
         return self._embed_unique(every, training, text_vectors, id_mask)
 
     def text_item_embeddings(self, texts):
