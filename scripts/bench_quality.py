@@ -309,9 +309,9 @@ def _item_knn(context):
 TRAIN_VALID = ("train", "valid")
 BEHAVIOUR_TEXT_FLAGS = (
     # Every step runs BERT over each verbalised history (nothing to cache),
-    # about 2 s per batch of 32 here: 160 steps, 5,120 histories.
+    # about 2 s per batch of 32 here: 120 steps, 3,840 histories.
     "--behaviour_text=true", "--encoder_trainable=top:2", "--behaviour_text_length=64", "--batch_size=32",
-    "--steps_per_epoch=40", "--epochs=4", "--learning_rate=1e-3", "--early_stopping_patience=4",
+    "--steps_per_epoch=40", "--epochs=3", "--learning_rate=1e-3", "--early_stopping_patience=3",
 )
 ROWS = [
     Row("popularity", "popularity (train counts)", MAIN_SPLIT, DETERMINISTIC, _ranking_baseline(_popularity)),
