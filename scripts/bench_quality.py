@@ -282,7 +282,8 @@ def _text_profile(context, seed, row):
     recent = max(PROFILE_RECENT, key=valid_ndcg)
     seconds = time.perf_counter() - start
     result, curve = evaluate_scores(baselines.TextProfile(vectors, recent).score(test), test)
-    notes = f"profile of the last {recent} items (chosen on valid)" if recent else "profile of the whole history"
+    latest = {None: "the whole history", 1: "the last item"}.get(recent, f"the last {recent} items")
+    notes = f"profile of {latest} (chosen on valid)"
     return {"metrics": result, "curve": curve, "train_seconds": seconds, "notes": notes}
 
 
