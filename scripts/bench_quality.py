@@ -275,9 +275,7 @@ def _text_profile(context, seed, row):
     valid = parts["valid"]
 
     def valid_ndcg(recent):
-        scores = baselines.TextProfile(vectors, recent).score(valid)
-        ranks = metrics.target_ranks(scores, valid[schema.TARGET_ITEM_ID], valid[schema.HISTORY_ITEM_IDS])
-        return metrics.metrics_from_ranks(ranks, ks=(10,))["NDCG@10"]
+        return evaluate_scores(baselines.TextProfile(vectors, recent).score(valid), valid)[0]["NDCG@10"]
 
     recent = max(PROFILE_RECENT, key=valid_ndcg)
     seconds = time.perf_counter() - start

@@ -59,8 +59,6 @@ _K = tf.TensorSpec([], tf.int32, name="k")
 _HISTORY_RATINGS = tf.TensorSpec([None, None], tf.float32, name="history_ratings")
 _HISTORY_TIMESTAMPS = tf.TensorSpec([None, None], tf.int64, name="history_timestamps")
 _TIMESTAMP = tf.TensorSpec([None], tf.int64, name="timestamp")
-CONTEXT_INPUTS = ("history_ratings", "history_timestamps", "timestamp")
-"""Inputs the `*_in_context` signatures add to `history`."""
 
 
 def history_features(indices, targets=None, context=None):
