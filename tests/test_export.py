@@ -24,22 +24,23 @@ NUM_ITEMS = 40
 WORDS = "alien space heat crime comedy love paris war drama story film robot".split()
 
 
-def _vocab_and_texts():
-    vocab = data.Vocabulary([f"m{i}" for i in range(1, NUM_ITEMS + 1)], ["u1", "u2"], [])
+def _vocab_and_texts(events=("rated",)):
+    vocab = data.Vocabulary([f"m{i}" for i in range(1, NUM_ITEMS + 1)], ["u1", "u2"], list(events))
     rng = np.random.default_rng(0)
     texts = [""] + [" ".join(rng.choice(WORDS, 5)) for _ in range(NUM_ITEMS)]
     return vocab, texts
 
 
-def _build(task, **config_fields):
-    vocab, texts = _vocab_and_texts()
+def _build(task, events=("rated",), **config_fields):
+    vocab, texts = _vocab_and_texts(events)
     config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=32,
                          history_layers=1, dropout=0.0, **config_fields)
     return build_model(config, vocab, texts), vocab, texts
 
 
 def _features(history):
-    """Schema features (left-padded int history, everything else absent) for `model` methods."""
+    """Schema features for `model` methods: left-padded int history, each item with event 1 (the
+    only event type of `_vocab_and_texts`), everything else absent."""
     history = np.asarray(history, np.int32)
     batch, length = history.shape
     return {
@@ -47,7 +48,7 @@ def _features(history):
         schema.HISTORY_ITEM_IDS: history,
         schema.HISTORY_LENGTH: (history > 0).sum(axis=1).astype(np.int32),
         schema.HISTORY_RATINGS: np.zeros([batch, length], np.float32),
-        schema.HISTORY_EVENTS: np.zeros([batch, length], np.int32),
+        schema.HISTORY_EVENTS: (history > 0).astype(np.int32),
         schema.HISTORY_TIMESTAMPS: np.zeros([batch, length], np.int64),
         schema.TARGET_ITEM_ID: np.zeros([batch], np.int32),
         schema.TARGET_RATING: np.zeros([batch], np.float32),
@@ -61,12 +62,15 @@ def _features(history):
 # (row 0 padded on the right, row 1 with padding in the middle).
 HISTORY_INDICES = [[0, 0, 3, 5], [0, 7, 8, 9]]
 HISTORY_IDS = [["m3", "m5", "", ""], ["m7", "", "m8", "m9"]]
-# Their ratings and times in the client's layout, the request times, and the
-# features the model should see (left-padded like HISTORY_INDICES).
+# Their ratings, times and events in the client's layout, the request times,
+# the users (the second one new), and the features the model should see
+# (left-padded like HISTORY_INDICES).
 CONTEXT = {
     "history_ratings": tf.constant([[4, 2, 0, 0], [5, 0, 3, 1]], tf.float32),
     "history_timestamps": tf.constant([[100, 200, 0, 0], [10, 0, 20, 30000]], tf.int64),
+    "history_events": tf.constant([["rated", "", "", ""], ["", "", "rated", "rated"]]),
     "timestamp": tf.constant([300000, 40000], tf.int64),
+    "user_id": tf.constant(["u2", "somebody new"]),
 }
 
 
@@ -75,6 +79,7 @@ def _context_features(history_indices):
     features[schema.HISTORY_RATINGS] = np.array([[0, 0, 4, 2], [0, 5, 3, 1]], np.float32)
     features[schema.HISTORY_TIMESTAMPS] = np.array([[0, 0, 100, 200], [0, 10, 20, 30000]], np.int64)
     features[schema.TARGET_TIMESTAMP] = np.array([300000, 40000], np.int64)
+    features[schema.USER_INDEX] = np.array([2, 0], np.int32)
     return features
 
 
@@ -94,12 +99,12 @@ def _exported(task, base, name, **config_fields):
 @pytest.fixture(scope="module")
 def retrieval(tmp_path_factory):
     return _exported("retrieval", tmp_path_factory.mktemp("exports"), "movies", use_ratings=True,
-                     use_time_gaps=True)
+                     use_time_gaps=True, use_user_ids=True)
 
 
 @pytest.fixture(scope="module")
 def ranking(tmp_path_factory):
-    return _exported("ranking", tmp_path_factory.mktemp("exports"), "ratings")
+    return _exported("ranking", tmp_path_factory.mktemp("exports"), "ratings", use_user_ids=True)
 
 
 # ----- layout -----
@@ -136,7 +141,8 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
     files = set(os.listdir(result.path))
     assert {"saved_model.pb", "variables", "assets", "assets.extra"} <= files
     assets = os.listdir(os.path.join(result.path, "assets"))
-    assert {"item_ids.txt", "items.jsonl", "vocabulary.json", "export_info.json"} <= set(assets)
+    assert {"item_ids.txt", "user_ids.txt", "events.txt", "items.jsonl", "vocabulary.json",
+            "export_info.json"} <= set(assets)
     with open(os.path.join(result.path, "assets", "item_ids.txt")) as f:
         assert f.read().split("\n")[:-1] == catalogue.item_ids[1:]
     with open(os.path.join(result.path, "assets", "items.jsonl")) as f:
@@ -145,8 +151,9 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
     with open(os.path.join(result.path, "assets", "export_info.json")) as f:
         info = json.load(f)
     assert info["num_items"] == NUM_ITEMS and info["max_k"] == NUM_ITEMS
-    assert info["embedding_dim"] == 32 and info["features_absent_at_serving"] == []
-    assert info["context_features"] == [schema.HISTORY_RATINGS, schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP]
+    assert info["embedding_dim"] == 32
+    assert info["context_features"] == [schema.HISTORY_RATINGS, schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP,
+                                        schema.USER_INDEX]
     assert result.signatures == ["embed_items", "recommend", "recommend_from_text", "recommend_in_context",
                                  "serving_default"]
 
@@ -162,7 +169,7 @@ def test_recommend_matches_the_model_and_excludes_history(retrieval):
         assert not set(row) & set(history)
 
 
-def test_recommend_in_context_gives_the_model_the_ratings_and_times(retrieval):
+def test_recommend_in_context_gives_the_model_the_ratings_times_and_user(retrieval):
     model, _, _, loaded = retrieval
     scores, indices = model.recommend(_context_features(HISTORY_INDICES), k=5)
     history = tf.constant(HISTORY_IDS)
@@ -177,8 +184,11 @@ def test_recommend_in_context_gives_the_model_the_ratings_and_times(retrieval):
     ("history_ratings", tf.zeros([2, 3]), "history_ratings must have the shape of history"),
     ("history_timestamps", tf.zeros([1, 4], tf.int64), "history_timestamps must have the shape of history"),
     ("timestamp", tf.zeros([3], tf.int64), "timestamp must hold one value per history row"),
+    ("history_events", tf.constant([["rated"] * 4]), "history_events must have the shape of history"),
+    ("user_id", tf.constant(["u1"]), "user_id must hold one value per history row"),
+    ("history_events", tf.constant([["rated", "bought", "", ""], [""] * 4]), r"unknown events in history_events.*bought"),
 ])
-def test_context_of_the_wrong_shape_is_an_invalid_argument(retrieval, name, value, message):
+def test_bad_context_is_an_invalid_argument(retrieval, name, value, message):
     _, _, _, loaded = retrieval
     inputs = dict(CONTEXT, **{name: value})
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -238,7 +248,7 @@ def test_ranking_score_matches_the_model(ranking):
     assert result.signatures == ["score", "score_in_context", "serving_default"]
     with open(os.path.join(result.path, "assets", "export_info.json")) as f:
         info = json.load(f)
-    assert info["features_absent_at_serving"] == [] and info["context_features"] == [schema.HISTORY_RATINGS]
+    assert info["context_features"] == [schema.HISTORY_RATINGS, schema.USER_INDEX]
     candidates = [["m10", "m11", "m12"], ["m1", "m2", "m3"]]
     out = loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates))
     expected = []
@@ -251,7 +261,7 @@ def test_ranking_score_matches_the_model(ranking):
         loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant([["m1"], ["zz9"]]))
 
 
-def test_score_in_context_gives_the_model_the_history_ratings(ranking):
+def test_score_in_context_gives_the_model_the_history_ratings_and_user(ranking):
     model, _, _, loaded = ranking
     candidates = [["m10", "m11", "m12"], ["m1", "m2", "m3"]]
     out = loaded.signatures["score_in_context"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates),
@@ -265,6 +275,23 @@ def test_score_in_context_gives_the_model_the_history_ratings(ranking):
     np.testing.assert_allclose(out["scores"].numpy(), np.array(expected), atol=1e-5)
     plain = loaded.signatures["score"](history=tf.constant(HISTORY_IDS), candidates=tf.constant(candidates))
     assert np.abs(plain["scores"].numpy() - out["scores"].numpy()).max() > 1e-4
+
+
+def test_history_events_reach_a_model_trained_on_several_event_types(tmp_path):
+    model, vocab, texts = _build("retrieval", events=("view", "buy"))
+    loaded = export.load(export.export_model(model, vocab, texts, str(tmp_path), "m").path)
+    events = tf.constant([["buy", "view", "", ""], ["view", "", "buy", "buy"]])
+    out = loaded.signatures["recommend_in_context"](
+        history=tf.constant(HISTORY_IDS), k=tf.constant(5), **dict(CONTEXT, history_events=events))
+    features = _context_features(HISTORY_INDICES)
+    features[schema.HISTORY_EVENTS] = np.array([[0, 0, 2, 1], [0, 1, 2, 2]], np.int32)
+    scores, _ = model.recommend(features, k=5)
+    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    # With several event types, "" stands for none of them (index 0).
+    features[schema.HISTORY_EVENTS] = np.zeros_like(features[schema.HISTORY_EVENTS])
+    out = loaded.signatures["recommend_in_context"](
+        history=tf.constant(HISTORY_IDS), k=tf.constant(5), **dict(CONTEXT, history_events=tf.fill([2, 4], "")))
+    np.testing.assert_allclose(out["scores"].numpy(), model.recommend(features, k=5)[0].numpy(), atol=1e-5)
 
 
 def test_warmup_file_holds_one_replayable_request_per_signature(retrieval, ranking):

@@ -112,6 +112,17 @@ def test_context_inputs_are_padded_like_histories_and_checked():
     defaults = context_inputs([["a", "b"], []], timestamps=[[10, 20], []])
     assert tf.make_ndarray(defaults["timestamp"]).tolist() == [20, 0]  # latest timestamp, 0 without any
     assert tf.make_ndarray(defaults["history_ratings"]).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert tf.make_ndarray(defaults["history_events"]).tolist() == [[b"", b""], [b"", b""]]
+    assert tf.make_ndarray(defaults["user_id"]).tolist() == [b"", b""]  # new users
+    given = context_inputs([["a", "b"], ["c"]], events=[["view", "buy"], ["buy"]], user_ids=["u7", "u8"])
+    assert tf.make_ndarray(given["history_events"]).tolist() == [[b"view", b"buy"], [b"", b"buy"]]
+    assert tf.make_ndarray(given["user_id"]).tolist() == [b"u7", b"u8"]
+    with pytest.raises(TypeError, match=r"events\[1\]\[0\] is int 3; expected a str"):
+        context_inputs([["a"], ["b"]], events=[["view"], [3]])
+    with pytest.raises(ValueError, match="user_ids is 'u1'; expected one value per history"):
+        context_inputs([["a"]], user_ids="u1")
+    with pytest.raises(TypeError, match=r"user_ids\[0\] is int 7; expected a str"):
+        context_inputs([["a"]], user_ids=[7])
     with pytest.raises(ValueError, match=r"ratings\[1\] has 2 values for 1 history items"):
         context_inputs([["a"], ["b"]], ratings=[[1], [2, 3]])
     with pytest.raises(ValueError, match="timestamps has 1 rows for 2 histories"):
@@ -120,8 +131,11 @@ def test_context_inputs_are_padded_like_histories_and_checked():
         context_inputs([["a"]], timestamps=[[1.5]])
     with pytest.raises(TypeError, match=r"ratings\[0\]\[0\] is str '5'; expected a number"):
         context_inputs([["a"]], ratings=[["5"]])
-    with pytest.raises(ValueError, match="now is 7; expected one request time per history"):
+    with pytest.raises(ValueError, match="now is 7; expected one value per history"):
         context_inputs([["a"]], now=7)
+    with RecommenderClient("127.0.0.1:1", "tiny") as client:  # fails before any call
+        with pytest.raises(TypeError, match=r"unknown context arguments \['rating'\]"):
+            client.recommend([["a"]], k=1, rating=[[5]])
 
 
 def test_score_rejects_ragged_candidates(server):

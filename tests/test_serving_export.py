@@ -15,15 +15,17 @@ TEXTS = ["space robot war", "love story in paris"]
 RATINGS = [[5, 1], [4, 4, 2, 3]]
 TIMESTAMPS = [[1000, 90000], [10, 20, 3000, 500000]]
 NOW = [100000, 2000000]
+EVENTS = [["view", "buy"], ["view", "view", "buy", "view"]]
+USERS = ["u1", "a new user"]
 
 
 def _export(task, base):
-    vocab = data.Vocabulary([f"m{i}" for i in range(1, NUM_ITEMS + 1)], ["u1"], [])
+    vocab = data.Vocabulary([f"m{i}" for i in range(1, NUM_ITEMS + 1)], ["u1"], ["buy", "view"])
     rng = np.random.default_rng(1)
     words = "alien space crime comedy love paris war drama robot story".split()
     texts = [""] + [" ".join(rng.choice(words, 4)) for _ in range(NUM_ITEMS)]
     config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=16, history_layers=1,
-                         use_ratings=True, use_time_gaps=True)
+                         use_ratings=True, use_time_gaps=True, use_user_ids=True)
     model = build_model(config, vocab, texts)
     return export.export_model(model, vocab, texts, str(base), task)
 
@@ -91,14 +93,26 @@ def _padded_numbers(rows, dtype):
     return tf.constant([[0] * (width - len(row)) + row for row in rows], dtype)
 
 
+def _context():
+    """The in-process `*_in_context` inputs of RATINGS, TIMESTAMPS, EVENTS, NOW and USERS."""
+    return {
+        "history_ratings": _padded_numbers(RATINGS, tf.float32),
+        "history_timestamps": _padded_numbers(TIMESTAMPS, tf.int64),
+        "history_events": _padded(EVENTS),
+        "timestamp": tf.constant(NOW, tf.int64),
+        "user_id": tf.constant(USERS),
+    }
+
+
+CLIENT_CONTEXT = {"ratings": RATINGS, "timestamps": TIMESTAMPS, "events": EVENTS, "now": NOW, "user_ids": USERS}
+
+
 def test_recommend_with_context_over_grpc_equals_in_process(served):
     server, loaded = served
     expected = loaded["retrieval"].signatures["recommend_in_context"](
-        history=_padded(HISTORIES), history_ratings=_padded_numbers(RATINGS, tf.float32),
-        history_timestamps=_padded_numbers(TIMESTAMPS, tf.int64), timestamp=tf.constant(NOW, tf.int64),
-        k=tf.constant(5))
+        history=_padded(HISTORIES), k=tf.constant(5), **_context())
     with RecommenderClient(server.target, "retrieval") as client:
-        got = client.recommend(HISTORIES, k=5, ratings=RATINGS, timestamps=TIMESTAMPS, now=NOW)
+        got = client.recommend(HISTORIES, k=5, **CLIENT_CONTEXT)
         plain = client.recommend(HISTORIES, k=5)
     np.testing.assert_array_equal(got.item_ids, expected["item_ids"].numpy().astype(str))
     np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-6)
@@ -109,9 +123,7 @@ def test_score_with_context_over_grpc_equals_in_process(served):
     server, loaded = served
     candidates = [["m2", "m4"], ["m10", "m11"]]
     expected = loaded["ranking"].signatures["score_in_context"](
-        history=_padded(HISTORIES), history_ratings=_padded_numbers(RATINGS, tf.float32),
-        history_timestamps=_padded_numbers(TIMESTAMPS, tf.int64), timestamp=tf.constant(NOW, tf.int64),
-        candidates=tf.constant(candidates))
+        history=_padded(HISTORIES), candidates=tf.constant(candidates), **_context())
     with RecommenderClient(server.target, "ranking") as client:
-        got = client.score(HISTORIES, candidates, ratings=RATINGS, timestamps=TIMESTAMPS, now=NOW)
+        got = client.score(HISTORIES, candidates, **CLIENT_CONTEXT)
     np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-5)

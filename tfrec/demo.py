@@ -104,13 +104,15 @@ def main(argv):
     try:
         target = f"127.0.0.1:{port}"
         # Each user's whole history, oldest first (interactions are sorted by
-        # user and time), with its ratings and times: recommend_in_context.
+        # user and time), with its ratings and times, and the user's id:
+        # recommend_in_context.
         by_user = dataset.interactions.groupby("user_id")
         histories, times = by_user["item_id"].apply(list), by_user["timestamp"].apply(list)
         ratings = by_user["rating"].apply(list) if "rating" in dataset.interactions else None
         context = {
             "timestamps": [[int(t) for t in times[user]] for user in FLAGS.users],
             "ratings": None if ratings is None else [[float(r) for r in ratings[user]] for user in FLAGS.users],
+            "user_ids": list(FLAGS.users),
         }
         with serving_client.RecommenderClient(target, FLAGS.model_name) as client:
             client.wait_until_available(timeout=300, process=server)

@@ -7,7 +7,7 @@ sibling name, renamed when complete and checked):
   `tfrec.exporting.serving_module` (string item ids / raw text in, tokenised
   in the graph with TF Text ops);
 - `assets/`: `item_ids.txt` (catalogue ids, line i = index i + 1, read by the
-  graph's lookup tables), `items.jsonl` (item_id, text per catalogue item),
+  graph's lookup tables; `user_ids.txt` and `events.txt` likewise), `items.jsonl` (item_id, text per catalogue item),
   `vocabulary.json` (the training vocabulary), `export_info.json`;
 - `assets.extra/tf_serving_warmup_requests`: one PredictRequest per signature.
 
@@ -65,6 +65,8 @@ flags.DEFINE_float(
 )
 
 IDS_ASSET = "item_ids.txt"
+USERS_ASSET = "user_ids.txt"
+EVENTS_ASSET = "events.txt"
 ITEMS_ASSET = "items.jsonl"
 VOCABULARY_ASSET = run_dir_lib.VOCABULARY
 INFO_ASSET = "export_info.json"
@@ -115,18 +117,28 @@ def catalogue_embeddings(model, num_model_items, new_texts=()):
     return embeddings
 
 
-def _context(history):
-    """Warmup context of one history row: rating 4, one day apart, request a day after the last."""
+def _context(history, vocab):
+    """Warmup context of one history row: rating 4, one day apart, request a day after the last,
+    the first event type and the first user."""
     day = 86400
     times = [day * (i + 1) for i in range(len(history))]
     return {
         "history_ratings": np.full([1, len(history)], 4.0, np.float32),
         "history_timestamps": np.array([times], np.int64),
+        "history_events": np.array([[vocab.events[1]] * len(history)], object),
         "timestamp": np.array([day * (len(history) + 1)], np.int64),
+        "user_id": np.array([vocab.user_ids[1] if vocab.num_users else ""], object),
     }
 
 
-def _warmup_requests(module, catalogue, max_k):
+def _write_lines(path, values):
+    """Writes one value per line (the lookup-table files of the serving module)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"{value}\n" for value in values)
+    return path
+
+
+def _warmup_requests(module, catalogue, vocab, max_k):
     """One request per signature name, on real catalogue ids and texts."""
     history = catalogue.item_ids[1:min(4, catalogue.num_items)]
     text = [catalogue.item_texts[1]]
@@ -136,10 +148,10 @@ def _warmup_requests(module, catalogue, max_k):
         inputs[serving_module.RECOMMEND] = {"history": [history], "k": k}
         inputs[serving_module.RECOMMEND_FROM_TEXT] = {"text": text, "k": min(10, max_k)}
         inputs[serving_module.EMBED_ITEMS] = {"text": text}
-        inputs[serving_module.RECOMMEND_IN_CONTEXT] = dict(inputs[serving_module.RECOMMEND], **_context(history))
+        inputs[serving_module.RECOMMEND_IN_CONTEXT] = dict(inputs[serving_module.RECOMMEND], **_context(history, vocab))
     if module.is_ranking:
         inputs[serving_module.SCORE] = {"history": [history[:1]], "candidates": [catalogue.item_ids[1:4]]}
-        inputs[serving_module.SCORE_IN_CONTEXT] = dict(inputs[serving_module.SCORE], **_context(history[:1]))
+        inputs[serving_module.SCORE_IN_CONTEXT] = dict(inputs[serving_module.SCORE], **_context(history[:1], vocab))
     default = serving_module.RECOMMEND if module.is_retrieval else serving_module.SCORE
     inputs[serving_module.SERVING_DEFAULT] = inputs[default]
     return sorted(inputs.items())
@@ -190,16 +202,11 @@ def export_model(
         )
     if top_k_max is not None and top_k_max < 1:
         raise ValueError(f"top_k_max must be at least 1, got {top_k_max}")
-    absent = serving_module.absent_features(model)
-    if absent:
-        logging.warning(
-            "the model reads %s, which no serving signature carries: they are passed as 0 (absent)", absent,
-        )
     context = serving_module.context_features(model)
     if context:
         logging.info(
             "the model reads %s: send them through the *_in_context signatures (client: ratings=, "
-            "timestamps=, now=); the plain signatures pass 0 for them", context,
+            "timestamps=, events=, now=, user_ids=); the plain signatures pass 0 for them", context,
         )
     served = catalogue.extended(new_ids, new_texts) if new_ids else catalogue
     max_k = min(top_k_max or served.num_items, served.num_items)
@@ -215,6 +222,8 @@ def export_model(
         module = serving_module.RecommenderServing(
             model, served, ids_file, num_model_items,
             catalogue_embeddings=embeddings, max_k=max_k,
+            users_file=_write_lines(os.path.join(scratch, USERS_ASSET), vocab.user_ids[1:]),
+            events_file=_write_lines(os.path.join(scratch, EVENTS_ASSET), vocab.events[1:]),
         )
         signatures = module.signatures()
         tf.saved_model.save(module, stage.path, signatures=signatures)
@@ -233,13 +242,12 @@ def export_model(
             "max_k": max_k if is_retrieval else None,
             "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
             "requires": ["tensorflow_text"],
-            "features_absent_at_serving": absent,
             "context_features": context,
             "model_config": model.cfg.to_dict(),
         }
         with open(os.path.join(assets, INFO_ASSET), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
-        warmup.write(stage.path, model_name, _warmup_requests(module, served, max_k))
+        warmup.write(stage.path, model_name, _warmup_requests(module, served, vocab, max_k))
 
         ops = checks.check_ops(stage.path)
         logging.info("op types of %s:\n%s", stage.final_path, ops.summary())

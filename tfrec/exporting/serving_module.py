@@ -15,15 +15,20 @@ Signatures (inputs -> outputs):
 - retrieval `embed_items`: `text` string [B] -> `embeddings` float32 [B, d].
 - ranking `score`: `history` string [B, N], `candidates` string [B, M] ->
   `scores` float32 [B, M].
-- `recommend_in_context` and `score_in_context`: the same, plus what the user
-  did besides choosing items: `history_ratings` float32 [B, N] and
-  `history_timestamps` int64 [B, N] (aligned with `history`, 0 = unknown), and
-  `timestamp` int64 [B], the request time (the time the next behaviour
-  happens). Models trained with ratings or time gaps need these to see at
-  serving what they saw in training; the plain signatures pass 0 for them.
+- `recommend_in_context` and `score_in_context`: the same, plus what else
+  the model may have read in training: `history_ratings` float32 [B, N],
+  `history_timestamps` int64 [B, N] and `history_events` string [B, N]
+  (aligned with `history`; 0 or "" = unknown), `timestamp` int64 [B], the
+  request time (the time the next behaviour happens), and `user_id` string
+  [B] ("" or an id unseen in training = a new user). The plain signatures
+  pass 0 for all of these.
 
-Unknown ids and a bad `k` raise `InvalidArgumentError` (TF Serving answers
-INVALID_ARGUMENT) whose message names the offending value.
+A history item's event "" stands for the training data's only event type when
+it had one (MovieLens: every row is a rating), so a single-event model sees at
+serving exactly what it saw in training through every signature.
+
+Unknown item ids or event names and a bad `k` raise `InvalidArgumentError`
+(TF Serving answers INVALID_ARGUMENT) whose message names the offending value.
 
 What is saved: the catalogue tables and matrix, and exactly the `tf.Variable`s
 the traced signatures read (`used_variables`), each once. The model itself is
@@ -59,68 +64,74 @@ _K = tf.TensorSpec([], tf.int32, name="k")
 _HISTORY_RATINGS = tf.TensorSpec([None, None], tf.float32, name="history_ratings")
 _HISTORY_TIMESTAMPS = tf.TensorSpec([None, None], tf.int64, name="history_timestamps")
 _TIMESTAMP = tf.TensorSpec([None], tf.int64, name="timestamp")
+_HISTORY_EVENTS = tf.TensorSpec([None, None], tf.string, name="history_events")
+_USER_ID = tf.TensorSpec([None], tf.string, name="user_id")
+_CONTEXT = [_HISTORY_RATINGS, _HISTORY_TIMESTAMPS, _HISTORY_EVENTS, _TIMESTAMP, _USER_ID]
 
 
-def history_features(indices, targets=None, context=None):
+def history_features(indices, targets=None, context=None, default_event=0):
     """Builds the schema features the models read from item indices.
 
     The client pads with "" anywhere; the towers expect real items most
-    recent last and left-padded with 0, so real entries (and their ratings and
-    timestamps) are moved to the right keeping their order. Without `context`
-    ratings and timestamps are absent (0, as for padding); events and the
-    user are always absent.
+    recent last and left-padded with 0, so real entries (and their context)
+    are moved to the right keeping their order. Without `context` ratings,
+    timestamps and the user are absent (0, as for padding).
 
     Args:
         indices: int32 [B, N] history item indices, 0 = padding.
         targets: optional int32 [B] target (candidate) item indices, default 0.
-        context: optional (ratings float32 [B, N], timestamps int64 [B, N],
-            request timestamp int64 [B]), checked against `indices`' shape.
+        context: optional dict of already checked tensors: `ratings` float32
+            [B, N], `timestamps` int64 [B, N], `events` int32 [B, N] (event
+            indices, 0 = not given), `now` int64 [B], `users` int32 [B].
+        default_event: event index of real history items given no event.
 
     Returns:
         dict of schema feature name -> tensor with batch size B.
     """
-    is_item = tf.cast(indices > 0, tf.int32)
-    order = tf.argsort(is_item, axis=1, stable=True)
-    history = tf.gather(indices, order, batch_dims=1)
+    is_item = indices > 0
+    order = tf.argsort(tf.cast(is_item, tf.int32), axis=1, stable=True)
     batch = tf.shape(indices)[0]
-    ratings = tf.zeros(tf.shape(history), tf.float32)
-    timestamps = tf.zeros(tf.shape(history), tf.int64)
-    now = tf.zeros([batch], tf.int64)
-    if context is not None:
-        ratings, timestamps, now = _checked_context(indices, *context)
-        ratings = tf.gather(tf.where(indices > 0, ratings, 0.0), order, batch_dims=1)
-        timestamps = tf.gather(tf.where(indices > 0, timestamps, tf.zeros_like(timestamps)), order, batch_dims=1)
+    context = dict(context or {})
+
+    def aligned(name, dtype):
+        values = context.get(name, tf.zeros(tf.shape(indices), dtype))
+        return tf.gather(tf.where(is_item, values, tf.zeros_like(values)), order, batch_dims=1)
+
+    events = aligned("events", tf.int32)
+    history = tf.gather(indices, order, batch_dims=1)
     return {
-        schema.USER_INDEX: tf.zeros([batch], tf.int32),
+        schema.USER_INDEX: context.get("users", tf.zeros([batch], tf.int32)),
         schema.HISTORY_ITEM_IDS: history,
-        schema.HISTORY_LENGTH: tf.reduce_sum(is_item, axis=1),
-        schema.HISTORY_RATINGS: ratings,
-        schema.HISTORY_EVENTS: tf.zeros_like(history),
-        schema.HISTORY_TIMESTAMPS: timestamps,
+        schema.HISTORY_LENGTH: tf.reduce_sum(tf.cast(is_item, tf.int32), axis=1),
+        schema.HISTORY_RATINGS: aligned("ratings", tf.float32),
+        schema.HISTORY_EVENTS: tf.where(tf.logical_and(history > 0, events == 0), default_event, events),
+        schema.HISTORY_TIMESTAMPS: aligned("timestamps", tf.int64),
         schema.TARGET_ITEM_ID: tf.zeros([batch], tf.int32) if targets is None else targets,
         schema.TARGET_RATING: tf.zeros([batch], tf.float32),
         schema.TARGET_EVENT: tf.zeros([batch], tf.int32),
-        schema.TARGET_TIMESTAMP: now,
+        schema.TARGET_TIMESTAMP: context.get("now", tf.zeros([batch], tf.int64)),
         schema.LABEL: tf.zeros([batch], tf.float32),
     }
 
 
-def _checked_context(indices, ratings, timestamps, now):
-    """The context tensors, after asserting their shapes match the history's [B, N] and [B]."""
+def _checked_shapes(indices, context):
+    """`context` (name -> tensor) after asserting [B, N] names match `indices` and the rest are [B]."""
     checks = []
-    for name, value in (("history_ratings", ratings), ("history_timestamps", timestamps)):
-        checks.append(tf.debugging.Assert(
-            tf.reduce_all(tf.equal(tf.shape(value), tf.shape(indices))),
-            [f"{name} must have the shape of history", tf.shape(indices), "got", tf.shape(value)],
-            name=f"check_{name}_shape",
-        ))
-    checks.append(tf.debugging.Assert(
-        tf.equal(tf.shape(now)[0], tf.shape(indices)[0]),
-        ["timestamp must hold one value per history row", tf.shape(indices)[0], "got", tf.shape(now)[0]],
-        name="check_timestamp_shape",
-    ))
+    for name, value in context.items():
+        if value.shape.rank == 2:
+            checks.append(tf.debugging.Assert(
+                tf.reduce_all(tf.equal(tf.shape(value), tf.shape(indices))),
+                [f"{name} must have the shape of history", tf.shape(indices), "got", tf.shape(value)],
+                name=f"check_{name}_shape",
+            ))
+        else:
+            checks.append(tf.debugging.Assert(
+                tf.equal(tf.shape(value)[0], tf.shape(indices)[0]),
+                [f"{name} must hold one value per history row", tf.shape(indices)[0], "got", tf.shape(value)[0]],
+                name=f"check_{name}_shape",
+            ))
     with tf.control_dependencies(checks):
-        return tf.identity(ratings), tf.identity(timestamps), tf.identity(now)
+        return {name: tf.identity(value) for name, value in context.items()}
 
 
 def used_variables(functions):
@@ -148,17 +159,16 @@ def context_features(model):
         features.append(schema.HISTORY_RATINGS)
     if cfg.use_time_gaps:
         features += [schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP]
+    if model.num_events > 2:
+        features.append(schema.HISTORY_EVENTS)
+    if cfg.use_user_ids:
+        features.append(schema.USER_INDEX)
     return features
 
 
-def absent_features(model):
-    """Schema features `model` reads that no signature carries (passed as 0)."""
-    absent = []
-    if model.num_events > 1:
-        absent.append(schema.HISTORY_EVENTS)
-    if model.cfg.use_user_ids:
-        absent.append(schema.USER_INDEX)
-    return absent
+def default_event(model):
+    """Event index given to history items without one: the only event type, if there is one."""
+    return 1 if model.num_events == 2 else 0
 
 
 def tasks(model):
@@ -175,6 +185,21 @@ def _file_table(path, key, value, default):
         path, key_dtype=key[0], key_index=key[1], value_dtype=value[0], value_index=value[1]
     )
     return tf.lookup.StaticHashTable(initializer, default_value=default)
+
+
+def _known_indices(table, ids, name, what):
+    """int32 indices (line number + 1) of string ids in `table`, "" -> 0; asserts the others are known."""
+    empty = tf.equal(ids, "")
+    indices = table.lookup(ids) + 1
+    unknown = tf.logical_and(tf.equal(indices, 0), tf.logical_not(empty))
+    check = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(unknown)),
+        [f"unknown {what} in {name}:", tf.boolean_mask(ids, unknown)],
+        summarize=20,
+        name=f"check_{name}_ids",
+    )
+    with tf.control_dependencies([check]):
+        return tf.cast(tf.where(empty, tf.zeros_like(indices), indices), tf.int32)
 
 
 def _keep_untracked(module, model):
@@ -207,9 +232,12 @@ class RecommenderServing(tf.Module):
         catalogue_embeddings: retrieval only, float32 [num_items, d], row i =
             item index i + 1.
         max_k: retrieval only, the largest `k` accepted (at most num_items).
+        users_file, events_file: the model's user ids and event names, one
+            per line in index order (index 1 first), as `ids_file`.
     """
 
-    def __init__(self, model, catalogue, ids_file, num_model_items, catalogue_embeddings=None, max_k=None):
+    def __init__(self, model, catalogue, ids_file, num_model_items, catalogue_embeddings=None, max_k=None,
+                 users_file=None, events_file=None):
         super().__init__()
         self.is_retrieval, self.is_ranking = tasks(model)
         if self.is_ranking and num_model_items != catalogue.num_items:
@@ -223,6 +251,12 @@ class RecommenderServing(tf.Module):
         # Line i of the file holds the id of index i + 1 (index 0 is padding).
         line, line_number = tf.lookup.TextFileIndex.WHOLE_LINE, tf.lookup.TextFileIndex.LINE_NUMBER
         self.index_table = _file_table(ids_file, (tf.string, line), (tf.int64, line_number), -1)
+        if users_file is None or events_file is None:
+            raise ValueError("users_file and events_file are required: the context signatures map user ids "
+                             "and event names to the model's indices")
+        self.user_table = _file_table(users_file, (tf.string, line), (tf.int64, line_number), -1)
+        self.event_table = _file_table(events_file, (tf.string, line), (tf.int64, line_number), -1)
+        self.default_event = default_event(model)
         if self.is_retrieval:
             self.id_table = _file_table(ids_file, (tf.int64, line_number), (tf.string, line), "")
             if catalogue_embeddings is None or catalogue_embeddings.shape[0] != self.num_items:
@@ -257,15 +291,11 @@ class RecommenderServing(tf.Module):
             )
             self.embed_items = tf.function(self._embed_items, input_signature=[_TEXT])
             self.recommend_in_context = tf.function(
-                self._recommend_in_context,
-                input_signature=[_HISTORY, _HISTORY_RATINGS, _HISTORY_TIMESTAMPS, _TIMESTAMP, _K],
-            )
+                self._recommend_in_context, input_signature=[_HISTORY, *_CONTEXT, _K])
         if self.is_ranking:
             self.score = tf.function(self._score, input_signature=[_HISTORY, _CANDIDATES])
             self.score_in_context = tf.function(
-                self._score_in_context,
-                input_signature=[_HISTORY, _HISTORY_RATINGS, _HISTORY_TIMESTAMPS, _TIMESTAMP, _CANDIDATES],
-            )
+                self._score_in_context, input_signature=[_HISTORY, *_CONTEXT, _CANDIDATES])
 
     def signatures(self):
         """Maps signature name -> tf.function, `serving_default` included."""
@@ -283,17 +313,22 @@ class RecommenderServing(tf.Module):
 
     def _item_indices(self, ids, name):
         """Maps string ids ("" = padding) to int32 indices; asserts all are known."""
-        padding = tf.equal(ids, "")
-        indices = self.index_table.lookup(ids) + 1
-        unknown = tf.logical_and(tf.equal(indices, 0), tf.logical_not(padding))
-        check = tf.debugging.Assert(
-            tf.logical_not(tf.reduce_any(unknown)),
-            [f"unknown item ids in {name}:", tf.boolean_mask(ids, unknown)],
-            summarize=20,
-            name=f"check_{name}_ids",
-        )
-        with tf.control_dependencies([check]):
-            return tf.cast(tf.where(padding, tf.zeros_like(indices), indices), tf.int32)
+        return _known_indices(self.index_table, ids, name, "item ids")
+
+    def _context(self, indices, ratings, timestamps, events, now, users):
+        """The context inputs as checked index/number tensors for `history_features`."""
+        context = _checked_shapes(indices, {
+            "history_ratings": ratings, "history_timestamps": timestamps, "history_events": events,
+            "timestamp": now, "user_id": users,
+        })
+        return {
+            "ratings": context["history_ratings"],
+            "timestamps": context["history_timestamps"],
+            "events": _known_indices(self.event_table, context["history_events"], "history_events", "events"),
+            "now": context["timestamp"],
+            # An id unseen in training is a new user: index 0, no error.
+            "users": tf.cast(self.user_table.lookup(context["user_id"]) + 1, tf.int32),
+        }
 
     def _check_k(self, k):
         return tf.debugging.Assert(
@@ -328,12 +363,16 @@ class RecommenderServing(tf.Module):
         indices = self._item_indices(history, "history")
         # Items added after training are excluded but unknown to the towers.
         known = tf.where(indices > self.num_model_items, tf.zeros_like(indices), indices)
-        queries = self._model.query_embeddings(history_features(known, context=context))
+        if context is not None:
+            context = self._context(indices, *context)
+        queries = self._model.query_embeddings(history_features(known, context=context,
+                                                                default_event=self.default_event))
         return self._top_k(queries, k, exclude=indices)
 
-    def _recommend_in_context(self, history, history_ratings, history_timestamps, timestamp, k):
-        """`recommend` with the history's ratings and times and the request time."""
-        return self._recommend(history, k, (history_ratings, history_timestamps, timestamp))
+    def _recommend_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp,
+                              user_id, k):
+        """`recommend` with the history's ratings, times and events, the request time and the user."""
+        return self._recommend(history, k, (history_ratings, history_timestamps, history_events, timestamp, user_id))
 
     def _recommend_from_text(self, text, k):
         """Top-k catalogue items for free behaviour text.
@@ -351,9 +390,11 @@ class RecommenderServing(tf.Module):
         """Item embeddings of item texts (same space as the catalogue matrix)."""
         return {"embeddings": tf.convert_to_tensor(self.encode_item_texts(text))}
 
-    def _score_in_context(self, history, history_ratings, history_timestamps, timestamp, candidates):
-        """`score` with the history's ratings and times and the request time."""
-        return self._score(history, candidates, (history_ratings, history_timestamps, timestamp))
+    def _score_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp, user_id,
+                          candidates):
+        """`score` with the history's ratings, times and events, the request time and the user."""
+        return self._score(history, candidates, (history_ratings, history_timestamps, history_events, timestamp,
+                                                 user_id))
 
     def _score(self, history, candidates, context=None):
         """Predicted rating (or click probability) of each candidate."""
@@ -367,9 +408,11 @@ class RecommenderServing(tf.Module):
         shape = tf.shape(candidate_indices)
         # One example per (history, candidate) pair.
         if context is not None:
-            context = [tf.repeat(value, shape[1], axis=0) for value in _checked_context(history_indices, *context)]
+            context = {name: tf.repeat(value, shape[1], axis=0)
+                       for name, value in self._context(history_indices, *context).items()}
         features = history_features(
-            tf.repeat(history_indices, shape[1], axis=0), tf.reshape(candidate_indices, [-1]), context
+            tf.repeat(history_indices, shape[1], axis=0), tf.reshape(candidate_indices, [-1]), context,
+            default_event=self.default_event,
         )
         with tf.control_dependencies([check]):
             scores = tf.reshape(self._model.score(features), shape)

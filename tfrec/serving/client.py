@@ -10,9 +10,9 @@ other failure raises `ServingError` with the gRPC code and the server's message.
 
 Histories are lists of item ids, most recent last; ragged histories are
 left-padded with "" (the padding id of the export contract). `recommend` and
-`score` also take the history's `ratings` and `timestamps` and the request
-time `now`: given any of them, the call goes to the `*_in_context` signature,
-so a model trained with ratings or time gaps sees them at serving too.
+`score` also take the history's `ratings`, `timestamps` and `events`, the
+request time `now` and the `user_ids`: given any of them, the call goes to the
+`*_in_context` signature, so a model trained with them sees them at serving too.
 
 `BatchingClient` (from `RecommenderClient.batching()`) merges many small
 concurrent `recommend` calls into one Predict: a background thread collects
@@ -31,6 +31,7 @@ Example:
 
 import collections
 import dataclasses
+import functools
 import threading
 import time
 from concurrent import futures
@@ -186,8 +187,14 @@ def _check_number(value, what, integer):
     return value
 
 
-def _aligned(rows, what, histories, integer=False):
-    """Checks ragged numbers aligned with ragged `histories`; returns them as lists."""
+def _check_str(value, what):
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is {type(value).__name__} {value!r}; expected a str")
+    return value
+
+
+def _aligned(rows, what, histories, check):
+    """Checks ragged values aligned with ragged `histories` with `check(value, label)`; returns lists."""
     if isinstance(rows, str) or len(rows) != len(histories):
         raise ValueError(f"{what} has {len(rows)} rows for {len(histories)} histories; expected one per history")
     checked = []
@@ -195,21 +202,35 @@ def _aligned(rows, what, histories, integer=False):
         row = list(row)
         if len(row) != len(history):
             raise ValueError(f"{what}[{i}] has {len(row)} values for {len(history)} history items; expected one per item")
-        checked.append([_check_number(value, f"{what}[{i}][{j}]", integer) for j, value in enumerate(row)])
+        checked.append([check(value, f"{what}[{i}][{j}]") for j, value in enumerate(row)])
     return checked
 
 
-def context_inputs(histories, ratings=None, timestamps=None, now=None) -> dict:
+def _per_history(values, what, histories, check):
+    """Checks one value per history with `check(value, label)`; returns a list."""
+    if isinstance(values, (str, bytes, int, float, np.number)) or len(values) != len(histories):
+        raise ValueError(f"{what} is {values!r}; expected one value per history ({len(histories)})")
+    return [check(value, f"{what}[{i}]") for i, value in enumerate(values)]
+
+
+CONTEXT_ARGUMENTS = ("ratings", "timestamps", "events", "now", "user_ids")
+
+
+def context_inputs(histories, ratings=None, timestamps=None, events=None, now=None, user_ids=None) -> dict:
     """The context inputs of the `*_in_context` signatures, left-padded like `pad_histories`.
 
     Args:
         histories: ragged lists of item ids (as for `pad_histories`).
         ratings: per history, one rating per item (0 = unknown); default all 0.
         timestamps: per history, one Unix time (int) per item; default all 0.
+        events: per history, one event name (str) per item; default "" (the
+            model's only event type if it was trained on one).
         now: one request time (int) per history; default each history's latest timestamp.
+        user_ids: one user id (str) per history; default "" (a new user).
 
     Returns:
-        dict name -> TensorProto: `history_ratings`, `history_timestamps`, `timestamp`.
+        dict name -> TensorProto: `history_ratings`, `history_timestamps`,
+        `history_events`, `timestamp`, `user_id`.
 
     Raises:
         ValueError, TypeError: naming the argument, row and position at fault.
@@ -222,23 +243,36 @@ def context_inputs(histories, ratings=None, timestamps=None, now=None) -> dict:
     """
     width = len(pad_histories(histories)[0])
     histories = [list(history) for history in histories]
-    zeros = [[0] * len(history) for history in histories]
-    ratings = zeros if ratings is None else _aligned(ratings, "ratings", histories)
-    times = zeros if timestamps is None else _aligned(timestamps, "timestamps", histories, integer=True)
-    if now is None:
-        now = [max(row, default=0) for row in times]
-    elif isinstance(now, (str, int, np.integer)) or len(now) != len(histories):
-        raise ValueError(f"now is {now!r}; expected one request time per history ({len(histories)})")
-    now = [_check_number(value, f"now[{i}]", integer=True) for i, value in enumerate(now)]
+    numbers = functools.partial(_check_number, integer=False)
+    integers = functools.partial(_check_number, integer=True)
 
-    def padded(rows, dtype):
-        return np.array([[0] * (width - len(row)) + row for row in rows], dtype).reshape(len(rows), width)
+    def rows(values, fill):
+        return [[fill] * len(history) for history in histories] if values is None else values
+
+    ratings = _aligned(rows(ratings, 0), "ratings", histories, numbers)
+    times = _aligned(rows(timestamps, 0), "timestamps", histories, integers)
+    events = _aligned(rows(events, ""), "events", histories, _check_str)
+    now = [max(row, default=0) for row in times] if now is None else _per_history(now, "now", histories, integers)
+    users = _per_history([""] * len(histories) if user_ids is None else user_ids, "user_ids", histories, _check_str)
+
+    def padded(rows, dtype, fill=0):
+        return np.array([[fill] * (width - len(row)) + row for row in rows], dtype).reshape(len(rows), width)
 
     return {
         "history_ratings": tf.make_tensor_proto(padded(ratings, np.float32)),
         "history_timestamps": tf.make_tensor_proto(padded(times, np.int64)),
+        "history_events": tf.make_tensor_proto(padded(events, object, "")),
         "timestamp": tf.make_tensor_proto(np.array(now, np.int64)),
+        "user_id": tf.make_tensor_proto(np.array(users, object)),
     }
+
+
+def _given(context):
+    """True when any context argument is set; TypeError naming an unknown one."""
+    unknown = sorted(set(context) - set(CONTEXT_ARGUMENTS))
+    if unknown:
+        raise TypeError(f"unknown context arguments {unknown}; expected some of {list(CONTEXT_ARGUMENTS)}")
+    return any(value is not None for value in context.values())
 
 
 def _check_k(k):
@@ -356,23 +390,23 @@ class RecommenderClient:
         decoded = np.array([b.decode() for b in ids.ravel()], dtype=str).reshape(ids.shape)
         return Recommendations(decoded, prediction.outputs["scores"], prediction.version)
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, ratings=None, timestamps=None,
-                  now=None) -> Recommendations:
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, **context) -> Recommendations:
         """Top-k items for each history (signature `serving_default`, or
-        `recommend_in_context` when any of ratings, timestamps, now is given).
+        `recommend_in_context` when any context argument is given).
 
         Args:
             histories: one list of item ids per query, most recent last (ragged is fine).
             k: how many items per query.
-            ratings, timestamps, now: optional context (see `context_inputs`).
+            **context: optional `ratings`, `timestamps`, `events`, `now`,
+                `user_ids` (see `context_inputs`).
 
         Returns:
             `Recommendations` ([B, K] item_ids and scores, version).
         """
         inputs = {"history": _string_tensor(pad_histories(histories)), "k": _int32_scalar(_check_k(k))}
-        if ratings is None and timestamps is None and now is None:
+        if not _given(context):
             return self._recommendations(self.predict(inputs))
-        inputs.update(context_inputs(histories, ratings, timestamps, now))
+        inputs.update(context_inputs(histories, **context))
         return self._recommendations(self.predict(inputs, "recommend_in_context"))
 
     def recommend_from_text(self, texts: Sequence[str], k: int = 10) -> Recommendations:
@@ -380,15 +414,15 @@ class RecommenderClient:
         inputs = {"text": _string_tensor(_check_texts(texts, "texts")), "k": _int32_scalar(_check_k(k))}
         return self._recommendations(self.predict(inputs, "recommend_from_text"))
 
-    def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]], ratings=None,
-              timestamps=None, now=None) -> Scores:
+    def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]], **context) -> Scores:
         """Scores candidate items per history (signature `score`, or
-        `score_in_context` when any of ratings, timestamps, now is given).
+        `score_in_context` when any context argument is given).
 
         Args:
             histories: one list of item ids per query (ragged is fine).
             candidates: one list of candidate ids per query, all the same length.
-            ratings, timestamps, now: optional context (see `context_inputs`).
+            **context: optional `ratings`, `timestamps`, `events`, `now`,
+                `user_ids` (see `context_inputs`).
 
         Returns:
             `Scores` (float32 [B, M], version).
@@ -404,8 +438,8 @@ class RecommenderClient:
                 raise ValueError(f"candidates[{i}] has {len(row)} ids; expected {len(candidates[0])} like row 0")
         inputs = {"history": _string_tensor(padded), "candidates": _string_tensor(candidates)}
         signature = "score"
-        if not (ratings is None and timestamps is None and now is None):
-            inputs.update(context_inputs(histories, ratings, timestamps, now))
+        if _given(context):
+            inputs.update(context_inputs(histories, **context))
             signature = "score_in_context"
         prediction = self.predict(inputs, signature)
         return Scores(prediction.outputs["scores"], prediction.version)
