@@ -28,6 +28,7 @@ Usage:
   .venv/bin/python scripts/bench_quality.py --only=none           # table only
 """
 
+import collections
 import dataclasses
 import datetime
 import json
@@ -529,8 +530,13 @@ def guide_paragraph(results):
 
 def section(results, plot_path, benchmarks_md):
     """The markdown between the bench_quality markers."""
-    commands = sorted({record["command"] for record in results.values()})
-    machines = sorted({record["machine"] for record in results.values()})
+    # Machine lines differ only in their load average: state the machine once.
+    loads, machines = collections.defaultdict(set), set()
+    for record in results.values():
+        machine, _, load = record["machine"].partition(", load average ")
+        machines.add(machine)
+        loads[record["command"]].add(load.split(" ")[0] or "?")
+    runs = [f"- `{command}` (load {', '.join(sorted(loads[command], key=float))})" for command in sorted(loads)]
     plot_link = os.path.relpath(plot_path, os.path.dirname(os.path.abspath(benchmarks_md)))
     return "\n".join(
         [
@@ -559,9 +565,10 @@ def section(results, plot_path, benchmarks_md):
             "",
             guide_paragraph(results),
             "",
-            "Commands: " + "; ".join(f"`{command}`" for command in commands) if commands else "Commands: none run yet.",
+            f"Machine: {'; '.join(sorted(machines))}, cores shared with other jobs. Commands, with the 1-minute "
+            "load average as each of their rows started:" if runs else "Commands: none run yet.",
             "",
-            "Machine: " + "; ".join(machines) if machines else "Machine: —",
+            *runs,
         ]
     )
 
