@@ -119,15 +119,15 @@ def catalogue_embeddings(model, num_model_items, new_texts=()):
 
 def _context(history, vocab):
     """Warmup context of one history row: rating 4, one day apart, request a day after the last,
-    the first event type and the first user."""
+    the last event type and user of the vocabulary ("" when it has none)."""
     day = 86400
     times = [day * (i + 1) for i in range(len(history))]
     return {
         "history_ratings": np.full([1, len(history)], 4.0, np.float32),
         "history_timestamps": np.array([times], np.int64),
-        "history_events": np.array([[vocab.events[1]] * len(history)], object),
+        "history_events": np.array([[vocab.events[-1]] * len(history)], object),
         "timestamp": np.array([day * (len(history) + 1)], np.int64),
-        "user_id": np.array([vocab.user_ids[1] if vocab.num_users else ""], object),
+        "user_id": np.array([vocab.user_ids[-1]], object),
     }
 
 
