@@ -13,6 +13,9 @@ Example:
 
 import tensorflow as tf
 
+IN_MEMORY_PREFETCH = 2
+"""Batches gathered ahead from in-memory examples."""
+
 
 def to_tf_dataset(
     examples,
@@ -59,7 +62,10 @@ def to_tf_dataset(
             dataset = dataset.shuffle(max(size, 1), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
             lambda index: {name: tf.gather(values, index) for name, values in tensors.items()},
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
         )
+        # A gather is cheap; tf.data's autotuner is not: it took a third of
+        # each training step on one core (102 ms -> 65 ms per step without it).
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return dataset.prefetch(IN_MEMORY_PREFETCH).with_options(options)
     return dataset.prefetch(tf.data.AUTOTUNE)

