@@ -82,7 +82,7 @@ def test_two_replicas_match_one_replica_first_step_loss(tmp_path, histories):
 
 
 def test_auto_strategy_on_one_device_is_the_default_strategy():
-    # OneDeviceStrategy's distributed input iterator tripled the step time on CPU.
+    # OneDeviceStrategy's distributed input iterator slows every step (scripts/bench_training.py).
     import tensorflow as tf
 
     from tfrec.training import devices

@@ -77,9 +77,9 @@ def make_strategy(name="auto", cpu_replicas=1):
     cpus = tf.config.list_logical_devices("CPU")
     replicas = gpus or cpus[:cpu_replicas]
     if name == "auto" and len(replicas) < 2:
-        # Same placement as one_device, without a distributed input iterator:
-        # a retrieval training step took 214 ms under OneDeviceStrategy on one
-        # CPU core against 68 ms under the default strategy.
+        # Same placement as one_device, without the per-step cost of a
+        # distributed input iterator (scripts/bench_training.py: 1.4x the
+        # examples/s of one_device on a loaded machine, 3x pinned to one core).
         return tf.distribute.get_strategy()
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(replicas[0].name)
