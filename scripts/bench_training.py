@@ -32,7 +32,7 @@ FLAGS = flags.FLAGS
 
 
 def examples_per_second(strategy, run_dir):
-    """Median training examples/s over the epochs after the first, for one `--strategy`."""
+    """Median training examples/s over the epochs after the first, and the batch size, for one `--strategy`."""
     command = [sys.executable, "-m", "tfrec.train", f"--flagfile={FLAGS.flagfile_under_test}",
                f"--run_dir={run_dir}", f"--strategy={strategy}", f"--epochs={FLAGS.epochs}",
                f"--steps_per_epoch={FLAGS.steps_per_epoch}", "--verbose=0"]
@@ -41,28 +41,26 @@ def examples_per_second(strategy, run_dir):
         raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     with open(os.path.join(run_dir, "training_log.jsonl")) as f:
         rates = [r["examples_per_second"] for r in map(json.loads, f) if r["event"] == "epoch"]
-    return statistics.median(rates[1:])
+    with open(os.path.join(run_dir, "config.json")) as f:
+        batch_size = json.load(f)["flags"]["batch_size"]
+    return statistics.median(rates[1:]), batch_size
 
 
-def table(rates, batch_size):
-    fastest = max(rates.values())
+def table(results):
+    """Markdown rows from {strategy: (examples/s, batch size)}."""
+    fastest = max(rate for rate, _ in results.values())
     lines = ["| `--strategy` | training examples/s | ms per step | relative to the fastest |", "|---|---:|---:|---:|"]
-    for strategy, rate in rates.items():
+    for strategy, (rate, batch_size) in results.items():
         lines.append(f"| {strategy} | {rate:.1f} | {1000 * batch_size / rate:.0f} | {rate / fastest:.2f} |")
     return "\n".join(lines)
-
-
-def batch_size_of(flagfile):
-    with open(ROOT / flagfile) as f:
-        return next(int(line.split("=", 1)[1]) for line in f if line.startswith("--batch_size="))
 
 
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as scratch:
-        rates = {strategy: examples_per_second(strategy, os.path.join(scratch, strategy))
-                 for strategy in STRATEGIES}
-    body = table(rates, batch_size_of(FLAGS.flagfile_under_test))
+        results = {strategy: examples_per_second(strategy, os.path.join(scratch, strategy))
+                   for strategy in STRATEGIES}
+    body = table(results)
     print(body)
     command = "nice -n 10 python scripts/bench_training.py " + " ".join(sys.argv[1:])
     measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

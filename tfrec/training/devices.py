@@ -78,8 +78,8 @@ def make_strategy(name="auto", cpu_replicas=1):
     replicas = gpus or cpus[:cpu_replicas]
     if name == "auto" and len(replicas) < 2:
         # Same placement as one_device, without the per-step cost of a
-        # distributed input iterator (scripts/bench_training.py: 1.4x the
-        # examples/s of one_device on a loaded machine, 3x pinned to one core).
+        # distributed input iterator (scripts/bench_training.py: 1.9x the
+        # training examples/s of one_device on this 2-core CPU machine).
         return tf.distribute.get_strategy()
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(replicas[0].name)
