@@ -309,7 +309,8 @@ def _item_knn(context):
 TRAIN_VALID = ("train", "valid")
 BEHAVIOUR_TEXT_FLAGS = (
     # Every step runs BERT over each verbalised history (nothing to cache),
-    # about 2 s per batch of 32 here: 120 steps, 3,840 histories.
+    # about 2 s per batch of 32 here: 120 steps, 3,840 histories; measured
+    # with 32-token item texts (the fine-tuned item tower costs more at 128).
     "--behaviour_text=true", "--encoder_trainable=top:2", "--behaviour_text_length=64", "--batch_size=32",
     "--steps_per_epoch=40", "--epochs=3", "--learning_rate=1e-3", "--early_stopping_patience=3",
     "--sequence_length=32",
