@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfrec.data import schema
 from tfrec.models import (ItemTower, ModelConfig, MultitaskModel, RankingModel, RetrievalModel,
                           RetrievalTask, build_model, verbalise_history)
+from tfrec.models.item_tower import adapt_standardization
 from tfrec.models.recommender import title_of
 
 NUM_ITEMS = 24
@@ -162,6 +163,19 @@ def test_cold_items_get_text_embeddings_that_match_the_catalogue_path():
     np.testing.assert_allclose(from_text, catalogue[1:5], atol=1e-5)
     new = tower.text_item_embeddings(tf.constant(["a brand new robot film (2030)"])).numpy()
     assert new.shape == (1, 8) and abs(np.linalg.norm(new) - 1) < 1e-5
+
+
+def test_standardization_does_not_stretch_a_constant_text_dimension():
+    # Sentence encoders have near-constant dimensions; a fine-tuned encoder
+    # moves them by ~1e-6, which must not change the standardised vector.
+    vectors = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    vectors[:, 3] = 0.25
+    norm = keras.layers.Normalization()
+    adapt_standardization(norm, vectors)
+    nudged = vectors.copy()
+    nudged[:, 3] += 1e-6
+    assert np.abs(norm(nudged).numpy() - norm(vectors).numpy()).max() < 1e-3
+    np.testing.assert_allclose(np.std(norm(vectors).numpy()[:, :3], axis=0), 1.0, atol=1e-3)
 
 
 def test_training_catalogue_does_not_reveal_which_items_were_refreshed():

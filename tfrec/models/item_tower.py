@@ -21,6 +21,7 @@ TensorShape([1, 2, 16])
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfrec.text_encoder import TINY, TextEncoder
@@ -30,6 +31,33 @@ CACHE_BATCH = 128
 # pretrained (or seeded "tiny") weights give the same states, so models built
 # again on the same texts (other seeds, reloads) reuse them.
 _FROZEN_STATES = {}
+# Standardising divides each text dimension by its spread over the catalogue.
+# Sentence encoders have near-constant dimensions (MiniLM has three, with
+# standard deviations of 0, 0 and 6e-9), which that would stretch up to 10^7
+# times: once the encoder fine-tunes, changes of 1e-6 there swamp the vector.
+# No dimension is stretched more than this fraction of the median spread allows.
+STD_FLOOR_FRACTION = 0.1
+
+
+def adapt_standardization(normalization, vectors):
+    """Adapts a `keras.layers.Normalization` to `vectors`, flooring small spreads.
+
+    Each dimension's standard deviation is raised to at least
+    `STD_FLOOR_FRACTION` times the median one, so near-constant dimensions stay
+    near zero instead of being blown up.
+
+    Example:
+
+    >>> norm = keras.layers.Normalization()
+    >>> adapt_standardization(norm, np.array([[0.0, 1.0], [2.0, 1.0]]))
+    >>> norm(np.array([[1.0, 1.000001]])).numpy().round(3)
+    array([[0., 0.]], dtype=float32)
+    """
+    normalization.adapt(vectors)
+    variance = np.asarray(normalization.adapt_variance)
+    floor = STD_FLOOR_FRACTION * np.median(np.sqrt(variance))
+    normalization.adapt_variance.assign(np.maximum(variance, floor ** 2))
+    normalization.finalize_state()
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
@@ -81,7 +109,7 @@ class ItemTower(keras.layers.Layer):
             # embeddings share a large common direction that would otherwise
             # dominate the projected item vectors.
             text_vectors = self._catalogue_text_vectors(tf.range(self.num_rows, dtype=tf.int32), training=False)
-            self.text_normalization.adapt(text_vectors)
+            adapt_standardization(self.text_normalization, text_vectors)
             if self._mode != "pooled":
                 # Last computed text vector of every item, for `refresh_items`.
                 self.text_bank = keras.Variable(text_vectors, trainable=False, name="text_bank")
