@@ -341,9 +341,6 @@ ROWS = [
                "configs/ml100k_retrieval.flags", seeds=SEEDS),
     _tfrec_row("tfrec_retrieval_ids", "tfrec retrieval: item ids only (no text)", "configs/ml100k_retrieval.flags",
                ["--use_text=false"], seeds=SEEDS),
-    # Validation HR@10 preferred temperature 0.1 (one seed: 0.313 vs 0.292); this row shows the test side.
-    _tfrec_row("tfrec_retrieval_t005", "tfrec retrieval, softmax temperature 0.05 instead of 0.1, 40 epochs, 32 tokens",
-               "configs/ml100k_retrieval.flags", ["--temperature=0.05", *EARLIER_CONFIG], seeds=SEEDS),
     _tfrec_row("tfrec_behaviour_text",
                "tfrec retrieval: behaviour-text mode (last 10 ratings verbalised, MiniLM top 2 layers fine-tuned)",
                "configs/ml100k_retrieval.flags", BEHAVIOUR_TEXT_FLAGS),
