@@ -55,7 +55,7 @@ MAIN_SPLIT = "leave_last_out"
 COLD_SPLIT = "cold_items"
 MAX_K = 100
 SEEDS = (0, 1, 2)
-"""Seeds of the best retrieval config and its id-only ablation; the other seeded rows run seed 0."""
+"""Seeds of the best retrieval config, its id-only ablation and the cold-item rows; the other seeded rows run seed 0."""
 ONE_SEED = (0,)
 DETERMINISTIC = ()
 """The seeds of a row that no seed changes: it runs once (with seed 0)."""
@@ -352,9 +352,10 @@ ROWS = [
     Row("cold_tfrs_retrieval_3", "TFRS basic retrieval, 3 epochs", COLD_SPLIT, (0,), _tfrs("retrieval", 3, False)),
     _tfrec_row("cold_tfrec_retrieval",
                "tfrec retrieval: frozen MiniLM text + item ids (id dropout 0.5), 40 epochs, 32 tokens",
-               "configs/ml100k_retrieval.flags", ["--id_dropout=0.5", *EARLIER_CONFIG], split=COLD_SPLIT),
+               "configs/ml100k_retrieval.flags", ["--id_dropout=0.5", *EARLIER_CONFIG], seeds=SEEDS, split=COLD_SPLIT),
     _tfrec_row("cold_tfrec_retrieval_ids", "tfrec retrieval: item ids only (no text), 40 epochs",
-               "configs/ml100k_retrieval.flags", ["--use_text=false", *EARLIER_CONFIG], split=COLD_SPLIT),
+               "configs/ml100k_retrieval.flags", ["--use_text=false", *EARLIER_CONFIG], seeds=SEEDS,
+               split=COLD_SPLIT),
 ]
 ROWS_BY_NAME = {row.name: row for row in ROWS}
 
