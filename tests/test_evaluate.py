@@ -1,6 +1,8 @@
 """`tfrec.evaluate` rebuilds a run's model and reproduces its metrics.json."""
 
+import importlib.util
 import json
+import pathlib
 
 import pytest
 from train_helpers import default_flags_after_test, parse_flags, shared_run  # noqa: F401 (autouse fixture)
@@ -37,3 +39,21 @@ def test_evaluate_refuses_data_with_another_vocabulary(run_directory):
     with pytest.raises(checks.ConfigError, match="different vocabulary"):
         evaluate.evaluate(parse_flags(f"--run_dir={run_directory}", "--source=synthetic:users=20,items=40",
                                       flagfile="/dev/null"))
+
+
+def test_explore_ensembles_agrees_with_evaluate(run_directory, capsys):
+    path = pathlib.Path(__file__).parents[1] / "scripts" / "explore_ensembles.py"
+    spec = importlib.util.spec_from_file_location("explore_ensembles", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    expected = json.loads((run_directory / "metrics.json").read_text())
+    parse_flags(f"--run_dirs={run_directory},{run_directory}", "--prior_weights=0,1", flagfile="/dev/null")
+    script.main(["explore_ensembles"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    figures = {row[0].lstrip("| "): [float(value.rstrip(" |")) for value in row[1:]] for row in rows}
+    single = [expected["valid"]["HR@10"], expected["valid"]["NDCG@10"], expected["HR@10"], expected["NDCG@10"]]
+    assert figures[str(run_directory)] == pytest.approx(single, abs=1e-4)
+    # Two copies of one run ensemble to that run; a prior of weight 0 changes nothing.
+    assert figures["mean of 2-run ensembles (1 subsets)"] == pytest.approx(single, abs=1e-4)
+    assert figures["single runs + 0.0 x log(1 + transitions), mean"] == pytest.approx(single, abs=1e-4)
+    assert figures["single runs + 1.0 x log(1 + transitions), mean"] != pytest.approx(single, abs=1e-4)

@@ -30,17 +30,20 @@ flags.DEFINE_enum("eval_split", "test", ["test", "valid"],
 FLAGS = flags.FLAGS
 
 
-def evaluate(flag_values=FLAGS):
-    """Evaluates the run at `--run_dir` on `--eval_split`.
+def load_run_data(directory, flag_values=FLAGS):
+    """Loads the run at `directory` and the data it was trained on.
+
+    The run's data flags apply unless given on the command line (e.g. to
+    point `--source` at a moved copy).
 
     Returns:
-        dict of metric name -> float.
+        (run, split, vocab, examples): a `tfrec.models.run.Run`, and the data
+        layer's `Split`, `Vocabulary` and `build_examples` dict.
 
     Raises:
         checks.ConfigError: the data no longer matches the run's vocabulary.
     """
-    checks.require(flag_values.run_dir, "--run_dir is required")
-    run = load_run(flag_values.run_dir)
+    run = load_run(directory)
     for flag in flag_values.get_flags_for_module(data_flags):
         if not flag.present and flag.name in run.flags:
             flag.value = run.flags[flag.name]
@@ -51,6 +54,20 @@ def evaluate(flag_values=FLAGS):
         f"{run.directory} ({vocab.num_items} items, {vocab.num_users} users vs {run.vocab.num_items} "
         f"items, {run.vocab.num_users} users)",
     )
+    return run, split, vocab, examples
+
+
+def evaluate(flag_values=FLAGS):
+    """Evaluates the run at `--run_dir` on `--eval_split`.
+
+    Returns:
+        dict of metric name -> float.
+
+    Raises:
+        checks.ConfigError: the data no longer matches the run's vocabulary.
+    """
+    checks.require(flag_values.run_dir, "--run_dir is required")
+    run, split, vocab, examples = load_run_data(flag_values.run_dir, flag_values)
     held_out = protocol.HeldOut.from_split(split, vocab, flag_values.eval_split, examples)
     ks = checks.parse_ks(run.flags["eval_ks"])
     return protocol.evaluate_model(run.model, held_out, run.config, ks, run.flags["eval_batch_size"])

@@ -1,0 +1,94 @@
+"""Seed ensembles and a transition-count prior over finished retrieval runs.
+
+Loads run directories written by `tfrec.train` on the same data (e.g. one
+config under several seeds), scores the whole catalogue for the validation
+and test users as `tfrec.evaluate` does (GUIDE section 3 protocol), and
+prints HR@10 / NDCG@10 on both splits for:
+
+- each run alone;
+- ensembles: the mean of the runs' scores over every subset of k runs,
+  averaged over the subsets, for each k;
+- each run's scores plus `weight * log(1 + T)`, T being the
+  `tfrec.baselines.Transitions` scores fit on the train split (a hybrid of
+  the model with item-to-item counts), averaged over the runs.
+
+The scores are cosine similarities, so a weight of 0.1 lets one log-count
+step move an item as far as a cosine difference of 0.1. Run it niced:
+
+    nice -n 10 .venv/bin/python scripts/explore_ensembles.py \\
+        --run_dirs=runs/seed0,runs/seed1,runs/seed2 --prior_weights=0.03,0.05,0.1
+"""
+
+import itertools
+
+import numpy as np
+from absl import app, flags
+
+from tfrec import baselines
+from tfrec.data import schema
+from tfrec.evaluate import load_run_data
+from tfrec.evaluation import metrics
+from tfrec.training import checks, protocol
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("run_dirs", [], "Retrieval run directories trained on the same data.")
+flags.DEFINE_list("prior_weights", ["0.03", "0.05", "0.1"], "Weights of the log transition-count prior.")
+
+SPLITS = ("valid", "test")
+
+
+def held_out_scores(run_dirs):
+    """Catalogue scores of each run: ({split: float32 [runs, n, items + 1]}, {split: HeldOut}, train)."""
+    scores = {name: [] for name in SPLITS}
+    for directory in run_dirs:
+        run, split, vocab, examples = load_run_data(directory)
+        checks.require(run.config.task in protocol.RANKS_CATALOGUE,
+                       f"--run_dirs: {directory} is a {run.config.task} run; expected retrieval or multitask")
+        held_out = {name: protocol.HeldOut.from_split(split, vocab, name, examples) for name in SPLITS}
+        for name in SPLITS:
+            scores[name].append(run.model.score_catalogue(held_out[name].examples))
+    return {name: np.stack(values) for name, values in scores.items()}, held_out, examples["train"]
+
+
+def hr_ndcg(scores, held_out):
+    """(HR@10, NDCG@10) of `scores` [n, items + 1] on a `HeldOut` set."""
+    examples = held_out.examples
+    ranks = metrics.target_ranks(scores, examples[schema.TARGET_ITEM_ID], examples[schema.HISTORY_ITEM_IDS],
+                                 exclude=held_out.prior)
+    result = metrics.metrics_from_ranks(ranks, ks=(10,))
+    return result["HR@10"], result["NDCG@10"]
+
+
+def mean_figures(score_sets, held_out):
+    """Mean (HR@10, NDCG@10) over a list of score matrices."""
+    return tuple(np.mean([hr_ndcg(scores, held_out) for scores in score_sets], axis=0))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    checks.require(len(FLAGS.run_dirs) >= 1, "--run_dirs: give at least one run directory")
+    weights = [float(weight) for weight in FLAGS.prior_weights]
+    scores, held_out, train = held_out_scores(FLAGS.run_dirs)
+    rows = []
+    for index, directory in enumerate(FLAGS.run_dirs):
+        rows.append((directory, *(hr_ndcg(scores[name][index], held_out[name]) for name in SPLITS)))
+    runs = range(len(FLAGS.run_dirs))
+    for k in runs:
+        subsets = list(itertools.combinations(runs, k + 1))
+        rows.append((f"mean of {k + 1}-run ensembles ({len(subsets)} subsets)", *(
+            mean_figures([scores[name][list(subset)].mean(axis=0) for subset in subsets], held_out[name])
+            for name in SPLITS)))
+    transitions = baselines.Transitions(scores["test"].shape[-1] - 1).fit(train)
+    priors = {name: np.log1p(transitions.score(held_out[name].examples)) for name in SPLITS}
+    for weight in weights:
+        rows.append((f"single runs + {weight} x log(1 + transitions), mean", *(
+            mean_figures(scores[name] + weight * priors[name][None], held_out[name]) for name in SPLITS)))
+    print("| scores | valid HR@10 | valid NDCG@10 | test HR@10 | test NDCG@10 |")
+    print("|---|---|---|---|---|")
+    for label, (valid_hr, valid_ndcg), (test_hr, test_ndcg) in rows:
+        print(f"| {label} | {valid_hr:.4f} | {valid_ndcg:.4f} | {test_hr:.4f} | {test_ndcg:.4f} |")
+
+
+if __name__ == "__main__":
+    app.run(main)
