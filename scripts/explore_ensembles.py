@@ -7,10 +7,10 @@ prints HR@10 / NDCG@10 on both splits for:
 
 - each run alone;
 - ensembles: the mean of the runs' scores over every subset of k runs,
-  averaged over the subsets, for each k;
-- each run's scores plus `weight * log(1 + T)`, T being the
-  `tfrec.baselines.Transitions` scores fit on the train split (a hybrid of
-  the model with item-to-item counts), averaged over the runs.
+  averaged over the subsets, for each k (k = 1: the mean of single runs);
+- the same plus `weight * log(1 + T)`, T being the
+  `tfrec.baselines.Transitions` scores fit on the train split: a hybrid of
+  the model with item-to-item counts.
 
 The scores are cosine similarities, so a weight of 0.1 lets one log-count
 step move an item as far as a cosine difference of 0.1. Run it niced:
@@ -73,17 +73,17 @@ def main(argv):
     rows = []
     for index, directory in enumerate(FLAGS.run_dirs):
         rows.append((directory, *(hr_ndcg(scores[name][index], held_out[name]) for name in SPLITS)))
+    transitions = baselines.Transitions(scores["test"].shape[-1] - 1).fit(train)
+    priors = {name: np.log1p(transitions.score(held_out[name].examples)) for name in SPLITS}
     runs = range(len(FLAGS.run_dirs))
     for k in runs:
         subsets = list(itertools.combinations(runs, k + 1))
-        rows.append((f"mean of {k + 1}-run ensembles ({len(subsets)} subsets)", *(
-            mean_figures([scores[name][list(subset)].mean(axis=0) for subset in subsets], held_out[name])
-            for name in SPLITS)))
-    transitions = baselines.Transitions(scores["test"].shape[-1] - 1).fit(train)
-    priors = {name: np.log1p(transitions.score(held_out[name].examples)) for name in SPLITS}
-    for weight in weights:
-        rows.append((f"single runs + {weight} x log(1 + transitions), mean", *(
-            mean_figures(scores[name] + weight * priors[name][None], held_out[name]) for name in SPLITS)))
+        for weight in [0.0, *weights]:
+            label = f"{k + 1}-run ensembles ({len(subsets)} subsets)"
+            rows.append((label + (f" + {weight} x log(1 + transitions)" if weight else ""), *(
+                mean_figures([scores[name][list(subset)].mean(axis=0) + weight * priors[name]
+                              for subset in subsets], held_out[name])
+                for name in SPLITS)))
     print("| scores | valid HR@10 | valid NDCG@10 | test HR@10 | test NDCG@10 |")
     print("|---|---|---|---|---|")
     for label, (valid_hr, valid_ndcg), (test_hr, test_ndcg) in rows:

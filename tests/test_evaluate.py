@@ -47,13 +47,13 @@ def test_explore_ensembles_agrees_with_evaluate(run_directory, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     expected = json.loads((run_directory / "metrics.json").read_text())
-    parse_flags(f"--run_dirs={run_directory},{run_directory}", "--prior_weights=0,1", flagfile="/dev/null")
+    parse_flags(f"--run_dirs={run_directory},{run_directory}", "--prior_weights=1", flagfile="/dev/null")
     script.main(["explore_ensembles"])
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
     figures = {row[0].lstrip("| "): [float(value.rstrip(" |")) for value in row[1:]] for row in rows}
     single = [expected["valid"]["HR@10"], expected["valid"]["NDCG@10"], expected["HR@10"], expected["NDCG@10"]]
     assert figures[str(run_directory)] == pytest.approx(single, abs=1e-4)
-    # Two copies of one run ensemble to that run; a prior of weight 0 changes nothing.
-    assert figures["mean of 2-run ensembles (1 subsets)"] == pytest.approx(single, abs=1e-4)
-    assert figures["single runs + 0.0 x log(1 + transitions), mean"] == pytest.approx(single, abs=1e-4)
-    assert figures["single runs + 1.0 x log(1 + transitions), mean"] != pytest.approx(single, abs=1e-4)
+    # Two copies of one run ensemble to that run.
+    assert figures["1-run ensembles (2 subsets)"] == pytest.approx(single, abs=1e-4)
+    assert figures["2-run ensembles (1 subsets)"] == pytest.approx(single, abs=1e-4)
+    assert figures["1-run ensembles (2 subsets) + 1.0 x log(1 + transitions)"] != pytest.approx(single, abs=1e-4)
