@@ -38,13 +38,23 @@ SPLITS = ("valid", "test")
 
 
 def held_out_scores(run_dirs):
-    """Catalogue scores of each run: ({split: float32 [runs, n, items + 1]}, {split: HeldOut}, train)."""
+    """Catalogue scores of each run: ({split: float32 [runs, n, items + 1]}, {split: HeldOut}, train).
+
+    Raises:
+        checks.ConfigError: a run is not a retrieval run, or holds other held-out examples than the first.
+    """
     scores = {name: [] for name in SPLITS}
+    first = None
     for directory in run_dirs:
         run, split, vocab, examples = load_run_data(directory)
         checks.require(run.config.task in protocol.RANKS_CATALOGUE,
                        f"--run_dirs: {directory} is a {run.config.task} run; expected retrieval or multitask")
         held_out = {name: protocol.HeldOut.from_split(split, vocab, name, examples) for name in SPLITS}
+        targets = [held_out[name].examples[schema.TARGET_ITEM_ID] for name in SPLITS]
+        first = first or (directory, targets)
+        checks.require(all(np.array_equal(a, b) for a, b in zip(targets, first[1])),
+                       f"--run_dirs: {directory} holds other held-out examples than {first[0]}; "
+                       "expected runs on the same data and split")
         for name in SPLITS:
             scores[name].append(run.model.score_catalogue(held_out[name].examples))
     return {name: np.stack(values) for name, values in scores.items()}, held_out, examples["train"]
@@ -53,9 +63,8 @@ def held_out_scores(run_dirs):
 def hr_ndcg(scores, held_out):
     """(HR@10, NDCG@10) of `scores` [n, items + 1] on a `HeldOut` set."""
     examples = held_out.examples
-    ranks = metrics.target_ranks(scores, examples[schema.TARGET_ITEM_ID], examples[schema.HISTORY_ITEM_IDS],
-                                 exclude=held_out.prior)
-    result = metrics.metrics_from_ranks(ranks, ks=(10,))
+    result = metrics.ranking_metrics(scores, examples[schema.TARGET_ITEM_ID], examples[schema.HISTORY_ITEM_IDS],
+                                     ks=(10,), exclude=held_out.prior)
     return result["HR@10"], result["NDCG@10"]
 
 
