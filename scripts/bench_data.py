@@ -21,9 +21,8 @@ from absl import app, flags
 
 import tensorflow as tf  # noqa: F401 (imported up front: no timed stage includes the import)
 
-from tfrec import data
-from tfrec.data import flags as data_flags
-from tfrec.data import tfrecord
+from tfrec import config_flags, data
+from tfrec.data import prepared, tfrecord
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD_GOAL_S, THROUGHPUT_GOAL = 10.0, 50_000
@@ -32,11 +31,12 @@ flags.DEFINE_integer("batch_size", 256, "Batch size of the tf.data pipeline.")
 flags.DEFINE_integer("epochs", 3, "Epochs timed after the cache-filling one.")
 flags.DEFINE_integer("num_shards", 4, "TFRecord files written for the training split.")
 flags.DEFINE_string("benchmarks_file", str(ROOT / "BENCHMARKS.md"), "Markdown file whose bench_data section is written.")
+config_flags.define_flags(data.DataConfig)
 FLAGS = flags.FLAGS
 
 
 def default_source():
-    directory = os.environ.get(data_flags.DATA_DIR_ENV) or ROOT.parent / "shared" / "data" / "ml-100k"
+    directory = os.environ.get(prepared.DATA_DIR_ENV) or ROOT.parent / "shared" / "data" / "ml-100k"
     return f"movielens:{directory}"
 
 
@@ -53,8 +53,9 @@ def count_epoch(dataset):
 
 def run():
     stages = []
-    ds = timed(stages, "load", data_flags.load_from_flags)
-    split = timed(stages, "split", data_flags.split_from_flags, ds)
+    config = config_flags.from_flags(data.DataConfig, FLAGS)
+    ds = timed(stages, "load", config.load_tables)
+    split = timed(stages, "split", config.split_tables, ds)
     vocab = data.Vocabulary.from_data(ds)
     examples = timed(stages, "examples", data.build_examples, ds, split, vocab, FLAGS.history_length)
     dataset = timed(stages, "tf.data (build)", data.to_tf_dataset, examples["train"], batch_size=FLAGS.batch_size)

@@ -2,7 +2,7 @@
 
 For each encoder and task, builds the model on the MovieLens-100K catalogue
 (untrained: sizes and latencies do not depend on training), exports it with
-`tfrec.export.export_model`, reloads it as a server would and times the
+`tfrec.exporting.exporter.export_model`, reloads it as a server would and times the
 signatures (batch of one, median of `--repeats` calls). A last row exports the
 text encoder alone with `keras.export.ExportArchive`, the naive way, to show
 what tracking each weight twice costs.
@@ -25,7 +25,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfrec import data, export  # noqa: E402
+from tfrec import data  # noqa: E402
+from tfrec.exporting import exporter  # noqa: E402
 from tfrec.exporting import checks  # noqa: E402
 from tfrec.models import ModelConfig, build_model  # noqa: E402
 from tfrec.text_encoder import TextEncoder  # noqa: E402
@@ -76,19 +77,18 @@ def _naive_encoder_export(encoder_name, directory):
 
 def main(argv):
     del argv
-    ds = data.load(f"movielens:{FLAGS.data_dir}")
-    vocab = data.Vocabulary.from_data(ds)
-    texts = data.item_texts(ds.items, vocab)
+    prepared = data.prepare(data.DataConfig(source=f"movielens:{FLAGS.data_dir}"))
+    vocab, texts = prepared.vocab, prepared.item_texts
     rows = []
     with tempfile.TemporaryDirectory() as base:
         for encoder in FLAGS.encoders:
             for task in FLAGS.tasks:
                 config = ModelConfig(task=task, encoder=encoder, sequence_length=FLAGS.sequence_length)
-                model = build_model(config, vocab, texts)
+                model = build_model(config, prepared)
                 start = time.perf_counter()
-                result = export.export_model(model, vocab, texts, base, f"{encoder}-{task}")
+                result = exporter.export_model(model, base, f"{encoder}-{task}")
                 seconds = time.perf_counter() - start
-                latency = _latencies(export.load(result.path), vocab.item_ids, texts[1])
+                latency = _latencies(exporter.load(result.path), vocab.item_ids, texts[1])
                 size = result.size
                 rows.append((f"{encoder} {task}", size.weights_bytes, size.total_bytes, size.graph_bytes,
                              f"{size.ratio:.3f}", f"{size.state_ratio:.3f}", f"{seconds:.1f}",

@@ -5,7 +5,7 @@ Rows (see `ROWS`): popularity, the TFRS tutorial retrieval and ranking models
 --converged_epochs, epoch chosen on
 the validation split), item-to-item transitions, item-kNN, user + item
 biases, the global mean, tfrec before fine-tuning (pretrained MiniLM item
-text, user = mean of recent history embeddings), and tfrec models trained by `python -m tfrec.train`
+text, user = mean of recent history embeddings), and tfrec models trained by `tfrec.Trainer`
 from a flagfile (run only when the flagfile exists). Cold-start rows train on
 the `cold_items` split and report HR@100 on test targets that are cold items,
 next to the expectation of a random ranking.
@@ -15,7 +15,7 @@ kept in the repository); the markdown table is assembled from the saved results 
 written to BENCHMARKS.md between `<!-- bench_quality -->` and
 `<!-- /bench_quality -->`, with a plot of HR@K (K = 1..100) in --plot.
 
-Protocol (GUIDE §3): per user, sorted by (timestamp, item id), the last
+Protocol (docs/evaluation.md): per user, sorted by (timestamp, item id), the last
 interaction is the test target and the one before the validation target.
 Every catalogue item is a candidate; every item the user met before the
 target is excluded (complete history, not a truncated one); ties with the
@@ -35,7 +35,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 
@@ -161,7 +160,7 @@ class Row:
 
 def _ranking_baseline(make, guide_fit=("train",)):
     """A row fitting `make(context)` on train; on the main split it also records the
-    metrics under the GUIDE §3 reference conventions (ties after the target, fitted on
+    metrics under the reference conventions of docs/evaluation.md (ties after the target, fitted on
     the parts `guide_fit`)."""
 
     def run(context, seed, row):
@@ -225,13 +224,16 @@ def _tfrs(task, epochs, select_epoch):
 
 
 def _tfrec(context, seed, row):
-    """Trains a tfrec model with `python -m tfrec.train` and reads DIR/metrics.json."""
+    """Trains a tfrec model with `tfrec.Trainer` on the configs of `row.flagfile` (the
+    flags `python -m tfrec.train` would read) and returns its run's metrics."""
+    import keras
+
+    from tfrec import train
+    from tfrec.training import Trainer
+
     run_dir = os.path.join(FLAGS.runs_dir, row.name, f"seed{seed}")
     shutil.rmtree(run_dir, ignore_errors=True)
-    command = [
-        sys.executable,
-        "-m",
-        "tfrec.train",
+    arguments = [
         f"--flagfile={row.flagfile}",
         f"--run_dir={run_dir}",
         f"--seed={seed}",
@@ -241,16 +243,21 @@ def _tfrec(context, seed, row):
         "--verbose=0",
         *row.extra_flags,
     ]
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["tfrec.train", *arguments])
+    data_config, model_config, train_config = train.configs_from_flags(values)
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    trainer = Trainer(train_config)
+    prepared = data.prepare(data_config)
+    run_metrics = trainer.fit(trainer.build_model(model_config, prepared), prepared, run_dir=run_dir).metrics
     seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"{shlex.join(command)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        run_metrics = json.load(f)
+    keras.backend.clear_session()
     curve = [run_metrics[f"HR@{k}"] for k in range(1, MAX_K + 1)] if f"HR@{MAX_K}" in run_metrics else None
     numbers = {key: value for key, value in run_metrics.items() if isinstance(value, (int, float))}
-    return {"metrics": numbers, "curve": curve, "train_seconds": seconds, "command": shlex.join(command)}
+    valid = {key: run_metrics["valid"][key] for key in TABLE_METRICS if key in run_metrics["valid"]}
+    return {"metrics": numbers, "valid_metrics": valid, "curve": curve, "train_seconds": seconds,
+            "command": shlex.join(["python", "-m", "tfrec.train", *arguments])}
 
 
 def _tfrec_row(name, label, flagfile, extra_flags=(), seeds=ONE_SEED, split=MAIN_SPLIT):
@@ -511,7 +518,7 @@ def plot_curves(results, path):
 
 
 def guide_paragraph(results):
-    """How the baseline rows compare with the GUIDE §3 reference figures."""
+    """How the baseline rows compare with the reference figures of docs/evaluation.md."""
     figures = []
     for name in ("popularity", "transitions", "item_knn"):
         record = results.get(name)
@@ -523,7 +530,7 @@ def guide_paragraph(results):
                 + " / ".join(f"{values[key]:.4f}" for key in ("HR@10", "NDCG@10", "Recall@100"))
             )
     return (
-        "Against the GUIDE §3 reference figures: the reference ranks ties after the target (optimistic) and "
+        "Against the reference figures of docs/evaluation.md: the reference ranks ties after the target (optimistic) and "
         "fits transitions and item-kNN on the train + validation interactions. Under those conventions the "
         "same code gives (HR@10 / NDCG@10 / Recall@100): "
         + ("; ".join(figures) if figures else "— (rows not run)")
@@ -548,13 +555,13 @@ def section(results, plot_path, benchmarks_md):
         [
             "## Quality on MovieLens-100K (`scripts/bench_quality.py`)",
             "",
-            "Protocol (GUIDE §3): `leave_last_out` split (per user, sorted by timestamp then item id: last "
+            "Protocol (docs/evaluation.md): `leave_last_out` split (per user, sorted by timestamp then item id: last "
             "interaction = test, the one before = validation, the rest = train); every catalogue item is a "
             "candidate; every item the user met before the target is excluded; ties with the target are ranked "
             "before it (conservative). 943 test users: one standard error on HR@10 is about 0.01. Metrics on the "
             "test targets; mean ± standard deviation over seeds where several seeds ran. Baselines are fitted on "
             "the train interactions only. Train wall time: fitting only for the baselines and TFRS rows (TFRS on "
-            "its own process, excluding the per-epoch validation), the whole `python -m tfrec.train` command for "
+            "its own process, excluding the per-epoch validation), the whole `tfrec.Trainer` fit (data preparation included) for "
             "tfrec rows.",
             "",
             main_table(results),

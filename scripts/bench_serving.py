@@ -105,8 +105,8 @@ def main(argv):
     import serving_fixtures as sf
     import tensorflow as tf
     import tensorflow_text  # noqa: F401 - registers the TF Text ops exported tokenisers use
-    from tfrec.serving.client import RecommenderClient
-    from tfrec.serving.model_manager import versions_on_disk
+    from tfrec.client import RecommenderClient
+    from tfrec.server.model_manager import versions_on_disk
 
     workdir = tempfile.mkdtemp(prefix="bench_serving-")
     if FLAGS.export_base:

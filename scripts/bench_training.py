@@ -1,7 +1,8 @@
 """Benchmark: training speed of a config under each `--strategy` on this machine.
 
 Runs `python -m tfrec.train` for a few short epochs per strategy (the same
-config, data and seed), reads the training examples per second of each epoch
+config, data and seed), each in its own process since a process sets up its
+devices once, reads the training examples per second of each epoch
 after the first (which includes tracing) from `DIR/training_log.jsonl`, and
 prints a table of the median rate, the step time and the ratio to the fastest.
 Writes it into BENCHMARKS.md between `<!-- bench_training -->` markers.
@@ -42,7 +43,7 @@ def examples_per_second(strategy, run_dir):
     with open(os.path.join(run_dir, "training_log.jsonl")) as f:
         rates = [r["examples_per_second"] for r in map(json.loads, f) if r["event"] == "epoch"]
     with open(os.path.join(run_dir, "config.json")) as f:
-        batch_size = json.load(f)["flags"]["batch_size"]
+        batch_size = json.load(f)["train_config"]["batch_size"]
     return statistics.median(rates[1:]), batch_size
 
 

@@ -1,9 +1,9 @@
 """Seed ensembles and a transition-count prior over finished retrieval runs.
 
-Loads run directories written by `tfrec.train` on the same data (e.g. one
-config under several seeds), scores the whole catalogue for the validation
-and test users as `tfrec.evaluate` does (GUIDE section 3 protocol), and
-prints HR@10 / NDCG@10 on both splits for:
+Loads run directories written by `tfrec.train` (or `tfrec.Trainer.fit`) on
+the same data (e.g. one config under several seeds), scores the whole
+catalogue for the validation and test users as `tfrec.evaluate` does (the
+protocol of docs/evaluation.md), and prints HR@10 / NDCG@10 on both splits for:
 
 - each run alone;
 - ensembles: the mean of the runs' scores over every subset of k runs,
@@ -25,39 +25,43 @@ import numpy as np
 from absl import app, flags
 
 from tfrec import baselines
+from tfrec.config import require
 from tfrec.data import schema
-from tfrec.evaluate import load_run_data
-from tfrec.evaluation import metrics
-from tfrec.training import checks, protocol
-
-FLAGS = flags.FLAGS
-flags.DEFINE_list("run_dirs", [], "Retrieval run directories trained on the same data.")
-flags.DEFINE_list("prior_weights", ["0.03", "0.05", "0.1"], "Weights of the log transition-count prior.")
+from tfrec.evaluation import metrics, protocol
+from tfrec.training import load_run_data
 
 SPLITS = ("valid", "test")
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the script's flags in `flag_values`."""
+    flags.DEFINE_list("run_dirs", [], "Retrieval run directories trained on the same data.", flag_values=flag_values)
+    flags.DEFINE_list("prior_weights", ["0.03", "0.05", "0.1"], "Weights of the log transition-count prior.",
+                      flag_values=flag_values)
 
 
 def held_out_scores(run_dirs):
     """Catalogue scores of each run: ({split: float32 [runs, n, items + 1]}, {split: HeldOut}, train).
 
     Raises:
-        checks.ConfigError: a run is not a retrieval run, or holds other held-out examples than the first.
+        tfrec.config.ConfigError: a run is not a retrieval run, or holds other held-out examples than the first.
     """
     scores = {name: [] for name in SPLITS}
     first = None
     for directory in run_dirs:
-        run, split, vocab, examples = load_run_data(directory)
-        checks.require(run.config.task in protocol.RANKS_CATALOGUE,
-                       f"--run_dirs: {directory} is a {run.config.task} run; expected retrieval or multitask")
-        held_out = {name: protocol.HeldOut.from_split(split, vocab, name, examples) for name in SPLITS}
+        run, data = load_run_data(directory)
+        task = run.model_config.task
+        require(task in protocol.RANKS_CATALOGUE,
+                f"--run_dirs: {directory} is a {task} run; expected retrieval or multitask")
+        held_out = {name: protocol.HeldOut.from_split(data.split, data.vocab, name, data.examples) for name in SPLITS}
         targets = [held_out[name].examples[schema.TARGET_ITEM_ID] for name in SPLITS]
         first = first or (directory, targets)
-        checks.require(all(np.array_equal(a, b) for a, b in zip(targets, first[1])),
-                       f"--run_dirs: {directory} holds other held-out examples than {first[0]}; "
-                       "expected runs on the same data and split")
+        require(all(np.array_equal(a, b) for a, b in zip(targets, first[1])),
+                f"--run_dirs: {directory} holds other held-out examples than {first[0]}; "
+                "expected runs on the same data and split")
         for name in SPLITS:
             scores[name].append(run.model.score_catalogue(held_out[name].examples))
-    return {name: np.stack(values) for name, values in scores.items()}, held_out, examples["train"]
+    return {name: np.stack(values) for name, values in scores.items()}, held_out, data.examples["train"]
 
 
 def hr_ndcg(scores, held_out):
@@ -73,18 +77,19 @@ def mean_figures(score_sets, held_out):
     return tuple(np.mean([hr_ndcg(scores, held_out) for scores in score_sets], axis=0))
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    checks.require(len(FLAGS.run_dirs) >= 1, "--run_dirs: give at least one run directory")
-    weights = [float(weight) for weight in FLAGS.prior_weights]
-    scores, held_out, train = held_out_scores(FLAGS.run_dirs)
+def run(flag_values: flags.FlagValues = flags.FLAGS) -> list:
+    """Prints the table of the parsed `flag_values`; returns its rows
+    (label, (valid HR@10, valid NDCG@10), (test HR@10, test NDCG@10))."""
+    run_dirs = flag_values.run_dirs
+    require(len(run_dirs) >= 1, "--run_dirs: give at least one run directory")
+    weights = [float(weight) for weight in flag_values.prior_weights]
+    scores, held_out, train = held_out_scores(run_dirs)
     rows = []
-    for index, directory in enumerate(FLAGS.run_dirs):
+    for index, directory in enumerate(run_dirs):
         rows.append((directory, *(hr_ndcg(scores[name][index], held_out[name]) for name in SPLITS)))
     transitions = baselines.Transitions(scores["test"].shape[-1] - 1).fit(train)
     priors = {name: np.log1p(transitions.score(held_out[name].examples)) for name in SPLITS}
-    runs = range(len(FLAGS.run_dirs))
+    runs = range(len(run_dirs))
     for k in runs:
         subsets = list(itertools.combinations(runs, k + 1))
         for weight in [0.0, *weights]:
@@ -97,7 +102,15 @@ def main(argv):
     print("|---|---|---|---|---|")
     for label, (valid_hr, valid_ndcg), (test_hr, test_ndcg) in rows:
         print(f"| {label} | {valid_hr:.4f} | {valid_ndcg:.4f} | {test_hr:.4f} | {test_ndcg:.4f} |")
+    return rows
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    run(flags.FLAGS)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -26,3 +26,12 @@ def ml100k_dir():
     if path is None:
         pytest.skip("MovieLens-100K not found: set TFREC_DATA_DIR or provide ../shared/data/ml-100k")
     return path
+
+
+@pytest.fixture(scope="session")
+def office_dir():
+    """Path of the Amazon Office data (../shared/data/amazon-office); skips when absent."""
+    path = REPO_ROOT.parent / "shared" / "data" / "amazon-office"
+    if not (path / "interactions.csv").is_file():
+        pytest.skip("Amazon Office data not found in ../shared/data/amazon-office")
+    return path

@@ -1,4 +1,4 @@
-"""Baselines on hand-computed synthetic cases, the TFRS runner subprocess, and GUIDE §3 figures."""
+"""Baselines on hand-computed synthetic cases, the TFRS runner subprocess, and the reference figures of docs/evaluation.md."""
 
 import os
 import subprocess
@@ -171,7 +171,7 @@ def test_guide_reference_figures_on_ml100k(ml100k_dir):
         result = metrics.ranking_metrics(scores, test[schema.TARGET_ITEM_ID], test[schema.HISTORY_ITEM_IDS], ties=ties)
         return [round(result[key], 4) for key in ("HR@10", "NDCG@10", "Recall@100")]
 
-    # GUIDE §3 convention: ties after the target; transitions and item-kNN counted
+    # docs/evaluation.md reference convention: ties after the target; transitions and item-kNN counted
     # over every interaction before the test targets (train + valid).
     assert figures(baselines.Popularity(num_items), train, "optimistic") == [0.0498, 0.0255, 0.2354]
     assert figures(baselines.Transitions(num_items), train_valid, "optimistic") == [0.1516, 0.0785, 0.5376]

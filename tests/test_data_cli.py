@@ -34,7 +34,9 @@ def test_describe_json_and_text():
 def test_describe_without_data_says_how_to_provide_it():
     result = run("describe")
     assert result.returncode == 2
-    for hint in ("--source=movielens:DIR", "TFREC_DATA_DIR", "tfds:"):
+    # The library's `DataConfig.source=None: ...` names the flag on the command line.
+    assert result.stderr.startswith("error: --source=None: no data given") and "DataConfig" not in result.stderr
+    for hint in ("movielens:DIR", "TFREC_DATA_DIR", "tfds:"):
         assert hint in result.stderr
 
 
@@ -82,3 +84,12 @@ def test_table_source_with_column_flags(tmp_path):
     assert (stats["interactions"], stats["items"], stats["skipped"]) == (1, 2, {"rating_out_of_range": 1})
     failed = run("describe", source, *columns, "--rating_range=1,5")
     assert "logs.tsv, row 3, field 'rating': got '9', expected a number in [1, 5]" in failed.stderr
+    missing = run("describe", source, *[c for c in columns if not c.startswith("--time_col")])
+    assert missing.returncode == 2
+    assert "needs a 'timestamp' column (or name its column with --time_col=...)" in missing.stderr
+
+
+def test_invalid_data_flag_is_named():
+    result = run("describe", SOURCE, "--history_length=0")
+    assert result.returncode == 2
+    assert "error: --history_length=0: expected a value >= 1" in result.stderr

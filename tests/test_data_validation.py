@@ -36,7 +36,7 @@ def test_clean_files_load(tmp_path):
             ITEMS,
             {},
             errors.MissingColumnError,
-            ["logs.csv", "needs a 'timestamp' column", "--time_col"],
+            ["logs.csv", "needs a 'timestamp' column", "DataConfig.time_col=..."],
         ),
         (
             LOGS,
@@ -190,6 +190,37 @@ def test_movielens_100k_bad_genre_flag(tmp_path):
 def test_bad_source_values(tmp_path, source, fragment):
     with pytest.raises(errors.SourceError, match=fragment):
         data.load(source)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"history_length": 0}, "DataConfig.history_length=0: expected a value >= 1"),
+        ({"split": "by_magic"}, "DataConfig.split='by_magic': expected one of"),
+        ({"on_bad_rows": "ignore"}, "DataConfig.on_bad_rows='ignore': expected one of ['error', 'skip']"),
+        ({"split_fractions": (0.5, 0.1, 0.1)}, "DataConfig.split_fractions=(0.5, 0.1, 0.1): expected 3 non-negative"),
+        ({"cold_fraction": 1.0}, "DataConfig.cold_fraction=1.0: expected a value < 1.0"),
+        ({"rating_range": (5.0, 1.0)}, "DataConfig.rating_range=(5.0, 1.0): expected low,high with low < high"),
+    ],
+)
+def test_data_config_names_the_bad_field(fields, message):
+    from tfrec.config import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        data.prepare(data.DataConfig(source="synthetic:users=5,items=10,per_user=4", **fields))
+    assert str(raised.value).startswith(message)
+
+
+def test_no_source_says_how_to_give_data(monkeypatch):
+    monkeypatch.delenv(data.prepared.DATA_DIR_ENV, raising=False)
+    with pytest.raises(errors.SourceError) as raised:
+        data.prepare(data.DataConfig())
+    message = str(raised.value)
+    assert message.startswith("DataConfig.source=None: no data given")
+    for hint in ("movielens:DIR", "TFREC_DATA_DIR", "tfds:movielens/100k"):
+        assert hint in message
+    monkeypatch.setenv(data.prepared.DATA_DIR_ENV, "/no/such/ml-100k")
+    assert data.DataConfig().resolved_source() == "movielens:/no/such/ml-100k"
 
 
 def test_skip_policy_counts_every_reason(tmp_path):

@@ -1,15 +1,21 @@
-"""`tfrec.evaluate` rebuilds a run's model and reproduces its metrics.json."""
+"""`tfrec.evaluate` (and `tfrec.training.evaluate_run`) rebuild a run's model and
+reproduce its metrics.json; scripts/explore_ensembles.py agrees with them."""
 
 import importlib.util
 import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
-from train_helpers import default_flags_after_test, parse_flags, shared_run  # noqa: F401 (autouse fixture)
+from absl import flags
+from train_helpers import REPO_ROOT, shared_run, subprocess_env
 
 from tfrec import evaluate
-from tfrec.models.run import load_run
-from tfrec.training import checks
+from tfrec.config import ConfigError
+from tfrec.training import evaluate_run, load_run
+
+NOT_RECOMPUTED = {"valid", "examples_per_second", "wall_time_seconds", "epochs"}
 
 
 @pytest.fixture
@@ -17,28 +23,54 @@ def run_directory():
     return shared_run()[0]
 
 
-def test_evaluate_reproduces_metrics_json(run_directory, capsys):
+def evaluate_flags(*args):
+    """A fresh `FlagValues` with the flags of `python -m tfrec.evaluate`, parsed from `args`."""
+    values = flags.FlagValues()
+    evaluate.define_flags(values)
+    values(["tfrec.evaluate", *args])
+    return values
+
+
+def test_evaluate_reproduces_metrics_json(run_directory):
     expected = json.loads((run_directory / "metrics.json").read_text())
-    parse_flags(f"--run_dir={run_directory}", flagfile="/dev/null")
-    evaluate.main(["evaluate"])
-    printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == set(expected) - {"valid", "examples_per_second", "wall_time_seconds", "epochs"}
-    assert printed == pytest.approx({k: expected[k] for k in printed}, abs=1e-6)
-    valid = evaluate.evaluate(parse_flags(f"--run_dir={run_directory}", "--eval_split=valid", flagfile="/dev/null"))
+    test = evaluate.evaluate(evaluate_flags(f"--run_dir={run_directory}"))
+    assert set(test) == set(expected) - NOT_RECOMPUTED
+    assert test == pytest.approx({k: expected[k] for k in test}, abs=1e-6)
+    valid = evaluate.evaluate(evaluate_flags(f"--run_dir={run_directory}", "--eval_split=valid"))
     assert valid == pytest.approx(expected["valid"], abs=1e-6)
+
+
+def test_evaluate_command_prints_the_metrics(run_directory):
+    expected = json.loads((run_directory / "metrics.json").read_text())
+    done = subprocess.run([sys.executable, "-m", "tfrec.evaluate", f"--run_dir={run_directory}"], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)
+    assert set(printed) == set(expected) - NOT_RECOMPUTED
+    assert printed == pytest.approx({k: expected[k] for k in printed}, abs=1e-6)
+
+
+def test_evaluate_requires_a_run_dir():
+    with pytest.raises(flags.IllegalFlagValueError, match="run_dir"):
+        evaluate_flags()
 
 
 def test_load_run_restores_model_vocabulary_and_texts(run_directory):
     run = load_run(run_directory)
-    assert len(run.item_texts) == run.vocab.num_items + 1 and run.item_texts[0] == ""
-    assert run.config.encoder == "tiny" and run.flags["epochs"] == 2
+    texts = run.model.item_texts
+    assert len(texts) == run.vocab.num_items + 1 and texts[0] == "" and all(texts[1:])
+    assert run.model.item_ids == run.vocab.item_ids
+    assert run.model_config.encoder == "tiny" and run.train_config["epochs"] == 2
+    assert run.data_config.history_length == 20
     assert run.model.item_embeddings([1, 2]).shape[0] == 2
 
 
 def test_evaluate_refuses_data_with_another_vocabulary(run_directory):
-    with pytest.raises(checks.ConfigError, match="different vocabulary"):
-        evaluate.evaluate(parse_flags(f"--run_dir={run_directory}", "--source=synthetic:users=20,items=40",
-                                      flagfile="/dev/null"))
+    other = "synthetic:users=20,items=40"
+    with pytest.raises(ConfigError, match=r"^--source='synthetic:users=20,items=40': .*different vocabulary"):
+        evaluate.evaluate(evaluate_flags(f"--run_dir={run_directory}", f"--source={other}"))
+    with pytest.raises(ConfigError, match=r"^DataConfig\.source='synthetic:users=20,items=40': .*different vocabulary"):
+        evaluate_run(run_directory, source=other)
 
 
 def test_explore_ensembles_agrees_with_evaluate(run_directory, capsys):
@@ -47,8 +79,10 @@ def test_explore_ensembles_agrees_with_evaluate(run_directory, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     expected = json.loads((run_directory / "metrics.json").read_text())
-    parse_flags(f"--run_dirs={run_directory},{run_directory}", "--prior_weights=1", flagfile="/dev/null")
-    script.main(["explore_ensembles"])
+    values = flags.FlagValues()
+    script.define_flags(values)
+    values(["explore_ensembles", f"--run_dirs={run_directory},{run_directory}", "--prior_weights=1"])
+    script.run(values)
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
     figures = {row[0].lstrip("| "): [float(value.rstrip(" |")) for value in row[1:]] for row in rows}
     single = [expected["valid"]["HR@10"], expected["valid"]["NDCG@10"], expected["HR@10"], expected["NDCG@10"]]

@@ -9,15 +9,16 @@ import os
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrec import data, export
+from tfrec import data
 from tfrec.data import errors, schema
 from tfrec.exporting import catalogue as catalogue_lib
-from tfrec.exporting import checks, layout, warmup
+from tfrec.exporting import checks, exporter, layout, warmup
 from tfrec.models import ModelConfig, build_model
 
 NUM_ITEMS = 40
@@ -35,7 +36,8 @@ def _build(task, events=("rated",), **config_fields):
     vocab, texts = _vocab_and_texts(events)
     config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=32,
                          history_layers=1, dropout=0.0, **config_fields)
-    return build_model(config, vocab, texts), vocab, texts
+    catalogue = SimpleNamespace(vocab=vocab, item_texts=texts, item_titles=texts, rating_mean=3.0)
+    return build_model(config, catalogue), vocab, texts
 
 
 def _features(history):
@@ -83,6 +85,26 @@ def _context_features(history_indices):
     return features
 
 
+# The same histories and context as `Recommender.recommend` takes them (lists; "" = padding).
+HISTORY_LISTS = [list(row) for row in HISTORY_IDS]
+CONTEXT_LISTS = {
+    "ratings": [[4, 2, 0, 0], [5, 0, 3, 1]],
+    "timestamps": [[100, 200, 0, 0], [10, 0, 20, 30000]],
+    "events": [["rated", "", "", ""], ["", "", "rated", "rated"]],
+    "now": [300000, 40000],
+    "user_ids": ["u2", "somebody new"],
+}
+
+
+def _model_top_k(model, features, k):
+    """(item ids, scores) of the `k` best items for schema `features`, straight from the model's
+    query tower and stored catalogue, history excluded."""
+    features = {name: tf.convert_to_tensor(value) for name, value in features.items()}
+    scores, indices = model.catalogue.top_k(model.query_embeddings(features), k,
+                                            exclude=features[schema.HISTORY_ITEM_IDS])
+    return np.asarray(model.item_ids, dtype=object)[indices.numpy()], scores.numpy()
+
+
 def _exported(task, base, name, **config_fields):
     """(model, catalogue, ExportResult, loaded SavedModel) of a fresh tiny `task` model.
 
@@ -92,8 +114,8 @@ def _exported(task, base, name, **config_fields):
     model, vocab, texts = _build(task, **config_fields)
     model.compile(optimizer="adam")
     model.optimizer.build(model.trainable_variables)
-    result = export.export_model(model, vocab, texts, str(base), name)
-    return model, catalogue_lib.Catalogue(vocab.item_ids, texts), result, export.load(result.path)
+    result = exporter.export_model(model, str(base), name)
+    return model, catalogue_lib.Catalogue(vocab.item_ids, texts), result, exporter.load(result.path)
 
 
 @pytest.fixture(scope="module")
@@ -160,24 +182,73 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
 
 def test_recommend_matches_the_model_and_excludes_history(retrieval):
     model, _, _, loaded = retrieval
-    scores, indices = model.recommend(_features(HISTORY_INDICES), k=5)
+    expected_ids, expected_scores = _model_top_k(model, _features(HISTORY_INDICES), 5)
     out = loaded.signatures["serving_default"](history=tf.constant(HISTORY_IDS), k=tf.constant(5))
-    expected_ids = [[f"m{i}" for i in row] for row in indices.numpy()]
-    assert out["item_ids"].numpy().astype(str).tolist() == expected_ids
-    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    assert out["item_ids"].numpy().astype(str).tolist() == expected_ids.tolist()
+    np.testing.assert_allclose(out["scores"].numpy(), expected_scores, atol=1e-5)
     for row, history in zip(out["item_ids"].numpy().astype(str), HISTORY_IDS):
         assert not set(row) & set(history)
 
 
 def test_recommend_in_context_gives_the_model_the_ratings_times_and_user(retrieval):
     model, _, _, loaded = retrieval
-    scores, indices = model.recommend(_context_features(HISTORY_INDICES), k=5)
+    expected_ids, expected_scores = _model_top_k(model, _context_features(HISTORY_INDICES), 5)
     history = tf.constant(HISTORY_IDS)
     out = loaded.signatures["recommend_in_context"](history=history, k=tf.constant(5), **CONTEXT)
-    assert out["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in indices.numpy()]
-    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    assert out["item_ids"].numpy().astype(str).tolist() == expected_ids.tolist()
+    np.testing.assert_allclose(out["scores"].numpy(), expected_scores, atol=1e-5)
     plain = loaded.signatures["recommend"](history=history, k=tf.constant(5))
     assert np.abs(plain["scores"].numpy() - out["scores"].numpy()).max() > 1e-3  # the context counts
+
+
+def _padded_right(rows, fill):
+    width = max(len(row) for row in rows)
+    return [list(row) + [fill] * (width - len(row)) for row in rows]
+
+
+@pytest.mark.parametrize("histories, context", [
+    (HISTORY_LISTS, None),
+    ([["m3", "m5"], ["m7", "m8", "m9"], ["m40"]], None),  # ragged, as the model takes them
+    (HISTORY_LISTS, CONTEXT_LISTS),
+    (HISTORY_LISTS, {"ratings": CONTEXT_LISTS["ratings"]}),  # what is not given is 0 / "" for the export
+    (HISTORY_LISTS, {"timestamps": CONTEXT_LISTS["timestamps"], "now": CONTEXT_LISTS["now"],
+                     "user_ids": CONTEXT_LISTS["user_ids"]}),
+], ids=["plain", "ragged", "context", "ratings-only", "times-and-users"])
+@pytest.mark.parametrize("k", [5, NUM_ITEMS - 3])
+def test_model_recommend_equals_the_exported_signatures(retrieval, histories, context, k):
+    model, _, _, loaded = retrieval
+    ids, scores = model.recommend(histories, k=k, **(context or {}))
+    assert ids.shape == (len(histories), k) and scores.dtype == np.float32
+    history = tf.constant(_padded_right(histories, ""))
+    if context is None:
+        outputs = [loaded.signatures[name](history=history, k=tf.constant(k))
+                   for name in ("recommend", "serving_default")]
+    else:
+        width = history.shape[1]
+        ratings = context.get("ratings", [[0] * width] * len(histories))
+        timestamps = context.get("timestamps", [[0] * width] * len(histories))
+        events = context.get("events", [[""] * width] * len(histories))
+        outputs = [loaded.signatures["recommend_in_context"](
+            history=history, k=tf.constant(k),
+            history_ratings=tf.constant(_padded_right(ratings, 0), tf.float32),
+            history_timestamps=tf.constant(_padded_right(timestamps, 0), tf.int64),
+            history_events=tf.constant(_padded_right(events, "")),
+            timestamp=tf.constant(context.get("now", [0] * len(histories)), tf.int64),
+            user_id=tf.constant(context.get("user_ids", [""] * len(histories))))]
+    for out in outputs:
+        np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids.astype(str))
+        np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
+    if context is not None:  # the context reached both
+        _, plain_scores = model.recommend(histories, k=k)
+        assert np.abs(plain_scores - scores).max() > 1e-4
+
+
+def test_model_recommend_with_context_equals_the_context_features(retrieval):
+    model, _, _, _ = retrieval
+    ids, scores = model.recommend(HISTORY_LISTS, k=5, **CONTEXT_LISTS)
+    expected_ids, expected_scores = _model_top_k(model, _context_features(HISTORY_INDICES), 5)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -232,15 +303,16 @@ def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
 
 def test_behaviour_text_models_recommend_from_text_with_their_query_encoder(tmp_path):
     model, vocab, texts = _build("retrieval", behaviour_text=True, behaviour_text_length=32)
-    loaded = export.load(export.export_model(model, vocab, texts, str(tmp_path), "m").path)
+    loaded = exporter.load(exporter.export_model(model, str(tmp_path), "m").path)
     text = ["alien space. love paris"]
     out = loaded.signatures["recommend_from_text"](text=tf.constant(text), k=tf.constant(3))
     queries = model.text_query_embeddings(tf.constant(text)).numpy()
     scores = queries @ model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy().T
     np.testing.assert_allclose(out["scores"].numpy(), -np.sort(-scores, axis=1)[:, :3], atol=1e-5)
-    scores, indices = model.recommend(_features(HISTORY_INDICES), k=3)
+    ids, scores = model.recommend(HISTORY_LISTS, k=3)
     out = loaded.signatures["recommend"](history=tf.constant(HISTORY_IDS), k=tf.constant(3))
-    assert out["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in indices.numpy()]
+    assert out["item_ids"].numpy().astype(str).tolist() == ids.tolist()
+    np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
 
 
 def test_ranking_score_matches_the_model(ranking):
@@ -279,19 +351,24 @@ def test_score_in_context_gives_the_model_the_history_ratings_and_user(ranking):
 
 def test_history_events_reach_a_model_trained_on_several_event_types(tmp_path):
     model, vocab, texts = _build("retrieval", events=("view", "buy"))
-    loaded = export.load(export.export_model(model, vocab, texts, str(tmp_path), "m").path)
+    loaded = exporter.load(exporter.export_model(model, str(tmp_path), "m").path)
     events = tf.constant([["buy", "view", "", ""], ["view", "", "buy", "buy"]])
     out = loaded.signatures["recommend_in_context"](
         history=tf.constant(HISTORY_IDS), k=tf.constant(5), **dict(CONTEXT, history_events=events))
     features = _context_features(HISTORY_INDICES)
     features[schema.HISTORY_EVENTS] = np.array([[0, 0, 2, 1], [0, 1, 2, 2]], np.int32)
-    scores, _ = model.recommend(features, k=5)
-    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    _, scores = _model_top_k(model, features, 5)
+    np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
+    named = dict(CONTEXT_LISTS, events=events.numpy().astype(str).tolist())
+    np.testing.assert_allclose(model.recommend(HISTORY_LISTS, k=5, **named)[1], scores, atol=1e-5)
     # With several event types, "" stands for none of them (index 0).
     features[schema.HISTORY_EVENTS] = np.zeros_like(features[schema.HISTORY_EVENTS])
     out = loaded.signatures["recommend_in_context"](
         history=tf.constant(HISTORY_IDS), k=tf.constant(5), **dict(CONTEXT, history_events=tf.fill([2, 4], "")))
-    np.testing.assert_allclose(out["scores"].numpy(), model.recommend(features, k=5)[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["scores"].numpy(), _model_top_k(model, features, 5)[1], atol=1e-5)
+    no_events = dict(CONTEXT_LISTS, events=[[""] * 4] * 2)
+    np.testing.assert_allclose(model.recommend(HISTORY_LISTS, k=5, **no_events)[1], out["scores"].numpy(),
+                               atol=1e-5)
 
 
 def test_warmup_file_holds_one_replayable_request_per_signature(retrieval, ranking):
@@ -315,9 +392,9 @@ def test_update_catalog_adds_new_items_embedded_from_text(retrieval, tmp_path):
     update.write_text('item_id,text\nnew1,"robot robot space alien"\nnew2,love paris comedy\n')
     new_items = catalogue_lib.read_update(str(update), catalogue)
     base = os.path.dirname(os.path.dirname(first.path))
-    result = export.export_model(model, *_vocab_and_texts(), base, "movies", new_items=new_items)
+    result = exporter.export_model(model, base, "movies", new_items=new_items)
     assert result.version == first.version + 1 and result.num_items == NUM_ITEMS + 2
-    loaded = export.load(result.path)
+    loaded = exporter.load(result.path)
     top = loaded.signatures["recommend_from_text"](text=tf.constant(["robot robot space alien"]), k=tf.constant(1))
     assert top["item_ids"].numpy()[0, 0] == b"new1"
     out = loaded.signatures["recommend"](history=tf.constant([["new2", "m1"]]), k=tf.constant(NUM_ITEMS))
@@ -353,8 +430,8 @@ def test_bad_catalogue_updates_name_file_row_and_field(tmp_path, name, content, 
 
 def test_ranking_models_refuse_a_catalogue_update(ranking, tmp_path):
     model, catalogue, _, _ = ranking
-    with pytest.raises(ValueError, match="needs a retrieval model, got task .ranking."):
-        export.export_model(model, *_vocab_and_texts(), str(tmp_path), "r", new_items=(["n"], ["text"]))
+    with pytest.raises(ValueError, match="new items need a retrieval model, got task .ranking."):
+        exporter.export_model(model, str(tmp_path), "r", new_items=(["n"], ["text"]))
     assert not os.path.exists(tmp_path / "r")
 
 
@@ -429,9 +506,9 @@ def test_a_fresh_process_reloads_the_export_with_identical_outputs(retrieval, tm
                              capture_output=True, text=True, env=env, timeout=300)
     assert process.returncode == 0, process.stderr[-3000:]
     out = np.load(out_file)
-    scores, indices = model.recommend(_features(HISTORY_INDICES), k=5)
-    assert out["ids"].tolist() == [[f"m{i}" for i in row] for row in indices.numpy()]
-    assert np.abs(out["scores"] - scores.numpy()).max() < 1e-5
+    ids, scores = model.recommend(HISTORY_LISTS, k=5)
+    assert out["ids"].tolist() == ids.tolist()
+    assert np.abs(out["scores"] - scores).max() < 1e-5
     embeddings = model.text_item_embeddings(tf.constant(texts)).numpy()
     assert np.abs(out["embeddings"] - embeddings).max() < 1e-5
     text_scores = embeddings @ model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy().T

@@ -1,4 +1,5 @@
-"""`python -m tfrec.export` on a real run directory written by `tfrec.train`."""
+"""`python -m tfrec.export` (and `tfrec.export.run(values)`, `tfrec.exporting.exporter`)
+on a real run directory written by `python -m tfrec.train`."""
 
 import os
 import subprocess
@@ -7,10 +8,12 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from tfrec import export
-from tfrec.data import errors, schema
-from tfrec.models import run as run_lib
+from tfrec.data import errors
+from tfrec.exporting import exporter
+from tfrec.training import load_run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The training engineer's tiny config, made smaller still: the test needs a
@@ -33,9 +36,23 @@ def run_dir(tmp_path_factory):
     return directory
 
 
+def export_flags(*args):
+    """A fresh `FlagValues` with the flags of `python -m tfrec.export`, parsed from `args`."""
+    values = flags.FlagValues()
+    export.define_flags(values)
+    values(["tfrec.export", *args])
+    return values
+
+
 @pytest.fixture(scope="module")
 def first_export(run_dir, tmp_path_factory):
-    return export.export_run(run_dir, str(tmp_path_factory.mktemp("exports")), "movies")
+    base = tmp_path_factory.mktemp("exports")
+    return export.run(export_flags(f"--run_dir={run_dir}", f"--export_base={base}", "--model_name=movies"))
+
+
+def test_export_flags_require_run_dir_and_model_name():
+    with pytest.raises(flags.IllegalFlagValueError, match="model_name"):
+        export_flags("--run_dir=somewhere")
 
 
 def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, first_export, tmp_path):
@@ -50,7 +67,8 @@ def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, first_expor
     assert "exported" in process.stdout and "TensorFlow Text op types: " in process.stdout
     assert "state ratio" in process.stdout
     assert sorted(os.listdir(os.path.join(base, "movies"))) == ["1", "5"]
-    second = export.load(os.path.join(base, "movies", "5"))
+    assert first_export.version == 1 and first_export.path == os.path.join(base, "movies", "1")
+    second = exporter.load(os.path.join(base, "movies", "5"))
     out = second.signatures["recommend"](history=tf.constant([["new-1"]]), k=tf.constant(first_export.num_items))
     assert "new-1" not in out["item_ids"].numpy()[0].astype(str)
     embedded = second.signatures["embed_items"](text=tf.constant(["a film about robots in space"]))
@@ -62,28 +80,22 @@ def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, first_expor
 
 
 def test_export_of_a_run_recommends_like_the_loaded_model(run_dir, first_export):
-    loaded = export.load(first_export.path)
-    run = run_lib.load_run(run_dir)
-    run.model.refresh_catalogue()
+    loaded = exporter.load(first_export.path)
+    run = load_run(run_dir)
     ids = run.vocab.item_ids
-    history = np.array([[0, 4, 9, 2], [0, 0, 0, 7]], np.int32)
-    batch, length = history.shape
-    features = {name: np.zeros([batch, length] if name.startswith("history") else [batch], dtype)
-                for name, dtype in [(schema.USER_INDEX, np.int32), (schema.HISTORY_RATINGS, np.float32),
-                                    (schema.HISTORY_EVENTS, np.int32), (schema.HISTORY_TIMESTAMPS, np.int64),
-                                    (schema.TARGET_ITEM_ID, np.int32), (schema.TARGET_RATING, np.float32),
-                                    (schema.TARGET_TIMESTAMP, np.int64)]}
-    features[schema.HISTORY_ITEM_IDS] = history
-    scores, indices = run.model.recommend(features, k=10)
-    out = loaded.signatures["serving_default"](
-        history=tf.constant([[ids[i] for i in row] for row in history]), k=tf.constant(10))
-    assert out["item_ids"].numpy().astype(str).tolist() == [[ids[i] for i in row] for row in indices.numpy()]
-    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    histories = [[ids[4], ids[9], ids[2]], [ids[7]]]
+    item_ids, scores = run.model.recommend(histories, k=10)
+    assert item_ids.shape == scores.shape == (2, 10)
+    assert not set(item_ids[0]) & set(histories[0]) and ids[7] not in item_ids[1]  # the history is excluded
+    padded = [[""] * (3 - len(history)) + history for history in histories]
+    out = loaded.signatures["serving_default"](history=tf.constant(padded), k=tf.constant(10))
+    assert out["item_ids"].numpy().astype(str).tolist() == item_ids.tolist()
+    np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
 
 
 def test_bad_update_file_fails_before_writing_anything(run_dir, tmp_path):
     update = tmp_path / "new.csv"
     update.write_text("item_id,text\nnew-1,robots\nnew-1,again\n")
     with pytest.raises(errors.DuplicateIdError, match=r"new.csv, row 3, field 'item_id'"):
-        export.export_run(run_dir, str(tmp_path / "exports"), "movies", update_catalog=str(update))
+        exporter.export_run(run_dir, str(tmp_path / "exports"), "movies", update_catalog=str(update))
     assert not os.path.exists(tmp_path / "exports")

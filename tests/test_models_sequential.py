@@ -2,14 +2,16 @@ from types import SimpleNamespace
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tfrec import data
+from tfrec.config import ConfigError
 from tfrec.data import schema
-from tfrec.models import (ItemTower, ModelConfig, MultitaskModel, RankingModel, RetrievalModel,
-                          RetrievalTask, build_model, verbalise_history)
+from tfrec.models import (ItemTower, ModelConfig, Recommender, RetrievalTask, build_model, history_features,
+                          verbalise_history)
 from tfrec.models.item_tower import adapt_standardization
-from tfrec.models.recommender import title_of
 
 NUM_ITEMS = 24
 NUM_USERS = 30
@@ -50,9 +52,13 @@ def synthetic(per_user=16, seed=0):
 
 
 EXAMPLES = synthetic()
-VOCAB = SimpleNamespace(num_items=NUM_ITEMS, num_users=NUM_USERS, events=["", "rating"])
-TEXTS = [""] + [f"{WORDS[i % 8]} {WORDS[(i // 8) % 8]} ({1990 + i}). genre {WORDS[i % 3]}"
-                for i in range(1, NUM_ITEMS + 1)]
+# Item ids "i1".."i24" (index = number), users "u1".."u30", one event type (index 1).
+VOCAB = data.Vocabulary([f"i{i}" for i in range(1, NUM_ITEMS + 1)], [f"u{u}" for u in range(1, NUM_USERS + 1)],
+                        ["rating"])
+TITLES = [""] + [f"{WORDS[i % 8]} {WORDS[(i // 8) % 8]} ({1990 + i})" for i in range(1, NUM_ITEMS + 1)]
+TEXTS = [""] + [f"{TITLES[i]}. genre {WORDS[i % 3]}" for i in range(1, NUM_ITEMS + 1)]
+# What `build_model` reads of a `tfrec.data.PreparedData`.
+DATA = SimpleNamespace(vocab=VOCAB, item_texts=TEXTS, item_titles=TITLES, rating_mean=3.5)
 
 
 def config(**overrides):
@@ -62,6 +68,7 @@ def config(**overrides):
 
 
 def train(model, epochs=6, learning_rate=1e-2, batch_size=16):
+    model.adapt(EXAMPLES)
     rows = model.train_examples(EXAMPLES)
     dataset = tf.data.Dataset.from_tensor_slices(rows).shuffle(512, seed=0).batch(batch_size, drop_remainder=True)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
@@ -70,6 +77,15 @@ def train(model, epochs=6, learning_rate=1e-2, batch_size=16):
 
 def head(features, rows):
     return {name: value[:rows] for name, value in features.items()}
+
+
+def tensors(features):
+    return {name: tf.convert_to_tensor(value) for name, value in features.items()}
+
+
+def id_histories(features):
+    """The histories of schema features as `recommend` takes them: item id strings, padding dropped."""
+    return [[VOCAB.item_ids[i] for i in row if i] for row in features[schema.HISTORY_ITEM_IDS]]
 
 
 @pytest.mark.parametrize("overrides", [
@@ -81,18 +97,19 @@ def head(features, rows):
     dict(history_encoder="mean", use_text=False),
 ], ids=["full-softmax", "in-batch", "top1-ratings-gaps", "attention", "mean"])
 def test_retrieval_trains_and_loss_falls(overrides):
-    model = build_model(config(task="retrieval", **overrides), VOCAB, TEXTS)
-    assert isinstance(model, RetrievalModel)
-    batch = {name: tf.convert_to_tensor(value) for name, value in head(EXAMPLES, 64).items()}
-    before = float(model(batch, training=False)["retrieval"])
+    model = build_model(config(task="retrieval", **overrides), DATA)
+    assert isinstance(model, Recommender) and model.has_retrieval and not model.has_ranking
+    assert isinstance(model.retrieval_task, RetrievalTask) and model.ranking_task is None
+    batch = tensors(head(EXAMPLES, 64))
+    before = float(model.task_losses(batch, training=False)["retrieval"])
     history = train(model)
     assert history["retrieval_loss"][-1] < history["retrieval_loss"][0]
     # Inference-mode loss: every item recomputed, no dropout, nothing cached.
-    assert float(model(batch, training=False)["retrieval"]) < 0.8 * before
+    assert float(model.task_losses(batch, training=False)["retrieval"]) < 0.8 * before
 
 
 def test_retrieval_learns_the_walk_and_recommends_unseen_items():
-    model = build_model(config(task="retrieval", use_text=False), VOCAB, TEXTS)
+    model = build_model(config(task="retrieval", use_text=False), DATA)
     train(model, epochs=10)
     test = head(EXAMPLES, 60)
     scores = model.score_catalogue(test)
@@ -101,19 +118,20 @@ def test_retrieval_learns_the_walk_and_recommends_unseen_items():
     has_history = test[schema.HISTORY_LENGTH] > 0
     top = np.argmax(scores[:, 1:], axis=1) + 1
     assert np.mean(top[has_history] == test[schema.TARGET_ITEM_ID][has_history]) > 0.5
-    _, ids = model.recommend(test, k=5)
-    ids = ids.numpy()
+    ids, top_scores = model.recommend(id_histories(test), k=5)
+    assert ids.shape == (60, 5) and top_scores.shape == (60, 5)
     for row in range(60):
         seen = set(test[schema.HISTORY_ITEM_IDS][row]) | {0}
-        assert not seen & set(ids[row])
+        assert not {VOCAB.item_ids[i] for i in seen} & set(ids[row])
         masked = scores[row].copy()
         masked[list(seen)] = -np.inf
-        assert ids[row][0] == int(np.argmax(masked))
+        assert ids[row][0] == VOCAB.item_ids[int(np.argmax(masked))]
+        np.testing.assert_allclose(top_scores[row], -np.sort(-masked)[:5], atol=1e-5)
 
 
 def test_ranking_rating_with_dcn_trains_and_predicts():
-    model = build_model(config(task="ranking", dcn_layers=2, use_user_ids=True), VOCAB, TEXTS)
-    assert isinstance(model, RankingModel)
+    model = build_model(config(task="ranking", dcn_layers=2, use_user_ids=True), DATA)
+    assert isinstance(model, Recommender) and model.has_ranking and not model.has_retrieval
     history = train(model, epochs=8)
     assert history["ranking_loss"][-1] < 0.5 * history["ranking_loss"][0]
     test = head(EXAMPLES, 80)
@@ -124,7 +142,7 @@ def test_ranking_rating_with_dcn_trains_and_predicts():
 
 
 def test_ranking_click_trains():
-    model = build_model(config(task="ranking", ranking_target="click", use_text=False), VOCAB, TEXTS)
+    model = build_model(config(task="ranking", ranking_target="click", use_text=False), DATA)
     history = train(model, epochs=10)
     assert history["ranking_loss"][-1] < 0.9 * history["ranking_loss"][0]
     probabilities = model.predict_target(head(EXAMPLES, 20))
@@ -134,13 +152,18 @@ def test_ranking_click_trains():
 def test_multitask_with_behaviour_text_trains_both_heads():
     model = build_model(config(task="multitask", behaviour_text=True, behaviour_text_items=3,
                                behaviour_text_length=32, encoder_trainable="top:1",
-                               ranking_weight=0.5), VOCAB, TEXTS)
-    assert isinstance(model, MultitaskModel)
+                               ranking_weight=0.5), DATA)
+    assert isinstance(model, Recommender) and model.has_ranking and model.has_retrieval
     history = train(model, epochs=3, learning_rate=5e-3)
     assert history["ranking_loss"][-1] < history["ranking_loss"][0]
     assert history["retrieval_loss"][-1] < history["retrieval_loss"][0]
+    model.refresh_catalogue()
     texts = model.behaviour_tower.texts({"item_ids": tf.constant(EXAMPLES[schema.HISTORY_ITEM_IDS][:2]),
                                           "ratings": tf.constant(EXAMPLES[schema.HISTORY_RATINGS][:2])})
+    # The behaviour text names the items by the data's titles, not their full texts.
+    last = int(EXAMPLES[schema.HISTORY_ITEM_IDS][1][-1])
+    assert texts.numpy()[1].decode().startswith(f"rated {EXAMPLES[schema.HISTORY_RATINGS][1][-1]:g}: {TITLES[last]}")
+    assert "genre" not in texts.numpy()[1].decode()
     queries = model.text_query_embeddings(texts).numpy()
     np.testing.assert_allclose(queries, model.query_embeddings(head(EXAMPLES, 2)).numpy(), atol=1e-5)
 
@@ -148,6 +171,7 @@ def test_multitask_with_behaviour_text_trains_both_heads():
 def test_item_tower_top1_trains_only_the_top_layer_on_cached_states():
     tower = ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 12,
                                                        "trainable": "top:1"})
+    tower.build()
     tower(tf.constant([1]))
     assert tower._mode == "hidden"
     names = [v.path for v in tower.trainable_weights]
@@ -158,6 +182,7 @@ def test_item_tower_top1_trains_only_the_top_layer_on_cached_states():
 def test_cold_items_get_text_embeddings_that_match_the_catalogue_path():
     tower = ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 12},
                       use_item_ids=False)
+    tower.build()
     catalogue = tower.catalogue().numpy()
     from_text = tower.text_item_embeddings(tf.constant(TEXTS[1:5])).numpy()
     np.testing.assert_allclose(from_text, catalogue[1:5], atol=1e-5)
@@ -181,6 +206,7 @@ def test_standardization_does_not_stretch_a_constant_text_dimension():
 def test_training_catalogue_does_not_reveal_which_items_were_refreshed():
     tower = ItemTower(TEXTS, embedding_dim=8, refresh_items=2,
                       encoder={"source": "tiny", "sequence_length": 12, "trainable": "top:1"})
+    tower.build()
     bank = tower.text_bank.numpy()
     with tf.GradientTape() as tape:
         trained = tower.catalogue(training=True, focus_ids=tf.constant([1, 2]))
@@ -195,7 +221,7 @@ def test_training_catalogue_does_not_reveal_which_items_were_refreshed():
 
 def test_text_trained_model_ranks_cold_items_from_text():
     """Items never seen in training are scored through their text."""
-    model = build_model(config(task="retrieval", id_dropout=0.5, encoder_trainable="top:1"), VOCAB, TEXTS)
+    model = build_model(config(task="retrieval", id_dropout=0.5, encoder_trainable="top:1"), DATA)
     train(model, epochs=3)
     cold = model.text_item_embeddings(tf.constant(TEXTS[1:])).numpy()
     assert cold.shape == (NUM_ITEMS, 16)
@@ -203,12 +229,12 @@ def test_text_trained_model_ranks_cold_items_from_text():
 
 
 def test_items_absent_from_training_are_embedded_from_text_alone():
-    model = build_model(config(task="retrieval"), VOCAB, TEXTS)
+    model = build_model(config(task="retrieval"), DATA)
     held_out = EXAMPLES[schema.TARGET_ITEM_ID] == 5
     rows = {name: value[~held_out] for name, value in EXAMPLES.items()}
     rows[schema.HISTORY_ITEM_IDS] = np.where(rows[schema.HISTORY_ITEM_IDS] == 5, 0,
                                              rows[schema.HISTORY_ITEM_IDS])
-    model.train_examples(rows)
+    model.adapt(rows)
     model.refresh_catalogue()
     stored = model.item_embeddings(tf.constant([1, 5])).numpy()
     from_text = model.text_item_embeddings(tf.constant([TEXTS[1], TEXTS[5]])).numpy()
@@ -218,10 +244,12 @@ def test_items_absent_from_training_are_embedded_from_text_alone():
 
 @pytest.mark.parametrize("task", ["retrieval", "ranking"])
 def test_model_get_config_round_trip(task):
-    model = build_model(config(task=task, use_ratings=True), VOCAB, TEXTS)
-    restored = type(model).from_config(model.get_config())
+    model = build_model(config(task=task, use_ratings=True), DATA)
+    restored = Recommender.from_config(model.get_config())
+    restored.build()
     restored.set_weights(model.get_weights())
     assert restored.get_config() == model.get_config()
+    assert restored.vocab == VOCAB and restored.item_titles == TITLES and restored.rating_offset == 3.5
     test = head(EXAMPLES, 10)
     if task == "retrieval":
         np.testing.assert_allclose(restored.score_catalogue(test), model.score_catalogue(test), atol=1e-5)
@@ -235,8 +263,11 @@ def test_layer_get_config_round_trips():
 
 
 def test_sequence_training_keeps_non_overlapping_windows():
-    model = build_model(config(task="retrieval", use_text=False), VOCAB, TEXTS)
+    model = build_model(config(task="retrieval", use_text=False), DATA)
+    uniform = model.item_log_probability.numpy()
     rows = model.train_examples(EXAMPLES)
+    np.testing.assert_array_equal(model.item_log_probability.numpy(), uniform)  # selects rows, sets nothing
+    model.adapt(EXAMPLES)
     # 16 rows per user, windows of 6: rows 15, 9, 3 per user.
     assert len(rows[schema.USER_INDEX]) == 3 * NUM_USERS
     covered = set()
@@ -253,7 +284,21 @@ def test_verbalise_history_most_recent_first():
     titles = tf.constant(["", "Heat (1995)", "Up (2009)", "Jaws (1975)"])
     texts = verbalise_history(titles, tf.constant([[0, 1, 2, 3]]), tf.constant([[0.0, 2.0, 0.0, 5.0]]), 3)
     assert texts.numpy()[0].decode() == "rated 5: Jaws (1975); watched: Up (2009); rated 2: Heat (1995)"
-    assert title_of("Mr. Holland's Opus (1995). Drama. A teacher") == "Mr. Holland's Opus (1995)"
+
+
+def test_item_titles_come_from_the_data_and_reach_the_model():
+    items = pd.DataFrame({schema.ITEM_ID: ["1", "2", "3"],
+                          schema.TITLE: ["Mr. Holland's Opus (1995)", "", "  Heat (1995) "],
+                          schema.DESCRIPTION: ["A teacher", "A heist. In LA", ""],
+                          schema.GENRES: ["Drama", "", "Action|Crime"]})
+    vocab = data.Vocabulary(["1", "2", "3", "4"], ["u"], ["rating"])
+    titles = data.item_titles(items, vocab)
+    # A title keeps its dots; an item without one is named by its text's first sentence; unknown items are "".
+    assert titles == ["", "Mr. Holland's Opus (1995)", "A heist", "Heat (1995)", ""]
+    assert data.item_texts(items, vocab)[1] == "Mr. Holland's Opus (1995). Drama. A teacher"
+    model = Recommender(config(behaviour_text=True), vocab, data.item_texts(items, vocab), titles)
+    assert model.item_titles == titles and model.behaviour_tower.titles == titles
+    assert Recommender(config(), vocab, data.item_texts(items, vocab)).item_titles == data.item_texts(items, vocab)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -262,30 +307,31 @@ def test_verbalise_history_most_recent_first():
     (dict(embedding_dim=30, history_heads=4), "divisible"),
     (dict(dropout=1.5), "dropout=1.5"),
     (dict(temperature=0.0), "temperature"),
+    (dict(encoder_trainable="top:x"), "encoder_trainable='top:x'"),
 ])
 def test_bad_config_is_named(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        build_model(config(**overrides), VOCAB, TEXTS)
+    with pytest.raises(ConfigError, match=message):
+        build_model(config(**overrides), DATA)
 
 
 def test_wrong_catalogue_size_is_named():
     with pytest.raises(ValueError, match="expected num_items \\+ 1"):
-        build_model(config(), VOCAB, TEXTS[:-1])
+        build_model(config(), SimpleNamespace(**dict(vars(DATA), item_texts=TEXTS[:-1])))
 
 
 def test_from_dict_rejects_unknown_fields():
-    with pytest.raises(ValueError, match="unknown fields \\['colour'\\]"):
+    with pytest.raises(ConfigError, match="unknown fields \\['colour'\\]"):
         ModelConfig.from_dict({"colour": "red"})
     assert ModelConfig.from_dict(config().to_dict()) == config()
 
 
 def test_items_absent_from_training_are_no_full_softmax_negatives():
-    model = build_model(config(task="retrieval", use_text=False), VOCAB, TEXTS)
+    model = build_model(config(task="retrieval", use_text=False), DATA)
     held_out = EXAMPLES[schema.TARGET_ITEM_ID] == 5
     rows = {name: value[~held_out] for name, value in EXAMPLES.items()}
     rows[schema.HISTORY_ITEM_IDS] = np.where(rows[schema.HISTORY_ITEM_IDS] == 5, 0,
                                              rows[schema.HISTORY_ITEM_IDS])
-    model.train_examples(rows)
+    model.adapt(rows)
     mask = model.trained_items.numpy()
     assert mask[5] == 0 and mask[0] == 0 and mask[1:5].min() == 1
     task = model.retrieval_task
@@ -305,28 +351,39 @@ def test_in_batch_logits_mask_accidental_hits():
 
 
 def test_load_run_restores_the_trained_model(tmp_path):
-    from tfrec import data
-    from tfrec.models.run import load_run
-    from tfrec.training import run_dir
+    from tfrec.training import load_run, run_dir
 
-    ds = data.load("synthetic:users=12,items=20,per_user=8")
-    vocab = data.Vocabulary.from_data(ds)
-    texts = data.item_texts(ds.items, vocab)
+    prepared = data.prepare(data.DataConfig(source="synthetic:users=12,items=20,per_user=8", history_length=6))
     cfg = config(task="retrieval")
-    model = build_model(cfg, vocab, texts)
-    run_dir.write_json_atomic(str(tmp_path / run_dir.CONFIG), {"model_config": cfg.to_dict(), "flags": {}})
-    run_dir.write_text_atomic(str(tmp_path / run_dir.VOCABULARY), vocab.to_json())
-    run_dir.write_text_atomic(str(tmp_path / run_dir.ITEMS), run_dir.items_jsonl(vocab, texts))
-    run_dir.save_weights_atomic(model, str(tmp_path / run_dir.WEIGHTS))
+    model = build_model(cfg, prepared)
+    # Hold item 3 out of the training-data state: the reloaded model must keep that too.
+    train_rows = dict(prepared.examples["train"])
+    keep = (train_rows[schema.TARGET_ITEM_ID] != 3) & (train_rows[schema.HISTORY_ITEM_IDS] != 3).all(axis=1)
+    model.adapt({name: value[keep] for name, value in train_rows.items()})
+    model.refresh_catalogue()
+    run_dir.write_json_atomic(str(tmp_path / run_dir.CONFIG),
+                              {"data_config": prepared.config.to_dict(), "model_config": cfg.to_dict(),
+                               "train_config": {}, "num_replicas": 1, "data_name": prepared.name})
+    run_dir.write_run(str(tmp_path), model, prepared, {"HR@10": 0.0})
     run = load_run(str(tmp_path))
-    assert run.config == cfg and run.item_texts == texts
-    np.testing.assert_allclose(run.model.item_embeddings(tf.range(1, 5)).numpy(),
-                               model.item_tower.catalogue().numpy()[1:5], atol=1e-6)
+    assert run.model_config == cfg and run.data_config == prepared.config and run.vocab == prepared.vocab
+    assert run.model.item_texts == prepared.item_texts and run.model.item_titles == prepared.item_titles
+    assert run.model.rating_offset == pytest.approx(prepared.rating_mean)
+    assert run.model.trained_items.numpy()[3] == 0
+    np.testing.assert_array_equal(run.model.trained_items.numpy(), model.trained_items.numpy())
+    np.testing.assert_allclose(run.model.item_embeddings(tf.range(1, 6)).numpy(),
+                               model.item_embeddings(tf.range(1, 6)).numpy(), atol=1e-6)
+    histories = [[prepared.vocab.item_ids[1], prepared.vocab.item_ids[2]]]
+    ids, scores = run.model.recommend(histories, k=3)
+    expected_ids, expected_scores = model.recommend(histories, k=3)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
 
 
 def test_fine_tuned_text_re_encodes_only_refresh_items_per_step():
     tower = ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 12,
                                                        "trainable": "top:1"}, refresh_items=3)
+    tower.build()
     exact = tower.catalogue().numpy()
     bank = tower.text_bank.numpy().copy()
     with tf.GradientTape() as tape:
@@ -353,9 +410,127 @@ def test_full_softmax_query_exclusions_drop_earlier_items_but_keep_the_positive(
 
 
 def test_exclude_seen_changes_the_loss_only_by_removing_earlier_items():
-    base = build_model(config(task="retrieval", use_text=False), VOCAB, TEXTS)
-    masked = build_model(config(task="retrieval", use_text=False, exclude_seen=True), VOCAB, TEXTS)
+    base = build_model(config(task="retrieval", use_text=False), DATA)
+    masked = build_model(config(task="retrieval", use_text=False, exclude_seen=True), DATA)
     masked.set_weights(base.get_weights())
-    batch = {name: tf.convert_to_tensor(value[:4]) for name, value in EXAMPLES.items()}
-    plain, excluded = base(batch, training=False)["retrieval"], masked(batch, training=False)["retrieval"]
+    batch = tensors(head(EXAMPLES, 4))
+    plain = base.task_losses(batch, training=False)["retrieval"]
+    excluded = masked.task_losses(batch, training=False)["retrieval"]
     assert float(excluded) < float(plain)  # fewer negatives, lower cross-entropy
+
+
+# ----- the Keras contract: predictions from call/predict, the loss from compute_loss -----
+
+
+@pytest.mark.parametrize("task", ["retrieval", "ranking", "multitask"])
+def test_predict_returns_predictions_and_compute_loss_the_loss(task):
+    model = build_model(config(task=task, use_ratings=True), DATA)
+    rows = head(EXAMPLES, 40)
+    dataset = tf.data.Dataset.from_tensor_slices(rows).batch(16)
+    predictions = model.predict(dataset, verbose=0)
+    if task == "multitask":
+        assert isinstance(predictions, dict) and set(predictions) == {"query_embeddings", "scores"}
+        queries, scores = predictions["query_embeddings"], predictions["scores"]
+    else:
+        assert isinstance(predictions, np.ndarray)
+        queries, scores = (predictions, None) if task == "retrieval" else (None, predictions)
+    if queries is not None:
+        assert queries.shape == (40, 16)
+        has_history = rows[schema.HISTORY_LENGTH] > 0  # an empty history has no direction before training
+        np.testing.assert_allclose(np.linalg.norm(queries[has_history], axis=1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(queries, model.query_embeddings(tensors(rows)).numpy(), atol=1e-5)
+        np.testing.assert_allclose(model(tensors(rows)) if task == "retrieval"
+                                   else model(tensors(rows))["query_embeddings"], queries, atol=1e-5)
+    if scores is not None:
+        assert scores.shape == (40,)
+        np.testing.assert_allclose(scores, model.predict_target(rows), atol=1e-5)
+        assert np.std(scores) > 0  # a score per example, not one loss
+    batch = tensors(head(EXAMPLES, 32))
+    loss = model.compute_loss(x=batch)
+    assert loss.shape == () and np.isfinite(float(loss)) and float(loss) > 0
+    losses = model.task_losses(batch, training=False)
+    assert set(losses) == ({"retrieval"} if task == "retrieval" else {"ranking"} if task == "ranking"
+                           else {"retrieval", "ranking"})
+    weighted = (model.cfg.retrieval_weight * float(losses.get("retrieval", 0.0))
+                + model.cfg.ranking_weight * float(losses.get("ranking", 0.0)))
+    assert float(model.compute_loss(x=batch, training=False)) == pytest.approx(weighted, rel=1e-5)
+
+
+# ----- recommend: item ids in, item ids and scores out -----
+
+
+@pytest.fixture(scope="module")
+def retrieval_model():
+    return build_model(config(task="retrieval"), DATA)
+
+
+def test_recommend_answers_item_ids_and_scores_and_excludes_the_history(retrieval_model):
+    model = retrieval_model
+    histories = [["i1", "i3", "i5"], ["i2"], ["i7", "i8", "i9", "i10", "i11", "i12", "i13"], []]
+    ids, scores = model.recommend(histories, k=4)
+    assert ids.shape == (4, 4) and scores.shape == (4, 4) and scores.dtype == np.float32
+    assert all(isinstance(item, str) and item in VOCAB.item_ids[1:] for item in ids.ravel())
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    for history, row in zip(histories, ids):
+        assert not set(history) & set(row) and len(set(row)) == 4
+    # The scores are the query's cosine with the stored item vectors.
+    indices = VOCAB.item_index(ids.ravel()).reshape(ids.shape)
+    padded = [[0] * (7 - len(h)) + list(VOCAB.item_index(h)) for h in histories]
+    features = history_features(tf.constant(padded, tf.int32), default_event=1)
+    queries = model.query_embeddings(features).numpy()
+    vectors = model.item_embeddings(indices).numpy()
+    np.testing.assert_allclose(scores, np.einsum("bd,bkd->bk", queries, vectors), atol=1e-5)
+
+
+def test_recommend_without_exclusion_ranks_the_whole_catalogue(retrieval_model):
+    model = retrieval_model
+    histories = [["i1", "i3", "i5"], ["i2", "i4"]]
+    ids, scores = model.recommend(histories, k=NUM_ITEMS, exclude_seen=False)
+    for history, row in zip(histories, ids):
+        assert sorted(row) == sorted(VOCAB.item_ids[1:])  # history items included
+    excluded_ids, excluded_scores = model.recommend(histories, k=NUM_ITEMS - 3)
+    for history, row, score_row, all_ids, all_scores in zip(histories, excluded_ids, excluded_scores, ids, scores):
+        kept = [i for i, item in enumerate(all_ids) if item not in history][:NUM_ITEMS - 3]
+        assert list(row) == list(all_ids[kept])
+        np.testing.assert_allclose(score_row, all_scores[kept], atol=1e-6)
+
+
+@pytest.mark.parametrize("histories, k, message", [
+    ([["i1", "nope"], ["i2"]], 3, r"unknown item ids in history: \['nope'\]"),
+    ([["i1"]], 0, r"k=0: expected 1 <= k <= 24"),
+    ([["i1"]], NUM_ITEMS + 1, r"k=25: expected 1 <= k <= 24"),
+    ([["i1", "i2"]], NUM_ITEMS - 1, r"k=23 exceeds the number of catalogue items left after excluding the history"),
+    ("i1", 3, r"histories: expected a list of lists"),
+])
+def test_recommend_rejects_unknown_items_and_bad_k(retrieval_model, histories, k, message):
+    with pytest.raises(ValueError, match=message):
+        retrieval_model.recommend(histories, k=k)
+
+
+def test_recommend_rejects_unknown_events_and_misaligned_context(retrieval_model):
+    with pytest.raises(ValueError, match=r"unknown events: \['bought'\]"):
+        retrieval_model.recommend([["i1", "i2"]], k=3, events=[["rating", "bought"]])
+    with pytest.raises(ValueError, match="ratings: expected one list per history"):
+        retrieval_model.recommend([["i1", "i2"]], k=3, ratings=[[4.0]])
+    with pytest.raises(ValueError, match="recommend needs a retrieval or multitask model"):
+        build_model(config(task="ranking", use_text=False), DATA).recommend([["i1"]], k=3)
+
+
+# ----- construction -----
+
+
+def test_the_constructor_is_light_and_build_encodes_the_catalogue(monkeypatch):
+    encoded = []
+    cache = ItemTower._cache_catalogue_text
+    monkeypatch.setattr(ItemTower, "_cache_catalogue_text", lambda self: encoded.append(1) or cache(self))
+    model = Recommender(config(task="multitask", encoder_trainable="top:1"), VOCAB, TEXTS, TITLES, rating_offset=3.5)
+    assert not model.built and not model.item_tower.built and not encoded
+    assert not np.any(model.catalogue.candidate_embeddings.numpy())  # no item vectors yet
+    model.build()
+    assert model.built and model.item_tower.built and len(encoded) == 1
+    # The catalogue is encoded and the stored item vectors are the tower's.
+    np.testing.assert_allclose(model.catalogue.candidate_embeddings.numpy(),
+                               model.item_tower.catalogue(id_mask=model.trained_items).numpy(), atol=1e-6)
+    model.build()
+    assert len(encoded) == 1  # building again does not re-encode
+    assert model.has_retrieval and model.has_ranking and model.rating_head.built

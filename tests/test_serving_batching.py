@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import serving_fixtures as sf
-from tfrec.serving import protos
-from tfrec.serving.batching import BatchScheduler, call_unbatched
+from tfrec.server import protos
+from tfrec.server.batching import BatchScheduler, call_unbatched
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import serving_fixtures as sf
-from tfrec.serving.client import RecommenderClient, ServingError, context_inputs, pad_histories
+from tfrec.client import RecommenderClient, ServingError
+from tfrec.client.requests import context_inputs, pad_histories
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tfrec.serving import config
+from tfrec.server import config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING = os.path.join(REPO, "serving")
@@ -146,7 +146,7 @@ def test_cli_execs_tensorflow_model_server_with_the_same_configuration(tmp_path)
 
 
 def test_only_integer_directories_with_a_saved_model_are_versions(tmp_path):
-    from tfrec.serving.model_manager import versions_on_disk
+    from tfrec.server.model_manager import versions_on_disk
 
     for name, has_model in (("1", True), ("12", True), ("3", False), ("007", True), (".tmp-4-x", True), ("²", True)):
         (tmp_path / name).mkdir()

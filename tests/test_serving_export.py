@@ -1,13 +1,16 @@
 """tfrec's own exports served over a real localhost socket: client answers equal the in-process SavedModel."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import serving_fixtures as sf
-from tfrec import data, export
+from tfrec import data
+from tfrec.client import RecommenderClient
+from tfrec.exporting import exporter
 from tfrec.models import ModelConfig, build_model
-from tfrec.serving.client import RecommenderClient
 
 NUM_ITEMS = 30
 HISTORIES = [["m3", "m5"], ["m7", "m8", "m9", "m1"]]
@@ -26,8 +29,8 @@ def _export(task, base):
     texts = [""] + [" ".join(rng.choice(words, 4)) for _ in range(NUM_ITEMS)]
     config = ModelConfig(task=task, encoder="tiny", sequence_length=16, embedding_dim=16, history_layers=1,
                          use_ratings=True, use_time_gaps=True, use_user_ids=True)
-    model = build_model(config, vocab, texts)
-    return export.export_model(model, vocab, texts, str(base), task)
+    model = build_model(config, SimpleNamespace(vocab=vocab, item_texts=texts, item_titles=texts, rating_mean=3.0))
+    return exporter.export_model(model, str(base), task)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def served(tmp_path_factory):
     server = sf.ServerProcess([f"--model_config_file={config}"], port, str(base / "server.log"))
     try:
         server.wait_serving()
-        yield server, {task: export.load(result.path) for task, result in results.items()}
+        yield server, {task: exporter.load(result.path) for task, result in results.items()}
     finally:
         server.stop()
 

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 import serving_fixtures as sf
-from tfrec.serving.client import RecommenderClient, ServingError
+from tfrec.client import RecommenderClient, ServingError
 
 MAX_MESSAGE_BYTES = 64 * 1024
 

@@ -24,24 +24,32 @@ SCRIPT = textwrap.dedent(
     import json, sys
     from absl import flags
     from tfrec import train
-    from tfrec.training import checks
+    from tfrec.config import ConfigError
+    from tfrec.training import TrainConfig, Trainer
 
     def run(*args):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["train", "--flagfile=%s", "--verbose=0", "--cpu_replicas=2", "--max_steps=1",
-                     "--steps_per_epoch=1", "--epochs=1", "--dropout=0", "--encoder_trainable=none", "--batch_size=64",
-                     "--source=" + sys.argv[2], *args])
-        return train.train(flags.FLAGS)
+        values = flags.FlagValues()
+        train.define_flags(values)
+        values(["train", "--flagfile=%s", "--verbose=0", "--cpu_replicas=2", "--max_steps=1",
+                "--steps_per_epoch=1", "--epochs=1", "--dropout=0", "--encoder_trainable=none", "--batch_size=64",
+                "--source=" + sys.argv[2], *args])
+        return train.train(values)
+
+    def error_of(call):
+        try:
+            call()
+        except ConfigError as e:
+            return str(e)
+        return None
 
     out = sys.argv[1]
-    try:
-        run("--run_dir=" + out + "/bad", "--strategy=mirrored", "--batch_size=33")
-        error = None
-    except checks.ConfigError as e:
-        error = str(e)
+    errors = {
+        "cli": error_of(lambda: run("--run_dir=" + out + "/bad", "--strategy=mirrored", "--batch_size=33")),
+        "library": error_of(lambda: Trainer(TrainConfig(strategy="mirrored", cpu_replicas=2, batch_size=33))),
+    }
     run("--run_dir=" + out + "/one", "--strategy=one_device")
     run("--run_dir=" + out + "/two", "--strategy=mirrored")
-    print(json.dumps({"error": error}))
+    print(json.dumps(errors))
     """
     % TINY_FLAGS
 )
@@ -71,8 +79,10 @@ def test_two_replicas_match_one_replica_first_step_loss(tmp_path, histories):
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), source], cwd=REPO_ROOT,
                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    error = json.loads(done.stdout.strip().splitlines()[-1])["error"]
-    assert "--batch_size=33 is the global batch size and must be divisible by the 2 replicas" in error
+    errors = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "--batch_size=33 is the global batch size and must be divisible by the 2 replicas" in errors["cli"]
+    assert "TrainConfig.batch_size=33 is the global batch size and must be divisible by the 2 replicas" \
+        in errors["library"]
     assert not (tmp_path / "bad").exists()
     one, two = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("one", "two"))
     assert (one["num_replicas"], two["num_replicas"]) == (1, 2)

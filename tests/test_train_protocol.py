@@ -5,7 +5,7 @@ import pytest
 
 from tfrec import data
 from tfrec.data import schema
-from tfrec.training import protocol
+from tfrec.evaluation import protocol
 
 
 @pytest.fixture(scope="module")

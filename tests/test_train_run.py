@@ -1,5 +1,6 @@
-"""In-process training runs on the tiny synthetic config: run-directory files,
-TensorBoard scalars and projector, best-weights restoration, flag checks."""
+"""Training runs on the tiny synthetic config, through the Python API
+(`Trainer.fit`) and the command line's `tfrec.train.train(values)`: run-directory
+files, TensorBoard scalars and projector, best-weights restoration, config checks."""
 
 import json
 import re
@@ -7,19 +8,16 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from train_helpers import (  # noqa: F401 (default_flags_after_test: autouse fixture)
-    SHARED_RUN_EPOCHS,
-    default_flags_after_test,
-    parse_flags,
-    read_jsonl,
-    scalar_tags,
-    shared_run,
-)
+from absl import flags
+from train_helpers import SHARED_RUN_EPOCHS, read_jsonl, scalar_tags, shared_fit, shared_run, train_flags
 
-from tfrec import train
-from tfrec.training import checks, run_dir
+from tfrec import config_flags, train
+from tfrec.config import ConfigError
+from tfrec.data import DataError, prepare
+from tfrec.training import Trainer, TrainResult, checks, evaluate_run, load_run, run_dir
 
 EPOCHS = SHARED_RUN_EPOCHS
+HELD_OUT_ONLY = {"valid", "examples_per_second", "wall_time_seconds", "epochs"}
 
 
 @pytest.fixture
@@ -27,9 +25,15 @@ def trained():
     return shared_run()
 
 
+def tiny_configs(*args):
+    """The (DataConfig, ModelConfig, TrainConfig) of the tiny flagfile plus `args`."""
+    return train.configs_from_flags(train_flags("--run_dir=unused", *args))
+
+
 def test_run_directory_holds_every_file(trained):
     directory, metrics = trained
-    for name in (run_dir.CONFIG, run_dir.METRICS, run_dir.VOCABULARY, run_dir.ITEMS, run_dir.WEIGHTS):
+    for name in (run_dir.CONFIG, run_dir.METRICS, run_dir.VOCABULARY, run_dir.DATA_STATISTICS, run_dir.ITEMS,
+                 run_dir.WEIGHTS):
         assert (directory / name).is_file(), name
     assert json.loads((directory / run_dir.METRICS).read_text()) == metrics
     for key in ("HR@10", "NDCG@10", "Recall@100", "MRR"):
@@ -38,12 +42,47 @@ def test_run_directory_holds_every_file(trained):
     assert metrics["examples_per_second"] > 0 and metrics["wall_time_seconds"] > 0
     assert metrics["epochs"] == EPOCHS
     config = json.loads((directory / run_dir.CONFIG).read_text())
-    assert config["flags"]["epochs"] == EPOCHS and config["flags"]["source"].startswith("synthetic:")
+    assert set(config) == {"data_config", "model_config", "train_config", "num_replicas", "data_name"}
+    assert config["train_config"]["epochs"] == EPOCHS and config["data_config"]["source"].startswith("synthetic:")
+    assert config["data_name"].startswith("synthetic:users=60,items=120")
     assert config["model_config"]["encoder"] == "tiny" and config["num_replicas"] == 1
     items = read_jsonl(directory / run_dir.ITEMS)
     assert [item["index"] for item in items] == list(range(1, len(items) + 1))
-    assert all(item["text"] for item in items)
+    assert all(item["text"] and item["title"] for item in items)
     assert not list(directory.glob("**/*.tmp*")) and not list(directory.glob("**/.*.json*"))
+
+
+def test_fit_with_a_run_dir_returns_its_result_and_load_run_reproduces_the_metrics(trained):
+    directory, metrics = trained
+    result = shared_fit()
+    assert isinstance(result, TrainResult) and result.run_dir == str(directory) and result.metrics == metrics
+    assert len(result.history["loss"]) == EPOCHS and len(result.history["val_HR@10"]) == EPOCHS
+    run = load_run(directory)
+    assert run.model_config.encoder == "tiny" and run.train_config["epochs"] == EPOCHS
+    assert run.data_config.source.startswith("synthetic:") and run.model.has_retrieval
+    recomputed = evaluate_run(directory)
+    assert set(recomputed) == set(metrics) - HELD_OUT_ONLY
+    assert recomputed == pytest.approx({k: metrics[k] for k in recomputed}, abs=1e-6)
+    assert evaluate_run(directory, split="valid") == pytest.approx(metrics["valid"], abs=1e-6)
+
+
+def test_fit_without_a_run_dir_trains_and_returns_metrics_and_history(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data_config, model_config, train_config = tiny_configs("--epochs=2", "--max_steps=4", "--steps_per_epoch=2")
+    data = prepare(data_config)
+    trainer = Trainer(train_config)
+    model = trainer.build_model(model_config, data)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    result = trainer.fit(model, data)
+    assert result.run_dir is None
+    assert [len(result.history[key]) for key in ("loss", "val_HR@10", "examples_per_second")] == [2, 2, 2]
+    assert all(np.isfinite(result.history["loss"]))
+    assert set(result.metrics) >= {"HR@10", "NDCG@10", "Recall@100", "MRR", *HELD_OUT_ONLY}
+    assert result.metrics["epochs"] == 2 and result.metrics["examples_per_second"] > 0
+    assert 0.0 <= result.metrics["HR@10"] <= 1.0
+    assert result.metrics["valid"]["HR@10"] == pytest.approx(max(result.history["val_HR@10"]), abs=1e-6)
+    assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))  # it trained
+    assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
 
 
 def test_best_epoch_weights_are_restored(trained):
@@ -61,7 +100,7 @@ def test_tensorboard_has_loss_metrics_learning_rate(trained):
     for tag in ("epoch_loss", "epoch_learning_rate", "epoch_examples_per_second"):
         assert len(train_scalars[tag]) == EPOCHS, tag
         assert all(np.isfinite(train_scalars[tag]))
-    assert train_scalars["batch_loss"]  # every --log_every_steps steps
+    assert train_scalars["batch_loss"]  # every log_every_steps steps
     learning_rates = train_scalars["epoch_learning_rate"]
     assert learning_rates[-1] < learning_rates[0]  # cosine decay
     validation = scalar_tags(directory / "tensorboard" / "validation")
@@ -82,9 +121,11 @@ def test_projector_holds_item_embeddings_with_titles(trained):
     assert reader.get_variable_to_shape_map()[tensor] == [num_items, 32]
 
 
-def test_rerun_of_a_finished_run_trains_no_more(trained):
+def test_cli_rerun_of_a_finished_run_trains_no_more(trained):
+    # The shared run was made through the Python API: the CLI resumes it, so both
+    # record the same configs.
     directory, metrics = trained
-    again = train.train(parse_flags(f"--run_dir={directory}", f"--epochs={EPOCHS}"))
+    again = train.train(train_flags(f"--run_dir={directory}", f"--epochs={EPOCHS}"))
     assert again["HR@10"] == pytest.approx(metrics["HR@10"])
     starts = [r for r in read_jsonl(directory / run_dir.TRAINING_LOG) if r["event"] == "start"]
     assert len(starts) == 1  # the rerun resumed after the last epoch: no epoch started
@@ -93,19 +134,33 @@ def test_rerun_of_a_finished_run_trains_no_more(trained):
 def test_early_stopping_stops_and_is_not_undone_by_a_rerun(tmp_path):
     # With a vanishing learning rate the validation metric cannot improve after epoch 1.
     args = (f"--run_dir={tmp_path}", "--epochs=4", "--early_stopping_patience=1", "--learning_rate=1e-12")
-    metrics = train.train(parse_flags(*args))
+    metrics = train.train(train_flags(*args))
     epochs = [r["epoch"] for r in read_jsonl(tmp_path / run_dir.TRAINING_LOG) if r["event"] == "epoch"]
     assert epochs == [1, 2] and metrics["epochs"] == 2
     state = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
     assert state["stopped"] and state["epoch"] == 1 and state["wait"] == 1
-    train.train(parse_flags(*args))
+    train.train(train_flags(*args))
     assert [r["event"] for r in read_jsonl(tmp_path / run_dir.TRAINING_LOG)].count("start") == 1
 
 
 def test_rerun_with_another_model_is_refused(trained):
     directory, _ = trained
-    with pytest.raises(checks.ConfigError, match="embedding_dim=32.*embedding_dim=16"):
-        train.train(parse_flags(f"--run_dir={directory}", "--embedding_dim=16"))
+    with pytest.raises(ConfigError, match="embedding_dim=32.*16"):
+        train.train(train_flags(f"--run_dir={directory}", "--embedding_dim=16"))
+    data_config, model_config, train_config = tiny_configs("--embedding_dim=16")
+    data = prepare(data_config)
+    trainer = Trainer(train_config)
+    with pytest.raises(ConfigError, match=r"model_config\.embedding_dim=32, this fit has 16"):
+        trainer.fit(trainer.build_model(model_config, data), data, run_dir=str(directory))
+
+
+def test_fit_refuses_a_model_built_on_another_catalogue():
+    data_config, model_config, train_config = tiny_configs()
+    data = prepare(data_config)
+    other = prepare(data_config.replace(source="synthetic:users=30,items=50,per_user=10,seed=1"))
+    trainer = Trainer(train_config)
+    with pytest.raises(ConfigError, match="built on another catalogue"):
+        trainer.fit(trainer.build_model(model_config, other), data)
 
 
 @pytest.mark.parametrize(
@@ -114,9 +169,9 @@ def test_rerun_with_another_model_is_refused(trained):
      ("multitask", "click", {"HR@10", "NDCG@10", "Recall@100", "MRR", "AUC", "LogLoss"}, "val_HR@10")],
 )
 def test_ranking_and_multitask_runs_report_their_metrics(tmp_path, task, target, expected, monitor):
-    metrics = train.train(parse_flags(f"--run_dir={tmp_path}", f"--task={task}", f"--ranking_target={target}",
+    metrics = train.train(train_flags(f"--run_dir={tmp_path}", f"--task={task}", f"--ranking_target={target}",
                                       "--epochs=1", "--max_steps=2"))
-    assert set(metrics) - {"valid", "examples_per_second", "wall_time_seconds", "epochs"} >= expected
+    assert set(metrics) - HELD_OUT_ONLY >= expected
     assert set(metrics["valid"]) >= expected
     if "AUC" in expected:
         assert 0.0 <= metrics["AUC"] <= 1.0 and metrics["LogLoss"] > 0
@@ -132,33 +187,85 @@ def _no_ratings_source(tmp_path):
         f"u{u},i{(u * 7 + t) % 30},{1000 + t}\n" for u in range(10) for t in range(8)))
     items = tmp_path / "items.csv"
     items.write_text("item_id,title\n" + "".join(f"i{i},Item number {i}\n" for i in range(30)))
-    return f"--source=table:interactions={interactions},items={items}"
+    return f"table:interactions={interactions},items={items}"
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        pytest.param(["--source=nosuch:abc"], "KIND", id="unknown_source"),
-        pytest.param(["--source=movielens:/no/such/dir"], "/no/such/dir", id="missing_directory"),
-        pytest.param(["--task=ranking", "NO_RATINGS"], "needs ratings", id="ranking_without_ratings"),
-        pytest.param(["--eval_ks=10,500"], "K=500 is larger than the catalogue", id="k_above_catalogue"),
-        pytest.param(["--encoder_trainable=top:x"], "--encoder_trainable='top:x'", id="trainable_syntax"),
-        pytest.param(["--encoder_trainable=top:9"], "top:9", id="trainable_above_layers"),
-        pytest.param(["--monitor=val_RMSE"], "--monitor='val_RMSE': expected one of", id="unknown_monitor"),
-        pytest.param(["--warmup_steps=5", "--warmup_fraction=0.1"], "not both", id="two_warmups"),
-        pytest.param(["--task=nosuch"], "task='nosuch'", id="unknown_task"),
-    ],
-)
+# (id, flags, library message, command-line message): the library names the
+# config field (`ClassName.field=value`), the command line the flag (`--field=value`).
+INVALID = [
+    ("unknown_source", ["--source=nosuch:abc"], "KIND", "--source=nosuch:abc: "),
+    ("missing_directory", ["--source=movielens:/no/such/dir"], "/no/such/dir", "--source=movielens:/no/such/dir: "),
+    ("ranking_without_ratings", ["--task=ranking", "NO_RATINGS"],
+     "ModelConfig.task='ranking' with ranking_target='rating' needs ratings",
+     "--task='ranking' with ranking_target='rating' needs ratings"),
+    ("k_above_catalogue", ["--eval_ks=10,500"], "TrainConfig.eval_ks=10,500: K=500 is larger than the catalogue",
+     "--eval_ks=10,500: K=500 is larger than the catalogue"),
+    ("trainable_syntax", ["--encoder_trainable=top:x"], "ModelConfig.encoder_trainable='top:x': expected",
+     "--encoder_trainable='top:x': expected"),
+    ("trainable_above_layers", ["--encoder_trainable=top:9"], "top:9", "top:9"),
+    ("unknown_monitor", ["--monitor=val_RMSE"], "TrainConfig.monitor='val_RMSE': expected one of",
+     "--monitor='val_RMSE': expected one of"),
+    ("two_warmups", ["--warmup_steps=5", "--warmup_fraction=0.1"],
+     "TrainConfig.warmup_steps=5 and TrainConfig.warmup_fraction=0.1: give one of them, not both",
+     "--warmup_steps=5 and --warmup_fraction=0.1: give one of them, not both"),
+    ("batch_size_zero", ["--batch_size=0"], "TrainConfig.batch_size=0: expected a value >= 1",
+     "--batch_size=0: expected a value >= 1"),
+    ("bad_split_fractions", ["--split_fractions=0.5,0.1,0.1"], "DataConfig.split_fractions=(0.5, 0.1, 0.1): expected 3",
+     "--split_fractions=(0.5, 0.1, 0.1): expected 3"),
+    ("bad_eval_ks", ["--eval_ks=10,x"], None, "--eval_ks=10,x: expected int values"),
+]
+
+
+@pytest.mark.parametrize("args, message", [pytest.param(case[1], case[3], id=case[0]) for case in INVALID])
 def test_invalid_flags_fail_before_training(tmp_path, args, message):
-    args = [_no_ratings_source(tmp_path) if arg == "NO_RATINGS" else arg for arg in args]
+    args = [f"--source={_no_ratings_source(tmp_path)}" if arg == "NO_RATINGS" else arg for arg in args]
     directory = tmp_path / "run"
-    with pytest.raises(checks.ConfigError, match=re.escape(message)):
-        train.train(parse_flags(f"--run_dir={directory}", *args))
+    with pytest.raises(ConfigError, match=re.escape(message)) as raised:
+        train.train(train_flags(f"--run_dir={directory}", *args))
+    assert not re.search(r"[A-Z]\w*Config\.\w+=", str(raised.value))  # flags, not config fields
     assert not (directory / run_dir.TRAINING_LOG).exists()
     assert not (directory / "checkpoints").exists()
 
 
+def _fit_configs(data_config, model_config, train_config, directory):
+    """The Python API path: prepare, Trainer, build_model, fit."""
+    data = prepare(data_config)
+    trainer = Trainer(train_config)
+    model = trainer.build_model(model_config, data)
+    return trainer.fit(model, data, run_dir=str(directory))
+
+
+@pytest.mark.parametrize("args, message", [pytest.param(case[1], case[2], id=case[0])
+                                           for case in INVALID if case[2] is not None])
+def test_invalid_configs_fail_before_training(tmp_path, args, message):
+    args = [f"--source={_no_ratings_source(tmp_path)}" if arg == "NO_RATINGS" else arg for arg in args]
+    values = train_flags("--run_dir=unused", *args)
+    # The configs as the flags give them, unvalidated: the library checks them.
+    configs = [cls(**config_flags.values_of(cls, values)) for cls in train.CONFIGS]
+    configs[0] = configs[0].replace(split_fractions=tuple(float(v) for v in configs[0].split_fractions))
+    configs[2] = configs[2].replace(eval_ks=tuple(int(v) for v in configs[2].eval_ks))
+    directory = tmp_path / "run"
+    with pytest.raises((ConfigError, DataError, ValueError), match=re.escape(message)):
+        _fit_configs(*configs, directory)
+    assert not (directory / run_dir.TRAINING_LOG).exists()
+    assert not (directory / "checkpoints").exists()
+
+
+def test_unknown_task_is_refused_by_config_and_flag():
+    _, model_config, _ = tiny_configs()
+    with pytest.raises(ConfigError, match=re.escape("ModelConfig.task='nosuch': expected one of")):
+        model_config.replace(task="nosuch").validate()
+    with pytest.raises(flags.IllegalFlagValueError, match="nosuch"):
+        train_flags("--run_dir=unused", "--task=nosuch")
+
+
+def test_run_dir_is_required_by_the_cli():
+    with pytest.raises(ConfigError, match="--run_dir is required"):
+        train.train(train_flags())
+
+
 def test_batch_size_must_split_over_replicas():
-    with pytest.raises(checks.ConfigError, match="--batch_size=33 .* divisible by the 2 replicas"):
+    with pytest.raises(ConfigError, match=r"TrainConfig\.batch_size=33 .* divisible by the 2 replicas") as raised:
         checks.check_batch_split(33, 2)
+    assert re.search(r"^--batch_size=33 .* divisible by the 2 replicas", config_flags.flag_message(raised.value))
     checks.check_batch_split(32, 2)

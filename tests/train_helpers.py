@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests: flag parsing, the shared tiny run, reading logs."""
+"""Helpers shared by the training tests: CLI flag values, the shared tiny run, reading logs."""
 
 import atexit
 import functools
@@ -8,7 +8,6 @@ import pathlib
 import shutil
 import tempfile
 
-import pytest
 import tensorflow as tf
 from absl import flags
 
@@ -16,35 +15,45 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_FLAGS = REPO_ROOT / "configs" / "synthetic_tiny.flags"
 
 
-def parse_flags(*args, flagfile=TINY_FLAGS):
-    """Resets every flag to its default, then parses `flagfile` and `args`."""
-    values = flags.FLAGS
-    values.unparse_flags()
-    values(["tfrec", f"--flagfile={flagfile}", "--verbose=0", *args])
+def train_flags(*args, flagfile=TINY_FLAGS):
+    """A fresh `FlagValues` with the flags of `python -m tfrec.train`, parsed from
+    `flagfile` (None: no flagfile), `--verbose=0` and `args` (global `flags.FLAGS`
+    is not touched)."""
+    from tfrec import train
+
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["tfrec.train", *([f"--flagfile={flagfile}"] if flagfile else []), "--verbose=0", *args])
     return values
-
-
-@pytest.fixture(autouse=True)
-def default_flags_after_test():
-    """Leaves every flag at its default (parsed) after a test that parsed flags."""
-    yield
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["tfrec"])
 
 
 SHARED_RUN_EPOCHS = 2
 
 
 @functools.lru_cache(maxsize=None)
-def shared_run():
-    """One tiny training run, made once per test session and shared by the
-    test modules that only read it: (run directory, returned metrics)."""
+def shared_fit():
+    """One tiny training run through the Python API, made once per test session:
+    the `TrainResult` of `Trainer(...).fit(model, data, run_dir=...)` on the
+    configs of the tiny flagfile with `SHARED_RUN_EPOCHS` epochs."""
     from tfrec import train
+    from tfrec.data import prepare
+    from tfrec.training import Trainer
 
     directory = pathlib.Path(tempfile.mkdtemp(prefix="tfrec-run-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    metrics = train.train(parse_flags(f"--run_dir={directory}", f"--epochs={SHARED_RUN_EPOCHS}"))
-    return directory, metrics
+    values = train_flags(f"--run_dir={directory}", f"--epochs={SHARED_RUN_EPOCHS}")
+    data_config, model_config, train_config = train.configs_from_flags(values)
+    data = prepare(data_config)
+    trainer = Trainer(train_config)
+    model = trainer.build_model(model_config, data)
+    return trainer.fit(model, data, run_dir=str(directory))
+
+
+def shared_run():
+    """The shared tiny run, for the test modules that only read it:
+    (run directory as a `pathlib.Path`, its metrics, i.e. `metrics.json`)."""
+    result = shared_fit()
+    return pathlib.Path(result.run_dir), result.metrics
 
 
 def subprocess_env():

@@ -4,7 +4,9 @@ Describes the data, trains the demo config, evaluates it, exports it in TF
 Serving's layout, starts a model server (TF Serving when its binary is on PATH,
 else the embedded one), and prints through the client library the top-10
 recommendations, with titles, for three users and the version that served
-them. Each stage runs as its own process, exactly as a user would run it:
+them. The stages call the library (`tfrec.data.prepare`, `tfrec.Trainer`,
+`tfrec.training.evaluate_run`, `tfrec.exporting.export_run`); the model server
+runs as its own process and is queried over gRPC, as in production:
 
     python -m tfrec.demo --data_dir=../shared/data/ml-100k
 
@@ -12,6 +14,7 @@ Without `--data_dir` (or `TFREC_DATA_DIR`) the data comes through
 tensorflow-datasets, which needs a machine that reaches the internet.
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -20,26 +23,35 @@ import time
 
 from absl import app, flags
 
-from tfrec import data
-from tfrec.data import flags as data_flags
-from tfrec.training import run_dir  # noqa: F401 (defines --run_dir)
+from tfrec import train
+from tfrec.data import prepared, summary
+from tfrec.exporting import exporter
+from tfrec.training import Trainer, evaluate_run
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-flags.DEFINE_string("data_dir", None, "MovieLens directory (100K, 1M or latest-small). Default: $TFREC_DATA_DIR.")
-flags.DEFINE_string("config", str(REPO_ROOT / "configs" / "demo.flags"), "Flagfile of the model to train.")
-flags.DEFINE_string("export_base", "exports", "Base directory of exported models, in TF Serving's layout.")
-flags.DEFINE_string("model_name", "tfrec_demo", "Name the model is exported and served under.")
-flags.DEFINE_integer("port", 8500, "gRPC port of the model server (0: pick a free one).", lower_bound=0)
-flags.DEFINE_list("users", ["1", "42", "405"], "Users whose recommendations are printed.")
-flags.DEFINE_integer("k", 10, "Recommendations per user.", lower_bound=1)
-
 FLAGS = flags.FLAGS
-FLAGS.set_default("run_dir", "runs/demo")
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the flags of `python -m tfrec.demo` in `flag_values`."""
+    flags.DEFINE_string("data_dir", None, "MovieLens directory (100K, 1M or latest-small). Default: $TFREC_DATA_DIR.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("config", str(REPO_ROOT / "configs" / "demo.flags"), "Flagfile of the model to train.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("run_dir", "runs/demo", "Run directory of the training (a rerun resumes it).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("export_base", "exports", "Base directory of exported models, in TF Serving's layout.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("model_name", "tfrec_demo", "Name the model is exported and served under.",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("port", 8500, "gRPC port of the model server (0: pick a free one).", lower_bound=0,
+                         flag_values=flag_values)
+    flags.DEFINE_list("users", ["1", "42", "405"], "Users whose recommendations are printed.", flag_values=flag_values)
+    flags.DEFINE_integer("k", 10, "Recommendations per user.", lower_bound=1, flag_values=flag_values)
 
 
 def _source():
-    data_dir = FLAGS.data_dir or os.environ.get(data_flags.DATA_DIR_ENV)
+    data_dir = FLAGS.data_dir or os.environ.get(prepared.DATA_DIR_ENV)
     if data_dir:
         if not pathlib.Path(data_dir).is_dir():
             raise app.UsageError(f"--data_dir={data_dir}: no such directory (expected an unpacked MovieLens directory)")
@@ -47,12 +59,17 @@ def _source():
     return "tfds:movielens/100k"
 
 
-def _run(stage, *args):
-    """Runs `python -m <args>` as a stage of the job; stops the job if it fails."""
-    print(f"\n=== {stage}: python -m {' '.join(args)}", flush=True)
-    result = subprocess.run([sys.executable, "-m", *args], cwd=os.getcwd())
-    if result.returncode != 0:
-        raise SystemExit(f"demo: stage '{stage}' failed with exit status {result.returncode}")
+def _configs(source):
+    """The (DataConfig, ModelConfig, TrainConfig) of `--config`, reading `source`."""
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["demo", f"--flagfile={FLAGS.config}", f"--source={source}", f"--run_dir={FLAGS.run_dir}"])
+    return train.configs_from_flags(values)
+
+
+def _stage(name, call):
+    """Prints the heading of a stage: its name and the library call that runs it."""
+    print(f"\n=== {name}: {call}", flush=True)
 
 
 def _free_port():
@@ -77,24 +94,27 @@ def _print_recommendations(dataset, recommendations):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tfrec.serving import client as serving_client
+    from tfrec import client as serving_client
 
     source = _source()
-    dataset = data.load(source)
+    data_config, model_config, train_config = _configs(source)
+    _stage("describe", f"tfrec.data.prepare(DataConfig(source={source!r}, ...))")
+    data = prepared.prepare(data_config)
+    dataset = data.tables
     unknown = [user for user in FLAGS.users if user not in set(dataset.interactions["user_id"])]
     if unknown:
         raise app.UsageError(f"--users: unknown user ids {unknown} in {source}")
+    print(summary.format_text(summary.describe(dataset, data.split, data.examples)))
 
-    _run("describe", "tfrec.data", "describe", f"--source={source}", "--split=leave_last_out")
-    _run("train", "tfrec.train", f"--flagfile={FLAGS.config}", f"--source={source}", f"--run_dir={FLAGS.run_dir}")
-    _run("evaluate", "tfrec.evaluate", f"--run_dir={FLAGS.run_dir}")
-    _run(
-        "export",
-        "tfrec.export",
-        f"--run_dir={FLAGS.run_dir}",
-        f"--export_base={FLAGS.export_base}",
-        f"--model_name={FLAGS.model_name}",
-    )
+    _stage("train", f"tfrec.Trainer(TrainConfig(...)).fit(model, data, run_dir={FLAGS.run_dir!r}) ({FLAGS.config})")
+    trainer = Trainer(train_config)
+    result = trainer.fit(trainer.build_model(model_config, data), data, run_dir=FLAGS.run_dir)
+    print(json.dumps({k: v for k, v in result.metrics.items() if k != "valid"}, indent=2, sort_keys=True))
+    _stage("evaluate", f"tfrec.training.evaluate_run({FLAGS.run_dir!r})")
+    print(json.dumps(evaluate_run(FLAGS.run_dir), indent=2, sort_keys=True))
+    _stage("export", f"tfrec.exporting.export_run({FLAGS.run_dir!r}, {FLAGS.export_base!r}, {FLAGS.model_name!r})")
+    exported = exporter.export_run(FLAGS.run_dir, FLAGS.export_base, FLAGS.model_name)
+    print(f"exported {exported.path} (version {exported.version}): signatures {exported.signatures}")
 
     port = FLAGS.port or _free_port()
     base_path = pathlib.Path(FLAGS.export_base, FLAGS.model_name).resolve()
@@ -126,4 +146,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

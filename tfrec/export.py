@@ -1,305 +1,59 @@
-"""Exports a trained tfrec model as a versioned SavedModel for TF Serving.
+"""Exports a trained run as a versioned SavedModel for TF Serving (see `tfrec.exporting.exporter`).
 
-Writes `EXPORT_BASE/MODEL_NAME/VERSION/` atomically (under a temporary
-sibling name, renamed when complete and checked):
+    python -m tfrec.export --run_dir=runs/retrieval --export_base=exports --model_name=retrieval
+    python -m tfrec.export --run_dir=runs/retrieval --model_name=retrieval --update_catalog=new_items.csv
 
-- `saved_model.pb`, `variables/`: the signatures of
-  `tfrec.exporting.serving_module` (string item ids / raw text in, tokenised
-  in the graph with TF Text ops);
-- `assets/`: `item_ids.txt` (catalogue ids, line i = index i + 1, read by the
-  graph's lookup tables; `user_ids.txt` and `events.txt` likewise), `items.jsonl` (item_id, text per catalogue item),
-  `vocabulary.json` (the training vocabulary), `export_info.json`;
-- `assets.extra/tf_serving_warmup_requests`: one PredictRequest per signature.
-
-The export fails when the graph holds an op outside core TensorFlow and TF
-Text, or when it is larger than `--max_size_ratio` times the weights it
-carries (plus the catalogue it adds). `--update_catalog` adds new items from
-their text (item tower, no retraining) to a retrieval export.
-
-A process loading the export must `import tensorflow_text` first (`load`).
-
-Example:
-
-    python -m tfrec.export --run_dir=runs/tiny --export_base=exports \\
-        --model_name=movies --update_catalog=new_items.csv
-
->>> result = export_run("runs/tiny", "exports", "movies")  # doctest: +SKIP
->>> result.path, result.size.ratio  # doctest: +SKIP
-('exports/movies/1', 1.01)
+Writes `EXPORT_BASE/MODEL_NAME/VERSION/` atomically, checks its op types and
+size, and prints what it wrote.
 """
 
-import dataclasses
-import json
-import os
-import tempfile
+import sys
 
-from absl import app, flags, logging
-import numpy as np
-import tensorflow as tf
+from absl import app, flags
 
-from tfrec.exporting import catalogue as catalogue_lib
-from tfrec.exporting import checks, layout, serving_module, warmup
-from tfrec.models import run as run_lib
-from tfrec.training import run_dir as run_dir_lib  # defines --run_dir
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("export_base", "exports", "Directory holding one sub-directory per model name.")
-flags.DEFINE_string("model_name", None, "Model name: the export goes to EXPORT_BASE/MODEL_NAME/VERSION.")
-flags.DEFINE_integer("version", None, "Version number to write; default: one after the highest existing.")
-flags.DEFINE_string(
-    "update_catalog", None,
-    "CSV or JSONL file of new items (fields item_id, text) to embed with the item tower and "
-    "add to the catalogue (retrieval models only).",
-)
-flags.DEFINE_integer(
-    "top_k_max", None, "Largest k the recommend signatures accept; default: the catalogue size."
-)
-flags.DEFINE_float(
-    "max_size_ratio", 1.2,
-    "Fail when the saved variables (catalogue matrix aside) exceed this multiple of the model "
-    "weight bytes; warn when the whole export (catalogue data aside) does.",
-)
-flags.DEFINE_float(
-    "max_graph_mb", 32.0,
-    "Fail when saved_model.pb exceeds this many MB (weights frozen into the graph as constants).",
-)
-
-IDS_ASSET = "item_ids.txt"
-USERS_ASSET = "user_ids.txt"
-EVENTS_ASSET = "events.txt"
-ITEMS_ASSET = "items.jsonl"
-VOCABULARY_ASSET = run_dir_lib.VOCABULARY
-INFO_ASSET = "export_info.json"
-EMBEDDING_BATCH_SIZE = 128
+from tfrec.exporting import checks, exporter
 
 
-@dataclasses.dataclass
-class ExportResult:
-    """What `export_model` wrote: the version directory, checks and figures."""
-
-    path: str
-    version: int
-    signatures: list
-    num_items: int
-    num_new_items: int
-    ops: checks.OpReport
-    size: checks.SizeReport
-
-
-def load(export_dir):
-    """Loads an export (registering the TF Text ops its graph needs first)."""
-    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
-
-    return tf.saved_model.load(export_dir)
-
-
-def _batched(fn, values):
-    outputs = [
-        np.asarray(fn(values[start:start + EMBEDDING_BATCH_SIZE]), dtype=np.float32)
-        for start in range(0, len(values), EMBEDDING_BATCH_SIZE)
-    ]
-    return np.concatenate(outputs, axis=0)
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the flags of `python -m tfrec.export` in `flag_values`."""
+    flags.DEFINE_string("run_dir", None, "Directory of the finished training run to export.", flag_values=flag_values)
+    flags.DEFINE_string("export_base", "exports", "Directory holding one sub-directory per model name.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("model_name", None, "Model name: the export goes to EXPORT_BASE/MODEL_NAME/VERSION.",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("version", None, "Version number to write; default: one after the highest existing.",
+                         flag_values=flag_values)
+    flags.DEFINE_string(
+        "update_catalog", None,
+        "CSV or JSONL file of new items (fields item_id, text) to embed with the item tower and "
+        "add to the catalogue (retrieval models only).", flag_values=flag_values)
+    flags.DEFINE_integer("top_k_max", None, "Largest k the recommend signatures accept; default: the catalogue size.",
+                         flag_values=flag_values)
+    flags.DEFINE_float(
+        "max_size_ratio", 1.2,
+        "Fail when the saved variables (catalogue matrix aside) exceed this multiple of the model "
+        "weight bytes; warn when the whole export (catalogue data aside) does.", flag_values=flag_values)
+    flags.DEFINE_float("max_graph_mb", 32.0,
+                       "Fail when saved_model.pb exceeds this many MB (weights frozen into the graph as constants).",
+                       flag_values=flag_values)
+    flags.mark_flags_as_required(["run_dir", "model_name"], flag_values=flag_values)
 
 
-def catalogue_embeddings(model, num_model_items, new_texts=()):
-    """Embeddings of every catalogue item: the model's items, then new ones from text.
-
-    Returns:
-        float32 [num_model_items + len(new_texts), d].
-    """
-    embeddings = _batched(
-        lambda ids: model.item_embeddings(tf.constant(ids, tf.int32)),
-        np.arange(1, num_model_items + 1, dtype=np.int32),
-    )
-    if len(new_texts):
-        new = _batched(lambda texts: model.text_item_embeddings(tf.constant(texts)), list(new_texts))
-        embeddings = np.concatenate([embeddings, new], axis=0)
-    return embeddings
-
-
-def _context(history, vocab):
-    """Warmup context of one history row: rating 4, one day apart, request a day after the last,
-    the last event type and user of the vocabulary ("" when it has none)."""
-    day = 86400
-    times = [day * (i + 1) for i in range(len(history))]
-    return {
-        "history_ratings": np.full([1, len(history)], 4.0, np.float32),
-        "history_timestamps": np.array([times], np.int64),
-        "history_events": np.array([[vocab.events[-1]] * len(history)], object),
-        "timestamp": np.array([day * (len(history) + 1)], np.int64),
-        "user_id": np.array([vocab.user_ids[-1]], object),
-    }
-
-
-def _write_lines(path, values):
-    """Writes one value per line (the lookup-table files of the serving module)."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(f"{value}\n" for value in values)
-    return path
-
-
-def _warmup_requests(module, catalogue, vocab, max_k):
-    """One request per signature name, on real catalogue ids and texts."""
-    history = catalogue.item_ids[1:min(4, catalogue.num_items)]
-    text = [catalogue.item_texts[1]]
-    inputs = {}
-    if module.is_retrieval:
-        k = min(10, max_k, catalogue.num_items - len(history))
-        inputs[serving_module.RECOMMEND] = {"history": [history], "k": k}
-        inputs[serving_module.RECOMMEND_FROM_TEXT] = {"text": text, "k": min(10, max_k)}
-        inputs[serving_module.EMBED_ITEMS] = {"text": text}
-        inputs[serving_module.RECOMMEND_IN_CONTEXT] = dict(inputs[serving_module.RECOMMEND], **_context(history, vocab))
-    if module.is_ranking:
-        inputs[serving_module.SCORE] = {"history": [history[:1]], "candidates": [catalogue.item_ids[1:4]]}
-        inputs[serving_module.SCORE_IN_CONTEXT] = dict(inputs[serving_module.SCORE], **_context(history[:1], vocab))
-    default = serving_module.RECOMMEND if module.is_retrieval else serving_module.SCORE
-    inputs[serving_module.SERVING_DEFAULT] = inputs[default]
-    return sorted(inputs.items())
-
-
-def export_model(
-    model,
-    vocab,
-    item_texts,
-    export_base,
-    model_name,
-    version=None,
-    new_items=None,
-    top_k_max=None,
-    max_size_ratio=1.2,
-    max_graph_mb=32.0,
-):
-    """Exports `model` and its catalogue to `export_base/model_name/VERSION`.
-
-    Args:
-        model: a `tfrec.models` retrieval, ranking or multitask model.
-        vocab: the model's `tfrec.data.Vocabulary`.
-        item_texts: the model's item texts (index order, `[0] == ""`).
-        export_base: directory of exports.
-        model_name: model name (directory and TF Serving name).
-        version: version to write, default the next free one.
-        new_items: optional (ids, texts) appended to the catalogue, embedded
-            from text (retrieval only).
-        top_k_max: largest `k` accepted, default the catalogue size.
-        max_size_ratio: size limit relative to the weights (`checks.check_size`).
-        max_graph_mb: limit on saved_model.pb in MB (`checks.check_size`).
-
-    Returns:
-        `ExportResult`.
-
-    Raises:
-        checks.ExportCheckError: forbidden op types or an oversized export.
-        ValueError, FileExistsError: bad arguments.
-    """
-    catalogue = catalogue_lib.Catalogue(vocab.item_ids, item_texts)
-    num_model_items = catalogue.num_items
-    new_ids, new_texts = new_items or ((), ())
-    is_retrieval, is_ranking = serving_module.tasks(model)
-    if new_ids and is_ranking:
-        raise ValueError(
-            f"--update_catalog needs a retrieval model, got task {model.cfg.task!r}: a ranking "
-            "head cannot score items it was not trained on"
-        )
-    if top_k_max is not None and top_k_max < 1:
-        raise ValueError(f"top_k_max must be at least 1, got {top_k_max}")
-    context = serving_module.context_features(model)
-    if context:
-        logging.info(
-            "the model reads %s: send them through the *_in_context signatures (client: ratings=, "
-            "timestamps=, events=, now=, user_ids=); the plain signatures pass 0 for them", context,
-        )
-    served = catalogue.extended(new_ids, new_texts) if new_ids else catalogue
-    max_k = min(top_k_max or served.num_items, served.num_items)
-    # Inference methods read the model's stored catalogue vectors: recompute
-    # them from the loaded weights.
-    model.refresh_catalogue()
-    embeddings = catalogue_embeddings(model, num_model_items, new_texts) if is_retrieval else None
-
-    with layout.staged_version(export_base, model_name, version) as stage, \
-            tempfile.TemporaryDirectory() as scratch:
-        ids_file = os.path.join(scratch, IDS_ASSET)
-        served.write_ids(ids_file)
-        module = serving_module.RecommenderServing(
-            model, served, ids_file, num_model_items,
-            catalogue_embeddings=embeddings, max_k=max_k,
-            users_file=_write_lines(os.path.join(scratch, USERS_ASSET), vocab.user_ids[1:]),
-            events_file=_write_lines(os.path.join(scratch, EVENTS_ASSET), vocab.events[1:]),
-        )
-        signatures = module.signatures()
-        tf.saved_model.save(module, stage.path, signatures=signatures)
-
-        assets = os.path.join(stage.path, "assets")
-        served.write_jsonl(os.path.join(assets, ITEMS_ASSET))
-        with open(os.path.join(assets, VOCABULARY_ASSET), "w", encoding="utf-8") as f:
-            f.write(vocab.to_json())
-        info = {
-            "model_name": model_name,
-            "version": stage.version,
-            "signatures": sorted(signatures),
-            "num_items": served.num_items,
-            "num_model_items": num_model_items,
-            "new_item_ids": list(new_ids),
-            "max_k": max_k if is_retrieval else None,
-            "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
-            "requires": ["tensorflow_text"],
-            "context_features": context,
-            "model_config": model.cfg.to_dict(),
-        }
-        with open(os.path.join(assets, INFO_ASSET), "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2)
-        warmup.write(stage.path, model_name, _warmup_requests(module, served, vocab, max_k))
-
-        ops = checks.check_ops(stage.path)
-        logging.info("op types of %s:\n%s", stage.final_path, ops.summary())
-        size = checks.size_report(
-            stage.path,
-            checks.weights_bytes(model.weights),
-            catalogue_matrix_bytes=0 if embeddings is None else embeddings.nbytes,
-            catalogue_files=[
-                os.path.join("assets", name) for name in os.listdir(assets)
-            ] + [warmup.WARMUP_FILE],
-        )
-        logging.info("size of %s: %s", stage.final_path, size.summary())
-        for warning in checks.check_size(size, max_size_ratio, max_graph_mb * 1e6):
-            logging.warning("%s", warning)
-    return ExportResult(
-        path=stage.final_path,
-        version=stage.version,
-        signatures=sorted(signatures),
-        num_items=served.num_items,
-        num_new_items=len(new_ids),
-        ops=ops,
-        size=size,
-    )
-
-
-def export_run(run_dir, export_base, model_name, version=None, update_catalog=None, **kwargs):
-    """Exports the model of a training run directory (see `export_model`).
-
-    Args:
-        run_dir: directory written by `tfrec.train`.
-        update_catalog: optional CSV/JSONL of new items (`catalogue.read_update`).
-        **kwargs: `top_k_max`, `max_size_ratio`, `max_graph_mb`.
-    """
-    run = run_lib.load_run(run_dir)
-    new_items = None
-    if update_catalog:
-        catalogue = catalogue_lib.Catalogue(run.vocab.item_ids, run.item_texts)
-        new_items = catalogue_lib.read_update(update_catalog, catalogue)
-    return export_model(
-        run.model, run.vocab, run.item_texts, export_base, model_name, version=version,
-        new_items=new_items, **kwargs,
-    )
+def run(flag_values: flags.FlagValues = flags.FLAGS) -> exporter.ExportResult:
+    """Exports the run the parsed `flag_values` name."""
+    return exporter.export_run(
+        flag_values.run_dir, flag_values.export_base, flag_values.model_name, version=flag_values.version,
+        update_catalog=flag_values.update_catalog, top_k_max=flag_values.top_k_max,
+        max_size_ratio=flag_values.max_size_ratio, max_graph_mb=flag_values.max_graph_mb)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    result = export_run(
-        run_dir_lib.RUN_DIR.value, FLAGS.export_base, FLAGS.model_name, version=FLAGS.version,
-        update_catalog=FLAGS.update_catalog, top_k_max=FLAGS.top_k_max,
-        max_size_ratio=FLAGS.max_size_ratio, max_graph_mb=FLAGS.max_graph_mb,
-    )
+    try:
+        result = run(flags.FLAGS)
+    except (ValueError, OSError, checks.ExportCheckError) as error:
+        sys.exit(f"tfrec.export: error: {error}")
     print(f"exported {result.path} (version {result.version}): signatures {result.signatures}, "
           f"{result.num_items} items ({result.num_new_items} new)")
     print(result.ops.summary())
@@ -307,5 +61,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["run_dir", "model_name"])
+    define_flags()
     app.run(main)

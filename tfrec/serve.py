@@ -2,7 +2,7 @@
 
 Two back ends, one set of flags:
 
-* `--server=embedded`: the in-process Python server of `tfrec.serving`
+* `--server=embedded`: the in-process Python server of `tfrec.server`
   (PredictionService Predict/GetModelMetadata, ModelService, gRPC health).
 * `--server=tfserving`: execs `tensorflow_model_server` with the same model
   configuration, poll interval, port and batching/monitoring files.
@@ -23,46 +23,44 @@ import threading
 
 from absl import app, flags, logging
 
-from tfrec.serving import config as config_lib
-from tfrec.serving import protos
+from tfrec.server import config as config_lib
+from tfrec.server import protos
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum(
-    "server", "auto", ["auto", "embedded", "tfserving"],
-    "auto: tensorflow_model_server if on PATH, else the embedded server; embedded: the tfrec.serving "
-    "Python server; tfserving: exec tensorflow_model_server with the same configuration.",
-)
-flags.DEFINE_string("tensorflow_model_server", "tensorflow_model_server", "TF Serving binary name or path.")
-flags.DEFINE_string("host", "127.0.0.1", "Interface the embedded server binds (tensorflow_model_server binds all).")
-flags.DEFINE_integer("port", 8500, "gRPC port.")
-flags.DEFINE_string("model_config_file", None, "Text-format tensorflow.serving.ModelServerConfig file.")
-flags.DEFINE_string("model_name", None, "Name of the single model to serve (with --model_base_path).")
-flags.DEFINE_string("model_base_path", None, "Directory holding the model's numbered version directories.")
-flags.DEFINE_float(
-    "file_system_poll_wait_seconds", 1.0,
-    "Seconds between scans of the base paths for new versions; 0 scans once at start.", lower_bound=0,
-)
-flags.DEFINE_integer("max_workers", 16, "Embedded server: threads serving RPCs.", lower_bound=1)
-flags.DEFINE_integer(
-    "max_concurrent_rpcs", 256, "Embedded server: RPCs admitted at once; more get RESOURCE_EXHAUSTED.", lower_bound=1
-)
-flags.DEFINE_integer(
-    "max_message_bytes", 4 << 20,
-    "Embedded server: largest request/response in bytes; larger ones get RESOURCE_EXHAUSTED (requests up to twice "
-    "this are still read so the error can name the largest inputs).",
-    lower_bound=1024,
-)
-flags.DEFINE_float("grace_seconds", 5.0, "Embedded server: how long shutdown waits for running RPCs.", lower_bound=0)
-flags.DEFINE_bool(
-    "enable_batching", False,
-    "Batch concurrent requests on the server side (parameters from --batching_parameters_file, else TF "
-    "Serving's defaults).",
-)
-flags.DEFINE_string("batching_parameters_file", None, "Text-format tensorflow.serving.BatchingParameters file.")
-flags.DEFINE_string("monitoring_config_file", None, "Text-format tensorflow.serving.MonitoringConfig file.")
-flags.DEFINE_integer(
-    "rest_api_port", 0, "tensorflow_model_server: HTTP/REST port (also serves Prometheus metrics); 0 = off."
-)
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the flags of `python -m tfrec.serve` in `flag_values`."""
+    flags.DEFINE_enum(
+        "server", "auto", ["auto", "embedded", "tfserving"],
+        "auto: tensorflow_model_server if on PATH, else the embedded server; embedded: the tfrec.server "
+        "Python server; tfserving: exec tensorflow_model_server with the same configuration.", flag_values=flag_values)
+    flags.DEFINE_string("tensorflow_model_server", "tensorflow_model_server", "TF Serving binary name or path.", flag_values=flag_values)
+    flags.DEFINE_string("host", "127.0.0.1", "Interface the embedded server binds (tensorflow_model_server binds all).", flag_values=flag_values)
+    flags.DEFINE_integer("port", 8500, "gRPC port.", flag_values=flag_values)
+    flags.DEFINE_string("model_config_file", None, "Text-format tensorflow.serving.ModelServerConfig file.", flag_values=flag_values)
+    flags.DEFINE_string("model_name", None, "Name of the single model to serve (with --model_base_path).", flag_values=flag_values)
+    flags.DEFINE_string("model_base_path", None, "Directory holding the model's numbered version directories.", flag_values=flag_values)
+    flags.DEFINE_float(
+        "file_system_poll_wait_seconds", 1.0,
+        "Seconds between scans of the base paths for new versions; 0 scans once at start.", lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_integer("max_workers", 16, "Embedded server: threads serving RPCs.", lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer(
+        "max_concurrent_rpcs", 256, "Embedded server: RPCs admitted at once; more get RESOURCE_EXHAUSTED.", lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer(
+        "max_message_bytes", 4 << 20,
+        "Embedded server: largest request/response in bytes; larger ones get RESOURCE_EXHAUSTED (requests up to twice "
+        "this are still read so the error can name the largest inputs).",
+        lower_bound=1024, flag_values=flag_values)
+    flags.DEFINE_float("grace_seconds", 5.0, "Embedded server: how long shutdown waits for running RPCs.", lower_bound=0, flag_values=flag_values)
+    flags.DEFINE_bool(
+        "enable_batching", False,
+        "Batch concurrent requests on the server side (parameters from --batching_parameters_file, else TF "
+        "Serving's defaults).", flag_values=flag_values)
+    flags.DEFINE_string("batching_parameters_file", None, "Text-format tensorflow.serving.BatchingParameters file.", flag_values=flag_values)
+    flags.DEFINE_string("monitoring_config_file", None, "Text-format tensorflow.serving.MonitoringConfig file.", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "rest_api_port", 0, "tensorflow_model_server: HTTP/REST port (also serves Prometheus metrics); 0 = off.", flag_values=flag_values)
 
 
 def _model_config():
@@ -96,7 +94,7 @@ def tfserving_argv(binary: str) -> list:
 
 
 def _serve_embedded(model_config, batching_parameters):
-    from tfrec.serving.server import Server, ServerOptions  # imports TensorFlow
+    from tfrec.server.server import Server, ServerOptions  # imports TensorFlow
 
     if FLAGS.rest_api_port:
         raise app.UsageError("--rest_api_port needs --server=tfserving: the embedded server speaks gRPC only")
@@ -152,4 +150,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

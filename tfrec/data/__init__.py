@@ -3,14 +3,17 @@
 Example:
 
 >>> from tfrec import data
->>> ds = data.load("synthetic:users=50,items=80,per_user=12")
->>> sp = data.split_interactions(ds, "leave_last_out")
->>> vocab = data.Vocabulary.from_data(ds)
->>> examples = data.build_examples(ds, sp, vocab, history_length=10)
->>> sorted(examples), examples["test"]["history_item_ids"].shape
+>>> prepared = data.prepare(data.DataConfig(source="synthetic:users=50,items=80,per_user=12",
+...                                         history_length=10))
+>>> sorted(prepared.examples), prepared.examples["test"]["history_item_ids"].shape
 (['test', 'train', 'valid'], (50, 10))
+
+`from_dataframes(interactions, items)` does the same for pandas DataFrames;
+`load`, `split_interactions`, `Vocabulary.from_data` and `build_examples` are
+the steps `prepare` runs.
 """
 
+from tfrec.data.dataframes import from_dataframes
 from tfrec.data.dataset import InteractionData, RawTable, assemble
 from tfrec.data.errors import (
     DataError,
@@ -30,9 +33,10 @@ from tfrec.data.errors import (
     UnknownUserError,
 )
 from tfrec.data.examples import FEATURES, build_examples, iter_examples
-from tfrec.data.texts import item_text, item_texts
+from tfrec.data.texts import item_text, item_texts, item_titles
 from tfrec.data.sources import load
 from tfrec.data.splits import SPLITS, Split, split_interactions
+from tfrec.data.prepared import DataConfig, PreparedData, prepare
 from tfrec.data.table import ColumnMap
 from tfrec.data.vocabulary import Vocabulary
 

@@ -12,37 +12,44 @@ import sys
 
 from absl import app, flags
 
+from tfrec import config_flags
+from tfrec.config import ConfigError
 from tfrec.data import errors, examples, summary, texts, vocabulary
-from tfrec.data import flags as data_flags
+from tfrec.data.prepared import DataConfig, prepare
 
 COMMANDS = ("describe", "convert")
-
-flags.DEFINE_enum("format", "text", ["text", "json"], "describe: output format.")
-flags.DEFINE_string("output_dir", None, "convert: directory to write the TFRecord shards to (replaced atomically).")
-flags.DEFINE_integer("num_shards", 4, "convert: TFRecord files per split.")
-flags.DEFINE_integer("chunk_size", 65536, "convert: examples built and written at a time (bounds memory).")
-
 FLAGS = flags.FLAGS
 
 
-def describe():
-    """Prints the statistics of the data selected by the flags."""
-    ds, split, _, built = data_flags.from_flags()
-    stats = summary.describe(ds, split, built)
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the flags of `python -m tfrec.data` in `flag_values`."""
+    config_flags.define_flags(DataConfig, flag_values)
+    flags.DEFINE_enum("format", "text", ["text", "json"], "describe: output format.", flag_values=flag_values)
+    flags.DEFINE_string("output_dir", None, "convert: directory to write the TFRecord shards to (replaced "
+                        "atomically).", flag_values=flag_values)
+    flags.DEFINE_integer("num_shards", 4, "convert: TFRecord files per split.", flag_values=flag_values)
+    flags.DEFINE_integer("chunk_size", 65536, "convert: examples built and written at a time (bounds memory).",
+                         flag_values=flag_values)
+
+
+def describe(config):
+    """Prints the statistics of the data `config` selects."""
+    prepared = prepare(config)
+    stats = summary.describe(prepared.tables, prepared.split, prepared.examples)
     print(json.dumps(stats, indent=2) if FLAGS.format == "json" else summary.format_text(stats))
 
 
-def convert():
+def convert(config):
     """Writes the examples of every split as sharded TFRecords, plus the vocabulary."""
     if not FLAGS.output_dir:
         raise app.UsageError("convert needs --output_dir")
     from tfrec.data import tfrecord  # TensorFlow is only needed here
 
-    ds = data_flags.load_from_flags()
-    split = data_flags.split_from_flags(ds)
+    ds = config.load_tables()
+    split = config.split_tables(ds)
     vocab = vocabulary.Vocabulary.from_data(ds)
     chunks = {
-        name: examples.iter_examples(ds, split, vocab, FLAGS.history_length, name, FLAGS.chunk_size)
+        name: examples.iter_examples(ds, split, vocab, config.history_length, name, FLAGS.chunk_size)
         for name in ("train", "valid", "test")
     }
     metadata = tfrecord.write_tfrecords(
@@ -50,7 +57,7 @@ def convert():
         split.sizes(),
         FLAGS.output_dir,
         FLAGS.num_shards,
-        FLAGS.history_length,
+        config.history_length,
         vocab=vocab,
         item_texts=texts.item_texts(ds.items, vocab),
         extra={"source": ds.name, "split": split.name, "skipped": ds.skipped},
@@ -63,7 +70,8 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: python -m tfrec.data {{{'|'.join(COMMANDS)}}} --source=... [flags]")
     try:
-        {"describe": describe, "convert": convert}[argv[1]]()
-    except errors.DataError as error:
-        print(f"error: {error}", file=sys.stderr)
+        config = config_flags.from_flags(DataConfig, FLAGS)
+        {"describe": describe, "convert": convert}[argv[1]](config)
+    except (errors.DataError, ConfigError) as error:
+        print(f"error: {config_flags.flag_message(error)}", file=sys.stderr)
         sys.exit(2)

@@ -230,7 +230,8 @@ def _text_column(raw, field, checker, keep, required, separator=None):
 
 def _clean_items(raw, checker, genres_separator):
     _require(raw, [schema.ITEM_ID], "the item catalogue")
-    if schema.TITLE not in raw.frame.columns and schema.DESCRIPTION not in raw.frame.columns:
+    chosen = any(column.startswith(schema.TEXT_COLUMN_PREFIX) for column in raw.frame.columns)
+    if schema.TITLE not in raw.frame.columns and schema.DESCRIPTION not in raw.frame.columns and not chosen:
         raise errors.MissingColumnError(
             f"the item catalogue needs a '{schema.TITLE}' or '{schema.DESCRIPTION}' column; "
             f"the file has {list(raw.frame.columns)}",
@@ -244,19 +245,23 @@ def _clean_items(raw, checker, genres_separator):
             table[field] = _text_column(raw, field, checker, keep, required=False, separator=separator)
         else:
             table[field] = np.full(len(raw.frame), "", dtype=object)
+    chosen = [column for column in raw.frame.columns if column.startswith(schema.TEXT_COLUMN_PREFIX)]
+    for column in chosen:
+        table[column] = _text_column(raw, column, checker, keep, required=False)
     table = pd.DataFrame(table)
-    no_text = (table[schema.TITLE] == "") & (table[schema.DESCRIPTION] == "")
+    text_fields = chosen or [schema.TITLE, schema.DESCRIPTION]
+    no_text = (table[text_fields] == "").all(axis=1)
     keep &= checker.check(
         keep & no_text.to_numpy(dtype=bool),
         errors.EmptyTextError,
         raw.file,
         raw.rows,
-        schema.TITLE,
-        table[schema.TITLE].to_numpy(),
-        "a non-empty title or description",
+        text_fields[0],
+        table[text_fields[0]].to_numpy(),
+        f"a non-empty {' or '.join(name.removeprefix(schema.TEXT_COLUMN_PREFIX) for name in text_fields)}",
     )
     _check_unique(raw, table, schema.ITEM_ID, checker, keep)
-    return table[keep].reset_index(drop=True)[[schema.ITEM_ID, *schema.TEXT_FIELDS]]
+    return table[keep].reset_index(drop=True)[[schema.ITEM_ID, *schema.TEXT_FIELDS, *chosen]]
 
 
 def _clean_users(raw, checker):

@@ -11,7 +11,9 @@ Interactions (one row per behaviour), as a pandas DataFrame:
 | event     | str     | no       | event type, e.g. view / click / purchase |
 
 Item catalogue (one row per item): `item_id` (str, unique) plus text fields
-`title`, `description`, `genres` (str; `genres` is "|"-separated tags).
+`title`, `description`, `genres` (str; `genres` is "|"-separated tags), and,
+when the text is built from chosen columns (`DataConfig.text_cols`), one
+`text.<column>` field (str) per chosen column.
 
 Examples (one per target interaction) are dicts of tensors named below. Item
 and user ids are mapped to dense indices by `tfrec.data.vocabulary`: index 0
@@ -38,6 +40,9 @@ TITLE = "title"
 DESCRIPTION = "description"
 GENRES = "genres"
 TEXT_FIELDS = (TITLE, DESCRIPTION, GENRES)
+# Prefix of the catalogue columns that hold the item text chosen with
+# `DataConfig.text_cols` ("text.brand" for a file column "brand").
+TEXT_COLUMN_PREFIX = "text."
 
 # Example feature names (tensors).
 USER_INDEX = "user_index"  # int32 []

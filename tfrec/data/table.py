@@ -15,6 +15,8 @@ Example:
 
 import dataclasses
 
+import pandas as pd
+
 from tfrec.data import errors, readers, schema
 from tfrec.data.dataset import assemble
 
@@ -27,7 +29,9 @@ class ColumnMap:
 
     `rating`, `event`, `title`, `description` and `genres` are optional: when
     left at their default and absent from the file, the field is absent (or
-    empty text); when set to another name, that column must exist.
+    empty text); when set to another name, that column must exist. `text`
+    names item columns whose values, in this order, make the item text
+    (default: title, genres, description); each must exist.
     """
 
     user: str = schema.USER_ID
@@ -38,6 +42,7 @@ class ColumnMap:
     title: str = schema.TITLE
     description: str = schema.DESCRIPTION
     genres: str = schema.GENRES
+    text: tuple = ()
 
     def fields(self, role):
         """(canonical name, file column, required) of the fields of one file role."""
@@ -55,6 +60,7 @@ class ColumnMap:
                 (schema.TITLE, self.title, False),
                 (schema.DESCRIPTION, self.description, False),
                 (schema.GENRES, self.genres, False),
+                *((schema.TEXT_COLUMN_PREFIX + column, column, True) for column in self.text),
             ]
         return [(schema.USER_ID, self.user, True)]
 
@@ -81,13 +87,29 @@ def load_table(files, columns=None, checker=None, delimiter=None, **assemble_opt
             f"table source needs interactions=FILE,items=FILE[,users=FILE]; "
             f"got roles {sorted(files)}" + (f", unknown {unknown}" if unknown else "")
         )
+    checker = checker or errors.RowChecker()
+    raws = {role: readers.read_table(path, checker, delimiter) for role, path in files.items()}
+    name = "table:" + ",".join(f"{role}={path}" for role, path in files.items())
+    return assemble_tables(name, raws, columns, checker, **assemble_options)
+
+
+def assemble_tables(name, raws, columns=None, checker=None, **assemble_options):
+    """Maps the columns of raw tables to the canonical fields and validates them.
+
+    Args:
+        name: name of the data set.
+        raws: dict role -> `RawTable` ("interactions", "items", optional "users"),
+            with the file's own column names.
+        columns: `ColumnMap` (default: canonical names).
+        checker: `errors.RowChecker` applying the bad-row policy.
+        **assemble_options: see `dataset.assemble`.
+
+    Returns:
+        `InteractionData`.
+    """
     columns = columns or ColumnMap()
     checker = checker or errors.RowChecker()
-    tables = {
-        role: _mapped(readers.read_table(path, checker, delimiter), columns.fields(role), role)
-        for role, path in files.items()
-    }
-    name = "table:" + ",".join(f"{role}={path}" for role, path in files.items())
+    tables = {role: _mapped(raw, columns.fields(role), role) for role, raw in raws.items()}
     return assemble(name, tables["interactions"], tables["items"], tables.get("users"), checker, **assemble_options)
 
 
@@ -97,7 +119,12 @@ def _mapped(raw, fields, role):
     renames = {}
     for canonical, column, required in fields:
         if column in present:
-            renames[column] = canonical
+            renames[canonical] = column
+        elif canonical.startswith(schema.TEXT_COLUMN_PREFIX):
+            raise errors.UnknownColumnError(
+                f"column {column!r} (given in DataConfig.text_cols) is not in the file; it has {sorted(present)}",
+                file=raw.file,
+            )
         elif column != canonical:
             raise errors.UnknownColumnError(
                 f"column {column!r} (given for {canonical}) is not in the file; it has {sorted(present)}",
@@ -105,16 +132,18 @@ def _mapped(raw, fields, role):
             )
         elif required:
             raise errors.MissingColumnError(
-                f"the {role} table needs a {canonical!r} column (or name it with --{_FLAG[canonical]}); "
-                f"the file has {sorted(present)}",
+                f"the {role} table needs a {canonical!r} column (or name its column with "
+                f"DataConfig.{_COLUMN_FIELD[canonical]}=...); the file has {sorted(present)}",
                 file=raw.file,
             )
-    keep = list(raw.frame.columns) if role == "users" else list(renames)
-    raw.frame = raw.frame[keep].rename(columns=renames)
+    if role == "users":
+        raw.frame = raw.frame.rename(columns={column: canonical for canonical, column in renames.items()})
+    else:  # one file column may feed two fields (e.g. the title, and the text)
+        raw.frame = pd.DataFrame({canonical: raw.frame[column] for canonical, column in renames.items()})
     return raw
 
 
-_FLAG = {
+_COLUMN_FIELD = {
     schema.USER_ID: "user_col",
     schema.ITEM_ID: "item_col",
     schema.TIMESTAMP: "time_col",

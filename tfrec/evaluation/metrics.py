@@ -1,4 +1,4 @@
-"""Full-catalogue ranking, rating and click metrics (the GUIDE §3 protocol).
+"""Full-catalogue ranking, rating and click metrics (the protocol of docs/evaluation.md).
 
 Ranking protocol: every catalogue item (columns 1..num_items of a score
 matrix) is a candidate for every example. Items the user interacted with
@@ -14,7 +14,7 @@ candidates whose score is greater than *or equal to* the target's score, i.e.
 every item tied with the target is ranked before it. A model that gives the
 same score to everything therefore gets the worst rank, never a lucky one.
 `ties="optimistic"` counts only strictly greater scores (every tie ranked
-after the target): the convention of the GUIDE §3 reference figures, kept to
+after the target): the convention of the reference figures of docs/evaluation.md, kept to
 reproduce them. Scores must be finite.
 
 From the rank `r` of the single target of each example:

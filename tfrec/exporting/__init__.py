@@ -1,8 +1,13 @@
-"""Pieces of the SavedModel export (`tfrec.export` is the entry point).
+"""The SavedModel export: `export_model`, `export_run`, `load` (`tfrec.export` is the command line).
 
+- `exporter`: `export_model` / `export_run`, the whole export;
 - `layout`: versioned, atomic `BASE/NAME/VERSION/` directories;
 - `catalogue`: the served item ids and texts, and `--update_catalog` files;
 - `serving_module`: the `tf.Module` whose functions are the signatures;
 - `checks`: op types allowed in the graph, size against the weights;
 - `warmup`: `assets.extra/tf_serving_warmup_requests`.
 """
+
+from tfrec.exporting.exporter import ExportResult, export_model, export_run, load
+
+__all__ = ["ExportResult", "export_model", "export_run", "load"]

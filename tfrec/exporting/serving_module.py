@@ -45,9 +45,12 @@ Example:
 {'item_ids': <tf.Tensor: shape=(1, 5), dtype=string ...>, 'scores': ...}
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tfrec.data import schema
+from tfrec.models.catalogue_retrieval import CatalogueRetrieval
+from tfrec.models.features import history_features
 
 RECOMMEND = "recommend"
 RECOMMEND_FROM_TEXT = "recommend_from_text"
@@ -67,51 +70,6 @@ _TIMESTAMP = tf.TensorSpec([None], tf.int64, name="timestamp")
 _HISTORY_EVENTS = tf.TensorSpec([None, None], tf.string, name="history_events")
 _USER_ID = tf.TensorSpec([None], tf.string, name="user_id")
 _CONTEXT = [_HISTORY_RATINGS, _HISTORY_TIMESTAMPS, _HISTORY_EVENTS, _TIMESTAMP, _USER_ID]
-
-
-def history_features(indices, targets=None, context=None, default_event=0):
-    """Builds the schema features the models read from item indices.
-
-    The client pads with "" anywhere; the towers expect real items most
-    recent last and left-padded with 0, so real entries (and their context)
-    are moved to the right keeping their order. Without `context` ratings,
-    timestamps and the user are absent (0, as for padding).
-
-    Args:
-        indices: int32 [B, N] history item indices, 0 = padding.
-        targets: optional int32 [B] target (candidate) item indices, default 0.
-        context: optional dict of already checked tensors: `ratings` float32
-            [B, N], `timestamps` int64 [B, N], `events` int32 [B, N] (event
-            indices, 0 = not given), `now` int64 [B], `users` int32 [B].
-        default_event: event index of real history items given no event.
-
-    Returns:
-        dict of schema feature name -> tensor with batch size B.
-    """
-    is_item = indices > 0
-    order = tf.argsort(tf.cast(is_item, tf.int32), axis=1, stable=True)
-    batch = tf.shape(indices)[0]
-    context = dict(context or {})
-
-    def aligned(name, dtype):
-        values = context.get(name, tf.zeros(tf.shape(indices), dtype))
-        return tf.gather(tf.where(is_item, values, tf.zeros_like(values)), order, batch_dims=1)
-
-    events = aligned("events", tf.int32)
-    history = tf.gather(indices, order, batch_dims=1)
-    return {
-        schema.USER_INDEX: context.get("users", tf.zeros([batch], tf.int32)),
-        schema.HISTORY_ITEM_IDS: history,
-        schema.HISTORY_LENGTH: tf.reduce_sum(tf.cast(is_item, tf.int32), axis=1),
-        schema.HISTORY_RATINGS: aligned("ratings", tf.float32),
-        schema.HISTORY_EVENTS: tf.where(tf.logical_and(history > 0, events == 0), default_event, events),
-        schema.HISTORY_TIMESTAMPS: aligned("timestamps", tf.int64),
-        schema.TARGET_ITEM_ID: tf.zeros([batch], tf.int32) if targets is None else targets,
-        schema.TARGET_RATING: tf.zeros([batch], tf.float32),
-        schema.TARGET_EVENT: tf.zeros([batch], tf.int32),
-        schema.TARGET_TIMESTAMP: context.get("now", tf.zeros([batch], tf.int64)),
-        schema.LABEL: tf.zeros([batch], tf.float32),
-    }
 
 
 def _checked_shapes(indices, context):
@@ -164,16 +122,6 @@ def context_features(model):
     if cfg.use_user_ids:
         features.append(schema.USER_INDEX)
     return features
-
-
-def default_event(model):
-    """Event index given to history items without one: the only event type, if there is one."""
-    return 1 if model.num_events == 2 else 0
-
-
-def tasks(model):
-    """(is_retrieval, is_ranking) of a `tfrec.models.Recommender`."""
-    return bool(model.has_retrieval), bool(model.has_ranking)
 
 
 def _file_table(path, key, value, default):
@@ -239,7 +187,7 @@ class RecommenderServing(tf.Module):
     def __init__(self, model, catalogue, ids_file, num_model_items, catalogue_embeddings=None, max_k=None,
                  users_file=None, events_file=None):
         super().__init__()
-        self.is_retrieval, self.is_ranking = tasks(model)
+        self.is_retrieval, self.is_ranking = model.has_retrieval, model.has_ranking
         if self.is_ranking and num_model_items != catalogue.num_items:
             raise ValueError(
                 "a ranking model cannot score items added after training: the catalogue has "
@@ -256,7 +204,7 @@ class RecommenderServing(tf.Module):
                              "and event names to the model's indices")
         self.user_table = _file_table(users_file, (tf.string, line), (tf.int64, line_number), -1)
         self.event_table = _file_table(events_file, (tf.string, line), (tf.int64, line_number), -1)
-        self.default_event = default_event(model)
+        self.default_event = model.default_event
         if self.is_retrieval:
             self.id_table = _file_table(ids_file, (tf.int64, line_number), (tf.string, line), "")
             if catalogue_embeddings is None or catalogue_embeddings.shape[0] != self.num_items:
@@ -268,9 +216,10 @@ class RecommenderServing(tf.Module):
             if max_k is None or not 1 <= max_k <= self.num_items:
                 raise ValueError(f"max_k must be in [1, {self.num_items}], got {max_k}")
             self.max_k = max_k
-            self.catalogue_embeddings = tf.Variable(
-                catalogue_embeddings, trainable=False, dtype=tf.float32, name="catalogue_embeddings"
-            )
+            # Row 0 is padding, as in the model's own store; never returned.
+            padded = np.concatenate([np.zeros_like(catalogue_embeddings[:1]), catalogue_embeddings], axis=0)
+            # Untracked like the model: its variable is saved through `model_variables`.
+            object.__setattr__(self, "_retrieval", CatalogueRetrieval(padded.astype(np.float32), name="catalogue"))
         self._make_functions()
         self.model_variables = used_variables(self.signatures().values())
         # tf.saved_model.save traces again in its own context: fresh functions
@@ -338,25 +287,17 @@ class RecommenderServing(tf.Module):
         )
 
     def _top_k(self, queries, k, exclude=None):
-        scores = tf.matmul(queries, self.catalogue_embeddings, transpose_b=True)
-        if exclude is not None:
-            positions = tf.where(exclude > 0)
-            columns = tf.cast(tf.gather_nd(exclude, positions) - 1, tf.int64)
-            scores = tf.tensor_scatter_nd_update(
-                scores,
-                tf.stack([positions[:, 0], columns], axis=1),
-                tf.fill(tf.shape(columns), float("-inf")),
-            )
         with tf.control_dependencies([self._check_k(k)]):
-            top = tf.math.top_k(scores, k=k)
+            scores, indices = self._retrieval.top_k(queries, k, exclude)
         enough = tf.debugging.Assert(
-            tf.reduce_all(tf.math.is_finite(top.values)),
+            tf.reduce_all(tf.math.is_finite(scores)),
             ["k =", k, "exceeds the number of catalogue items left after excluding the history"],
             name="check_k_after_exclusion",
         )
         with tf.control_dependencies([enough]):
-            item_ids = self.id_table.lookup(tf.cast(top.indices, tf.int64))
-            return {"item_ids": item_ids, "scores": tf.identity(top.values)}
+            # Line i of the ids file holds the id of catalogue index i + 1.
+            item_ids = self.id_table.lookup(tf.cast(indices - 1, tf.int64))
+            return {"item_ids": item_ids, "scores": tf.identity(scores)}
 
     def _recommend(self, history, k, context=None):
         """Top-k catalogue items for behaviour histories (history items excluded)."""

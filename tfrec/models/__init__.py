@@ -1,38 +1,33 @@
-"""tfrec models: item and behaviour towers, retrieval / ranking / multitask models.
+"""tfrec models: item and behaviour towers, task layers, the `Recommender`.
 
 Example:
 
 >>> from tfrec.models import ModelConfig, build_model
->>> model = build_model(ModelConfig(task="retrieval", encoder="tiny"), vocab, item_texts)
+>>> model = build_model(ModelConfig(task="retrieval", encoder="tiny"), data)   # data: tfrec.data.PreparedData
+>>> item_ids, scores = model.recommend([["i1", "i7"]], k=5)
 """
 
 from tfrec.models.behaviour_tower import BehaviourTextTower, BehaviourTower, verbalise_history
+from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.config import ModelConfig
+from tfrec.models.features import history_features
 from tfrec.models.item_tower import ItemTower
+from tfrec.models.ranking_task import RankingTask
 from tfrec.models.rating_head import RatingHead
-from tfrec.models.recommender import (
-    MultitaskModel,
-    RankingModel,
-    Recommender,
-    RetrievalModel,
-    build_model,
-)
+from tfrec.models.recommender import Recommender, build_model
 from tfrec.models.retrieval_task import RetrievalTask
-from tfrec.models.run import Run, load_run
 
 __all__ = [
     "BehaviourTextTower",
     "BehaviourTower",
+    "CatalogueRetrieval",
     "ItemTower",
     "ModelConfig",
-    "MultitaskModel",
-    "RankingModel",
+    "RankingTask",
     "RatingHead",
     "Recommender",
-    "RetrievalModel",
     "RetrievalTask",
-    "Run",
     "build_model",
-    "load_run",
+    "history_features",
     "verbalise_history",
 ]

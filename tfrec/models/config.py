@@ -1,7 +1,7 @@
 """`ModelConfig`: every hyper-parameter of the tfrec models, one flat dataclass.
 
 Field names double as `tfrec.train` flag names. Every field has a default, and
-`validate()` names the bad field and value.
+`validate()` raises `tfrec.config.ConfigError` naming the bad field and value.
 
 Example:
 
@@ -11,15 +11,20 @@ True
 """
 
 import dataclasses
+import re
+from typing import ClassVar
+
+from tfrec.config import Config, require
 
 TASKS = ("retrieval", "ranking", "multitask")
 HISTORY_ENCODERS = ("transformer", "attention", "mean")
 SOFTMAXES = ("full", "in_batch")
 RANKING_TARGETS = ("rating", "click")
+TRAINABLE = re.compile(r"^(all|none|top:\d+)$")
 
 
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(Config):
     """Hyper-parameters of `build_model`.
 
     Attributes:
@@ -101,53 +106,31 @@ class ModelConfig:
     ranking_weight: float = 1.0
     seed: int = 0
 
+    CHOICES: ClassVar[dict] = {
+        "task": TASKS,
+        "history_encoder": HISTORY_ENCODERS,
+        "softmax": SOFTMAXES,
+        "ranking_target": RANKING_TARGETS,
+        "pooling": ("mean", "cls"),
+    }
+
     def validate(self):
-        """Raises ValueError naming the first invalid field; returns self."""
-        choices = {
-            "task": TASKS,
-            "history_encoder": HISTORY_ENCODERS,
-            "softmax": SOFTMAXES,
-            "ranking_target": RANKING_TARGETS,
-            "pooling": ("mean", "cls"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"ModelConfig.{name}={getattr(self, name)!r}: expected one of {allowed}"
-                )
-        if not (self.use_text or self.use_item_ids):
-            raise ValueError("ModelConfig: use_text and use_item_ids are both false; "
-                             "items need at least one representation")
-        if self.behaviour_text and not self.use_text:
-            raise ValueError("ModelConfig.behaviour_text=True needs use_text=True")
+        """Raises `ConfigError` naming the first invalid field; returns self."""
+        self.check_choices()
+        require(self.use_text or self.use_item_ids,
+                "ModelConfig: use_text and use_item_ids are both false; items need at least one representation")
+        require(not self.behaviour_text or self.use_text, "ModelConfig.behaviour_text=True needs use_text=True")
+        require(bool(TRAINABLE.match(self.encoder_trainable)),
+                f"{self.name('encoder_trainable')}: expected 'all', 'none' or 'top:N' (N an integer)")
         for name in ("dropout", "id_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected 0 <= value < 1")
+            self.check_range(name, minimum=0.0, below=1.0)
         for name in ("embedding_dim", "history_heads", "sequence_length",
                      "behaviour_text_items", "behaviour_text_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected >= 1")
+            self.check_range(name, minimum=1)
         for name in ("history_layers", "hard_negatives", "dcn_layers", "text_refresh_items"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r}: expected >= 0")
-        if self.temperature <= 0:
-            raise ValueError(f"ModelConfig.temperature={self.temperature!r}: expected > 0")
-        if self.embedding_dim % self.history_heads:
-            raise ValueError(
+            self.check_range(name, minimum=0)
+        self.check_range("temperature", above=0)
+        require(self.embedding_dim % self.history_heads == 0,
                 f"ModelConfig.embedding_dim={self.embedding_dim} must be divisible by "
-                f"history_heads={self.history_heads}"
-            )
+                f"history_heads={self.history_heads}")
         return self
-
-    def to_dict(self):
-        """Returns a JSON-serialisable dict of all fields."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        """Builds a config from a dict; unknown keys raise ValueError naming them."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown fields {unknown}; known fields are {sorted(known)}")
-        return cls(**values)

@@ -2,8 +2,8 @@
 
 Item text goes through a `TextEncoder` (BERT), a per-dimension
 standardisation (statistics of the catalogue) and a projection; an optional
-item-id embedding is added; the sum is L2-normalised. The frozen part of the
-encoder is run once over the whole catalogue when the tower is built and cached
+item-id embedding is added; the sum is L2-normalised. `build()` runs the
+frozen part of the encoder once over the whole catalogue and caches it
 (pooled vectors when the encoder is frozen; the hidden states at the
 frozen/trainable boundary for `top:N`; token ids for `all`), so a training step
 only runs the trainable top layers, once per unique item.
@@ -16,6 +16,7 @@ Example:
 
 >>> tower = ItemTower(item_texts=["", "star wars. sci-fi", "amelie. comedy"],
 ...                   embedding_dim=16, encoder={"source": "tiny"})
+>>> tower.build()  # encodes the catalogue
 >>> tower(tf.constant([[1, 2]])).shape
 TensorShape([1, 2, 16])
 """
@@ -24,13 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrec.text_encoder import TINY, TextEncoder
+from tfrec.text_encoder import TextEncoder
 
 CACHE_BATCH = 128
-# The frozen encoder states of the last catalogue encoded in this process:
-# pretrained (or seeded "tiny") weights give the same states, so models built
-# again on the same texts (other seeds, reloads) reuse them.
-_FROZEN_STATES = {}
 # Standardising divides each text dimension by its spread over the catalogue.
 # Sentence encoders have near-constant dimensions (MiniLM has three, with
 # standard deviations of 0, 0 and 6e-9), which that would stretch up to 10^7
@@ -104,50 +101,70 @@ class ItemTower(keras.layers.Layer):
             self.text_encoder = TextEncoder(**self.encoder_args, seed=seed)
             self.text_projection = keras.layers.Dense(embedding_dim, name="text_projection")
             self.text_normalization = keras.layers.Normalization(name="text_normalization")
-            self._cache_catalogue_text()
-            # Standardise each BERT dimension over the catalogue: sentence
-            # embeddings share a large common direction that would otherwise
-            # dominate the projected item vectors.
-            text_vectors = self._catalogue_text_vectors(tf.range(self.num_rows, dtype=tf.int32), training=False)
-            adapt_standardization(self.text_normalization, text_vectors)
-            if self._mode != "pooled":
-                # Last computed text vector of every item, for `refresh_items`.
-                self.text_bank = keras.Variable(text_vectors, trainable=False, name="text_bank")
         if use_item_ids:
             self.id_embedding = keras.layers.Embedding(
                 self.num_rows, embedding_dim, name="item_id_embedding",
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed))
         self.seed_generator = keras.random.SeedGenerator(seed)
 
+    def catalogue_tokens(self):
+        """The tokenised catalogue texts, without the padding columns no text uses."""
+        tokens = self.text_encoder.tokenize(tf.constant(self.item_texts))
+        length = int(tf.reduce_max(tf.reduce_sum(tokens["padding_mask"], axis=1)))
+        return {name: value[:, :length] for name, value in tokens.items()}
+
     def _cache_catalogue_text(self):
         """Runs the frozen part of the encoder over every catalogue text once."""
         encoder = self.text_encoder
-        tokens = encoder.tokenize(tf.constant(self.item_texts))
-        # Trim padding columns no catalogue text uses.
-        length = int(tf.reduce_max(tf.reduce_sum(tokens["padding_mask"], axis=1)))
-        tokens = {name: value[:, :length] for name, value in tokens.items()}
+        tokens = self.catalogue_tokens()
         self._padding_mask = tokens["padding_mask"]
         if encoder.trainable_spec == "all":
             self._mode = "tokens"
             self._tokens = tokens
             return
         self._mode = "pooled" if encoder.num_trainable_layers == 0 else "hidden"
-        key = (encoder.source, encoder.sequence_length, encoder.pooling, encoder.split_layer,
-               encoder.seed if encoder.source == TINY else None, self._mode, tuple(self.item_texts))
-        if key not in _FROZEN_STATES:
-            chunks = []
-            for start in range(0, self.num_rows, CACHE_BATCH):
-                part = {name: value[start:start + CACHE_BATCH] for name, value in tokens.items()}
-                hidden = encoder.encode_lower(part)
-                if self._mode == "pooled":
-                    hidden = encoder.pool(hidden, part["padding_mask"])
-                chunks.append(hidden)
-            _FROZEN_STATES.clear()
-            _FROZEN_STATES[key] = tf.concat(chunks, axis=0)
-        self._text_cache = _FROZEN_STATES[key]
+        chunks = []
+        for start in range(0, self.num_rows, CACHE_BATCH):
+            part = {name: value[start:start + CACHE_BATCH] for name, value in tokens.items()}
+            hidden = encoder.encode_lower(part)
+            if self._mode == "pooled":
+                hidden = encoder.pool(hidden, part["padding_mask"])
+            chunks.append(hidden)
+        self._text_cache = tf.concat(chunks, axis=0)
+
+    def encode_catalogue(self):
+        """(Re-)encodes the catalogue texts with the encoder's current weights.
+
+        `build` calls it; call it again after changing the frozen encoder's
+        weights (e.g. `tfrec.training.text_adaptation`). A frozen encoder's
+        pooled vectors are kept as a weight (`text_vectors`), so a model
+        saved after adapting its encoder loads back the adapted vectors.
+        """
+        self._cache_catalogue_text()
+        if self._mode == "pooled":
+            if getattr(self, "text_vectors", None) is None:
+                self.text_vectors = keras.Variable(self._text_cache, trainable=False, name="text_vectors")
+            else:
+                self.text_vectors.assign(self._text_cache)
+            self._text_cache = None  # read from `text_vectors`
+        # Standardise each BERT dimension over the catalogue: sentence
+        # embeddings share a large common direction that would otherwise
+        # dominate the projected item vectors.
+        text_vectors = self._catalogue_text_vectors(tf.range(self.num_rows, dtype=tf.int32), training=False)
+        adapt_standardization(self.text_normalization, text_vectors)
+        if self._mode != "pooled":
+            # Last computed text vector of every item, for `refresh_items`.
+            if getattr(self, "text_bank", None) is None:
+                self.text_bank = keras.Variable(text_vectors, trainable=False, name="text_bank")
+            else:
+                self.text_bank.assign(text_vectors)
 
     def build(self, input_shape=None):
+        """Encodes the catalogue's texts (frozen layers, once) and creates the weights."""
+        if self.built:
+            return
         if self.text_encoder is not None:
+            self.encode_catalogue()
             self.text_projection.build((None, self.text_encoder.hidden_dim))
         if self.use_item_ids:
             self.id_embedding.build((None,))
@@ -156,7 +173,7 @@ class ItemTower(keras.layers.Layer):
     def _catalogue_text_vectors(self, ids, training):
         encoder = self.text_encoder
         if self._mode == "pooled":
-            return tf.gather(self._text_cache, ids)
+            return tf.gather(self.text_vectors, ids)
         mask = tf.gather(self._padding_mask, ids)
         if self._mode == "hidden":
             hidden = tf.gather(self._text_cache, ids)

@@ -1,60 +1,59 @@
-"""Sequential recommenders: retrieval, ranking and multitask Keras models.
+"""`Recommender`: sequential retrieval, ranking and multitask models in one Keras model.
 
-All three share one structure: an `ItemTower` embeds the catalogue (text through
-BERT and/or ids); a `BehaviourTower` reads the user's history as a sequence of
-those item embeddings and gives, at every position, a causal summary of the
-behaviours so far (or a `BehaviourTextTower` encodes the verbalised history);
-task heads score the next item:
+An `ItemTower` embeds the catalogue (text through BERT and/or ids); a
+`BehaviourTower` reads the user's history as a sequence of those item
+embeddings and gives, at every position, a causal summary of the behaviours
+so far (or a `BehaviourTextTower` encodes the verbalised history). The model
+is composed of the task layers its `ModelConfig.task` names:
 
-- retrieval (`RetrievalModel`): cosine(query, item) / temperature, trained with
-  a full-catalogue or in-batch softmax (`RetrievalTask`);
-- ranking (`RankingModel`): a predicted rating (MSE) or click probability
-  (binary cross-entropy against sampled negatives) from a `RatingHead`;
-- multitask (`MultitaskModel`): both heads on the shared towers, losses weighted
-  by `retrieval_weight` and `ranking_weight`.
+- retrieval: cosine(query, item) / temperature, trained with a full-catalogue
+  or in-batch softmax (`RetrievalTask`);
+- ranking: a predicted rating (squared error) or click probability (binary
+  cross-entropy against sampled negatives) from a `RatingHead`, scored by
+  `RankingTask`;
+- multitask: both, on the shared towers, losses weighted by
+  `retrieval_weight` and `ranking_weight`.
 
-Models take the schema feature dicts of `tfrec.data.build_examples` and compute
-their own loss, so `model.compile(optimizer)` + `model.fit(dataset)` train them.
-A history window of N behaviours plus its target carries N next-item
-predictions; with `sequence_training` the training loss uses all of them and
-`train_examples` keeps one non-overlapping window per user stretch instead of
-every overlapping per-target example (SASRec-style). Evaluation losses and
-predictions use the last position (the example's target) only.
+The Keras contract, as in TFRS and keras-rs: `call` (and so `predict`) returns
+predictions, the query embedding after each history (retrieval) and the
+rating or click probability of `target_item_id` (ranking), a dict of both for
+multitask; `compute_loss` computes the training loss from the features. A
+history window of N behaviours plus its target carries N next-item
+predictions; with `sequence_training` the loss uses all of them
+(SASRec-style) and `train_examples` keeps one non-overlapping window per
+user stretch. `recommend` answers from item-id histories as the exported
+model does.
 
 Example:
 
->>> cfg = ModelConfig(task="retrieval", encoder="tiny", embedding_dim=32)
->>> model = build_model(cfg, vocab, item_texts)
+>>> model = build_model(ModelConfig(task="retrieval", encoder="tiny"), data)
 >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
->>> model.fit(data.to_tf_dataset(model.train_examples(examples["train"]), 64))
->>> scores = model.score_catalogue(examples["test"])   # [n, num_items + 1]
+>>> model.adapt(data.examples["train"])
+>>> model.fit(tfrec.data.to_tf_dataset(model.train_examples(data.examples["train"]), 64))
+>>> model.refresh_catalogue()
+>>> item_ids, scores = model.recommend([["i1", "i7", "i3"]], k=5)
 """
 
-import re
-
 import keras
-import keras_rs
 import numpy as np
 import tensorflow as tf
+from keras.src.losses import loss as loss_module
 
 from tfrec.data import schema
+from tfrec.data.vocabulary import Vocabulary
 from tfrec.models.behaviour_tower import BehaviourTextTower, BehaviourTower
+from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.config import ModelConfig
+from tfrec.models.features import history_features
 from tfrec.models.item_tower import ItemTower, catalogue_size_check
 from tfrec.models.rating_head import RatingHead
+from tfrec.models.ranking_task import RankingTask
 from tfrec.models.retrieval_task import PADDING_LOGIT, RetrievalTask
 
 PREDICT_BATCH = 256
 BEHAVIOUR_TEXT_ROWS_PER_USER = 10
-CLICK_OFFSET = 0.0
-RATING_OFFSET = 3.5
-TITLE_PATTERN = re.compile(r"^(.*?\(\d{4}\))")
-
-
-def title_of(text):
-    """The title part of an item text ("Heat (1995). Action. ..." -> "Heat (1995)")."""
-    match = TITLE_PATTERN.match(text)
-    return match.group(1) if match else text.split(". ")[0]
+RETRIEVAL_TASKS = ("retrieval", "multitask")
+RANKING_TASKS = ("ranking", "multitask")
 
 
 def _next(features, history_key, target_key):
@@ -68,29 +67,36 @@ def _next_ids(features):
     return tf.cast(_next(features, schema.HISTORY_ITEM_IDS, schema.TARGET_ITEM_ID), tf.int32)
 
 
+@keras.saving.register_keras_serializable(package="tfrec")
 class Recommender(keras.Model):
-    """Shared towers and training logic; use the task subclasses.
+    """A sequential recommender over a catalogue (see the module docstring).
+
+    The constructor only creates the layers; `build()` encodes the catalogue
+    texts and creates the weights (`build_model` does both).
 
     Args:
         config: `ModelConfig` or its dict.
+        vocab: `tfrec.data.Vocabulary`: the catalogue's item ids, the user ids
+            and the event names, by index.
         item_texts: list of str per catalogue index (index 0 = padding "").
-        num_users: user vocabulary size (without padding).
-        num_events: event vocabulary size including padding (0 = no events).
+        item_titles: list of str per catalogue index, the names the
+            behaviour-text mode writes (default: `item_texts`).
+        rating_offset: initial global bias of a rating head (the mean
+            training rating).
         **kwargs: base model arguments.
     """
 
-    TASK = None
-
-    def __init__(self, config, item_texts, num_users=0, num_events=0, **kwargs):
+    def __init__(self, config, vocab, item_texts, item_titles=None, rating_offset=0.0, **kwargs):
         super().__init__(**kwargs)
         cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
-        cfg.validate()
-        if cfg.task != self.TASK:
-            raise ValueError(f"{type(self).__name__} needs task={self.TASK!r}, got {cfg.task!r}")
-        self.cfg = cfg
+        self.cfg = cfg.validate()
+        catalogue_size_check(item_texts, vocab.num_items)
+        self.vocab = vocab
         self.item_texts = list(item_texts)
-        self.num_users = num_users
-        self.num_events = num_events
+        self.item_titles = list(item_titles) if item_titles is not None else list(item_texts)
+        self.rating_offset = float(rating_offset)
+        self.num_users = vocab.num_users
+        self.num_events = len(vocab.events)
         self.num_rows = len(self.item_texts)
         dim = cfg.embedding_dim
         encoder = {"source": cfg.encoder, "sequence_length": cfg.sequence_length,
@@ -101,63 +107,71 @@ class Recommender(keras.Model):
             refresh_items=cfg.text_refresh_items, seed=cfg.seed, name="item_tower")
         if cfg.behaviour_text:
             self.behaviour_tower = BehaviourTextTower(
-                [title_of(text) for text in self.item_texts], embedding_dim=dim,
+                self.item_titles, embedding_dim=dim,
                 encoder=dict(encoder, sequence_length=cfg.behaviour_text_length),
                 max_items=cfg.behaviour_text_items, name="behaviour_text_tower")
         else:
             self.behaviour_tower = BehaviourTower(
                 dim, cfg.history_encoder, cfg.history_layers, cfg.history_heads, cfg.dropout,
-                num_events=num_events, use_ratings=cfg.use_ratings, use_time_gaps=cfg.use_time_gaps,
+                num_events=self.num_events, use_ratings=cfg.use_ratings, use_time_gaps=cfg.use_time_gaps,
                 name="behaviour_tower")
         self.item_dropout = keras.layers.Dropout(cfg.dropout)
         self.query_projection = keras.layers.Dense(dim, name="query_projection")
         if cfg.use_user_ids:
-            self.user_embedding = keras.layers.Embedding(num_users + 1, dim, name="user_embedding")
-        self.has_retrieval = self.TASK in ("retrieval", "multitask")
-        self.has_ranking = self.TASK in ("ranking", "multitask")
-        if self.has_retrieval:
+            self.user_embedding = keras.layers.Embedding(self.num_users + 1, dim, name="user_embedding")
+        # The item vectors inference reads, refreshed from the weights by `refresh_catalogue`.
+        self.catalogue = CatalogueRetrieval(np.zeros((self.num_rows, dim), np.float32), name="catalogue")
+        self.retrieval_task = None
+        self.ranking_task = None
+        if cfg.task in RETRIEVAL_TASKS:
             self.retrieval_task = RetrievalTask(
                 cfg.softmax, cfg.temperature, cfg.logq_correction, cfg.remove_accidental_hits,
                 cfg.hard_negatives, name="retrieval_task")
-            self.retrieval = keras_rs.layers.BruteForceRetrieval(
-                candidate_embeddings=np.zeros((self.num_rows, dim), np.float32), k=10, name="retrieval")
             self.retrieval_loss_tracker = keras.metrics.Mean(name="retrieval_loss")
-        if self.has_ranking:
+        if cfg.task in RANKING_TASKS:
             click = cfg.ranking_target == "click"
             self.rating_head = RatingHead(
-                self.num_rows, dim, num_users if cfg.use_user_ids else 0, cfg.dcn_layers, cfg.dropout,
-                offset=CLICK_OFFSET if click else RATING_OFFSET, num_heads=cfg.history_heads,
-                name="rating_head")
+                self.num_rows, dim, self.num_users if cfg.use_user_ids else 0, cfg.dcn_layers, cfg.dropout,
+                offset=0.0 if click else self.rating_offset, num_heads=cfg.history_heads, name="rating_head")
+            self.ranking_task = RankingTask(cfg.ranking_target, name="ranking_task")
             self.ranking_loss_tracker = keras.metrics.Mean(name="ranking_loss")
-        self.catalogue_vectors = keras.Variable(
-            np.zeros((self.num_rows, dim), np.float32), trainable=False, name="catalogue_vectors")
         uniform = np.full(self.num_rows, -np.log(max(self.num_rows - 1, 1)), np.float32)
         self.item_log_probability = keras.Variable(uniform, trainable=False, name="item_log_probability")
         self.trained_items = keras.Variable(np.ones(self.num_rows, np.float32), trainable=False,
                                             name="trained_items")
-        self._create_variables()
+
+    @property
+    def has_retrieval(self) -> bool:
+        """Whether the model has a retrieval task (ranks the catalogue)."""
+        return self.retrieval_task is not None
+
+    @property
+    def has_ranking(self) -> bool:
+        """Whether the model has a ranking task (scores given candidates)."""
+        return self.ranking_task is not None
+
+    @property
+    def item_ids(self) -> list:
+        """Catalogue item ids by index, `[0] == ""`."""
+        return self.vocab.item_ids
+
+    @property
+    def default_event(self) -> int:
+        """Event index given to history items without one: the only event type, if there is one."""
+        return 1 if self.num_events == 2 else 0
 
     # ----- construction -----
 
     def build(self, input_shape=None):
-        # Variables are created in the constructor by `_create_variables`.
+        """Encodes the catalogue texts and creates every weight (input shapes are not needed)."""
+        if self.built:
+            return
+        self.item_tower.build()
         self.built = True
-
-    def _create_variables(self):
-        """Runs one eager forward pass on a dummy batch so every variable exists."""
-        dummy = {
-            schema.USER_INDEX: np.ones([2], np.int32),
-            schema.HISTORY_ITEM_IDS: np.array([[0, 1], [1, 1]], np.int32) % self.num_rows,
-            schema.HISTORY_RATINGS: np.ones([2, 2], np.float32),
-            schema.HISTORY_EVENTS: np.ones([2, 2], np.int32),
-            schema.HISTORY_TIMESTAMPS: np.ones([2, 2], np.int64),
-            schema.TARGET_ITEM_ID: np.ones([2], np.int32) % self.num_rows,
-            schema.TARGET_RATING: np.ones([2], np.float32),
-            schema.TARGET_EVENT: np.ones([2], np.int32),
-            schema.TARGET_TIMESTAMP: np.ones([2], np.int64),
-            schema.LABEL: np.ones([2], np.float32),
-        }
-        self(dummy, training=False)
+        # One forward pass on two dummy histories creates the towers' and heads' weights.
+        dummy = history_features(tf.constant([[0, 1], [1, 1]], tf.int32) % self.num_rows,
+                                 targets=tf.ones([2], tf.int32) % self.num_rows)
+        self.task_losses(dummy, training=False)
         self.refresh_catalogue()
 
     # ----- shared pieces -----
@@ -203,20 +217,17 @@ class Recommender(keras.Model):
         last = tf.one_hot(tf.shape(ids)[1] - 1, tf.shape(ids)[1], on_value=True, off_value=False)
         return tf.logical_and(valid, last[None, :])
 
-    def _ranking_loss(self, contexts, inputs, next_ids, positions, catalogue, features, training):
-        head = lambda candidates: self._ranking_scores(  # noqa: E731
-            contexts, inputs, candidates, catalogue, features, training)
-        if self.cfg.ranking_target == "rating":
+    def _ranking_losses(self, contexts, inputs, next_ids, positions, catalogue, features, training):
+        def head(candidates):
+            return self._ranking_scores(contexts, inputs, candidates, catalogue, features, training)
+
+        if self.ranking_task.target == "rating":
             ratings = tf.cast(_next(features, schema.HISTORY_RATINGS, schema.TARGET_RATING), tf.float32)
-            positions = tf.logical_and(positions, ratings > 0)
-            errors = tf.square(head(next_ids) - ratings)
-            return tf.boolean_mask(errors, positions)
+            losses = self.ranking_task(head(next_ids), labels=ratings)
+            return tf.boolean_mask(losses, tf.logical_and(positions, ratings > 0))
         negatives = tf.random.uniform(tf.shape(next_ids), 1, self.num_rows, dtype=tf.int32)
-        positive = keras.ops.binary_crossentropy(tf.ones_like(next_ids, tf.float32), head(next_ids),
-                                                 from_logits=True)
-        negative = keras.ops.binary_crossentropy(tf.zeros_like(next_ids, tf.float32), head(negatives),
-                                                 from_logits=True)
-        return tf.boolean_mask((positive + negative) / 2.0, positions)
+        losses = self.ranking_task(head(next_ids), negative_scores=head(negatives))
+        return tf.boolean_mask(losses, positions)
 
     def _ranking_scores(self, contexts, inputs, candidate_ids, catalogue, features, training):
         """RatingHead scores `[B, N]` of `candidate_ids` `[B, N]` at each position."""
@@ -232,10 +243,29 @@ class Recommender(keras.Model):
             head_inputs["user_index"] = tf.cast(features[schema.USER_INDEX], tf.int32)
         return self.rating_head(head_inputs, training=training)
 
-    # ----- Keras training interface -----
+    # ----- the Keras contract -----
 
     def call(self, features, training=False):
-        """Returns the task losses (mean over predicted positions) as a dict of scalars."""
+        """Predictions after each example's history.
+
+        Args:
+            features: dict of schema features (`tfrec.data.build_examples`,
+                or `tfrec.models.features.history_features`).
+
+        Returns:
+            retrieval: the query embeddings, float32 `[B, D]` (L2-normalised);
+            ranking: the rating or click probability of `target_item_id`, `[B]`;
+            multitask: `{"query_embeddings": ..., "scores": ...}`.
+        """
+        outputs = {}
+        if self.has_retrieval:
+            outputs["query_embeddings"] = self.query_embeddings(features)
+        if self.has_ranking:
+            outputs["scores"] = self.score(features)
+        return outputs if len(outputs) > 1 else next(iter(outputs.values()))
+
+    def task_losses(self, features, training=False):
+        """The mean loss of each task over the predicted positions, `{"retrieval": ..., "ranking": ...}`."""
         next_ids = _next_ids(features)
         positions = self._loss_positions(features, next_ids, training)
         catalogue = self.item_tower.catalogue(training=training, focus_ids=tf.boolean_mask(next_ids, positions))
@@ -251,44 +281,65 @@ class Recommender(keras.Model):
                                             self.trained_items, exclusions)
             losses["retrieval"] = _safe_mean(per_query)
         if self.has_ranking:
-            losses["ranking"] = _safe_mean(self._ranking_loss(
+            losses["ranking"] = _safe_mean(self._ranking_losses(
                 contexts, inputs, next_ids, positions, catalogue, features, training))
         return losses
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The weighted sum of the task losses of the batch of features `x`.
+
+        `y` and `y_pred` are not read: a window's loss covers every position
+        of its history, which the predictions (last position only) do not hold.
+        """
+        losses = self.task_losses(x, training=training)
         total = 0.0
         if self.has_retrieval:
-            self.retrieval_loss_tracker.update_state(y_pred["retrieval"])
-            total += self.cfg.retrieval_weight * y_pred["retrieval"]
+            self.retrieval_loss_tracker.update_state(losses["retrieval"])
+            total += self.cfg.retrieval_weight * losses["retrieval"]
         if self.has_ranking:
-            self.ranking_loss_tracker.update_state(y_pred["ranking"])
-            total += self.cfg.ranking_weight * y_pred["ranking"]
+            self.ranking_loss_tracker.update_state(losses["ranking"])
+            total += self.cfg.ranking_weight * losses["ranking"]
         for loss in self.losses:
             total += loss
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return total / replicas
 
+    def _track_loss(self, loss, x):
+        batch = tf.shape(x[schema.TARGET_ITEM_ID])[0]
+        self._loss_tracker.update_state(loss_module.unscale_loss_for_distribution(loss), sample_weight=batch)
+
+    def train_step(self, data):
+        # As Keras' TensorFlow train step, without its forward pass for `y_pred`
+        # (TFRS' `Model.train_step` likewise calls `compute_loss` alone).
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(x=data, training=True)
+            self._track_loss(loss, data)
+            loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self.get_metrics_result()
+
+    def test_step(self, data):
+        self._track_loss(self.compute_loss(x=data, training=False), data)
+        return self.get_metrics_result()
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict` after `refresh_catalogue()` (the item vectors follow the weights)."""
+        self.refresh_catalogue()
+        return super().predict(x, *args, **kwargs)
+
     # ----- training data -----
 
-    def train_examples(self, examples):
-        """Selects the training rows this model learns from best.
+    def adapt(self, examples):
+        """Sets the training-data state of the softmax from the training examples.
 
-        With `sequence_training`, keeps for each user the rows whose history
-        windows tile the user's sequence without overlap (the user's last row,
-        then every `history_length`-th row before it); each kept row trains a
-        prediction at every position. In behaviour-text mode keeps at most
-        `BEHAVIOUR_TEXT_ROWS_PER_USER` evenly spaced rows per user (each row
-        costs a BERT pass). Otherwise returns the examples unchanged. Also
-        sets the item sampling probabilities (logQ correction) from the
-        targets' frequencies, and removes the items that occur nowhere in
-        `examples` (e.g. cold items held out) from the full-softmax negatives.
+        The item sampling probabilities (logQ correction) follow the targets'
+        frequencies, and the items that occur nowhere in `examples` (e.g. cold
+        items held out) are no full-softmax negatives and are embedded from
+        their text alone (`refresh_catalogue`). `Trainer.fit` calls it.
 
         Args:
-            examples: dict of numpy arrays keyed by schema feature names, rows
-                of a user in chronological order.
-
-        Returns:
-            dict of numpy arrays, a subset of the rows.
+            examples: dict of numpy arrays keyed by schema feature names.
         """
         targets = np.asarray(examples[schema.TARGET_ITEM_ID])
         counts = np.bincount(targets, minlength=self.num_rows)[:self.num_rows].astype(np.float64)
@@ -299,6 +350,24 @@ class Recommender(keras.Model):
         seen[np.asarray(examples[schema.HISTORY_ITEM_IDS]).ravel()] = 1.0
         seen[0] = 0.0
         self.trained_items.assign(seen)
+
+    def train_examples(self, examples):
+        """Selects the training rows this model learns from best (no state changes).
+
+        With `sequence_training`, keeps for each user the rows whose history
+        windows tile the user's sequence without overlap (the user's last row,
+        then every `history_length`-th row before it); each kept row trains a
+        prediction at every position. In behaviour-text mode keeps at most
+        `BEHAVIOUR_TEXT_ROWS_PER_USER` evenly spaced rows per user (each row
+        costs a BERT pass). Otherwise returns the examples unchanged.
+
+        Args:
+            examples: dict of numpy arrays keyed by schema feature names, rows
+                of a user in chronological order.
+
+        Returns:
+            dict of numpy arrays, a subset of the rows.
+        """
         users = np.asarray(examples[schema.USER_INDEX])
         if self.cfg.behaviour_text:
             keep = _spread_rows(users, BEHAVIOUR_TEXT_ROWS_PER_USER)
@@ -313,19 +382,17 @@ class Recommender(keras.Model):
     def refresh_catalogue(self):
         """Recomputes the stored catalogue embeddings from the current weights.
 
-        Inference methods read item vectors from this store; `score_catalogue`
-        and `predict_target` refresh it themselves, exporters call it after
-        loading weights. Items that no training example held (cold items) are
+        Inference reads item vectors from this store (`self.catalogue`);
+        `predict`, `score_catalogue` and `predict_target` refresh it
+        themselves, `recommend` does not (call this after changing the
+        weights). Items that no training example held (cold items) are
         embedded from their text alone: their id embeddings never trained.
         """
-        vectors = self.item_tower.catalogue(training=False, id_mask=self.trained_items)
-        self.catalogue_vectors.assign(vectors)
-        if self.has_retrieval:
-            self.retrieval.update_candidates(vectors)
+        self.catalogue.update_candidates(self.item_tower.catalogue(training=False, id_mask=self.trained_items))
 
     def item_embeddings(self, item_ids):
         """Stored catalogue embeddings of int32 indices, `item_ids.shape + [D]`."""
-        return tf.gather(self.catalogue_vectors, tf.cast(item_ids, tf.int32))
+        return self.catalogue.gather(item_ids)
 
     def text_item_embeddings(self, texts):
         """Embeddings of items from text alone (new / cold items), `[B, D]`."""
@@ -333,7 +400,7 @@ class Recommender(keras.Model):
 
     def query_embeddings(self, features):
         """L2-normalised query vectors `[B, D]` for the schema history features."""
-        contexts, _ = self._contexts(features, self.catalogue_vectors, training=False)
+        contexts, _ = self._contexts(features, self.catalogue.candidate_embeddings, training=False)
         return self._queries(contexts, features)[:, -1, :]
 
     def text_query_embeddings(self, texts):
@@ -343,22 +410,50 @@ class Recommender(keras.Model):
         contexts = self.behaviour_tower.encode_texts(texts)
         return tf.math.l2_normalize(self.query_projection(contexts), axis=-1)
 
-    def recommend(self, features, k=10):
-        """Exact top-k catalogue items not in the history.
+    def score(self, features):
+        """Ranking prediction for `features[TARGET_ITEM_ID]` after the history, `[B]`:
+        the predicted rating, or the click probability."""
+        if not self.has_ranking:
+            raise ValueError("score needs a ranking or multitask model")
+        catalogue = self.catalogue.candidate_embeddings
+        contexts, inputs = self._contexts(features, catalogue, training=False)
+        raw = self._ranking_scores(contexts, inputs, _next_ids(features), catalogue, features, False)[:, -1]
+        return self.ranking_task.predictions(raw)
 
-        Scores every item with `keras_rs.layers.BruteForceRetrieval`'s scoring
-        over the stored catalogue, masks padding and history items, keeps the
-        k best.
+    def recommend(self, histories, k=10, exclude_seen=True, ratings=None, timestamps=None, events=None,
+                  now=None, user_ids=None):
+        """The top-k catalogue items after each history, by item id.
+
+        Answers what the exported `recommend` signature answers for the same
+        request (`recommend_in_context` when any context is given).
+
+        Args:
+            histories: list of lists of item ids (str), most recent last.
+            k: items per history, 1 <= k <= catalogue size.
+            exclude_seen: never recommend an item of the history.
+            ratings, timestamps, events: optional lists aligned with each
+                history (float ratings, int Unix seconds, event names).
+            now: optional list of request times (int Unix seconds), one per history.
+            user_ids: optional list of user ids (an id unseen in training is a new user).
 
         Returns:
-            (scores float32 `[B, k]`, item indices int32 `[B, k]`).
+            (item_ids: np.ndarray of str `[B, k]`, scores: np.ndarray float32 `[B, k]`).
+
+        Raises:
+            ValueError: unknown item ids or events, bad `k` or misaligned context.
         """
         if not self.has_retrieval:
             raise ValueError("recommend needs a retrieval or multitask model")
-        queries = self.query_embeddings(features)
-        scores = self.retrieval.compute_score(queries, self.retrieval.candidate_embeddings)
-        scores = _mask_seen(scores, tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32))
-        return tf.math.top_k(scores, k=k)
+        request = _Request(self.vocab, histories, ratings, timestamps, events, now, user_ids)
+        if not 1 <= k <= self.vocab.num_items:
+            raise ValueError(f"k={k}: expected 1 <= k <= {self.vocab.num_items} (the catalogue size)")
+        features = history_features(request.indices, context=request.context, default_event=self.default_event)
+        scores, indices = self.catalogue.top_k(self.query_embeddings(features), k,
+                                               exclude=request.indices if exclude_seen else None)
+        scores, indices = scores.numpy(), indices.numpy()
+        if not np.isfinite(scores).all():
+            raise ValueError(f"k={k} exceeds the number of catalogue items left after excluding the history")
+        return np.asarray(self.vocab.item_ids, dtype=object)[indices], scores
 
     def score_catalogue(self, features):
         """Scores of every catalogue index for each example, numpy `[B, num_rows]`.
@@ -373,17 +468,6 @@ class Recommender(keras.Model):
         scores[:, 0] = PADDING_LOGIT
         return scores
 
-    def score(self, features):
-        """Ranking score of `features[TARGET_ITEM_ID]` after the history, `[B]`:
-        the predicted rating, or the click probability."""
-        if not self.has_ranking:
-            raise ValueError("score needs a ranking or multitask model")
-        catalogue = self.catalogue_vectors
-        contexts, inputs = self._contexts(features, catalogue, training=False)
-        candidates = _next_ids(features)
-        raw = self._ranking_scores(contexts, inputs, candidates, catalogue, features, False)[:, -1]
-        return tf.sigmoid(raw) if self.cfg.ranking_target == "click" else raw
-
     def predict_target(self, features):
         """`score` over numpy feature dicts, in batches: numpy `[B]`."""
         self.refresh_catalogue()
@@ -391,7 +475,7 @@ class Recommender(keras.Model):
 
     @tf.function(reduce_retracing=True)
     def _score_batch(self, features):
-        return self.retrieval.compute_score(self.query_embeddings(features), self.retrieval.candidate_embeddings)
+        return self.catalogue.scores(self.query_embeddings(features))
 
     @tf.function(reduce_retracing=True)
     def _score_targets(self, features):
@@ -400,11 +484,66 @@ class Recommender(keras.Model):
     def get_config(self):
         return {
             "config": self.cfg.to_dict(),
+            "vocab": self.vocab.to_json(),
             "item_texts": self.item_texts,
-            "num_users": self.num_users,
-            "num_events": self.num_events,
+            "item_titles": self.item_titles,
+            "rating_offset": self.rating_offset,
             "name": self.name,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["vocab"] = Vocabulary.from_json(config["vocab"])
+        return cls(**config)
+
+
+class _Request:
+    """A `recommend` request as padded catalogue indices and checked context tensors."""
+
+    def __init__(self, vocab, histories, ratings, timestamps, events, now, user_ids):
+        if isinstance(histories, (str, bytes)) or not all(isinstance(h, (list, tuple)) for h in histories):
+            raise ValueError("histories: expected a list of lists of item ids (str)")
+        width = max([len(h) for h in histories] + [1])
+        rows = [[""] * (width - len(h)) + [str(i) for i in h] for h in histories]
+        self.indices = self._known(vocab.item_index, rows, "item ids in history")
+        context = {}
+        if ratings is not None:
+            context["ratings"] = tf.constant(self._aligned(ratings, histories, width, 0.0, "ratings"), tf.float32)
+        if timestamps is not None:
+            context["timestamps"] = tf.constant(self._aligned(timestamps, histories, width, 0, "timestamps"),
+                                                tf.int64)
+        if events is not None:
+            named = self._aligned(events, histories, width, "", "events")
+            context["events"] = tf.constant(self._known(vocab.event_index, named, "events"))
+        if now is not None:
+            context["now"] = tf.constant(self._per_row(now, histories, "now"), tf.int64)
+        if user_ids is not None:
+            context["users"] = tf.constant(vocab.user_index(self._per_row(user_ids, histories, "user_ids")))
+        self.context = context or None
+        self.indices = tf.constant(self.indices, tf.int32)
+
+    @staticmethod
+    def _known(lookup, rows, what):
+        """int32 indices of string rows ("" -> 0); raises ValueError naming unknown values."""
+        values = np.asarray(rows, dtype=object)
+        indices = lookup(values.ravel()).reshape(values.shape)
+        unknown = sorted({str(v) for v in values[(indices == 0) & (values != "")]})
+        if unknown:
+            raise ValueError(f"unknown {what}: {unknown[:20]}")
+        return indices
+
+    @staticmethod
+    def _aligned(values, histories, width, fill, what):
+        if len(values) != len(histories) or any(len(v) != len(h) for v, h in zip(values, histories)):
+            raise ValueError(f"{what}: expected one list per history, aligned with its items")
+        return [[fill] * (width - len(v)) + list(v) for v in values]
+
+    @staticmethod
+    def _per_row(values, histories, what):
+        if len(values) != len(histories):
+            raise ValueError(f"{what}: expected one value per history ({len(histories)}), got {len(values)}")
+        return list(values)
 
 
 def _safe_mean(values):
@@ -428,16 +567,6 @@ def _earlier_items(features, num_rows):
     """float `[B, N, num_rows]`: 1 where the item occurs in the history at or before each position."""
     ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
     return tf.minimum(tf.cumsum(tf.one_hot(ids, num_rows), axis=1), 1.0)
-
-
-def _mask_seen(scores, history_ids):
-    """Sets the scores of padding and of each row's history items to -1e9."""
-    batch = tf.shape(history_ids)[0]
-    rows = tf.repeat(tf.range(batch), tf.shape(history_ids)[1])
-    indices = tf.stack([rows, tf.reshape(history_ids, [-1])], axis=1)
-    seen = tf.scatter_nd(indices, tf.ones([tf.shape(indices)[0]], scores.dtype), tf.shape(scores))
-    seen = tf.minimum(seen + tf.one_hot(0, tf.shape(scores)[1])[None, :], 1.0)
-    return scores + seen * PADDING_LOGIT
 
 
 def _batches(features, size=PREDICT_BATCH):
@@ -470,45 +599,21 @@ def _rows_by_user(users):
     return np.split(order, boundaries)
 
 
-@keras.saving.register_keras_serializable(package="tfrec")
-class RetrievalModel(Recommender):
-    """Next-item retrieval: queries and items in one space, softmax-trained."""
-
-    TASK = "retrieval"
-
-
-@keras.saving.register_keras_serializable(package="tfrec")
-class RankingModel(Recommender):
-    """Rating (MSE) or click (BCE) prediction of a candidate after a history."""
-
-    TASK = "ranking"
-
-
-@keras.saving.register_keras_serializable(package="tfrec")
-class MultitaskModel(Recommender):
-    """Retrieval and ranking heads on shared towers, with loss weights."""
-
-    TASK = "multitask"
-
-
-MODEL_CLASSES = {cls.TASK: cls for cls in (RetrievalModel, RankingModel, MultitaskModel)}
-
-
-def build_model(config, vocab, item_texts):
-    """Builds the model for `config.task`.
+def build_model(config, data):
+    """Builds the model `config` describes on `data`'s catalogue, weights included.
 
     Args:
         config: `ModelConfig`.
-        vocab: `tfrec.data.Vocabulary` (uses `num_items`, `num_users`, `events`).
-        item_texts: list of str, `vocab.num_items + 1` entries, [0] == "".
+        data: `tfrec.data.PreparedData` (or any object with its `vocab`,
+            `item_texts`, `item_titles` and `rating_mean`, such as the
+            catalogue of a run directory).
 
     Returns:
-        a `RetrievalModel`, `RankingModel` or `MultitaskModel`, not compiled.
-        Seeds Keras' global random state with `config.seed` first, so equal
-        configs build equal models.
+        a built, uncompiled `Recommender`. Seeds Keras' global random state
+        with `config.seed` first, so equal configs build equal models.
     """
     config.validate()
-    catalogue_size_check(item_texts, vocab.num_items)
     keras.utils.set_random_seed(config.seed)
-    events = len(getattr(vocab, "events", []) or [])
-    return MODEL_CLASSES[config.task](config, item_texts, num_users=vocab.num_users, num_events=events)
+    model = Recommender(config, data.vocab, data.item_texts, data.item_titles, rating_offset=data.rating_mean)
+    model.build()
+    return model

@@ -28,7 +28,8 @@ import time
 import keras
 from absl import logging
 
-from tfrec.training import checks, protocol, run_dir
+from tfrec.evaluation import protocol
+from tfrec.training import checks, run_dir
 
 
 class ValidationMetrics(keras.callbacks.Callback):
@@ -120,7 +121,7 @@ class BestWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor not in logs:
-            raise KeyError(f"--monitor={self.monitor!r} is not among the epoch logs {sorted(logs)}")
+            raise KeyError(f"TrainConfig.monitor={self.monitor!r} is not among the epoch logs {sorted(logs)}")
         value = float(logs[self.monitor])
         if self._improved(value):
             run_dir.save_weights_atomic(self.model, self.weights_path)

@@ -1,8 +1,8 @@
 """Devices and the `tf.distribute` strategy a training run uses.
 
-`--strategy=auto` picks `MirroredStrategy` over every visible GPU when there
+`TrainConfig.strategy="auto"` picks `MirroredStrategy` over every visible GPU when there
 is at least one, and a `OneDeviceStrategy` on the CPU otherwise.
-`--cpu_replicas=N` splits the CPU into N logical devices and mirrors over
+`TrainConfig.cpu_replicas=N` splits the CPU into N logical devices and mirrors over
 them, so multi-replica training can be exercised on a machine without GPUs.
 
 Example:
@@ -16,7 +16,7 @@ Example:
 
 import tensorflow as tf
 
-from tfrec.training.checks import ConfigError
+from tfrec.config import ConfigError
 
 STRATEGIES = ("auto", "mirrored", "one_device")
 
@@ -39,7 +39,7 @@ def configure_cpu_replicas(num_replicas):
         DeviceError: the devices were already initialised with another layout.
     """
     if num_replicas < 1:
-        raise DeviceError(f"--cpu_replicas must be >= 1, got {num_replicas}")
+        raise DeviceError(f"TrainConfig.cpu_replicas={num_replicas}: expected a value >= 1")
     cpu = tf.config.list_physical_devices("CPU")[0]
     current = tf.config.get_logical_device_configuration(cpu)
     if num_replicas <= (len(current) if current else 1):
@@ -50,7 +50,7 @@ def configure_cpu_replicas(num_replicas):
     except RuntimeError as error:
         have = len(tf.config.list_logical_devices("CPU"))
         raise DeviceError(
-            f"--cpu_replicas={num_replicas}: TensorFlow already initialised "
+            f"TrainConfig.cpu_replicas={num_replicas}: TensorFlow already initialised "
             f"its devices with {have} logical CPU(s) in this process; the CPU "
             "can only be split before anything touches the devices "
             f"({error})"
@@ -58,7 +58,7 @@ def configure_cpu_replicas(num_replicas):
 
 
 def make_strategy(name="auto", cpu_replicas=1):
-    """Returns the `tf.distribute.Strategy` for `--strategy`.
+    """Returns the `tf.distribute.Strategy` for `TrainConfig.strategy`.
 
     Args:
         name: "auto" (mirrored over GPUs or CPU replicas when there are more
@@ -72,7 +72,7 @@ def make_strategy(name="auto", cpu_replicas=1):
         A `tf.distribute.Strategy`.
     """
     if name not in STRATEGIES:
-        raise DeviceError(f"--strategy must be one of {STRATEGIES}, got {name!r}")
+        raise DeviceError(f"TrainConfig.strategy={name!r}: expected one of {list(STRATEGIES)}")
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     replicas = gpus or cpus[:cpu_replicas]

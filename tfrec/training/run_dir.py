@@ -1,12 +1,14 @@
 """The files of a training run directory, written atomically.
 
-    DIR/config.json          {"flags": {...}, "model_config": {...}, "num_replicas": n}
+    DIR/config.json          {"data_config": {...}, "model_config": {...}, "train_config": {...},
+                             "num_replicas": n, "data_name": "..."}
     DIR/metrics.json         test metrics (HR@K, NDCG@K, Recall@K, MRR; RMSE/MAE or
                              AUC/LogLoss), "valid": the same on the valid split,
                              "epochs" (last epoch trained), "examples_per_second"
                              (median over epochs), "wall_time_seconds" (this command)
     DIR/vocabulary.json      `data.Vocabulary.to_json()`
-    DIR/items.jsonl          {"index", "item_id", "text"} per catalogue item, index order
+    DIR/data_statistics.json {"rating_mean": mean training rating}
+    DIR/items.jsonl          {"index", "item_id", "text", "title"} per catalogue item, index order
     DIR/model.weights.h5     the best weights
     DIR/training_log.jsonl   one JSON line per start / epoch / end
     DIR/checkpoints/         BackupAndRestore state (backup/) and best-epoch state
@@ -17,29 +19,32 @@ renamed, so a file that exists is complete (`metrics.json`, written last,
 marks a finished run). The exceptions are appended logs (`training_log.jsonl`,
 TensorBoard events) and Keras' backups, which keep the previous backup too.
 
+`Trainer.fit(..., run_dir=DIR)` writes them (`write_run`); `load_run(DIR)`
+rebuilds the trained model from them, `evaluate_run(DIR)` recomputes its
+held-out metrics.
+
 Example:
 
->>> write_json_atomic("runs/x/metrics.json", {"HR@10": 0.2})
->>> read_json("runs/x/metrics.json")
-{'HR@10': 0.2}
+>>> run = load_run("runs/retrieval")
+>>> run.model.recommend([["50", "172"]], k=5)
 """
 
+import dataclasses
 import json
 import os
 import tempfile
 
-from absl import flags
 from keras.src.saving import saving_lib
 
 from tfrec import data
-
-RUN_DIR = flags.DEFINE_string(
-    "run_dir", None, "Directory of the run: config, metrics, weights, checkpoints, TensorBoard logs."
-)
+from tfrec.config import require
+from tfrec.evaluation import protocol
+from tfrec.models import ModelConfig, build_model
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
 VOCABULARY = "vocabulary.json"
+DATA_STATISTICS = "data_statistics.json"
 ITEMS = "items.jsonl"
 WEIGHTS = "model.weights.h5"
 TRAINING_LOG = "training_log.jsonl"
@@ -101,13 +106,24 @@ def load_weights(model, path):
     saving_lib.load_weights_only(model, path, objects_to_skip=_optimizer(model))
 
 
-def items_jsonl(vocab, item_texts):
+def items_jsonl(vocab, item_texts, item_titles):
     """The text of `items.jsonl`: one line per catalogue item, index order."""
     lines = (
-        json.dumps({"index": index, "item_id": vocab.item_ids[index], "text": item_texts[index]})
+        json.dumps({"index": index, "item_id": vocab.item_ids[index], "text": item_texts[index],
+                    "title": item_titles[index]})
         for index in range(1, vocab.num_items + 1)
     )
     return "".join(line + "\n" for line in lines)
+
+
+def write_run(directory, model, prepared, metrics):
+    """Writes a finished run's weights, vocabulary, catalogue and, last, `metrics.json`."""
+    save_weights_atomic(model, os.path.join(directory, WEIGHTS))
+    write_text_atomic(os.path.join(directory, VOCABULARY), prepared.vocab.to_json())
+    write_json_atomic(os.path.join(directory, DATA_STATISTICS), {"rating_mean": prepared.rating_mean})
+    write_text_atomic(os.path.join(directory, ITEMS),
+                      items_jsonl(prepared.vocab, prepared.item_texts, prepared.item_titles))
+    write_json_atomic(os.path.join(directory, METRICS), metrics)
 
 
 def path(run_directory, name):
@@ -137,9 +153,9 @@ def read_vocabulary(run_directory):
         return data.Vocabulary.from_json(f.read())
 
 
-def read_item_texts(run_directory):
-    """The run's item texts, `[0] == ""` then one per item in index order."""
-    texts = [""]
+def read_items(run_directory):
+    """The run's item texts and titles, each `[0] == ""` then one per item in index order."""
+    texts, titles = [""], [""]
     file = path(run_directory, ITEMS)
     with open(file, encoding="utf-8") as f:
         for row, line in enumerate(f, start=1):
@@ -147,4 +163,117 @@ def read_item_texts(run_directory):
             if record["index"] != row:
                 raise RunDirError(f"{file}: row {row} has index {record['index']}, expected {row}")
             texts.append(record["text"])
-    return texts
+            titles.append(record.get("title", ""))
+    return texts, titles
+
+
+@dataclasses.dataclass
+class RunCatalogue:
+    """What a model is built on, as a run directory stores it (see `tfrec.models.build_model`)."""
+
+    vocab: data.Vocabulary
+    item_texts: list
+    item_titles: list
+    rating_mean: float
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished training run.
+
+    Attributes:
+        directory: the run directory.
+        model: the model with the best weights loaded and its catalogue
+            embeddings refreshed.
+        catalogue: the `RunCatalogue` it was built on (vocabulary, item texts).
+        model_config: the `ModelConfig`.
+        data_config: the `tfrec.data.DataConfig` of its data.
+        train_config: its `TrainConfig` as a dict.
+    """
+
+    directory: str
+    model: object
+    catalogue: RunCatalogue
+    model_config: ModelConfig
+    data_config: data.DataConfig
+    train_config: dict
+
+    @property
+    def vocab(self):
+        return self.catalogue.vocab
+
+
+def load_run(directory):
+    """Rebuilds the model of a finished run with its best weights.
+
+    Args:
+        directory: a run directory written by `Trainer.fit(..., run_dir=...)`.
+
+    Returns:
+        a `Run`.
+
+    Raises:
+        RunDirError: naming a missing file.
+    """
+    saved = read_json(path(directory, CONFIG))
+    model_config = ModelConfig.from_dict(saved["model_config"])
+    texts, titles = read_items(directory)
+    statistics = read_json(path(directory, DATA_STATISTICS))
+    catalogue = RunCatalogue(read_vocabulary(directory), texts, titles, statistics["rating_mean"])
+    model = build_model(model_config, catalogue)
+    load_weights(model, path(directory, WEIGHTS))
+    model.refresh_catalogue()
+    return Run(directory, model, catalogue, model_config, data.DataConfig.from_dict(saved["data_config"]),
+               saved.get("train_config", {}))
+
+
+def load_run_data(directory, prepared=None, **data_overrides):
+    """Loads the run at `directory` and prepares the data it was trained on.
+
+    Args:
+        directory: a finished run directory.
+        prepared: the run's data as `tfrec.data.PreparedData`, when it cannot
+            be loaded again from the run's `DataConfig` (e.g. DataFrames).
+        **data_overrides: `DataConfig` fields replacing the run's (e.g.
+            `source=` pointing at a moved copy of the data).
+
+    Returns:
+        (run, data): the `Run` and the `tfrec.data.PreparedData`.
+
+    Raises:
+        ConfigError: the data cannot be loaded again, or no longer gives the
+            run's vocabulary.
+    """
+    run = load_run(directory)
+    if prepared is None:
+        config = run.data_config.replace(**data_overrides)
+        require(config.source or os.environ.get(data.prepared.DATA_DIR_ENV),
+                f"DataConfig.source=None: the run at {directory} was trained on data with no source to load again "
+                "(e.g. DataFrames): pass the data (prepared=tfrec.data.from_dataframes(...)) or a source")
+        prepared = data.prepare(config)
+    require(
+        prepared.vocab.item_ids == run.vocab.item_ids and prepared.vocab.num_users == run.vocab.num_users,
+        f"DataConfig.source={prepared.config.source!r}: the data gives a different vocabulary than the run at "
+        f"{directory} ({prepared.vocab.num_items} items, {prepared.vocab.num_users} users vs "
+        f"{run.vocab.num_items} items, {run.vocab.num_users} users)",
+    )
+    return run, prepared
+
+
+def evaluate_run(directory, split="test", prepared=None, **data_overrides):
+    """The held-out metrics of a finished run, recomputed: those of its `metrics.json`
+    (`split="test"`) or of its "valid" entry.
+
+    Args:
+        directory: a finished run directory.
+        split: "test" or "valid".
+        prepared, **data_overrides: see `load_run_data`.
+
+    Returns:
+        dict of metric name -> float.
+    """
+    run, prepared = load_run_data(directory, prepared, **data_overrides)
+    held_out = protocol.HeldOut.from_split(prepared.split, prepared.vocab, split, prepared.examples)
+    ks = tuple(run.train_config.get("eval_ks", (10, 100)))
+    return protocol.evaluate_model(run.model, held_out, run.model_config, ks,
+                                   run.train_config.get("eval_batch_size", 512))

@@ -3,7 +3,7 @@
 Example:
 
 >>> import grpc
->>> from tfrec.serving.errors import ServingError
+>>> from tfrec.client.errors import ServingError
 >>> err = ServingError(grpc.StatusCode.NOT_FOUND, "model 'x' is not served")
 >>> err.code.name, str(err)
 ('NOT_FOUND', "NOT_FOUND: model 'x' is not served")

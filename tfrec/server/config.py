@@ -9,7 +9,7 @@ would reject, raising `ConfigError` naming the file, line or field.
 
 Example:
 
->>> from tfrec.serving import config
+>>> from tfrec.server import config
 >>> cfg = config.single_model_config("retrieval", "/models/retrieval")
 >>> cfg.model_config_list.config[0].name
 'retrieval'
@@ -18,7 +18,7 @@ Example:
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfrec.serving import protos
+from tfrec.server import protos
 
 
 class ConfigError(ValueError):

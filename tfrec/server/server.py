@@ -31,11 +31,11 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 
-from tfrec.serving import config as config_lib
-from tfrec.serving.batching import BatchScheduler
-from tfrec.serving.errors import ServingError
-from tfrec.serving.model_manager import ModelManager
-from tfrec.serving.servable import DEFAULT_SIGNATURE
+from tfrec.client.errors import ServingError
+from tfrec.server import config as config_lib
+from tfrec.server.batching import BatchScheduler
+from tfrec.server.model_manager import ModelManager
+from tfrec.server.servable import DEFAULT_SIGNATURE
 
 # Requests up to this multiple of --max_message_bytes are received so the error can name
 # the oversized input; larger ones are refused by the gRPC transport itself.

@@ -14,7 +14,7 @@ model server would parse them (for the fields declared here: the stable
 Example:
 
 >>> from google.protobuf import text_format
->>> from tfrec.serving import protos
+>>> from tfrec.server import protos
 >>> params = text_format.Parse("max_batch_size { value: 32 }", protos.BatchingParameters())
 >>> params.max_batch_size.value
 32

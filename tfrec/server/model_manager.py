@@ -29,9 +29,9 @@ import grpc
 from absl import logging
 from tensorflow_serving.apis import get_model_status_pb2
 
-from tfrec.serving import config as config_lib
-from tfrec.serving.errors import ServingError
-from tfrec.serving.servable import ServableVersion
+from tfrec.client.errors import ServingError
+from tfrec.server import config as config_lib
+from tfrec.server.servable import ServableVersion
 
 State = get_model_status_pb2.ModelVersionStatus.State
 

@@ -1,5 +1,5 @@
 """The evaluation protocol applied to a model: full-catalogue ranking metrics
-and rating / click metrics on held-out examples (GUIDE §3).
+and rating / click metrics on held-out examples (the evaluation protocol of docs/evaluation.md).
 
 Every catalogue item is a candidate; the items the user interacted with
 before the target are excluded. Because example histories are truncated to

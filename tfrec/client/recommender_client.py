@@ -1,0 +1,288 @@
+"""`RecommenderClient`: calls one served model over TF Serving's gRPC API.
+
+It wraps `PredictionService`/`ModelService` calls on one reused gRPC channel
+and returns plain NumPy values (`tfrec.client.results`). It speaks only TF
+Serving's API, so the same code runs against `tensorflow_model_server` or the
+embedded `tfrec.serve` server. Every call has a deadline (`timeout` seconds per
+attempt) and is retried with exponential backoff on UNAVAILABLE and
+DEADLINE_EXCEEDED (all calls here are read-only, hence safe to repeat); any
+other failure raises `ServingError` with the gRPC code and the server's message.
+
+`recommend` and `score` also take the history's `ratings`, `timestamps` and
+`events`, the request time `now` and the `user_ids`: given any of them, the
+call goes to the `*_in_context` signature, so a model trained with them sees
+them at serving too (`tfrec.client.requests.context_inputs`).
+
+Example:
+
+>>> from tfrec.client import RecommenderClient
+>>> with RecommenderClient("localhost:8500", "retrieval") as client:        # doctest: +SKIP
+...     recs = client.recommend([["50", "172"], ["1"]], k=5)
+...     recs.item_ids[0], recs.scores[0], recs.version
+"""
+
+import time
+from typing import Optional, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from tfrec.client.batching_client import BatchingClient
+from tfrec.client.errors import ServingError
+from tfrec.client.requests import (
+    check_k,
+    check_texts,
+    context_inputs,
+    int32_scalar,
+    pad_histories,
+    string_tensor,
+    uses_context,
+)
+from tfrec.client.results import Embeddings, ModelMetadata, Prediction, Recommendations, Scores
+from tfrec.client.results import TensorInfo, VersionStatus
+
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name
+
+
+class RecommenderClient:
+    """Calls one served recommender model.
+
+    Args:
+        target: "host:port" of the model server.
+        model_name: served model name (as in models.config).
+        version: pin this version (default: the latest the server serves).
+        version_label: pin this label (e.g. "stable"); not with `version`.
+        timeout: deadline in seconds of each attempt.
+        retries: extra attempts on UNAVAILABLE / DEADLINE_EXCEEDED.
+        backoff_seconds: first wait between attempts; doubles each retry
+            (capped at `max_backoff_seconds`).
+        max_backoff_seconds: longest wait between attempts.
+        max_message_bytes: largest message sent or received.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        model_name: str,
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff_seconds: float = 0.1,
+        max_backoff_seconds: float = 2.0,
+        max_message_bytes: int = 64 << 20,
+    ):
+        if version is not None and version_label is not None:
+            raise ValueError("give version or version_label, not both")
+        self.target = target
+        self.model_name = model_name
+        self.version = version
+        self.version_label = version_label
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.retries_made = 0
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+                # Reconnect about as often as calls retry (gRPC's own backoff grows to 120 s).
+                ("grpc.initial_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
+                ("grpc.min_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
+                ("grpc.max_reconnect_backoff_ms", max(10, int(max_backoff_seconds * 1000))),
+            ],
+        )
+        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def _model_spec(self, spec, signature_name=None):
+        spec.name = self.model_name
+        if self.version is not None:
+            spec.version.value = self.version
+        elif self.version_label is not None:
+            spec.version_label = self.version_label
+        if signature_name is not None:
+            spec.signature_name = signature_name
+
+    def _call(self, method, request):
+        delay = self.backoff_seconds
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                if e.code() not in _RETRYABLE or attempt == self.retries:
+                    raise ServingError(e.code(), e.details() or e.code().name) from None
+            self.retries_made += 1
+            time.sleep(delay)
+            delay = min(delay * 2, self.max_backoff_seconds)
+
+    def predict(self, inputs: dict, signature_name: str = "serving_default", output_filter=()) -> Prediction:
+        """One Predict call.
+
+        Args:
+            inputs: input name -> `TensorProto` or anything `tf.make_tensor_proto` accepts.
+            signature_name: signature to run.
+            output_filter: output names to return (empty: all).
+
+        Returns:
+            `Prediction` with NumPy outputs and the version that served.
+        """
+        request = predict_pb2.PredictRequest(output_filter=list(output_filter))
+        self._model_spec(request.model_spec, signature_name)
+        for name, value in inputs.items():
+            proto = value if isinstance(value, tensor_pb2.TensorProto) else tf.make_tensor_proto(value)
+            request.inputs[name].CopyFrom(proto)
+        response = self._call(self._prediction.Predict, request)
+        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        return Prediction(outputs, response.model_spec.version.value)
+
+    def _recommendations(self, prediction):
+        ids = prediction.outputs["item_ids"]
+        decoded = np.array([b.decode() for b in ids.ravel()], dtype=str).reshape(ids.shape)
+        return Recommendations(decoded, prediction.outputs["scores"], prediction.version)
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, **context) -> Recommendations:
+        """Top-k items for each history (signature `serving_default`, or
+        `recommend_in_context` when any context argument is given).
+
+        Args:
+            histories: one list of item ids per query, most recent last (ragged is fine).
+            k: how many items per query.
+            **context: optional `ratings`, `timestamps`, `events`, `now`,
+                `user_ids` (see `context_inputs`).
+
+        Returns:
+            `Recommendations` ([B, K] item_ids and scores, version).
+        """
+        inputs = {"history": string_tensor(pad_histories(histories)), "k": int32_scalar(check_k(k))}
+        if not uses_context(context):
+            return self._recommendations(self.predict(inputs))
+        inputs.update(context_inputs(histories, **context))
+        return self._recommendations(self.predict(inputs, "recommend_in_context"))
+
+    def recommend_from_text(self, texts: Sequence[str], k: int = 10) -> Recommendations:
+        """Top-k items for free-text queries (signature `recommend_from_text`)."""
+        inputs = {"text": string_tensor(check_texts(texts, "texts")), "k": int32_scalar(check_k(k))}
+        return self._recommendations(self.predict(inputs, "recommend_from_text"))
+
+    def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]], **context) -> Scores:
+        """Scores candidate items per history (signature `score`, or
+        `score_in_context` when any context argument is given).
+
+        Args:
+            histories: one list of item ids per query (ragged is fine).
+            candidates: one list of candidate ids per query, all the same length.
+            **context: optional `ratings`, `timestamps`, `events`, `now`,
+                `user_ids` (see `context_inputs`).
+
+        Returns:
+            `Scores` (float32 [B, M], version).
+        """
+        candidates = [check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
+        padded = pad_histories(histories)
+        if len(candidates) != len(padded):
+            raise ValueError(
+                f"{len(candidates)} candidate rows for {len(histories)} histories; expected one per history"
+            )
+        for i, row in enumerate(candidates):
+            if len(row) != len(candidates[0]):
+                raise ValueError(f"candidates[{i}] has {len(row)} ids; expected {len(candidates[0])} like row 0")
+        inputs = {"history": string_tensor(padded), "candidates": string_tensor(candidates)}
+        signature = "score"
+        if uses_context(context):
+            inputs.update(context_inputs(histories, **context))
+            signature = "score_in_context"
+        prediction = self.predict(inputs, signature)
+        return Scores(prediction.outputs["scores"], prediction.version)
+
+    def embed_items(self, texts: Sequence[str]) -> Embeddings:
+        """Embeds item texts (signature `embed_items`): `Embeddings` (float32 [B, d], version)."""
+        prediction = self.predict({"text": string_tensor(check_texts(texts, "texts"))}, "embed_items")
+        return Embeddings(prediction.outputs["embeddings"], prediction.version)
+
+    def status(self) -> list:
+        """`VersionStatus` of every version the server knows of this model, newest first."""
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._model_spec(request.model_spec)
+        response = self._call(self._models.GetModelStatus, request)
+        return [
+            VersionStatus(s.version, _STATE_NAMES(s.state), s.status.error_code, s.status.error_message)
+            for s in response.model_version_status
+        ]
+
+    def wait_until_available(self, timeout: float = 300.0, poll_seconds: float = 0.5, process=None) -> int:
+        """Blocks until a version of the model is AVAILABLE; returns that version.
+
+        Uses only `GetModelStatus`, so it works against TF Serving as well as
+        the embedded server (while the server starts, UNAVAILABLE and
+        NOT_FOUND are expected and waited through).
+
+        Args:
+            timeout: seconds to wait at most; then raises `TimeoutError`.
+            poll_seconds: pause between two status calls.
+            process: optional `subprocess.Popen` of the server: if it exits,
+                raises `RuntimeError` at once instead of waiting on.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the model server exited with status {process.returncode} before serving")
+            try:
+                available = [s.version for s in self.status() if s.state == "AVAILABLE"]
+                if available:
+                    return max(available)
+            except ServingError as error:
+                if error.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"model {self.model_name!r} at {self.target} not AVAILABLE after {timeout} s")
+            time.sleep(poll_seconds)
+
+    def metadata(self) -> ModelMetadata:
+        """Signatures (inputs/outputs with dtype and shape) of the version this client targets."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._model_spec(request.model_spec)
+        response = self._call(self._prediction.GetModelMetadata, request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+
+        def info(tensor_info):
+            shape = tensor_info.tensor_shape
+            dims = None if shape.unknown_rank else tuple(d.size if d.size >= 0 else None for d in shape.dim)
+            return TensorInfo(tf.dtypes.as_dtype(tensor_info.dtype).name, dims)
+
+        signatures = {
+            name: {
+                "inputs": {k: info(v) for k, v in sig.inputs.items()},
+                "outputs": {k: info(v) for k, v in sig.outputs.items()},
+            }
+            for name, sig in signature_map.signature_def.items()
+            if not name.startswith("__")  # e.g. __saved_model_init_op
+        }
+        return ModelMetadata(response.model_spec.version.value, signatures)
+
+    def batching(self, max_batch_size: int = 32, max_delay_ms: float = 2.0, max_in_flight: int = 2) -> BatchingClient:
+        """A `BatchingClient` over this client (see its docstring)."""
+        return BatchingClient(self, max_batch_size, max_delay_ms, max_in_flight)

@@ -1,0 +1,94 @@
+"""What the client returns: plain NumPy values and the model version that answered.
+
+`Recommendations` (top-k item ids and scores), `Scores` (candidate scores),
+`Embeddings` (item embeddings), `Prediction` (the outputs of any Predict),
+`VersionStatus` (`GetModelStatus`), `TensorInfo` and `ModelMetadata`
+(`GetModelMetadata`).
+
+Example:
+
+>>> import numpy as np
+>>> recs = Recommendations(np.array([["50", "172"]]), np.array([[0.5, 0.25]], np.float32), version=3)
+>>> recs.to_lists()
+[[('50', 0.5), ('172', 0.25)]]
+"""
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendations:
+    """Top-k items per query row.
+
+    Attributes:
+        item_ids: np.ndarray of str, [B, K], best first.
+        scores: np.ndarray float32, [B, K].
+        version: model version that answered.
+    """
+
+    item_ids: np.ndarray
+    scores: np.ndarray
+    version: int
+
+    def to_lists(self) -> list:
+        """[[(item_id, score), ...] per row] as plain Python values."""
+        return [
+            [(str(i), float(s)) for i, s in zip(ids, scores)] for ids, scores in zip(self.item_ids, self.scores)
+        ]
+
+    def rows(self, start: int, stop: int) -> "Recommendations":
+        """The recommendations of rows start..stop-1."""
+        return Recommendations(self.item_ids[start:stop], self.scores[start:stop], self.version)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """Candidate scores: `scores` np.ndarray float32 [B, M] and the serving `version`."""
+
+    scores: np.ndarray
+    version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Embeddings:
+    """Item embeddings: `embeddings` np.ndarray float32 [B, d] and the serving `version`."""
+
+    embeddings: np.ndarray
+    version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Outputs of one Predict call: `outputs` (name -> np.ndarray) and the serving `version`."""
+
+    outputs: dict
+    version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+    """State of one model version as `GetModelStatus` reports it (state e.g. "AVAILABLE")."""
+
+    version: int
+    state: str
+    error_code: int
+    error_message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """dtype name (e.g. "string") and shape (None for unknown dimensions) of a signature tensor."""
+
+    dtype: str
+    shape: Optional[tuple]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMetadata:
+    """Signatures of the served version: `signatures` name -> {"inputs": {...}, "outputs": {...}} of TensorInfo."""
+
+    version: int
+    signatures: dict

@@ -1,0 +1,193 @@
+"""`DataConfig` and `prepare`: a source loaded, validated, split and turned into examples.
+
+`PreparedData` is what models are built from and trainers fit on: the
+validated tables, the split, the vocabulary, the examples of every split and
+each catalogue item's text and title by vocabulary index.
+
+Example:
+
+>>> data = prepare(DataConfig(source="synthetic:users=50,items=80,per_user=12", history_length=10))
+>>> data.vocab.num_items, data.examples["test"]["history_item_ids"].shape
+(80, (50, 10))
+"""
+
+import dataclasses
+import os
+from typing import ClassVar, Optional
+
+import numpy as np
+
+from tfrec.config import Config, require
+from tfrec.data import errors, schema, sources, splits, table, texts
+from tfrec.data.dataset import InteractionData
+from tfrec.data.examples import build_examples
+from tfrec.data.vocabulary import Vocabulary
+
+DATA_DIR_ENV = "TFREC_DATA_DIR"
+NO_DATA_MESSAGE = (
+    "DataConfig.source=None: no data given; use movielens:DIR (an unpacked MovieLens 100K/1M/latest-small "
+    f"directory), set {DATA_DIR_ENV}=DIR to use movielens:DIR by default, or use tfds:movielens/100k "
+    "on a machine with internet (or table:... for your own files, synthetic: for generated data)"
+)
+
+
+@dataclasses.dataclass
+class DataConfig(Config):
+    """Where the behaviour logs come from and how they become examples.
+
+    Attributes:
+        source: movielens:DIR, tfds:NAME, table:interactions=FILE,items=FILE[,users=FILE]
+            or synthetic:users=200,items=300,per_user=30,seed=0. Default:
+            movielens:$TFREC_DATA_DIR when that is set.
+        split: how interactions are split into train/valid/test.
+        split_fractions: train,valid,test shares for the temporal and random splits.
+        split_seed: seed of the random and cold_items splits.
+        cold_fraction: share of items held out of training by the cold_items split.
+        history_length: number of past behaviours in each example's history.
+        on_bad_rows: error: stop at the first bad row; skip: skip bad rows and
+            report counts.
+        user_col: table source: column holding the user id.
+        item_col: table source: column holding the item id (both files).
+        time_col: table source: column holding the time of the interaction.
+        rating_col: table source: column holding the rating (optional).
+        event_col: table source: column holding the event type (optional).
+        title_col: table source: item column holding the title.
+        description_col: table source: item column holding the description.
+        genres_col: table source: item column holding genres/tags.
+        genres_separator: table source: separator between tags in the genres column.
+        text_cols: table source: item columns whose values, in this order,
+            make the item text the encoder reads (e.g. title,brand,categories,description;
+            default: title, genres, description); an item needs one non-empty.
+        time_format: table source: format of the time column: 'unix' (seconds),
+            'unix_ms', 'iso' or a strftime pattern (read as UTC).
+        rating_range: table source: low,high bounds of valid ratings (default:
+            any finite number).
+        delimiter: table source: CSV/TSV field delimiter (default: from the
+            file extension).
+    """
+
+    source: Optional[str] = None
+    split: str = "leave_last_out"
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    cold_fraction: float = 0.1
+    history_length: int = 50
+    on_bad_rows: str = "error"
+    user_col: str = table.ColumnMap.user
+    item_col: str = table.ColumnMap.item
+    time_col: str = table.ColumnMap.time
+    rating_col: str = table.ColumnMap.rating
+    event_col: str = table.ColumnMap.event
+    title_col: str = table.ColumnMap.title
+    description_col: str = table.ColumnMap.description
+    genres_col: str = table.ColumnMap.genres
+    genres_separator: str = "|"
+    text_cols: tuple[str, ...] = ()
+    time_format: str = "unix"
+    rating_range: Optional[tuple[float, ...]] = None
+    delimiter: Optional[str] = None
+
+    CHOICES: ClassVar[dict] = {"split": splits.SPLITS, "on_bad_rows": errors.ON_BAD_ROWS}
+
+    def validate(self):
+        """Raises `ConfigError` naming the first invalid field; returns self."""
+        self.check_choices()
+        self.check_range("history_length", minimum=1)
+        fractions = np.asarray(self.split_fractions, dtype=np.float64)
+        require(len(fractions) == 3 and (fractions >= 0).all() and np.isclose(fractions.sum(), 1.0),
+                f"{self.name('split_fractions')}: expected 3 non-negative numbers summing to 1")
+        self.check_range("cold_fraction", above=0.0, below=1.0)
+        require(self.rating_range is None or (len(self.rating_range) == 2 and self.rating_range[0] < self.rating_range[1]),
+                f"{self.name('rating_range')}: expected low,high with low < high")
+        return self
+
+    def resolved_source(self) -> str:
+        """`source`, else movielens:$TFREC_DATA_DIR, else raises `SourceError` saying how to give data."""
+        if self.source:
+            return self.source
+        if os.environ.get(DATA_DIR_ENV):
+            return f"movielens:{os.environ[DATA_DIR_ENV]}"
+        raise errors.SourceError(NO_DATA_MESSAGE)
+
+    def columns(self) -> table.ColumnMap:
+        """The table source's `ColumnMap`."""
+        return table.ColumnMap(user=self.user_col, item=self.item_col, time=self.time_col,
+                               rating=self.rating_col, event=self.event_col, title=self.title_col,
+                               description=self.description_col, genres=self.genres_col,
+                               text=tuple(self.text_cols))
+
+    def table_options(self) -> dict:
+        """The `assemble` options of table sources and DataFrames."""
+        return {"rating_range": tuple(self.rating_range) if self.rating_range else None,
+                "time_format": self.time_format, "genres_separator": self.genres_separator}
+
+    def load_tables(self) -> InteractionData:
+        """Loads and validates the source's tables."""
+        return sources.load(self.resolved_source(), on_bad_rows=self.on_bad_rows, columns=self.columns(),
+                            delimiter=self.delimiter, **self.table_options())
+
+    def split_tables(self, tables: InteractionData) -> splits.Split:
+        """Splits the interactions of `tables` as configured."""
+        return splits.split_interactions(tables, self.split, fractions=self.split_fractions,
+                                         seed=self.split_seed, cold_fraction=self.cold_fraction)
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """A data set ready for training: tables, split, vocabulary, examples, item texts.
+
+    Attributes:
+        tables: the validated `InteractionData`.
+        split: its `Split` into train/valid/test interactions.
+        vocab: the `Vocabulary` (dense indices of items, users, events).
+        examples: "train"/"valid"/"test" -> feature name -> np.ndarray
+            (`tfrec.data.build_examples`).
+        item_texts: text of each catalogue index, `[0] == ""` (padding).
+        item_titles: title of each catalogue index, `[0] == ""`.
+        config: the `DataConfig` it was prepared with.
+    """
+
+    tables: InteractionData
+    split: splits.Split
+    vocab: Vocabulary
+    examples: dict
+    item_texts: list
+    item_titles: list
+    config: DataConfig
+
+    @property
+    def name(self) -> str:
+        """The source the tables came from."""
+        return self.tables.name
+
+    @property
+    def rating_mean(self) -> float:
+        """Mean rating of the training interactions (0.0 without ratings)."""
+        if not self.tables.has_ratings:
+            return 0.0
+        return float(np.mean(self.split.train[schema.RATING].to_numpy(np.float64)))
+
+
+def prepare(config: DataConfig, tables: Optional[InteractionData] = None) -> PreparedData:
+    """Loads (unless `tables` is given), splits and builds the examples.
+
+    Args:
+        config: `DataConfig`; its `source` and table options are ignored when
+            `tables` is given.
+        tables: already loaded `InteractionData` (e.g. from `from_dataframes`).
+
+    Returns:
+        `PreparedData`.
+
+    Raises:
+        tfrec.config.ConfigError: an invalid config field.
+        tfrec.data.DataError: a bad file, row or field (named in the message).
+    """
+    config.validate()
+    if tables is None:
+        tables = config.load_tables()
+    split = config.split_tables(tables)
+    vocab = Vocabulary.from_data(tables)
+    examples = build_examples(tables, split, vocab, config.history_length)
+    return PreparedData(tables, split, vocab, examples, texts.item_texts(tables.items, vocab),
+                        texts.item_titles(tables.items, vocab), config)

@@ -1,0 +1,21 @@
+"""The embedded TF Serving-compatible gRPC server (run it with `python -m tfrec.serve`).
+
+The request flow: `server` receives a Predict, `model_manager` routes it to
+the version its ModelSpec asks for, `servable` checks the inputs and calls the
+signature, through `batching` (`--enable_batching`) when configured.
+
+* `tfrec.server.server`: `Server`, `ServerOptions`, the gRPC services.
+* `tfrec.server.model_manager`: version policy, polling, hot reload.
+* `tfrec.server.servable`: one loaded version, input checks, warm-up replay.
+* `tfrec.server.batching`: server-side request batching (`BatchScheduler`).
+* `tfrec.server.config`, `tfrec.server.protos`: readers of TF Serving's model/batching/monitoring files.
+
+Errors are `tfrec.client.errors.ServingError`, the type clients receive.
+Importing this package imports nothing heavy; import the submodule you need.
+
+Example:
+
+>>> from tfrec.server import config                                              # doctest: +SKIP
+>>> from tfrec.server.server import Server, ServerOptions                       # doctest: +SKIP
+>>> Server(ServerOptions(config.single_model_config("tiny", "/tmp/tiny"))).start()  # doctest: +SKIP
+"""
