@@ -164,3 +164,14 @@ def test_from_dataframes_with_a_users_table():
     users = pd.concat([users, pd.DataFrame({"user_id": [f"u{NUM_USERS - 1}"], "country": ["de"]})])
     data = tfrec.data.from_dataframes(_logs(), _items(), users=users)
     assert data.tables.users.columns.tolist() == ["user_id", "country"] and len(data.tables.users) == NUM_USERS
+
+
+def test_load_refuses_a_dataframe_and_points_to_from_dataframes():
+    with pytest.raises(errors.SourceError, match="from_dataframes"):
+        tfrec.data.load(_logs())
+
+
+def test_a_run_directory_of_an_earlier_version_is_refused_by_name(tmp_path):
+    (tmp_path / "config.json").write_text('{"flags": {"epochs": 2}, "model_config": {}}')
+    with pytest.raises(ConfigError, match="written by an earlier tfrec"):
+        tfrec.training.load_run(str(tmp_path))

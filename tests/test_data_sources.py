@@ -166,7 +166,7 @@ def test_tfds_conversion_from_in_memory_datasets():
 
 
 def test_tfds_load_without_internet_says_what_to_do(tmp_path):
-    with pytest.raises(data.SourceError, match="Offline, use --source=movielens:DIR"):
+    with pytest.raises(data.SourceError, match="Offline, use the source movielens:DIR"):
         tfds_source.load_tfds("movielens/no-such-config", data_dir=str(tmp_path))
 
 

@@ -89,10 +89,10 @@ def test_clean_files_load(tmp_path):
         ),
         (
             LOGS,
-            "item_id,title,description,genres\ni1,Alpha,About a,x\ni2, ,,z\ni3,Gamma,c,\n",
+            "item_id,title,description,genres\ni1,Alpha,About a,x\ni2, ,,\ni3,Gamma,c,\n",
             {},
             errors.EmptyTextError,
-            ["items.csv, row 3, field 'title'", "expected a non-empty title or description"],
+            ["items.csv, row 3, field 'title'", "expected a non-empty title or description or genres"],
         ),
         (
             LOGS,
@@ -180,7 +180,7 @@ def test_movielens_100k_bad_genre_flag(tmp_path):
 @pytest.mark.parametrize(
     "source, fragment",
     [
-        ("nosuchkind:x", "expected --source as KIND:VALUE"),
+        ("nosuchkind:x", "expected a source KIND:VALUE"),
         ("movielens:/no/such/dir", "MovieLens directory not found"),
         ("table:interactions=a.csv", "table source needs interactions=FILE,items=FILE"),
         ("synthetic:users=ten", "synthetic options must be integers"),
@@ -237,7 +237,7 @@ def test_skip_policy_counts_every_reason(tmp_path):
         "u2,i3,400,2\n"  # good
         "u2,i1,500,2\n"  # good
     )
-    items = ITEMS + "i1,Alpha twice,,\ni4,,,w\n"
+    items = ITEMS + "i1,Alpha twice,,\ni4,,,\n"
     ds = load_csv(tmp_path, logs, items, on_bad_rows="skip", rating_range=(1, 5))
     assert ds.skipped == {
         "malformed_row": 1,

@@ -91,3 +91,15 @@ def test_explore_ensembles_agrees_with_evaluate(run_directory, capsys):
     assert figures["1-run ensembles (2 subsets)"] == pytest.approx(single, abs=1e-4)
     assert figures["2-run ensembles (1 subsets)"] == pytest.approx(single, abs=1e-4)
     assert figures["1-run ensembles (2 subsets) + 1.0 x log(1 + transitions)"] != pytest.approx(single, abs=1e-4)
+
+
+def test_data_flags_given_to_evaluate_reach_the_data_config_typed():
+    from tfrec import config_flags
+    from tfrec.data import DataConfig
+
+    values = flags.FlagValues()
+    evaluate.define_flags(values)
+    values(["evaluate", "--run_dir=unused", "--rating_range=2,10", "--split_fractions=0.7,0.2,0.1"])
+    given = config_flags.given_values(DataConfig, values)
+    assert given == {"rating_range": (2.0, 10.0), "split_fractions": (0.7, 0.2, 0.1)}
+    assert DataConfig(**given).validate().rating_range == (2.0, 10.0)

@@ -197,7 +197,7 @@ BAD_REQUESTS = {
     "oversized message": (
         _request(history=[["item1"] * 10000]),
         "RESOURCE_EXHAUSTED",
-        "more than --max_message_bytes=65536; largest tensors: 'history'",
+        "more than the server's max_message_bytes=65536; largest tensors: 'history'",
     ),
     "message over the transport limit": (
         _request(history=[["item1"] * 40000]),

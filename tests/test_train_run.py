@@ -2,6 +2,7 @@
 (`Trainer.fit`) and the command line's `tfrec.train.train(values)`: run-directory
 files, TensorBoard scalars and projector, best-weights restoration, config checks."""
 
+import dataclasses
 import json
 import re
 
@@ -145,12 +146,12 @@ def test_early_stopping_stops_and_is_not_undone_by_a_rerun(tmp_path):
 
 def test_rerun_with_another_model_is_refused(trained):
     directory, _ = trained
-    with pytest.raises(ConfigError, match="embedding_dim=32.*16"):
+    with pytest.raises(ConfigError, match="--embedding_dim=16: the run directory .* holds a run with 32"):
         train.train(train_flags(f"--run_dir={directory}", "--embedding_dim=16"))
     data_config, model_config, train_config = tiny_configs("--embedding_dim=16")
     data = prepare(data_config)
     trainer = Trainer(train_config)
-    with pytest.raises(ConfigError, match=r"model_config\.embedding_dim=32, this fit has 16"):
+    with pytest.raises(ConfigError, match=r"ModelConfig\.embedding_dim=16: the run directory .* holds a run with 32"):
         trainer.fit(trainer.build_model(model_config, data), data, run_dir=str(directory))
 
 
@@ -241,7 +242,8 @@ def test_invalid_configs_fail_before_training(tmp_path, args, message):
     args = [f"--source={_no_ratings_source(tmp_path)}" if arg == "NO_RATINGS" else arg for arg in args]
     values = train_flags("--run_dir=unused", *args)
     # The configs as the flags give them, unvalidated: the library checks them.
-    configs = [cls(**config_flags.values_of(cls, values)) for cls in train.CONFIGS]
+    configs = [cls(**{field.name: values[field.name].value for field in dataclasses.fields(cls)})
+               for cls in train.CONFIGS]
     configs[0] = configs[0].replace(split_fractions=tuple(float(v) for v in configs[0].split_fractions))
     configs[2] = configs[2].replace(eval_ks=tuple(int(v) for v in configs[2].eval_ks))
     directory = tmp_path / "run"

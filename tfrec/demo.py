@@ -23,8 +23,10 @@ import time
 
 from absl import app, flags
 
-from tfrec import train
-from tfrec.data import prepared, summary
+from tfrec import baselines, train
+from tfrec.config import ConfigError
+from tfrec.data import DataError, prepared, schema, summary
+from tfrec.evaluation import metrics, protocol
 from tfrec.exporting import exporter
 from tfrec.training import Trainer, evaluate_run
 
@@ -50,8 +52,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_integer("k", 10, "Recommendations per user.", lower_bound=1, flag_values=flag_values)
 
 
-def _source():
-    data_dir = FLAGS.data_dir or os.environ.get(prepared.DATA_DIR_ENV)
+def _source(values):
+    data_dir = values.data_dir or os.environ.get(prepared.DATA_DIR_ENV)
     if data_dir:
         if not pathlib.Path(data_dir).is_dir():
             raise app.UsageError(f"--data_dir={data_dir}: no such directory (expected an unpacked MovieLens directory)")
@@ -59,17 +61,26 @@ def _source():
     return "tfds:movielens/100k"
 
 
-def _configs(source):
+def _configs(values, source):
     """The (DataConfig, ModelConfig, TrainConfig) of `--config`, reading `source`."""
-    values = flags.FlagValues()
-    train.define_flags(values)
-    values(["demo", f"--flagfile={FLAGS.config}", f"--source={source}", f"--run_dir={FLAGS.run_dir}"])
-    return train.configs_from_flags(values)
+    train_values = flags.FlagValues()
+    train.define_flags(train_values)
+    train_values(["demo", f"--flagfile={values.config}", f"--source={source}", f"--run_dir={values.run_dir}"])
+    return train.configs_from_flags(train_values)
 
 
 def _stage(name, call):
     """Prints the heading of a stage: its name and the library call that runs it."""
     print(f"\n=== {name}: {call}", flush=True)
+
+
+def _transitions_baseline(data):
+    """HR@10 / NDCG@10 of the item-to-item transitions baseline, fitted on the training split."""
+    test = protocol.HeldOut.from_split(data.split, data.vocab, "test", data.examples)
+    scores = baselines.Transitions(data.vocab.num_items).fit(data.examples["train"]).score(test.examples)
+    figures = metrics.ranking_metrics(scores, test.examples[schema.TARGET_ITEM_ID],
+                                      test.examples[schema.HISTORY_ITEM_IDS], ks=(10,), exclude=test.prior)
+    return f"item-to-item transitions baseline HR@10 {figures['HR@10']:.4f}, NDCG@10 {figures['NDCG@10']:.4f}"
 
 
 def _free_port():
@@ -80,10 +91,10 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _print_recommendations(dataset, recommendations):
+def _print_recommendations(values, dataset, recommendations):
     titles = dict(zip(dataset.items["item_id"], dataset.items["title"]))
     histories = dataset.interactions.groupby("user_id")["item_id"].apply(list)
-    for row, user in enumerate(FLAGS.users):
+    for row, user in enumerate(values.users):
         recent = ", ".join(titles[item] for item in histories[user][-3:])
         print(f"\nuser {user} ({len(histories[user])} ratings; most recent: {recent})")
         for rank, (item, score) in enumerate(recommendations.to_lists()[row], start=1):
@@ -91,34 +102,34 @@ def _print_recommendations(dataset, recommendations):
     print(f"\nserved by model version {recommendations.version}")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def run(values: flags.FlagValues) -> None:
+    """Runs the whole job as the parsed `values` say."""
     from tfrec import client as serving_client
 
-    source = _source()
-    data_config, model_config, train_config = _configs(source)
+    source = _source(values)
+    data_config, model_config, train_config = _configs(values, source)
     _stage("describe", f"tfrec.data.prepare(DataConfig(source={source!r}, ...))")
     data = prepared.prepare(data_config)
     dataset = data.tables
-    unknown = [user for user in FLAGS.users if user not in set(dataset.interactions["user_id"])]
+    unknown = [user for user in values.users if user not in set(dataset.interactions["user_id"])]
     if unknown:
         raise app.UsageError(f"--users: unknown user ids {unknown} in {source}")
     print(summary.format_text(summary.describe(dataset, data.split, data.examples)))
 
-    _stage("train", f"tfrec.Trainer(TrainConfig(...)).fit(model, data, run_dir={FLAGS.run_dir!r}) ({FLAGS.config})")
+    _stage("train", f"tfrec.Trainer(TrainConfig(...)).fit(model, data, run_dir={values.run_dir!r}) ({values.config})")
     trainer = Trainer(train_config)
-    result = trainer.fit(trainer.build_model(model_config, data), data, run_dir=FLAGS.run_dir)
+    result = trainer.fit(trainer.build_model(model_config, data), data, run_dir=values.run_dir)
     print(json.dumps({k: v for k, v in result.metrics.items() if k != "valid"}, indent=2, sort_keys=True))
-    _stage("evaluate", f"tfrec.training.evaluate_run({FLAGS.run_dir!r})")
-    print(json.dumps(evaluate_run(FLAGS.run_dir), indent=2, sort_keys=True))
-    _stage("export", f"tfrec.exporting.export_run({FLAGS.run_dir!r}, {FLAGS.export_base!r}, {FLAGS.model_name!r})")
-    exported = exporter.export_run(FLAGS.run_dir, FLAGS.export_base, FLAGS.model_name)
+    _stage("evaluate", f"tfrec.training.evaluate_run({values.run_dir!r})")
+    print(json.dumps(evaluate_run(values.run_dir), indent=2, sort_keys=True))
+    print(f"for comparison, on the same test users: {_transitions_baseline(data)}")
+    _stage("export", f"tfrec.exporting.export_run({values.run_dir!r}, {values.export_base!r}, {values.model_name!r})")
+    exported = exporter.export_run(values.run_dir, values.export_base, values.model_name)
     print(f"exported {exported.path} (version {exported.version}): signatures {exported.signatures}")
 
-    port = FLAGS.port or _free_port()
-    base_path = pathlib.Path(FLAGS.export_base, FLAGS.model_name).resolve()
-    server_args = ["tfrec.serve", f"--model_name={FLAGS.model_name}", f"--model_base_path={base_path}", f"--port={port}"]
+    port = values.port or _free_port()
+    base_path = pathlib.Path(values.export_base, values.model_name).resolve()
+    server_args = ["tfrec.serve", f"--model_name={values.model_name}", f"--model_base_path={base_path}", f"--port={port}"]
     print(f"\n=== serve: python -m {' '.join(server_args)}", flush=True)
     server = subprocess.Popen([sys.executable, "-m", *server_args])
     try:
@@ -130,19 +141,28 @@ def main(argv):
         histories, times = by_user["item_id"].apply(list), by_user["timestamp"].apply(list)
         ratings = by_user["rating"].apply(list) if "rating" in dataset.interactions else None
         context = {
-            "timestamps": [[int(t) for t in times[user]] for user in FLAGS.users],
-            "ratings": None if ratings is None else [[float(r) for r in ratings[user]] for user in FLAGS.users],
-            "user_ids": list(FLAGS.users),
+            "timestamps": [[int(t) for t in times[user]] for user in values.users],
+            "ratings": None if ratings is None else [[float(r) for r in ratings[user]] for user in values.users],
+            "user_ids": list(values.users),
         }
-        with serving_client.RecommenderClient(target, FLAGS.model_name) as client:
+        with serving_client.RecommenderClient(target, values.model_name) as client:
             client.wait_until_available(timeout=300, process=server)
             started = time.perf_counter()
-            recommendations = client.recommend([histories[user] for user in FLAGS.users], k=FLAGS.k, **context)
-        print(f"\n=== query: {len(FLAGS.users)} users in {1000 * (time.perf_counter() - started):.1f} ms over gRPC")
-        _print_recommendations(dataset, recommendations)
+            recommendations = client.recommend([histories[user] for user in values.users], k=values.k, **context)
+        print(f"\n=== query: {len(values.users)} users in {1000 * (time.perf_counter() - started):.1f} ms over gRPC")
+        _print_recommendations(values, dataset, recommendations)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        run(FLAGS)
+    except (ConfigError, DataError, OSError) as error:
+        sys.exit(f"tfrec.demo: error: {error}")
 
 
 if __name__ == "__main__":

@@ -63,57 +63,57 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "rest_api_port", 0, "tensorflow_model_server: HTTP/REST port (also serves Prometheus metrics); 0 = off.", flag_values=flag_values)
 
 
-def _model_config():
-    if FLAGS.model_config_file:
-        if FLAGS.model_name or FLAGS.model_base_path:
+def _model_config(values):
+    if values.model_config_file:
+        if values.model_name or values.model_base_path:
             raise app.UsageError("give --model_config_file or --model_name/--model_base_path, not both")
-        return config_lib.read_model_server_config(FLAGS.model_config_file)
-    if not (FLAGS.model_name and FLAGS.model_base_path):
+        return config_lib.read_model_server_config(values.model_config_file)
+    if not (values.model_name and values.model_base_path):
         raise app.UsageError("give --model_config_file, or both --model_name and --model_base_path")
-    return config_lib.single_model_config(FLAGS.model_name, os.path.abspath(FLAGS.model_base_path))
+    return config_lib.single_model_config(values.model_name, os.path.abspath(values.model_base_path))
 
 
-def tfserving_argv(binary: str) -> list:
-    """The `tensorflow_model_server` command line equivalent to the current flags."""
-    argv = [binary, f"--port={FLAGS.port}"]
-    if FLAGS.model_config_file:
-        argv.append(f"--model_config_file={os.path.abspath(FLAGS.model_config_file)}")
+def tfserving_argv(binary: str, values: flags.FlagValues) -> list:
+    """The `tensorflow_model_server` command line equivalent to the parsed `values`."""
+    argv = [binary, f"--port={values.port}"]
+    if values.model_config_file:
+        argv.append(f"--model_config_file={os.path.abspath(values.model_config_file)}")
     else:
-        argv += [f"--model_name={FLAGS.model_name}", f"--model_base_path={os.path.abspath(FLAGS.model_base_path)}"]
-    poll = FLAGS.file_system_poll_wait_seconds
+        argv += [f"--model_name={values.model_name}", f"--model_base_path={os.path.abspath(values.model_base_path)}"]
+    poll = values.file_system_poll_wait_seconds
     argv.append(f"--file_system_poll_wait_seconds={max(1, round(poll)) if poll > 0 else 0}")
-    if FLAGS.enable_batching:
+    if values.enable_batching:
         argv.append("--enable_batching=true")
-    if FLAGS.batching_parameters_file:
-        argv.append(f"--batching_parameters_file={os.path.abspath(FLAGS.batching_parameters_file)}")
-    if FLAGS.monitoring_config_file:
-        argv.append(f"--monitoring_config_file={os.path.abspath(FLAGS.monitoring_config_file)}")
-    if FLAGS.rest_api_port:
-        argv.append(f"--rest_api_port={FLAGS.rest_api_port}")
+    if values.batching_parameters_file:
+        argv.append(f"--batching_parameters_file={os.path.abspath(values.batching_parameters_file)}")
+    if values.monitoring_config_file:
+        argv.append(f"--monitoring_config_file={os.path.abspath(values.monitoring_config_file)}")
+    if values.rest_api_port:
+        argv.append(f"--rest_api_port={values.rest_api_port}")
     return argv
 
 
-def _serve_embedded(model_config, batching_parameters):
+def _serve_embedded(values, model_config, batching_parameters):
     from tfrec.server.server import Server, ServerOptions  # imports TensorFlow
 
-    if FLAGS.rest_api_port:
+    if values.rest_api_port:
         raise app.UsageError("--rest_api_port needs --server=tfserving: the embedded server speaks gRPC only")
-    if FLAGS.enable_batching and batching_parameters is None:
+    if values.enable_batching and batching_parameters is None:
         batching_parameters = protos.BatchingParameters()  # TF Serving's defaults
-    elif not FLAGS.enable_batching and batching_parameters is not None:
+    elif not values.enable_batching and batching_parameters is not None:
         logging.warning("--batching_parameters_file is ignored without --enable_batching (as in TF Serving)")
-    if FLAGS.monitoring_config_file:
+    if values.monitoring_config_file:
         logging.warning("The embedded server exports no Prometheus metrics (monitoring file checked, not applied)")
     server = Server(
         ServerOptions(
             model_config=model_config,
-            host=FLAGS.host,
-            port=FLAGS.port,
-            poll_wait_seconds=FLAGS.file_system_poll_wait_seconds,
-            max_workers=FLAGS.max_workers,
-            max_concurrent_rpcs=FLAGS.max_concurrent_rpcs,
-            max_message_bytes=FLAGS.max_message_bytes,
-            grace_seconds=FLAGS.grace_seconds,
+            host=values.host,
+            port=values.port,
+            poll_wait_seconds=values.file_system_poll_wait_seconds,
+            max_workers=values.max_workers,
+            max_concurrent_rpcs=values.max_concurrent_rpcs,
+            max_message_bytes=values.max_message_bytes,
+            grace_seconds=values.grace_seconds,
             batching_parameters=batching_parameters,
         )
     )
@@ -126,27 +126,32 @@ def _serve_embedded(model_config, batching_parameters):
     server.stop()
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def serve(values: flags.FlagValues) -> None:
+    """Serves as the parsed `values` say (execs `tensorflow_model_server`, or runs the embedded server)."""
     try:
-        model_config = _model_config()
+        model_config = _model_config(values)
         batching_parameters = None
-        if FLAGS.batching_parameters_file:
-            batching_parameters = config_lib.read_batching_parameters(FLAGS.batching_parameters_file)
-        if FLAGS.monitoring_config_file:
-            config_lib.read_monitoring_config(FLAGS.monitoring_config_file)
+        if values.batching_parameters_file:
+            batching_parameters = config_lib.read_batching_parameters(values.batching_parameters_file)
+        if values.monitoring_config_file:
+            config_lib.read_monitoring_config(values.monitoring_config_file)
     except config_lib.ConfigError as e:
         logging.error("%s", e)
         sys.exit(f"Invalid serving configuration: {e}")
-    binary = shutil.which(FLAGS.tensorflow_model_server)
-    if FLAGS.server == "tfserving" and binary is None:
-        sys.exit(f"--server=tfserving: {FLAGS.tensorflow_model_server} is not on PATH")
-    if FLAGS.server == "tfserving" or (FLAGS.server == "auto" and binary is not None):
-        argv = tfserving_argv(binary)
+    binary = shutil.which(values.tensorflow_model_server)
+    if values.server == "tfserving" and binary is None:
+        sys.exit(f"--server=tfserving: {values.tensorflow_model_server} is not on PATH")
+    if values.server == "tfserving" or (values.server == "auto" and binary is not None):
+        argv = tfserving_argv(binary, values)
         logging.info("Starting TF Serving: %s", " ".join(argv))
         os.execv(binary, argv)
-    _serve_embedded(model_config, batching_parameters)
+    _serve_embedded(values, model_config, batching_parameters)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    serve(FLAGS)
 
 
 if __name__ == "__main__":

@@ -70,12 +70,7 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
         except (DataError, OSError) as error:
             given = f"--source={data_config.source}: " if data_config.source else ""
             raise ConfigError(f"{given}{error}") from error
-        try:
-            model = trainer.build_model(model_config, data)
-        except ConfigError:
-            raise
-        except ValueError as error:  # e.g. --encoder_trainable=top:N above the encoder's layers
-            raise ConfigError(f"model flags: {error}") from error
+        model = trainer.build_model(model_config, data)
         return trainer.fit(model, data, run_dir=flag_values.run_dir).metrics
     except ConfigError as error:
         raise ConfigError(config_flags.flag_message(error)) from error

@@ -32,16 +32,16 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          flag_values=flag_values)
 
 
-def describe(config):
+def describe(config, values):
     """Prints the statistics of the data `config` selects."""
     prepared = prepare(config)
     stats = summary.describe(prepared.tables, prepared.split, prepared.examples)
-    print(json.dumps(stats, indent=2) if FLAGS.format == "json" else summary.format_text(stats))
+    print(json.dumps(stats, indent=2) if values.format == "json" else summary.format_text(stats))
 
 
-def convert(config):
+def convert(config, values):
     """Writes the examples of every split as sharded TFRecords, plus the vocabulary."""
-    if not FLAGS.output_dir:
+    if not values.output_dir:
         raise app.UsageError("convert needs --output_dir")
     from tfrec.data import tfrecord  # TensorFlow is only needed here
 
@@ -49,21 +49,21 @@ def convert(config):
     split = config.split_tables(ds)
     vocab = vocabulary.Vocabulary.from_data(ds)
     chunks = {
-        name: examples.iter_examples(ds, split, vocab, config.history_length, name, FLAGS.chunk_size)
+        name: examples.iter_examples(ds, split, vocab, config.history_length, name, values.chunk_size)
         for name in ("train", "valid", "test")
     }
     metadata = tfrecord.write_tfrecords(
         chunks,
         split.sizes(),
-        FLAGS.output_dir,
-        FLAGS.num_shards,
+        values.output_dir,
+        values.num_shards,
         config.history_length,
         vocab=vocab,
         item_texts=texts.item_texts(ds.items, vocab),
         extra={"source": ds.name, "split": split.name, "skipped": ds.skipped},
     )
     sizes = ", ".join(f"{name} {info['examples']:,}" for name, info in metadata["splits"].items())
-    print(f"wrote {sizes} examples in {FLAGS.num_shards} shards per split to {FLAGS.output_dir}")
+    print(f"wrote {sizes} examples in {values.num_shards} shards per split to {values.output_dir}")
 
 
 def main(argv):
@@ -71,7 +71,7 @@ def main(argv):
         raise app.UsageError(f"usage: python -m tfrec.data {{{'|'.join(COMMANDS)}}} --source=... [flags]")
     try:
         config = config_flags.from_flags(DataConfig, FLAGS)
-        {"describe": describe, "convert": convert}[argv[1]](config)
+        {"describe": describe, "convert": convert}[argv[1]](config, FLAGS)
     except (errors.DataError, ConfigError) as error:
         print(f"error: {config_flags.flag_message(error)}", file=sys.stderr)
         sys.exit(2)

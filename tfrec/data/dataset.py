@@ -249,7 +249,7 @@ def _clean_items(raw, checker, genres_separator):
     for column in chosen:
         table[column] = _text_column(raw, column, checker, keep, required=False)
     table = pd.DataFrame(table)
-    text_fields = chosen or [schema.TITLE, schema.DESCRIPTION]
+    text_fields = chosen or [schema.TITLE, schema.DESCRIPTION, schema.GENRES]
     no_text = (table[text_fields] == "").all(axis=1)
     keep &= checker.check(
         keep & no_text.to_numpy(dtype=bool),

@@ -52,7 +52,7 @@ class DataError(ValueError):
 
 
 class SourceError(DataError):
-    """The `--source` value is malformed, or its files are missing or unreadable."""
+    """The source (`DataConfig.source`) is malformed, or its files are missing or unreadable."""
 
     reason = "bad_source"
 

@@ -46,10 +46,14 @@ def load(source, on_bad_rows="error", columns=None, delimiter=None, **assemble_o
     Returns:
         `InteractionData`.
     """
+    if not isinstance(source, str):
+        raise errors.SourceError(
+            f"expected a source name such as movielens:DIR, got a {type(source).__name__}; "
+            "for DataFrames use tfrec.data.from_dataframes(interactions, items)", file="source")
     kind, sep, rest = source.partition(":")
     if not sep or kind not in KINDS:
         raise errors.SourceError(
-            f"expected --source as KIND:VALUE with KIND one of {', '.join(KINDS)} "
+            f"expected a source KIND:VALUE with KIND one of {', '.join(KINDS)} "
             "(e.g. movielens:/data/ml-100k, synthetic:users=200)",
             file=source,
         )

@@ -49,7 +49,7 @@ def load_tfds(name, checker=None, data_dir=None):
     except Exception as error:  # tfds raises many types (DatasetNotFoundError, network errors...)
         raise errors.SourceError(
             f"cannot load {name}-ratings / {name}-movies with tensorflow-datasets ({type(error).__name__}: "
-            f"{str(error)[:200]}); tfds needs internet on first use. Offline, use --source=movielens:DIR "
+            f"{str(error)[:200]}); tfds needs internet on first use. Offline, use the source movielens:DIR "
             "on the unpacked MovieLens files",
             file=f"tfds:{name}",
         ) from error

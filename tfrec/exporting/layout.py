@@ -73,8 +73,8 @@ def staged_version(export_base, model_name, version=None):
     final_path = os.path.join(model_dir, str(version))
     if os.path.exists(final_path):
         raise FileExistsError(
-            f"export version {final_path} already exists; pass another "
-            "--version or omit it to use the next free one"
+            f"export version {final_path} already exists; give another "
+            "version or none to use the next free one"
         )
     os.makedirs(model_dir, exist_ok=True)
     path = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{version}-", dir=model_dir)

@@ -24,6 +24,7 @@ TensorShape([1, 2, 16])
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfrec.text_encoder import TextEncoder
 
@@ -124,7 +125,11 @@ class ItemTower(keras.layers.Layer):
             return
         self._mode = "pooled" if encoder.num_trainable_layers == 0 else "hidden"
         chunks = []
+        logging.info("encoding %d item texts (%d tokens at most) with %s", self.num_rows,
+                     tokens["padding_mask"].shape[1], encoder.source)
         for start in range(0, self.num_rows, CACHE_BATCH):
+            if start and start % (CACHE_BATCH * 8) == 0:
+                logging.info("encoded %d of %d item texts", start, self.num_rows)
             part = {name: value[start:start + CACHE_BATCH] for name, value in tokens.items()}
             hidden = encoder.encode_lower(part)
             if self._mode == "pooled":

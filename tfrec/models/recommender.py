@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src.losses import loss as loss_module
 
+from tfrec.config import ConfigError
 from tfrec.data import schema
 from tfrec.data.vocabulary import Vocabulary
 from tfrec.models.behaviour_tower import BehaviourTextTower, BehaviourTower
@@ -323,6 +324,12 @@ class Recommender(keras.Model):
         self._track_loss(self.compute_loss(x=data, training=False), data)
         return self.get_metrics_result()
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, then `refresh_catalogue()`: inference reads the trained item vectors."""
+        history = super().fit(*args, **kwargs)
+        self.refresh_catalogue()
+        return history
+
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict` after `refresh_catalogue()` (the item vectors follow the weights)."""
         self.refresh_catalogue()
@@ -504,6 +511,8 @@ class _Request:
     def __init__(self, vocab, histories, ratings, timestamps, events, now, user_ids):
         if isinstance(histories, (str, bytes)) or not all(isinstance(h, (list, tuple)) for h in histories):
             raise ValueError("histories: expected a list of lists of item ids (str)")
+        if not histories:
+            raise ValueError("histories: expected at least one history")
         width = max([len(h) for h in histories] + [1])
         rows = [[""] * (width - len(h)) + [str(i) for i in h] for h in histories]
         self.indices = self._known(vocab.item_index, rows, "item ids in history")
@@ -611,9 +620,16 @@ def build_model(config, data):
     Returns:
         a built, uncompiled `Recommender`. Seeds Keras' global random state
         with `config.seed` first, so equal configs build equal models.
+
+    Raises:
+        ConfigError: an invalid config, or an encoder that refuses it (e.g.
+            `encoder_trainable="top:9"` on a 6-layer encoder).
     """
     config.validate()
     keras.utils.set_random_seed(config.seed)
-    model = Recommender(config, data.vocab, data.item_texts, data.item_titles, rating_offset=data.rating_mean)
+    try:
+        model = Recommender(config, data.vocab, data.item_texts, data.item_titles, rating_offset=data.rating_mean)
+    except (ValueError, FileNotFoundError) as error:  # the encoder refuses its arguments or source
+        raise ConfigError(f"ModelConfig.encoder={config.encoder!r}: {error}") from error
     model.build()
     return model

@@ -96,7 +96,7 @@ def _check_size(message, what, fields, limit):
     detail = ", ".join(f"{name!r} {n} bytes" for n, name in parts[:3])
     raise ServingError(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"{what} is {size} bytes, more than --max_message_bytes={limit}; largest tensors: {detail}",
+        f"{what} is {size} bytes, more than the server's max_message_bytes={limit}; largest tensors: {detail}",
     )
 
 

@@ -32,6 +32,10 @@ from tfrec.evaluation import protocol
 from tfrec.training import checks, run_dir
 
 
+BEST_WEIGHTS = "best.weights.h5"
+"""File of `BestWeights` in its directory."""
+
+
 class ValidationMetrics(keras.callbacks.Callback):
     """Adds the validation metrics of `protocol.evaluate_model` to the epoch logs.
 
@@ -104,7 +108,7 @@ class BestWeights(keras.callbacks.Callback):
         self.monitor = monitor
         self.patience = patience
         self.mode = mode or checks.metric_mode(monitor)
-        self.weights_path = os.path.join(directory, "best.weights.h5")
+        self.weights_path = os.path.join(directory, BEST_WEIGHTS)
         self.state_path = os.path.join(directory, "best.json")
         self.state = {"best": None, "epoch": None, "wait": 0, "stopped": False}
         if os.path.exists(self.state_path):

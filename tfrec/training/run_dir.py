@@ -37,7 +37,7 @@ import tempfile
 from keras.src.saving import saving_lib
 
 from tfrec import data
-from tfrec.config import require
+from tfrec.config import ConfigError, require
 from tfrec.evaluation import protocol
 from tfrec.models import ModelConfig, build_model
 
@@ -203,6 +203,13 @@ class Run:
         return self.catalogue.vocab
 
 
+def check_format(directory, saved_config):
+    """Raises `ConfigError` for a `config.json` written before the configs were dataclasses."""
+    if "data_config" not in saved_config:
+        raise ConfigError(f"{directory}: written by an earlier tfrec (config.json holds flags, not configs); "
+                          "train it again into a new run directory")
+
+
 def load_run(directory):
     """Rebuilds the model of a finished run with its best weights.
 
@@ -214,8 +221,10 @@ def load_run(directory):
 
     Raises:
         RunDirError: naming a missing file.
+        ConfigError: a run directory of an earlier tfrec.
     """
     saved = read_json(path(directory, CONFIG))
+    check_format(directory, saved)
     model_config = ModelConfig.from_dict(saved["model_config"])
     texts, titles = read_items(directory)
     statistics = read_json(path(directory, DATA_STATISTICS))

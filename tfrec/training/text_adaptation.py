@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfrec.config import require
 from tfrec.data import schema
 
 
@@ -87,15 +88,14 @@ def adapt_item_text(item_tower, pairs, settings):
         list of float, the loss of each step.
 
     Raises:
-        ValueError: no pairs, or more layers than the encoder has.
+        ConfigError: no text encoder, no pairs, or more layers than the encoder has.
     """
     encoder = item_tower.text_encoder
-    if encoder is None:
-        raise ValueError("text adaptation needs a model with use_text=True")
-    if len(pairs) == 0:
-        raise ValueError("text adaptation needs item pairs: no user has two different items in training")
-    if not 1 <= settings.layers <= encoder.num_layers:
-        raise ValueError(f"TrainConfig.text_adaptation_layers={settings.layers}: expected 1 to {encoder.num_layers}")
+    require(encoder is not None, "text adaptation needs a model with ModelConfig.use_text=True")
+    require(len(pairs) > 0, "text adaptation needs item pairs: no user has two different items in training")
+    require(1 <= settings.layers <= encoder.num_layers,
+            f"TrainConfig.text_adaptation_layers={settings.layers}: expected 1 to {encoder.num_layers} "
+            "(the encoder's layers)")
     split = encoder.num_layers - settings.layers
     tokens = item_tower.catalogue_tokens()
     hidden = tf.concat([encoder.encode_lower({k: v[s:s + 128] for k, v in tokens.items()}, split=split)

@@ -279,8 +279,8 @@ class Trainer:
                 f"TrainConfig.text_adaptation_steps={cfg.text_adaptation_steps} needs ModelConfig.use_text=True and "
                 f"encoder_trainable='none' (got use_text={model.cfg.use_text}, "
                 f"encoder_trainable={model.cfg.encoder_trainable!r})")
-        if run_dir and os.path.exists(os.path.join(run_dir, run_files.CHECKPOINTS)):
-            logging.info("resuming: the checkpoint holds the adapted text encoder")
+        if run_dir and _has_training_state(run_dir):
+            logging.info("resuming: the run's saved weights hold the adapted text encoder")
             return
         settings = text_adaptation.AdaptationSettings(
             cfg.text_adaptation_steps, cfg.text_adaptation_layers, cfg.text_adaptation_batch_size,
@@ -339,6 +339,14 @@ def _state_directory(directory):
         yield temporary
 
 
+def _has_training_state(directory):
+    """Whether a fit in `directory` resumes from saved weights (a backup, or the best epoch's)."""
+    checkpoints = os.path.join(directory, run_files.CHECKPOINTS)
+    backup = os.path.join(checkpoints, "backup")
+    return bool(os.path.isdir(backup) and os.listdir(backup)) or os.path.exists(
+        os.path.join(checkpoints, callbacks.BEST_WEIGHTS))
+
+
 def _epoch_records(directory, history):
     """The epoch records of the run's training log (all epochs, resumed ones included)."""
     path = os.path.join(directory, run_files.TRAINING_LOG)
@@ -358,13 +366,14 @@ def _check_same_run(directory, record):
     if not os.path.exists(existing_path):
         return
     existing = run_files.read_json(existing_path)
-    for section in ("data_config", "model_config"):
-        old, new = existing.get(section, {}), record[section]
+    run_files.check_format(directory, existing)
+    for section, cls in (("data_config", "DataConfig"), ("model_config", "ModelConfig")):
+        old, new = existing[section], record[section]
         for name in sorted(set(old) | set(new)):
             if old.get(name) != new.get(name):
                 raise ConfigError(
-                    f"run_dir={directory} holds a run with {section}.{name}={old.get(name)!r}, this fit has "
-                    f"{new.get(name)!r}: fit the same configs to resume, or use a new run directory")
+                    f"{cls}.{name}={new.get(name)!r}: the run directory {directory} holds a run with "
+                    f"{old.get(name)!r}; fit the same configs to resume it, or use a new run directory")
 
 
 def _write_projector(directory, model, data):
