@@ -43,8 +43,8 @@ def test_adaptation_moves_cooccurring_items_closer(data):
     model = _model(data)
     pairs = text_adaptation.cooccurrence_pairs(data.split.train, data.vocab, window=3)
     before = model.item_tower.text_vectors.numpy().copy()
-    settings = text_adaptation.AdaptationSettings(steps=200, layers=2, batch_size=32, learning_rate=3e-3, length=16)
-    losses = text_adaptation.adapt_item_text(model.item_tower, pairs, settings)
+    losses = text_adaptation.adapt_item_text(model.item_tower, pairs, steps=200, layers=2, batch_size=32,
+                                             learning_rate=3e-3, length=16)
     after = model.item_tower.text_vectors.numpy()
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
     assert _pair_margin(after, pairs) > _pair_margin(before, pairs) + 0.005

@@ -282,12 +282,12 @@ class Trainer:
         if run_dir and _has_training_state(run_dir):
             logging.info("resuming: the run's saved weights hold the adapted text encoder")
             return
-        settings = text_adaptation.AdaptationSettings(
-            cfg.text_adaptation_steps, cfg.text_adaptation_layers, cfg.text_adaptation_batch_size,
-            cfg.text_adaptation_learning_rate, cfg.text_adaptation_length, seed=cfg.seed)
         pairs = text_adaptation.cooccurrence_pairs(data.split.train, data.vocab, cfg.text_adaptation_window)
         with self.strategy.scope():
-            losses = text_adaptation.adapt_item_text(model.item_tower, pairs, settings)
+            losses = text_adaptation.adapt_item_text(
+                model.item_tower, pairs, steps=cfg.text_adaptation_steps, layers=cfg.text_adaptation_layers,
+                batch_size=cfg.text_adaptation_batch_size, learning_rate=cfg.text_adaptation_learning_rate,
+                length=cfg.text_adaptation_length, seed=cfg.seed)
         logging.info("text adaptation: %d pairs, mean loss of the first / last 10 steps %.4f -> %.4f",
                      len(pairs), np.mean(losses[:10]), np.mean(losses[-10:]))
 
