@@ -1,6 +1,6 @@
 """Quality benchmark: every model on the same split, scored by the same metrics.
 
-Rows (see `ROWS`): popularity, the TFRS tutorial retrieval and ranking models
+Rows (see `ROWS`; each names the data sets it runs on): popularity, the TFRS tutorial retrieval and ranking models
 (as published: 3 epochs; converged: up to --converged_retrieval_epochs or
 --converged_epochs, epoch chosen on
 the validation split), item-to-item transitions, item-kNN, user + item
@@ -22,9 +22,14 @@ target is excluded (complete history, not a truncated one); ties with the
 target count against it (`tfrec.evaluation.metrics`). Baselines are fitted on
 the train interactions only.
 
+Two data sets (--dataset, see `DATASETS`): MovieLens-100K (`ml100k`, the
+default) and Amazon Office products (`office`), each with its own rows, results
+directory, BENCHMARKS.md section and plot.
+
 Usage:
   nice -n 10 .venv/bin/python scripts/bench_quality.py            # every row
   .venv/bin/python scripts/bench_quality.py --only=popularity,transitions
+  .venv/bin/python scripts/bench_quality.py --dataset=office --only=transitions
   .venv/bin/python scripts/bench_quality.py --only=none           # table only
 """
 
@@ -62,17 +67,62 @@ TABLE_METRICS = ("HR@10", "NDCG@10", "Recall@100", "MRR", "RMSE")
 CURVE_KS = (10, 100, *(k for k in range(1, MAX_K + 1) if k not in (10, 100)))
 """--eval_ks of tfrec rows: the HR@K curve; 10 first so that `--monitor=auto` still means val_HR@10."""
 
+SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A benchmarked data set.
+
+    Attributes:
+      name: the --dataset value; also names its results directory, section and plot.
+      title: the section title.
+      data_flags: callable(data_dir) -> the `tfrec.train` flags that read it.
+      default_dir: its directory when --data_dir is not given.
+      protocol_note: the users and standard error sentence of its section.
+      section: the BENCHMARKS.md marker of its section.
+      results: its results directory under bench_results/.
+      plot: its HR@K plot under docs/.
+    """
+
+    name: str
+    title: str
+    data_flags: object
+    default_dir: str
+    protocol_note: str
+    section: str
+    results: str
+    plot: str
+
+
+def _movielens_flags(directory):
+    return (f"--source=movielens:{directory}",)
+
+
+def _office_flags(directory):
+    return (f"--source=table:interactions={directory}/interactions.csv,items={directory}/items.csv",
+            "--time_col=position", "--text_cols=title,brand,categories,description")
+
+
+DATASETS = {
+    "ml100k": Dataset("ml100k", "MovieLens-100K", _movielens_flags,
+                      os.environ.get("TFREC_DATA_DIR") or os.path.join(SHARED_DATA, "ml-100k"),
+                      "943 test users: one standard error on HR@10 is about 0.01.",
+                      "bench_quality", "quality", "hr_at_k.png"),
+    "office": Dataset("office", "Amazon Office products", _office_flags, os.path.join(SHARED_DATA, "amazon-office"),
+                      "4,905 test users, behaviour positions as time: one standard error on HR@10 is about 0.005.",
+                      "bench_quality_office", "quality_office", "hr_at_k_office.png"),
+}
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "data_dir",
-    os.environ.get("TFREC_DATA_DIR") or os.path.join(REPO_ROOT, "..", "shared", "data", "ml-100k"),
-    "MovieLens-100K directory (u.data, u.item, ...).",
-)
+flags.DEFINE_enum("dataset", "ml100k", list(DATASETS), "Data set whose rows run and whose table is rebuilt.")
+flags.DEFINE_string("data_dir", None, "The data set's directory; default: TFREC_DATA_DIR or ../shared/data/ml-100k "
+                    "for ml100k, ../shared/data/amazon-office for office.")
 flags.DEFINE_list("only", [], "Rows to run (names from ROWS); empty: all; 'none': only rebuild the table.")
-flags.DEFINE_string("results_dir", os.path.join(REPO_ROOT, "bench_results", "quality"), "Per-row JSON results.")
+flags.DEFINE_string("results_dir", None, "Per-row JSON results; default: bench_results/<the dataset's results>.")
 flags.DEFINE_string("runs_dir", os.path.join(REPO_ROOT, "runs", "bench_quality"), "Run directories of tfrec rows.")
 flags.DEFINE_string("benchmarks_md", os.path.join(REPO_ROOT, "BENCHMARKS.md"), "Markdown file receiving the table.")
-flags.DEFINE_string("plot", os.path.join(REPO_ROOT, "docs", "hr_at_k.png"), "PNG of HR@K for K = 1..100.")
+flags.DEFINE_string("plot", None, "PNG of HR@K for K = 1..100; default: docs/<the dataset's plot>.")
 flags.DEFINE_integer("converged_epochs", 30, "Epoch budget of the 'converged' TFRS ranking row.")
 flags.DEFINE_integer("converged_retrieval_epochs", 10,
                      "Epoch budget of the 'converged' TFRS retrieval row (its best validation epoch is 3).")
@@ -82,12 +132,26 @@ flags.DEFINE_list("seeds", [], "Seeds for the selected seeded rows instead of th
 # --------------------------------------------------------------------------- data
 
 
-class Context:
-    """Loads each split once: vocabulary, train examples, and full-history evaluation examples."""
+def _train_flag_values(arguments):
+    """`tfrec.train`'s flags parsed from `arguments`."""
+    from tfrec import train
 
-    def __init__(self, data_dir):
-        self.data_dir = data_dir
-        self.dataset = data.load(f"movielens:{data_dir}")
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["tfrec.train", *arguments])
+    return values
+
+
+class Context:
+    """Loads a data set once, and each split once: vocabulary, train examples,
+    full-history evaluation examples."""
+
+    def __init__(self, dataset, data_dir):
+        from tfrec import train
+
+        self.data_flags = dataset.data_flags(data_dir)
+        self.data_config = train.configs_from_flags(_train_flag_values(self.data_flags))[0]
+        self.dataset = self.data_config.load_tables()
         self.vocab = data.Vocabulary.from_data(self.dataset)
         self._splits = {}
 
@@ -133,6 +197,7 @@ class Row:
     """A benchmark row.
 
     Attributes:
+      datasets: the names of the data sets (`DATASETS`) it runs on.
       name: key for --only and the results file name.
       label: the model column of the table.
       split: MAIN_SPLIT (main table) or COLD_SPLIT (cold-start table).
@@ -143,6 +208,7 @@ class Row:
       extra_flags: for tfrec rows, flags appended after the flagfile.
     """
 
+    datasets: tuple
     name: str
     label: str
     split: str
@@ -208,7 +274,7 @@ def _tfrs(task, epochs, select_epoch):
             parts,
             context.vocab.num_users,
             context.vocab.num_items,
-            os.path.join(FLAGS.runs_dir, "tfrs"),
+            os.path.join(FLAGS.runs_dir, FLAGS.dataset, "tfrs"),
             seed=seed,
             select_epoch=select_epoch,
         )
@@ -230,29 +296,32 @@ def _tfrec(context, seed, row):
 
     from tfrec import train
     from tfrec.training import Trainer
+    from tfrec.training import run_dir as run_files
 
-    run_dir = os.path.join(FLAGS.runs_dir, row.name, f"seed{seed}")
+    run_dir = os.path.join(FLAGS.runs_dir, FLAGS.dataset, row.name, f"seed{seed}")
     shutil.rmtree(run_dir, ignore_errors=True)
     arguments = [
-        f"--flagfile={row.flagfile}",
+        *([f"--flagfile={row.flagfile}"] if row.flagfile else []),
+        *context.data_flags,
         f"--run_dir={run_dir}",
         f"--seed={seed}",
-        f"--source=movielens:{context.data_dir}",
         f"--split={row.split}",
         "--eval_ks=" + ",".join(str(k) for k in CURVE_KS),
         "--verbose=0",
         *row.extra_flags,
     ]
-    values = flags.FlagValues()
-    train.define_flags(values)
-    values(["tfrec.train", *arguments])
-    data_config, model_config, train_config = train.configs_from_flags(values)
+    data_config, model_config, train_config = train.configs_from_flags(_train_flag_values(arguments))
     start = time.perf_counter()
     trainer = Trainer(train_config)
     prepared = data.prepare(data_config)
     run_metrics = trainer.fit(trainer.build_model(model_config, prepared), prepared, run_dir=run_dir).metrics
     seconds = time.perf_counter() - start
     keras.backend.clear_session()
+    monitor = train_config.monitor_for(model_config)
+    log = [record for record in run_files.read_jsonl(os.path.join(run_dir, run_files.TRAINING_LOG))
+           if record["event"] == "epoch"]
+    best = max(log, key=lambda record: record[monitor] * (-1 if monitor == "val_RMSE" else 1))
+    run_metrics["best_epoch"] = best["epoch"]
     curve = [run_metrics[f"HR@{k}"] for k in range(1, MAX_K + 1)] if f"HR@{MAX_K}" in run_metrics else None
     numbers = {key: value for key, value in run_metrics.items() if isinstance(value, (int, float))}
     valid = {key: run_metrics["valid"][key] for key in TABLE_METRICS if key in run_metrics["valid"]}
@@ -260,8 +329,9 @@ def _tfrec(context, seed, row):
             "command": shlex.join(["python", "-m", "tfrec.train", *arguments])}
 
 
-def _tfrec_row(name, label, flagfile, extra_flags=(), seeds=ONE_SEED, split=MAIN_SPLIT):
-    return Row(name, label, split, seeds, _tfrec, flagfile=flagfile, extra_flags=tuple(extra_flags))
+def _tfrec_row(name, label, flagfile, extra_flags=(), seeds=ONE_SEED, split=MAIN_SPLIT, datasets=("ml100k",)):
+    """A row training tfrec on `flagfile` (None: the defaults) plus `extra_flags`."""
+    return Row(datasets, name, label, split, seeds, _tfrec, flagfile=flagfile, extra_flags=tuple(extra_flags))
 
 
 PROFILE_RECENT = (1, 3, 5, 10, 20, 50, None)
@@ -324,25 +394,26 @@ BEHAVIOUR_TEXT_FLAGS = (
 )
 EARLIER_CONFIG = ("--epochs=40", "--early_stopping_patience=8", "--sequence_length=32")
 """The retrieval config before it moved to 80 epochs and whole item texts; rows measured with it keep it."""
+ML, OFFICE, BOTH = ("ml100k",), ("office",), ("ml100k", "office")
 ROWS = [
-    Row("popularity", "popularity (train counts)", MAIN_SPLIT, DETERMINISTIC, _ranking_baseline(_popularity)),
-    Row("tfrs_retrieval_3", "TFRS basic retrieval, 3 epochs (as published)", MAIN_SPLIT, ONE_SEED,
+    Row(BOTH, "popularity", "popularity (train counts)", MAIN_SPLIT, DETERMINISTIC, _ranking_baseline(_popularity)),
+    Row(BOTH, "tfrs_retrieval_3", "TFRS basic retrieval, 3 epochs (as published)", MAIN_SPLIT, ONE_SEED,
         _tfrs("retrieval", 3, False)),
-    Row("tfrs_retrieval_converged", "TFRS basic retrieval, converged (epoch by valid NDCG@10)", MAIN_SPLIT, ONE_SEED,
+    Row(BOTH, "tfrs_retrieval_converged", "TFRS basic retrieval, converged (epoch by valid NDCG@10)", MAIN_SPLIT, ONE_SEED,
         _tfrs("retrieval", _converged_retrieval_epochs, True)),
-    Row("tfrs_ranking_3", "TFRS basic ranking, 3 epochs (as published)", MAIN_SPLIT, ONE_SEED,
+    Row(ML, "tfrs_ranking_3", "TFRS basic ranking, 3 epochs (as published)", MAIN_SPLIT, ONE_SEED,
         _tfrs("ranking", 3, False)),
-    Row("tfrs_ranking_converged", "TFRS basic ranking, converged (epoch by valid RMSE)", MAIN_SPLIT, ONE_SEED,
+    Row(ML, "tfrs_ranking_converged", "TFRS basic ranking, converged (epoch by valid RMSE)", MAIN_SPLIT, ONE_SEED,
         _tfrs("ranking", _converged_epochs, True)),
-    Row("transitions", "item-to-item transitions (last 5, within 3 steps, 0.8^age)", MAIN_SPLIT, DETERMINISTIC,
+    Row(BOTH, "transitions", "item-to-item transitions (last 5, within 3 steps, 0.8^age)", MAIN_SPLIT, DETERMINISTIC,
         _ranking_baseline(_transitions, TRAIN_VALID)),
-    Row("item_knn", "item-kNN (cosine co-occurrence)", MAIN_SPLIT, DETERMINISTIC,
+    Row(BOTH, "item_knn", "item-kNN (cosine co-occurrence)", MAIN_SPLIT, DETERMINISTIC,
         _ranking_baseline(_item_knn, TRAIN_VALID)),
-    Row("biases", "user + item biases (lambda 5)", MAIN_SPLIT, DETERMINISTIC,
+    Row(ML, "biases", "user + item biases (lambda 5)", MAIN_SPLIT, DETERMINISTIC,
         _rating_baseline(lambda c: baselines.Biases(c.vocab.num_items, c.vocab.num_users))),
-    Row("global_mean", "global mean rating", MAIN_SPLIT, DETERMINISTIC,
+    Row(ML, "global_mean", "global mean rating", MAIN_SPLIT, DETERMINISTIC,
         _rating_baseline(lambda c: baselines.GlobalMean(c.vocab.num_items))),
-    Row("tfrec_before", "tfrec before fine-tuning: frozen MiniLM, user = mean of history item text",
+    Row(BOTH, "tfrec_before", "tfrec before fine-tuning: frozen MiniLM, user = mean of history item text",
         MAIN_SPLIT, DETERMINISTIC, _text_profile),
     _tfrec_row("tfrec_retrieval", "tfrec retrieval: frozen MiniLM text + item ids, causal transformer",
                "configs/ml100k_retrieval.flags", seeds=SEEDS),
@@ -353,24 +424,37 @@ ROWS = [
                "configs/ml100k_retrieval.flags", BEHAVIOUR_TEXT_FLAGS),
     _tfrec_row("tfrec_ranking", "tfrec ranking (rating)", "configs/ml100k_ranking.flags"),
     _tfrec_row("tfrec_multitask", "tfrec multitask (retrieval + rating)", "configs/ml100k_multitask.flags"),
-    Row("cold_popularity", "popularity (train counts)", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_popularity)),
-    Row("cold_transitions", "item-to-item transitions", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_transitions)),
-    Row("cold_item_knn", "item-kNN", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_item_knn)),
-    Row("cold_tfrs_retrieval_3", "TFRS basic retrieval, 3 epochs", COLD_SPLIT, (0,), _tfrs("retrieval", 3, False)),
+    Row(BOTH, "cold_popularity", "popularity (train counts)", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_popularity)),
+    Row(BOTH, "cold_transitions", "item-to-item transitions", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_transitions)),
+    Row(BOTH, "cold_item_knn", "item-kNN", COLD_SPLIT, DETERMINISTIC, _ranking_baseline(_item_knn)),
+    Row(ML, "cold_tfrs_retrieval_3", "TFRS basic retrieval, 3 epochs", COLD_SPLIT, (0,), _tfrs("retrieval", 3, False)),
     _tfrec_row("cold_tfrec_retrieval",
                "tfrec retrieval: frozen MiniLM text + item ids (id dropout 0.5), 40 epochs, 32 tokens",
                "configs/ml100k_retrieval.flags", ["--id_dropout=0.5", *EARLIER_CONFIG], seeds=SEEDS, split=COLD_SPLIT),
     _tfrec_row("cold_tfrec_retrieval_ids", "tfrec retrieval: item ids only (no text), 40 epochs",
                "configs/ml100k_retrieval.flags", ["--use_text=false", *EARLIER_CONFIG], seeds=SEEDS,
                split=COLD_SPLIT),
+    _tfrec_row("tfrec_defaults", "tfrec retrieval: the defaults (no flag but the data's)", None, datasets=BOTH),
+    _tfrec_row("tfrec_retrieval_moe", "tfrec retrieval: the config with the mixture-of-experts text adaptor",
+               "configs/ml100k_retrieval.flags", ["--text_adaptor=moe"]),
+    _tfrec_row("office_retrieval", "tfrec retrieval: `office_retrieval` config", "configs/office_retrieval.flags",
+               datasets=OFFICE),
+    _tfrec_row("office_retrieval_linear", "tfrec retrieval: the config with one linear text projection",
+               "configs/office_retrieval.flags", ["--text_adaptor=linear"], datasets=OFFICE),
+    _tfrec_row("office_retrieval_ids", "tfrec retrieval: item ids only (no text)", "configs/office_retrieval.flags",
+               ["--use_text=false"], datasets=OFFICE),
 ]
-ROWS_BY_NAME = {row.name: row for row in ROWS}
+
+
+def dataset_rows(dataset_name):
+    """The rows of a data set, by name."""
+    return {row.name: row for row in ROWS if dataset_name in row.datasets}
 
 
 # --------------------------------------------------------------------------- running
 
 
-def run_row(context, row):
+def run_row(context, row, results_dir):
     """Runs every seed of a row and saves the result JSON; returns it."""
     runs = []
     seeds = row.seeds or (0,)
@@ -388,7 +472,7 @@ def run_row(context, row):
         "split": row.split,
         "seeds": list(seeds),
         "runs": runs,
-        "data_dir": os.path.abspath(context.data_dir),
+        "data_flags": list(context.data_flags),
         "command": shlex.join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), REPO_ROOT), *sys.argv[1:]]),
         "machine": benchlib.machine(),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -397,7 +481,7 @@ def run_row(context, row):
         test, _ = test_examples(context, COLD_SPLIT)
         record["cold_test_targets"] = len(test[schema.TARGET_ITEM_ID])
         record["random_hr_at_100"] = random_hit_rate(test, context.vocab.num_items)
-    benchlib.write_atomic(os.path.join(FLAGS.results_dir, f"{row.name}.json"), json.dumps(record, indent=1))
+    benchlib.write_atomic(os.path.join(results_dir, f"{row.name}.json"), json.dumps(record, indent=1))
     return record
 
 
@@ -405,10 +489,10 @@ def _brief(result):
     return ", ".join(f"{key} {result['metrics'][key]:.4f}" for key in TABLE_METRICS if key in result["metrics"])
 
 
-def load_results(results_dir):
-    """Saved row results by row name."""
+def load_results(results_dir, rows):
+    """Saved results of `rows` by row name."""
     results = {}
-    for row in ROWS:
+    for row in rows:
         path = os.path.join(results_dir, f"{row.name}.json")
         if os.path.exists(path):
             with open(path) as f:
@@ -443,13 +527,13 @@ def _not_run(row):
     return f"not run: {reason}" if reason else f"not run yet (`--only={row.name}`)"
 
 
-def _table(results, split, columns, cells):
-    """Markdown table of the rows of `split`: model, seeds, then `columns` filled by `cells(record)`.
+def _table(results, rows, split, columns, cells):
+    """Markdown table of the `rows` of `split`: model, seeds, then `columns` filled by `cells(record)`.
 
     A row without a saved result says why in its last column.
     """
     lines = ["| " + " | ".join(["model", "seeds", *columns]) + " |", "|" + "---|" * (len(columns) + 2)]
-    for row in (row for row in ROWS if row.split == split):
+    for row in (row for row in rows if row.split == split):
         record = results.get(row.name)
         if record is None:
             seeds, values = "—", ["—"] * (len(columns) - 1) + [_not_run(row)]
@@ -464,7 +548,12 @@ def _notes(run):
     """A run's notes; for tfrec rows the epochs trained (from metrics.json)."""
     if run.get("notes"):
         return run["notes"]
-    return f"{int(run['metrics']['epochs'])} epochs trained" if "epochs" in run["metrics"] else ""
+    found = run["metrics"]
+    if "epochs" not in found:
+        return ""
+    best = f", best {int(found['best_epoch'])}" if "best_epoch" in found else ""
+    planned = f" of {int(found['max_epochs'])}" if "max_epochs" in found else ""
+    return f"{int(found['epochs'])}{planned} epochs trained{best}"
 
 
 def _main_cells(record):
@@ -479,16 +568,16 @@ def _cold_cells(record):
     return [str(record["cold_test_targets"]), hr, f"{record['random_hr_at_100']:.4f}"]
 
 
-def main_table(results):
-    return _table(results, MAIN_SPLIT, [*TABLE_METRICS, "train wall time", "notes"], _main_cells)
+def main_table(results, rows):
+    return _table(results, rows, MAIN_SPLIT, [*TABLE_METRICS, "train wall time", "notes"], _main_cells)
 
 
-def cold_table(results):
+def cold_table(results, rows):
     columns = ["cold test targets", "HR@100 on cold targets", "random ranking HR@100"]
-    return _table(results, COLD_SPLIT, columns, _cold_cells)
+    return _table(results, rows, COLD_SPLIT, columns, _cold_cells)
 
 
-def plot_curves(results, path):
+def plot_curves(results, rows, title, path):
     """Plots the mean HR@K curve of every main-split row that has one; returns the rows plotted."""
     import matplotlib
 
@@ -498,7 +587,7 @@ def plot_curves(results, path):
     figure, axes = pyplot.subplots(figsize=(8, 5))
     plotted = []
     ks = np.arange(1, MAX_K + 1)
-    for row in (row for row in ROWS if row.split == MAIN_SPLIT):
+    for row in (row for row in rows if row.split == MAIN_SPLIT):
         record = results.get(row.name)
         curves = [run["curve"] for run in record["runs"] if run.get("curve")] if record else []
         if curves:
@@ -506,7 +595,7 @@ def plot_curves(results, path):
             plotted.append(row.name)
     axes.set_xlabel("K")
     axes.set_ylabel("HR@K (test, full catalogue)")
-    axes.set_title(f"MovieLens-100K, {MAIN_SPLIT}: HR@K")
+    axes.set_title(f"{title}, {MAIN_SPLIT}: HR@K")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="upper left")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -541,8 +630,9 @@ def guide_paragraph(results):
     )
 
 
-def section(results, plot_path, benchmarks_md):
-    """The markdown between the bench_quality markers."""
+def section(results, dataset, plot_path, benchmarks_md):
+    """The markdown between the data set's bench_quality markers."""
+    rows = dataset_rows(dataset.name).values()
     # Machine lines differ only in their load average: state the machine once.
     loads, machines = collections.defaultdict(set), set()
     for record in results.values():
@@ -553,18 +643,18 @@ def section(results, plot_path, benchmarks_md):
     plot_link = os.path.relpath(plot_path, os.path.dirname(os.path.abspath(benchmarks_md)))
     return "\n".join(
         [
-            "## Quality on MovieLens-100K (`scripts/bench_quality.py`)",
+            f"## Quality on {dataset.title} (`scripts/bench_quality.py --dataset={dataset.name}`)",
             "",
             "Protocol (docs/evaluation.md): `leave_last_out` split (per user, sorted by timestamp then item id: last "
             "interaction = test, the one before = validation, the rest = train); every catalogue item is a "
             "candidate; every item the user met before the target is excluded; ties with the target are ranked "
-            "before it (conservative). 943 test users: one standard error on HR@10 is about 0.01. Metrics on the "
+            f"before it (conservative). {dataset.protocol_note} Metrics on the "
             "test targets; mean ± standard deviation over seeds where several seeds ran. Baselines are fitted on "
             "the train interactions only. Train wall time: fitting only for the baselines and TFRS rows (TFRS on "
             "its own process, excluding the per-epoch validation), the whole `tfrec.Trainer` fit (data preparation included) for "
-            "tfrec rows.",
+            "tfrec rows; each tfrec row also saves its validation figures in its results file.",
             "",
-            main_table(results),
+            main_table(results, rows),
             "",
             f"![HR@K for K = 1..{MAX_K}]({plot_link})",
             "",
@@ -574,10 +664,9 @@ def section(results, plot_path, benchmarks_md):
             "validation targets, half the test targets. HR@100 on the test targets that are cold items, against "
             "the expectation of a uniformly random ranking of the same candidates.",
             "",
-            cold_table(results),
+            cold_table(results, rows),
             "",
-            guide_paragraph(results),
-            "",
+            *([guide_paragraph(results), ""] if dataset.name == "ml100k" else []),
             f"Machine: {'; '.join(sorted(machines))}, cores shared with other jobs. Commands, with the 1-minute "
             "load average as each of their rows started:" if runs else "Commands: none run yet.",
             "",
@@ -588,25 +677,30 @@ def section(results, plot_path, benchmarks_md):
 
 def main(argv):
     del argv
+    dataset = DATASETS[FLAGS.dataset]
+    rows_by_name = dataset_rows(dataset.name)
+    results_dir = FLAGS.results_dir or os.path.join(REPO_ROOT, "bench_results", dataset.results)
+    plot = FLAGS.plot or os.path.join(REPO_ROOT, "docs", dataset.plot)
     if FLAGS.only == ["none"]:
         selected = []
     else:
-        unknown = sorted(set(FLAGS.only) - set(ROWS_BY_NAME))
+        unknown = sorted(set(FLAGS.only) - set(rows_by_name))
         if unknown:
-            raise app.UsageError(f"--only: unknown row(s) {unknown}; rows are {list(ROWS_BY_NAME)}")
-        selected = [ROWS_BY_NAME[name] for name in FLAGS.only] if FLAGS.only else ROWS
+            raise app.UsageError(f"--only: unknown row(s) {unknown} for --dataset={dataset.name}; "
+                                 f"its rows are {list(rows_by_name)}")
+        selected = [rows_by_name[name] for name in FLAGS.only] if FLAGS.only else list(rows_by_name.values())
     runnable = [row for row in selected if not row.missing()]
     for row in selected:
         if row.missing():
             print(f"[bench_quality] skipping {row.name}: {row.missing()}", flush=True)
     if runnable:
-        context = Context(FLAGS.data_dir)
+        context = Context(dataset, FLAGS.data_dir or dataset.default_dir)
         for row in runnable:
-            run_row(context, row)
-    results = load_results(FLAGS.results_dir)
-    plot_curves(results, FLAGS.plot)
-    text = section(results, FLAGS.plot, FLAGS.benchmarks_md)
-    benchlib.write_section(FLAGS.benchmarks_md, "bench_quality", text)
+            run_row(context, row, results_dir)
+    results = load_results(results_dir, rows_by_name.values())
+    plot_curves(results, rows_by_name.values(), dataset.title, plot)
+    text = section(results, dataset, plot, FLAGS.benchmarks_md)
+    benchlib.write_section(FLAGS.benchmarks_md, dataset.section, text)
     print(text)
 
 

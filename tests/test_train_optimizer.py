@@ -3,6 +3,7 @@
 import keras
 import pytest
 
+from tfrec.training import auto_settings
 from tfrec.training.optimizer import WarmupDecay, build_optimizer
 
 
@@ -42,3 +43,14 @@ def test_adamw_with_clipping_and_no_decay_on_biases_and_norms():
     assert decayed == {"projection/kernel": True, "projection/bias": False,
                        "layer_norm/gamma": False, "layer_norm/beta": False}
     assert build_optimizer(1e-3, total_steps=10, clipnorm=0).global_clipnorm is None
+
+
+@pytest.mark.parametrize("windows, replicas, batch", [
+    (10, 1, 8), (4930, 1, 8), (8_000, 1, 16), (64_000, 1, 128), (10**7, 1, 256), (4930, 3, 9), (10**7, 3, 258)])
+def test_auto_batch_size_grows_with_the_windows_within_bounds(windows, replicas, batch):
+    assert auto_settings.auto_batch_size(windows, replicas) == batch
+
+
+@pytest.mark.parametrize("steps, epochs", [(1, 100), (617, 33), (190, 100), (5_000, 4), (100_000, 3)])
+def test_auto_epochs_aim_at_a_step_budget_within_bounds(steps, epochs):
+    assert auto_settings.auto_epochs(steps) == epochs

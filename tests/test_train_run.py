@@ -4,6 +4,7 @@ files, TensorBoard scalars and projector, best-weights restoration, config check
 
 import dataclasses
 import json
+import math
 import re
 
 import numpy as np
@@ -14,11 +15,11 @@ from train_helpers import SHARED_RUN_EPOCHS, read_jsonl, scalar_tags, shared_fit
 
 from tfrec import config_flags, train
 from tfrec.config import ConfigError
-from tfrec.data import DataError, prepare
-from tfrec.training import Trainer, TrainResult, checks, evaluate_run, load_run, run_dir
+from tfrec.data import DataError, prepare, schema
+from tfrec.training import Trainer, TrainResult, auto_settings, checks, evaluate_run, load_run, run_dir
 
 EPOCHS = SHARED_RUN_EPOCHS
-HELD_OUT_ONLY = {"valid", "examples_per_second", "wall_time_seconds", "epochs"}
+HELD_OUT_ONLY = {"valid", "examples_per_second", "wall_time_seconds", "epochs", "max_epochs", "batch_size"}
 
 
 @pytest.fixture
@@ -84,6 +85,18 @@ def test_fit_without_a_run_dir_trains_and_returns_metrics_and_history(tmp_path, 
     assert result.metrics["valid"]["HR@10"] == pytest.approx(max(result.history["val_HR@10"]), abs=1e-6)
     assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))  # it trained
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
+
+
+def test_batch_size_and_epochs_zero_are_derived_from_the_training_windows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data_config, model_config, train_config = tiny_configs("--batch_size=0", "--epochs=0", "--max_steps=2")
+    data = prepare(data_config)
+    trainer = Trainer(train_config)
+    model = trainer.build_model(model_config, data)
+    windows = len(model.train_examples(data.examples["train"])[schema.TARGET_ITEM_ID])
+    result = trainer.fit(model, data)
+    assert result.metrics["batch_size"] == auto_settings.auto_batch_size(windows) == 8
+    assert result.metrics["max_epochs"] == auto_settings.auto_epochs(math.ceil(windows / 8))
 
 
 def test_best_epoch_weights_are_restored(trained):
@@ -209,8 +222,8 @@ INVALID = [
     ("two_warmups", ["--warmup_steps=5", "--warmup_fraction=0.1"],
      "TrainConfig.warmup_steps=5 and TrainConfig.warmup_fraction=0.1: give one of them, not both",
      "--warmup_steps=5 and --warmup_fraction=0.1: give one of them, not both"),
-    ("batch_size_zero", ["--batch_size=0"], "TrainConfig.batch_size=0: expected a value >= 1",
-     "--batch_size=0: expected a value >= 1"),
+    ("batch_size_negative", ["--batch_size=-8"], "TrainConfig.batch_size=-8: expected a value >= 0",
+     "--batch_size=-8: expected a value >= 0"),
     ("bad_split_fractions", ["--split_fractions=0.5,0.1,0.1"], "DataConfig.split_fractions=(0.5, 0.1, 0.1): expected 3",
      "--split_fractions=(0.5, 0.1, 0.1): expected 3"),
     ("bad_eval_ks", ["--eval_ks=10,x"], None, "--eval_ks=10,x: expected int values"),

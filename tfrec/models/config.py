@@ -20,6 +20,7 @@ TASKS = ("retrieval", "ranking", "multitask")
 HISTORY_ENCODERS = ("transformer", "attention", "mean")
 SOFTMAXES = ("full", "in_batch")
 RANKING_TARGETS = ("rating", "click")
+TEXT_ADAPTORS = ("linear", "moe")
 TRAINABLE = re.compile(r"^(all|none|top:\d+)$")
 
 
@@ -37,7 +38,12 @@ class ModelConfig(Config):
             of a training step's target items are re-encoded through the
             trainable encoder layers (the others reuse their last vectors);
             0 re-encodes the whole catalogue every step.
-        sequence_length: BERT tokens per item text.
+        text_adaptor: how item text vectors map to the item space: "linear"
+            (one projection) or "moe" (UniSRec's mixture of whitening
+            experts, with `dropout` on its input).
+        text_experts: experts of the "moe" adaptor.
+        sequence_length: BERT tokens per item text (the longest MovieLens
+            text has 119; both shipped retrieval configs read 128).
         embedding_dim: item/query embedding size.
         use_text: represent items by their text through BERT.
         use_item_ids: add a learned item-id embedding to the item representation.
@@ -78,7 +84,9 @@ class ModelConfig(Config):
     encoder_trainable: str = "none"
     pooling: str = "mean"
     text_refresh_items: int = 256
-    sequence_length: int = 64
+    text_adaptor: str = "linear"
+    text_experts: int = 8
+    sequence_length: int = 128
     embedding_dim: int = 64
     use_text: bool = True
     use_item_ids: bool = True
@@ -112,6 +120,7 @@ class ModelConfig(Config):
         "softmax": SOFTMAXES,
         "ranking_target": RANKING_TARGETS,
         "pooling": ("mean", "cls"),
+        "text_adaptor": TEXT_ADAPTORS,
     }
 
     def validate(self):
@@ -124,7 +133,7 @@ class ModelConfig(Config):
                 f"{self.name('encoder_trainable')}: expected 'all', 'none' or 'top:N' (N an integer)")
         for name in ("dropout", "id_dropout"):
             self.check_range(name, minimum=0.0, below=1.0)
-        for name in ("embedding_dim", "history_heads", "sequence_length",
+        for name in ("embedding_dim", "history_heads", "sequence_length", "text_experts",
                      "behaviour_text_items", "behaviour_text_length"):
             self.check_range(name, minimum=1)
         for name in ("history_layers", "hard_negatives", "dcn_layers", "text_refresh_items"):

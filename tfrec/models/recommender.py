@@ -105,7 +105,9 @@ class Recommender(keras.Model):
         self.item_tower = ItemTower(
             self.item_texts, embedding_dim=dim, encoder=encoder if cfg.use_text else None,
             use_item_ids=cfg.use_item_ids, id_dropout=cfg.id_dropout,
-            refresh_items=cfg.text_refresh_items, seed=cfg.seed, name="item_tower")
+            refresh_items=cfg.text_refresh_items, text_adaptor=cfg.text_adaptor,
+            text_experts=cfg.text_experts, text_dropout=cfg.dropout, seed=cfg.seed,
+            name="item_tower")
         if cfg.behaviour_text:
             self.behaviour_tower = BehaviourTextTower(
                 self.item_titles, embedding_dim=dim,

@@ -33,7 +33,8 @@ from absl import logging
 from tfrec.config import Config, ConfigError, require
 from tfrec.data import pipeline, schema
 from tfrec.evaluation import protocol
-from tfrec.training import callbacks, checks, devices, optimizer, projector, summaries, text_adaptation
+from tfrec.training import (auto_settings, callbacks, checks, devices, optimizer, projector, summaries,
+                            text_adaptation)
 from tfrec.training import run_dir as run_files
 
 
@@ -42,8 +43,12 @@ class TrainConfig(Config):
     """How a model is trained and validated.
 
     Attributes:
-        epochs: training epochs (at most; early stopping may end sooner).
-        batch_size: GLOBAL batch size, split evenly over the replicas.
+        epochs: training epochs (at most; early stopping may end sooner);
+            0: derived from the data (`auto_settings.auto_epochs`: about
+            20,000 steps, 3 to 100 epochs).
+        batch_size: GLOBAL batch size, split evenly over the replicas; 0:
+            derived from the number of training windows
+            (`auto_settings.auto_batch_size`: 8 up to 256).
         learning_rate: peak learning rate of AdamW.
         warmup_steps: linear warmup steps (give this or warmup_fraction).
         warmup_fraction: linear warmup as a fraction of all training steps.
@@ -82,15 +87,15 @@ class TrainConfig(Config):
             (the first ones).
     """
 
-    epochs: int = 10
-    batch_size: int = 256
-    learning_rate: float = 1e-3
+    epochs: int = 0
+    batch_size: int = 0
+    learning_rate: float = 2e-3
     warmup_steps: int = 0
-    warmup_fraction: float = 0.0
+    warmup_fraction: float = 0.05
     decay: str = "cosine"
     weight_decay: float = 0.01
     clipnorm: float = 1.0
-    early_stopping_patience: int = 3
+    early_stopping_patience: int = 8
     monitor: str = "auto"
     eval_ks: tuple[int, ...] = (10, 100)
     eval_batch_size: int = 512
@@ -114,9 +119,9 @@ class TrainConfig(Config):
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""
         self.check_choices()
-        for name in ("epochs", "batch_size", "eval_batch_size", "cpu_replicas"):
+        for name in ("eval_batch_size", "cpu_replicas"):
             self.check_range(name, minimum=1)
-        for name in ("warmup_steps", "early_stopping_patience", "max_steps", "steps_per_epoch",
+        for name in ("epochs", "batch_size", "warmup_steps", "early_stopping_patience", "max_steps", "steps_per_epoch",
                      "checkpoint_every_steps", "log_every_steps", "weight_decay", "clipnorm", "text_adaptation_steps"):
             self.check_range(name, minimum=0)
         for name in ("text_adaptation_layers", "text_adaptation_batch_size", "text_adaptation_window",
@@ -148,8 +153,9 @@ class TrainResult:
 
     Attributes:
         metrics: the test metrics of the best weights, their validation
-            metrics under "valid", and "epochs", "examples_per_second" (median
-            over epochs) and "wall_time_seconds" (the contents of
+            metrics under "valid", and "epochs" (trained), "max_epochs" and
+            "batch_size" (as used, auto ones resolved), "examples_per_second"
+            (median over epochs) and "wall_time_seconds" (the contents of
             `DIR/metrics.json`).
         history: per-epoch logs of this call (`keras.callbacks.History.history`).
         run_dir: the run directory, or None.
@@ -181,7 +187,8 @@ class Trainer:
         self.config = config.validate()
         devices.configure_cpu_replicas(config.cpu_replicas)
         self.strategy = devices.make_strategy(config.strategy, config.cpu_replicas)
-        checks.check_batch_split(config.batch_size, self.strategy.num_replicas_in_sync)
+        if config.batch_size:
+            checks.check_batch_split(config.batch_size, self.strategy.num_replicas_in_sync)
 
     def build_model(self, model_config, data):
         """`tfrec.models.build_model(model_config, data)` in this trainer's strategy scope."""
@@ -225,15 +232,18 @@ class Trainer:
         model.adapt(data.examples["train"])
         train_examples = model.train_examples(data.examples["train"])
         num_train = len(train_examples[schema.TARGET_ITEM_ID])
-        steps_per_epoch = cfg.steps_per_epoch or math.ceil(num_train / cfg.batch_size)
+        batch_size = cfg.batch_size or auto_settings.auto_batch_size(num_train, self.strategy.num_replicas_in_sync)
+        steps_per_epoch = cfg.steps_per_epoch or math.ceil(num_train / batch_size)
+        epochs = cfg.epochs or auto_settings.auto_epochs(steps_per_epoch)
         with self.strategy.scope():
-            model.compile(optimizer=self._optimizer(steps_per_epoch))
-        train_ds = pipeline.to_tf_dataset(train_examples, batch_size=cfg.batch_size, shuffle=True,
+            model.compile(optimizer=self._optimizer(epochs * steps_per_epoch))
+        train_ds = pipeline.to_tf_dataset(train_examples, batch_size=batch_size, shuffle=True,
                                           seed=cfg.seed).repeat()
         valid = protocol.HeldOut.from_split(data.split, data.vocab, "valid", data.examples)
-        logging.info("training %s on %s: %d training windows (of %d training examples), %d steps per epoch, "
-                     "%d replica(s), monitor %s", model_config.task, data.name, num_train,
-                     len(data.examples["train"][schema.TARGET_ITEM_ID]), steps_per_epoch,
+        logging.info("training %s on %s: %d training windows (of %d training examples), batch %d%s, "
+                     "%d steps per epoch, %d epochs at most%s, %d replica(s), monitor %s", model_config.task,
+                     data.name, num_train, len(data.examples["train"][schema.TARGET_ITEM_ID]), batch_size,
+                     "" if cfg.batch_size else " (auto)", steps_per_epoch, epochs, "" if cfg.epochs else " (auto)",
                      self.strategy.num_replicas_in_sync, monitor)
         with _state_directory(run_dir) as directory:
             if run_dir:
@@ -244,16 +254,18 @@ class Trainer:
             if best.stopped:  # this directory's run already stopped early: nothing is left to train
                 best.restore(model)
             else:
-                fitted = model.fit(train_ds, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+                fitted = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
                                    callbacks=self._callbacks(directory if run_dir else None, valid, model_config,
-                                                             best),
+                                                             best, batch_size),
                                    verbose=cfg.verbose)
                 history = fitted.history
             metrics = self._held_out_metrics(model, data, valid)
-            epochs = _epoch_records(directory, history) if run_dir else _history_records(history)
-            metrics["examples_per_second"] = float(np.median([r["examples_per_second"] for r in epochs])) \
-                if epochs else 0.0
-            metrics["epochs"] = epochs[-1]["epoch"] if epochs else 0
+            records = _epoch_records(directory, history) if run_dir else _history_records(history)
+            metrics["examples_per_second"] = float(np.median([r["examples_per_second"] for r in records])) \
+                if records else 0.0
+            metrics["epochs"] = records[-1]["epoch"] if records else 0
+            metrics["max_epochs"] = epochs
+            metrics["batch_size"] = batch_size
             metrics["wall_time_seconds"] = time.time() - started
             if run_dir:
                 run_files.write_run(directory, model, data, metrics)
@@ -291,20 +303,19 @@ class Trainer:
         logging.info("text adaptation: %d pairs, mean loss of the first / last 10 steps %.4f -> %.4f",
                      len(pairs), np.mean(losses[:10]), np.mean(losses[-10:]))
 
-    def _optimizer(self, steps_per_epoch):
+    def _optimizer(self, total_steps):
         cfg = self.config
-        total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
         warmup = cfg.warmup_steps or round(cfg.warmup_fraction * total_steps)
         return optimizer.build_optimizer(cfg.learning_rate, total_steps, warmup, cfg.decay, cfg.weight_decay,
                                          cfg.clipnorm)
 
-    def _callbacks(self, directory, valid, model_config, best):
+    def _callbacks(self, directory, valid, model_config, best, batch_size):
         """The callbacks of `model.fit`, in the order their epoch-end logs need."""
         cfg = self.config
         fit_callbacks = [
-            callbacks.Throughput(cfg.batch_size),
+            callbacks.Throughput(batch_size),
             callbacks.ValidationMetrics(valid, model_config, cfg.eval_ks, cfg.eval_batch_size),
             best,
         ]
