@@ -33,3 +33,6 @@ def test_demo_trains_exports_serves_and_prints_recommendations(ml100k_dir, tmp_p
     ranked = re.findall(r"^\s+(\d+)\. .+\[item (\S+), score", out, flags=re.M)
     assert [int(rank) for rank, _ in ranked] == list(range(1, 11)) * 2
     assert "served by model version 1" in out
+    reasons = re.findall(r"^\s+(because you rated .+|no behaviour raised its score)$", out, flags=re.M)
+    assert len(reasons) == 3 * 2  # the top 3 of both users
+    assert any(re.search(r"\d \(\+\d\.\d{3}\)", reason) for reason in reasons)

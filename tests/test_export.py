@@ -176,8 +176,8 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
     assert info["embedding_dim"] == 32
     assert info["context_features"] == [schema.HISTORY_RATINGS, schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP,
                                         schema.USER_INDEX]
-    assert result.signatures == ["embed_items", "recommend", "recommend_from_text", "recommend_in_context",
-                                 "serving_default"]
+    assert result.signatures == ["embed_items", "explain", "explain_in_context", "recommend", "recommend_from_text",
+                                 "recommend_in_context", "serving_default"]
 
 
 def test_recommend_matches_the_model_and_excludes_history(retrieval):
@@ -328,7 +328,7 @@ def test_behaviour_text_models_recommend_from_text_with_their_query_encoder(tmp_
 
 def test_ranking_score_matches_the_model(ranking):
     model, _, result, loaded = ranking
-    assert result.signatures == ["score", "score_in_context", "serving_default"]
+    assert result.signatures == ["explain", "explain_in_context", "score", "score_in_context", "serving_default"]
     with open(os.path.join(result.path, "assets", "export_info.json")) as f:
         info = json.load(f)
     assert info["context_features"] == [schema.HISTORY_RATINGS, schema.USER_INDEX]

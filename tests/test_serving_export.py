@@ -57,6 +57,34 @@ def _padded(histories):
     return tf.constant([[""] * (width - len(h)) + h for h in histories])
 
 
+@pytest.mark.parametrize("task", ["retrieval", "ranking"])
+def test_explain_over_grpc_equals_in_process(served, task):
+    server, loaded = served
+    candidates = [["m10", "m11", "m3"], ["m12", "m2", "m1"]]
+    with RecommenderClient(f"localhost:{server.port}", task) as client:
+        explanation = client.explain(HISTORIES, candidates)
+        in_context = client.explain(HISTORIES, candidates, ratings=RATINGS, timestamps=TIMESTAMPS, now=NOW,
+                                    events=EVENTS, user_ids=USERS)
+    expected = loaded[task].signatures["explain"](history=_padded(HISTORIES), candidates=tf.constant(candidates))
+    np.testing.assert_allclose(explanation.scores, expected["scores"].numpy(), atol=1e-5)
+    for row, history in enumerate(HISTORIES):
+        served_row = expected["influence"].numpy()[row, :, -len(history):]
+        np.testing.assert_allclose(explanation.influence[row, :, :len(history)], served_row, atol=1e-5)
+        assert not explanation.influence[row, :, len(history):].any()
+    context = loaded[task].signatures["explain_in_context"](
+        history=_padded(HISTORIES), candidates=tf.constant(candidates),
+        history_ratings=tf.constant([[0, 0] + RATINGS[0], RATINGS[1]], tf.float32),
+        history_timestamps=tf.constant([[0, 0] + TIMESTAMPS[0], TIMESTAMPS[1]], tf.int64),
+        history_events=tf.constant([["", ""] + EVENTS[0], EVENTS[1]]), timestamp=tf.constant(NOW, tf.int64),
+        user_id=tf.constant(USERS))
+    np.testing.assert_allclose(in_context.scores, context["scores"].numpy(), atol=1e-5)
+    assert not np.allclose(in_context.scores, explanation.scores)  # the context reached the model
+    top = explanation.strongest(1, 0, count=2)
+    assert all(value > 0 for _, value in top) and len(top) <= 2
+    with pytest.raises(ValueError, match=r"histories\[1\] is empty"):
+        client.explain([["m1"], []], [["m2"], ["m3"]])
+
+
 def test_recommend_over_grpc_equals_in_process(served):
     server, loaded = served
     expected = loaded["retrieval"].signatures["serving_default"](history=_padded(HISTORIES), k=tf.constant(5))

@@ -4,7 +4,8 @@ Describes the data, trains the demo config, evaluates it, exports it in TF
 Serving's layout, starts a model server (TF Serving when its binary is on PATH,
 else the embedded one), and prints through the client library the top-10
 recommendations, with titles, for three users and the version that served
-them. The stages call the library (`tfrec.data.prepare`, `tfrec.Trainer`,
+them, and for the top three the behaviours that raised their scores most
+("because you rated Star Wars 5 (+0.210), ...", signature `explain`). The stages call the library (`tfrec.data.prepare`, `tfrec.Trainer`,
 `tfrec.training.evaluate_run`, `tfrec.exporting.export_run`); the model server
 runs as its own process and is queried over gRPC, as in production:
 
@@ -32,6 +33,8 @@ from tfrec.training import Trainer, evaluate_run
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
+EXPLAINED_RECOMMENDATIONS = 3  # recommendations per user printed with the behaviours behind them
+EXPLAINED_BEHAVIOURS = 2  # behaviours named per explained recommendation
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -91,7 +94,18 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _print_recommendations(values, dataset, recommendations):
+def _because(explanation, row, rank, behaviours, ratings, titles):
+    """"because you rated A 5 (+0.21), B 4 (+0.12)": the behaviours that raised the score most."""
+    reasons = []
+    for position, value in explanation.strongest(row, rank, count=EXPLAINED_BEHAVIOURS):
+        rating = f" {ratings[position]:g}" if ratings else ""
+        reasons.append(f"{titles.get(behaviours[position], behaviours[position])}{rating} ({value:+.3f})")
+    if not reasons:
+        return "no behaviour raised its score"
+    return ("because you rated " if ratings else "because of ") + ", ".join(reasons)
+
+
+def _print_recommendations(values, dataset, recommendations, explanation, explained, explained_ratings):
     titles = dict(zip(dataset.items["item_id"], dataset.items["title"]))
     histories = dataset.interactions.groupby("user_id")["item_id"].apply(list)
     for row, user in enumerate(values.users):
@@ -99,6 +113,9 @@ def _print_recommendations(values, dataset, recommendations):
         print(f"\nuser {user} ({len(histories[user])} ratings; most recent: {recent})")
         for rank, (item, score) in enumerate(recommendations.to_lists()[row], start=1):
             print(f"  {rank:2d}. {titles.get(item, item)}  [item {item}, score {score:.3f}]")
+            if rank <= EXPLAINED_RECOMMENDATIONS:
+                ratings = explained_ratings[row] if explained_ratings else None
+                print(f"      {_because(explanation, row, rank - 1, explained[row], ratings, titles)}")
     print(f"\nserved by model version {recommendations.version}")
 
 
@@ -149,8 +166,23 @@ def run(values: flags.FlagValues) -> None:
             client.wait_until_available(timeout=300, process=server)
             started = time.perf_counter()
             recommendations = client.recommend([histories[user] for user in values.users], k=values.k, **context)
-        print(f"\n=== query: {len(values.users)} users in {1000 * (time.perf_counter() - started):.1f} ms over gRPC")
-        _print_recommendations(values, dataset, recommendations)
+            elapsed = time.perf_counter() - started
+            # The model reads the last history_length behaviours: those are the ones to explain.
+            window = slice(-data_config.history_length, None)
+            explained = [histories[user][window] for user in values.users]
+            explained_context = {
+                "timestamps": [row[window] for row in context["timestamps"]],
+                "ratings": None if ratings is None else [row[window] for row in context["ratings"]],
+                "user_ids": context["user_ids"],
+            }
+            started = time.perf_counter()
+            explanation = client.explain(explained, recommendations.item_ids[:, :EXPLAINED_RECOMMENDATIONS].tolist(),
+                                         **explained_context)
+        print(f"\n=== query: {len(values.users)} users in {1000 * elapsed:.1f} ms over gRPC; the behaviours behind "
+              f"the top {EXPLAINED_RECOMMENDATIONS} (occlusion, signature explain_in_context) in "
+              f"{1000 * (time.perf_counter() - started):.1f} ms")
+        _print_recommendations(values, dataset, recommendations, explanation, explained,
+                               explained_context["ratings"])
     finally:
         server.terminate()
         server.wait(timeout=30)

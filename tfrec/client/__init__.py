@@ -9,7 +9,7 @@ into one Predict first. Failures raise `ServingError` (gRPC code + message).
 * `tfrec.client.recommender_client`: `RecommenderClient`.
 * `tfrec.client.batching_client`: `BatchingClient` (from `RecommenderClient.batching()`).
 * `tfrec.client.requests`: `pad_histories`, `context_inputs` and the TensorProto encoders.
-* `tfrec.client.results`: `Recommendations`, `Scores`, `Embeddings`, `Prediction`,
+* `tfrec.client.results`: `Recommendations`, `Scores`, `Explanation`, `Embeddings`, `Prediction`,
   `VersionStatus`, `TensorInfo`, `ModelMetadata`.
 * `tfrec.client.errors`: `ServingError` (raised by the embedded server too).
 
@@ -30,6 +30,7 @@ from tfrec.client.errors import ServingError
 from tfrec.client.recommender_client import RecommenderClient
 from tfrec.client.results import (
     Embeddings,
+    Explanation,
     ModelMetadata,
     Prediction,
     Recommendations,
@@ -41,6 +42,7 @@ from tfrec.client.results import (
 __all__ = [
     "BatchingClient",
     "Embeddings",
+    "Explanation",
     "ModelMetadata",
     "Prediction",
     "RecommenderClient",

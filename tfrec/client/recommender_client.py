@@ -47,7 +47,7 @@ from tfrec.client.requests import (
     string_tensor,
     uses_context,
 )
-from tfrec.client.results import Embeddings, ModelMetadata, Prediction, Recommendations, Scores
+from tfrec.client.results import Embeddings, Explanation, ModelMetadata, Prediction, Recommendations, Scores
 from tfrec.client.results import TensorInfo, VersionStatus
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -187,6 +187,24 @@ class RecommenderClient:
         inputs = {"text": string_tensor(check_texts(texts, "texts")), "k": int32_scalar(check_k(k))}
         return self._recommendations(self.predict(inputs, "recommend_from_text"))
 
+    def _candidate_request(self, histories, candidates, context, signature):
+        """One Predict of `signature` (or `<signature>_in_context` when any context is given) on
+        histories and one equal-length candidate row per history."""
+        candidates = [check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
+        padded = pad_histories(histories)
+        if len(candidates) != len(padded):
+            raise ValueError(
+                f"{len(candidates)} candidate rows for {len(histories)} histories; expected one per history"
+            )
+        for i, row in enumerate(candidates):
+            if len(row) != len(candidates[0]):
+                raise ValueError(f"candidates[{i}] has {len(row)} ids; expected {len(candidates[0])} like row 0")
+        inputs = {"history": string_tensor(padded), "candidates": string_tensor(candidates)}
+        if uses_context(context):
+            inputs.update(context_inputs(histories, **context))
+            signature = f"{signature}_in_context"
+        return self.predict(inputs, signature)
+
     def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]], **context) -> Scores:
         """Scores candidate items per history (signature `score`, or
         `score_in_context` when any context argument is given).
@@ -200,22 +218,33 @@ class RecommenderClient:
         Returns:
             `Scores` (float32 [B, M], version).
         """
-        candidates = [check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
-        padded = pad_histories(histories)
-        if len(candidates) != len(padded):
-            raise ValueError(
-                f"{len(candidates)} candidate rows for {len(histories)} histories; expected one per history"
-            )
-        for i, row in enumerate(candidates):
-            if len(row) != len(candidates[0]):
-                raise ValueError(f"candidates[{i}] has {len(row)} ids; expected {len(candidates[0])} like row 0")
-        inputs = {"history": string_tensor(padded), "candidates": string_tensor(candidates)}
-        signature = "score"
-        if uses_context(context):
-            inputs.update(context_inputs(histories, **context))
-            signature = "score_in_context"
-        prediction = self.predict(inputs, signature)
+        prediction = self._candidate_request(histories, candidates, context, "score")
         return Scores(prediction.outputs["scores"], prediction.version)
+
+    def explain(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]],
+                **context) -> Explanation:
+        """How much each behaviour moves each candidate's score (signature `explain`, or
+        `explain_in_context` when any context argument is given).
+
+        Args:
+            histories: one non-empty list of item ids per query (ragged is fine).
+            candidates: one list of candidate ids per query (e.g. what
+                `recommend` returned), all the same length.
+            **context: as `score`.
+
+        Returns:
+            `Explanation`: influence float32 [B, M, N], column j being
+            `histories[b][j]` (0 past its end); scores [B, M]; version.
+        """
+        empty = [i for i, history in enumerate(histories) if not history] if not isinstance(histories, str) else []
+        if empty:
+            raise ValueError(f"histories[{empty[0]}] is empty: there is no behaviour to explain")
+        prediction = self._candidate_request(histories, candidates, context, "explain")
+        served = prediction.outputs["influence"]
+        influence = np.zeros_like(served)
+        for row, history in enumerate(histories):
+            influence[row, :, :len(history)] = served[row, :, served.shape[2] - len(history):]
+        return Explanation(influence, prediction.outputs["scores"], prediction.version)
 
     def embed_items(self, texts: Sequence[str]) -> Embeddings:
         """Embeds item texts (signature `embed_items`): `Embeddings` (float32 [B, d], version)."""

@@ -1,6 +1,7 @@
 """What the client returns: plain NumPy values and the model version that answered.
 
 `Recommendations` (top-k item ids and scores), `Scores` (candidate scores),
+`Explanation` (each behaviour's influence on each candidate's score),
 `Embeddings` (item embeddings), `Prediction` (the outputs of any Predict),
 `VersionStatus` (`GetModelStatus`), `TensorInfo` and `ModelMetadata`
 (`GetModelMetadata`).
@@ -50,6 +51,29 @@ class Scores:
 
     scores: np.ndarray
     version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """Influence of each behaviour on each candidate's score.
+
+    Attributes:
+        influence: np.ndarray float32 [B, M, N]: `influence[b, m, j]` is how
+            much behaviour `histories[b][j]` raised candidate m's score (0 past
+            the history's end).
+        scores: np.ndarray float32 [B, M], the candidates' scores.
+        version: model version that answered.
+    """
+
+    influence: np.ndarray
+    scores: np.ndarray
+    version: int
+
+    def strongest(self, row: int, candidate: int, count: int = 3) -> list:
+        """[(behaviour position, influence)] of the `count` behaviours that raised the score most."""
+        values = self.influence[row, candidate]
+        order = np.argsort(-values, kind="stable")[:count]
+        return [(int(j), float(values[j])) for j in order if values[j] > 0]
 
 
 @dataclasses.dataclass(frozen=True)

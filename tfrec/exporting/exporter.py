@@ -127,6 +127,8 @@ def _warmup_requests(module, catalogue, vocab, max_k):
     if module.is_ranking:
         inputs[serving_module.SCORE] = {"history": [history[:1]], "candidates": [catalogue.item_ids[1:4]]}
         inputs[serving_module.SCORE_IN_CONTEXT] = dict(inputs[serving_module.SCORE], **_context(history[:1], vocab))
+    inputs[serving_module.EXPLAIN] = {"history": [history], "candidates": [catalogue.item_ids[1:3]]}
+    inputs[serving_module.EXPLAIN_IN_CONTEXT] = dict(inputs[serving_module.EXPLAIN], **_context(history, vocab))
     default = serving_module.RECOMMEND if module.is_retrieval else serving_module.SCORE
     inputs[serving_module.SERVING_DEFAULT] = inputs[default]
     return sorted(inputs.items())

@@ -15,7 +15,11 @@ Signatures (inputs -> outputs):
 - retrieval `embed_items`: `text` string [B] -> `embeddings` float32 [B, d].
 - ranking `score`: `history` string [B, N], `candidates` string [B, M] ->
   `scores` float32 [B, M].
-- `recommend_in_context` and `score_in_context`: the same, plus what else
+- `explain`: `history` string [B, N], `candidates` string [B, M] ->
+  `influence` float32 [B, M, N] (the candidate's score minus its score
+  without that behaviour; 0 at padding), `scores` float32 [B, M] (the score
+  the model ranks by: retrieval score, or rating / click probability).
+- `recommend_in_context`, `score_in_context` and `explain_in_context`: the same, plus what else
   the model may have read in training: `history_ratings` float32 [B, N],
   `history_timestamps` int64 [B, N] and `history_events` string [B, N]
   (aligned with `history`; 0 or "" = unknown), `timestamp` int64 [B], the
@@ -51,6 +55,7 @@ import tensorflow as tf
 from tfrec.data import schema
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.features import history_features
+from tfrec.models.influence import occlusion_influence
 
 RECOMMEND = "recommend"
 RECOMMEND_FROM_TEXT = "recommend_from_text"
@@ -58,6 +63,8 @@ EMBED_ITEMS = "embed_items"
 SCORE = "score"
 RECOMMEND_IN_CONTEXT = "recommend_in_context"
 SCORE_IN_CONTEXT = "score_in_context"
+EXPLAIN = "explain"
+EXPLAIN_IN_CONTEXT = "explain_in_context"
 SERVING_DEFAULT = "serving_default"
 
 _HISTORY = tf.TensorSpec([None, None], tf.string, name="history")
@@ -245,6 +252,9 @@ class RecommenderServing(tf.Module):
             self.score = tf.function(self._score, input_signature=[_HISTORY, _CANDIDATES])
             self.score_in_context = tf.function(
                 self._score_in_context, input_signature=[_HISTORY, *_CONTEXT, _CANDIDATES])
+        self.explain = tf.function(self._explain, input_signature=[_HISTORY, _CANDIDATES])
+        self.explain_in_context = tf.function(
+            self._explain_in_context, input_signature=[_HISTORY, *_CONTEXT, _CANDIDATES])
 
     def signatures(self):
         """Maps signature name -> tf.function, `serving_default` included."""
@@ -257,6 +267,8 @@ class RecommenderServing(tf.Module):
         if self.is_ranking:
             functions[SCORE] = self.score
             functions[SCORE_IN_CONTEXT] = self.score_in_context
+        functions[EXPLAIN] = self.explain
+        functions[EXPLAIN_IN_CONTEXT] = self.explain_in_context
         functions[SERVING_DEFAULT] = functions[RECOMMEND if self.is_retrieval else SCORE]
         return functions
 
@@ -358,3 +370,27 @@ class RecommenderServing(tf.Module):
         with tf.control_dependencies([check]):
             scores = tf.reshape(self._model.score(features), shape)
         return {"scores": tf.cast(scores, tf.float32)}
+
+    def _explain_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp, user_id,
+                            candidates):
+        """`explain` with the history's ratings, times and events, the request time and the user."""
+        return self._explain(history, candidates, (history_ratings, history_timestamps, history_events, timestamp,
+                                                   user_id))
+
+    def _explain(self, history, candidates, context=None):
+        """The influence of each history behaviour on each candidate's score (occlusion)."""
+        history_indices = self._item_indices(history, "history")
+        candidate_indices = self._item_indices(candidates, "candidates")
+        check = tf.debugging.Assert(
+            tf.reduce_all(tf.logical_and(candidate_indices > 0, candidate_indices <= self.num_model_items)),
+            ["candidates must be items the model was trained on (no padding id \"\", no item added after "
+             "training)"],
+            name="check_explain_candidates",
+        )
+        # Items added after training are unknown to the towers: no influence.
+        known = tf.where(history_indices > self.num_model_items, tf.zeros_like(history_indices), history_indices)
+        if context is not None:
+            context = self._context(history_indices, *context)
+        with tf.control_dependencies([check]):
+            influence, scores = occlusion_influence(self._model, known, candidate_indices, context)
+        return {"influence": tf.cast(influence, tf.float32), "scores": tf.cast(scores, tf.float32)}

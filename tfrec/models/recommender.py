@@ -45,6 +45,7 @@ from tfrec.data.vocabulary import Vocabulary
 from tfrec.models.behaviour_tower import BehaviourTextTower, BehaviourTower
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.config import ModelConfig
+from tfrec.models import influence as influence_lib
 from tfrec.models.features import history_features
 from tfrec.models.item_tower import ItemTower, catalogue_size_check
 from tfrec.models.rating_head import RatingHead
@@ -179,10 +180,11 @@ class Recommender(keras.Model):
 
     # ----- shared pieces -----
 
-    def _history_inputs(self, features, catalogue, training):
+    def _history_inputs(self, features, catalogue, training, history_vectors=None):
         ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
-        inputs = {"item_ids": ids,
-                  "item_vectors": self.item_dropout(tf.gather(catalogue, ids), training=training)}
+        if history_vectors is None:
+            history_vectors = self.item_dropout(tf.gather(catalogue, ids), training=training)
+        inputs = {"item_ids": ids, "item_vectors": history_vectors}
         if self.cfg.use_ratings or self.has_ranking or self.cfg.behaviour_text:
             inputs["ratings"] = tf.cast(features[schema.HISTORY_RATINGS], tf.float32)
         if self.num_events > 1:
@@ -193,12 +195,14 @@ class Recommender(keras.Model):
                 _next(features, schema.HISTORY_TIMESTAMPS, schema.TARGET_TIMESTAMP), tf.int64)
         return inputs
 
-    def _contexts(self, features, catalogue, training):
+    def _contexts(self, features, catalogue, training, history_vectors=None):
         """Behaviour summaries `[B, N, D]` and the history inputs.
 
         In behaviour-text mode every position holds the one text summary.
+        `history_vectors` `[B, N, D]` replaces the history's item embeddings
+        (integrated gradients scale them).
         """
-        inputs = self._history_inputs(features, catalogue, training)
+        inputs = self._history_inputs(features, catalogue, training, history_vectors)
         contexts = self.behaviour_tower(inputs, training=training)
         if self.cfg.behaviour_text:
             contexts = tf.broadcast_to(contexts[:, None, :], tf.shape(inputs["item_vectors"]))
@@ -407,9 +411,11 @@ class Recommender(keras.Model):
         """Embeddings of items from text alone (new / cold items), `[B, D]`."""
         return self.item_tower.text_item_embeddings(texts)
 
-    def query_embeddings(self, features):
-        """L2-normalised query vectors `[B, D]` for the schema history features."""
-        contexts, _ = self._contexts(features, self.catalogue.candidate_embeddings, training=False)
+    def query_embeddings(self, features, history_vectors=None):
+        """L2-normalised query vectors `[B, D]` for the schema history features
+        (`history_vectors`: optional `[B, N, D]` in place of the history's item embeddings)."""
+        contexts, _ = self._contexts(features, self.catalogue.candidate_embeddings, training=False,
+                                     history_vectors=history_vectors)
         return self._queries(contexts, features)[:, -1, :]
 
     def text_query_embeddings(self, texts):
@@ -419,13 +425,13 @@ class Recommender(keras.Model):
         contexts = self.behaviour_tower.encode_texts(texts)
         return tf.math.l2_normalize(self.query_projection(contexts), axis=-1)
 
-    def score(self, features):
+    def score(self, features, history_vectors=None):
         """Ranking prediction for `features[TARGET_ITEM_ID]` after the history, `[B]`:
         the predicted rating, or the click probability."""
         if not self.has_ranking:
             raise ValueError("score needs a ranking or multitask model")
         catalogue = self.catalogue.candidate_embeddings
-        contexts, inputs = self._contexts(features, catalogue, training=False)
+        contexts, inputs = self._contexts(features, catalogue, training=False, history_vectors=history_vectors)
         raw = self._ranking_scores(contexts, inputs, _next_ids(features), catalogue, features, False)[:, -1]
         return self.ranking_task.predictions(raw)
 
@@ -463,6 +469,61 @@ class Recommender(keras.Model):
         if not np.isfinite(scores).all():
             raise ValueError(f"k={k} exceeds the number of catalogue items left after excluding the history")
         return np.asarray(self.vocab.item_ids, dtype=object)[indices], scores
+
+    def explain(self, histories, item_ids, method="occlusion", steps=16, ratings=None, timestamps=None,
+                events=None, now=None, user_ids=None):
+        """How much each behaviour of each history moves each candidate's score.
+
+        The score is the one the model ranks by (`tfrec.models.influence`):
+        a positive influence means the behaviour raised the candidate's score.
+
+        Args:
+            histories: list of non-empty lists of item ids (str), most recent last.
+            item_ids: the candidates to explain, one list of K item ids per
+                history (e.g. the ids `recommend` returned).
+            method: "occlusion" (the score without the behaviour) or
+                "integrated_gradients" (over the behaviour's embedding).
+            steps: integrated-gradients path points.
+            ratings, timestamps, events, now, user_ids: the context, as `recommend`.
+
+        Returns:
+            (influence: np.ndarray float32 `[B, K, L]`, column l is the
+            behaviour `histories[b][l]`, 0 past its history's end;
+            scores: np.ndarray float32 `[B, K]`).
+
+        Raises:
+            ValueError: an empty history, unknown items or events, candidate
+                lists that are not one of the same length per history, or an
+                unknown method.
+
+        Example:
+
+        >>> influence, scores = model.explain([["i1", "i7", "i3"]], [["i9", "i4"]])
+        >>> influence.shape
+        (1, 2, 3)
+        """
+        if method not in influence_lib.METHODS:
+            raise ValueError(f"method={method!r}: expected one of {influence_lib.METHODS}")
+        request = _Request(self.vocab, histories, ratings, timestamps, events, now, user_ids)
+        empty = [row for row, history in enumerate(histories) if not history]
+        if empty:
+            raise ValueError(f"histories[{empty[0]}] is empty: there is no behaviour to explain")
+        if (isinstance(item_ids, (str, bytes)) or len(item_ids) != len(histories)
+                or any(isinstance(row, (str, bytes)) or not row or len(row) != len(item_ids[0]) for row in item_ids)):
+            raise ValueError(f"item_ids: expected one non-empty list of candidate item ids per history "
+                             f"({len(histories)}), all of the same length")
+        candidates = tf.constant(_Request._known(self.vocab.item_index, [[str(i) for i in row] for row in item_ids],
+                                                 "candidate item ids"), tf.int32)
+        if method == "occlusion":
+            influence, scores = influence_lib.occlusion_influence(self, request.indices, candidates, request.context)
+        else:
+            influence, scores = influence_lib.integrated_gradients(self, request.indices, candidates,
+                                                                   request.context, steps)
+        influence, width = influence.numpy(), request.indices.shape[1]
+        aligned = np.zeros_like(influence)
+        for row, history in enumerate(histories):
+            aligned[row, :, :len(history)] = influence[row, :, width - len(history):]
+        return aligned, scores.numpy()
 
     def score_catalogue(self, features):
         """Scores of every catalogue index for each example, numpy `[B, num_rows]`.

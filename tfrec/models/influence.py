@@ -1,0 +1,112 @@
+"""How much each past behaviour moves a candidate item's score.
+
+Two measures, both in the request's coordinates (history `[B, L]` of item
+indices, 0 = padding anywhere, as `history_features` takes it; candidates
+`[B, K]`); both return `(influence [B, K, L], scores [B, K])`, influence 0 at
+padding:
+
+- `occlusion_influence`: the score minus the score with that one behaviour
+  removed (its context with it). All B x L removals run as one batch.
+- `integrated_gradients`: the behaviour's embedding times the mean gradient
+  of the score along the straight path from a zero embedding to it
+  (Sundararajan et al., 2017); the influences of a row add up to the score
+  minus the score with every behaviour embedding zeroed.
+
+The score is what the model ranks candidates by: the retrieval score (query
+and item embedding dot product) for retrieval and multitask models, the
+predicted rating or click probability for ranking models.
+
+Example:
+
+>>> influence, scores = occlusion_influence(model, tf.constant([[3, 5, 9]]), tf.constant([[12, 40]]))
+>>> influence.shape, scores.shape
+(TensorShape([1, 2, 3]), TensorShape([1, 2]))
+"""
+
+import tensorflow as tf
+
+from tfrec.data import schema
+from tfrec.models.features import history_features
+
+METHODS = ("occlusion", "integrated_gradients")
+
+
+def candidate_scores(model, features, candidates, history_vectors=None):
+    """Scores `[B, K]` of int32 catalogue `candidates` `[B, K]` after schema `features`.
+
+    `history_vectors` `[B, N, D]` optionally replaces the history's item embeddings.
+    """
+    candidates = tf.cast(candidates, tf.int32)
+    if model.has_retrieval:
+        queries = model.query_embeddings(features, history_vectors)
+        return tf.einsum("bd,bkd->bk", queries, model.catalogue.gather(candidates))
+    count = tf.shape(candidates)[1]
+    pairs = {name: tf.repeat(value, count, axis=0) for name, value in features.items()}
+    pairs[schema.TARGET_ITEM_ID] = tf.reshape(candidates, [-1])
+    if history_vectors is not None:
+        history_vectors = tf.repeat(history_vectors, count, axis=0)
+    return tf.reshape(model.score(pairs, history_vectors), tf.shape(candidates))
+
+
+def _repeat(context, times):
+    return {name: tf.repeat(value, times, axis=0) for name, value in (context or {}).items()}
+
+
+def occlusion_influence(model, indices, candidates, context=None):
+    """Score minus the score without each behaviour: `(influence [B, K, L], scores [B, K])`.
+
+    Args:
+        model: a `tfrec.models.Recommender`.
+        indices: int32 `[B, L]` history item indices, 0 = padding.
+        candidates: int32 `[B, K]` catalogue indices to explain.
+        context: optional `history_features` context (ratings, timestamps,
+            events aligned with `indices`; now; users).
+    """
+    indices = tf.cast(indices, tf.int32)
+    scores = candidate_scores(model, history_features(indices, context=context, default_event=model.default_event),
+                              candidates)
+    batch, length = tf.shape(indices)[0], tf.shape(indices)[1]
+    # Row b * L + j of the occluded batch is history b without its behaviour j.
+    removed = tf.tile(tf.eye(length, dtype=tf.bool), [batch, 1])
+    occluded = tf.where(removed, 0, tf.repeat(indices, length, axis=0))
+    features = history_features(occluded, context=_repeat(context, length), default_event=model.default_event)
+    without = candidate_scores(model, features, tf.repeat(candidates, length, axis=0))  # [B * L, K]
+    without = tf.transpose(tf.reshape(without, [batch, length, -1]), [0, 2, 1])
+    influence = tf.where(indices[:, None, :] > 0, scores[:, :, None] - without, 0.0)
+    return influence, scores
+
+
+def integrated_gradients(model, indices, candidates, context=None, steps=16):
+    """Integrated gradients over the behaviour embeddings: `(influence [B, K, L], scores [B, K])`.
+
+    Args:
+        model: a `tfrec.models.Recommender` whose behaviours are item
+            embeddings (not behaviour-text mode).
+        indices, candidates, context: as `occlusion_influence`.
+        steps: points of the midpoint rule along the path.
+    """
+    if model.cfg.behaviour_text:
+        raise ValueError("integrated_gradients needs item-embedding behaviours; a behaviour_text=True model "
+                         "reads the history as text: use occlusion_influence")
+    indices = tf.cast(indices, tf.int32)
+    candidates = tf.cast(candidates, tf.int32)
+    features = history_features(indices, context=context, default_event=model.default_event)
+    scores = candidate_scores(model, features, candidates)
+    batch, count = tf.shape(candidates)[0], tf.shape(candidates)[1]
+    vectors = model.catalogue.gather(features[schema.HISTORY_ITEM_IDS])  # [B, N, D]
+    # One row per (history, candidate, step): the rows' scores are independent,
+    # so one backward pass of their sum gives every row's gradient.
+    rows = count * steps
+    alphas = tf.tile((tf.range(steps, dtype=tf.float32) + 0.5) / steps, [batch * count])
+    repeated = {name: tf.repeat(value, rows, axis=0) for name, value in features.items()}
+    targets = tf.reshape(tf.repeat(candidates, steps, axis=1), [-1, 1])
+    path = tf.repeat(vectors, rows, axis=0) * alphas[:, None, None]
+    with tf.GradientTape() as tape:
+        tape.watch(path)
+        total = tf.reduce_sum(candidate_scores(model, repeated, targets, history_vectors=path))
+    gradients = tf.reshape(tape.gradient(total, path), [batch, count, steps, -1, tf.shape(vectors)[-1]])
+    influence = tf.einsum("bnd,bknd->bkn", vectors, tf.reduce_mean(gradients, axis=2))
+    # Back from the model's right-aligned positions to the request's columns.
+    order = tf.argsort(tf.cast(indices > 0, tf.int32), axis=1, stable=True)
+    influence = tf.gather(influence, tf.argsort(order, axis=1), batch_dims=1, axis=2)
+    return tf.where(indices[:, None, :] > 0, influence, 0.0), scores
