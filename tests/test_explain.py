@@ -90,6 +90,10 @@ def test_the_exported_explain_signature_equals_model_explain(retrieval, ranking,
                                        influence[b, :, :len(history)], atol=1e-5)
         with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids.*nosuch"):
             loaded.signatures["explain"](history=padded, candidates=tf.constant([["nosuch", "m1"], ["m2", "m3"]]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="at least one behaviour"):
+            loaded.signatures["explain"](history=tf.constant([["", ""]]), candidates=tf.constant([["m1"]]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="items the model was trained on"):
+            loaded.signatures["explain"](history=tf.constant([["m1"]]), candidates=tf.constant([[""]]))
 
 
 @pytest.mark.parametrize("histories, candidates, method, message", [

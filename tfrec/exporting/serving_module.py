@@ -387,10 +387,15 @@ class RecommenderServing(tf.Module):
              "training)"],
             name="check_explain_candidates",
         )
+        behaviours = tf.debugging.Assert(
+            tf.reduce_all(tf.reduce_any(history_indices > 0, axis=1)),
+            ["every history needs at least one behaviour to explain (a row holds only padding \"\")"],
+            name="check_explain_history",
+        )
         # Items added after training are unknown to the towers: no influence.
         known = tf.where(history_indices > self.num_model_items, tf.zeros_like(history_indices), history_indices)
         if context is not None:
             context = self._context(history_indices, *context)
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([check, behaviours]):
             influence, scores = occlusion_influence(self._model, known, candidate_indices, context)
         return {"influence": tf.cast(influence, tf.float32), "scores": tf.cast(scores, tf.float32)}
