@@ -129,6 +129,7 @@ def test_cli_execs_tensorflow_model_server_with_the_same_configuration(tmp_path)
             "--port=9100",
             "--rest_api_port=9101",
             "--file_system_poll_wait_seconds=5",
+            "--host=0.0.0.0",
         ],
         env=env,
     )

@@ -52,6 +52,8 @@ def server(tmp_path_factory):
             f"--model_config_file={config_path}",
             "--file_system_poll_wait_seconds=0.2",
             f"--max_message_bytes={MAX_MESSAGE_BYTES}",
+            "--allow_config_reload",
+            f"--model_root={base}",
         ],
         port,
         str(base / "server.log"),

@@ -68,12 +68,17 @@ def test_fit_with_a_run_dir_returns_its_result_and_load_run_reproduces_the_metri
     assert evaluate_run(directory, split="valid") == pytest.approx(metrics["valid"], abs=1e-6)
 
 
-def test_fit_without_a_run_dir_trains_and_returns_metrics_and_history(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    data_config, model_config, train_config = tiny_configs("--epochs=2", "--max_steps=4", "--steps_per_epoch=2")
+def _trainer_model_data(*flags):
+    """(Trainer, model, data) of the tiny configs with `flags` on top."""
+    data_config, model_config, train_config = tiny_configs(*flags)
     data = prepare(data_config)
     trainer = Trainer(train_config)
-    model = trainer.build_model(model_config, data)
+    return trainer, trainer.build_model(model_config, data), data
+
+
+def test_fit_without_a_run_dir_trains_and_returns_metrics_and_history(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trainer, model, data = _trainer_model_data("--epochs=2", "--max_steps=4", "--steps_per_epoch=2")
     before = [w.numpy().copy() for w in model.trainable_weights]
     result = trainer.fit(model, data)
     assert result.run_dir is None
@@ -89,10 +94,7 @@ def test_fit_without_a_run_dir_trains_and_returns_metrics_and_history(tmp_path, 
 
 def test_batch_size_and_epochs_zero_are_derived_from_the_training_windows(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    data_config, model_config, train_config = tiny_configs("--batch_size=0", "--epochs=0", "--max_steps=2")
-    data = prepare(data_config)
-    trainer = Trainer(train_config)
-    model = trainer.build_model(model_config, data)
+    trainer, model, data = _trainer_model_data("--batch_size=0", "--epochs=0", "--max_steps=2")
     windows = len(model.train_examples(data.examples["train"])[schema.TARGET_ITEM_ID])
     result = trainer.fit(model, data)
     assert result.metrics["batch_size"] == auto_settings.auto_batch_size(windows) == 8

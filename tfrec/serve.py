@@ -6,8 +6,16 @@ Two back ends, one set of flags:
   (PredictionService Predict/GetModelMetadata, ModelService, gRPC health).
 * `--server=tfserving`: execs `tensorflow_model_server` with the same model
   configuration, poll interval, port and batching/monitoring files.
-* `--server=auto` (default): `tensorflow_model_server` when it is on PATH,
-  otherwise the embedded server.
+* `--server=auto` (default): `tensorflow_model_server` when it is on PATH
+  and the flags allow it (it binds every interface and accepts config reloads
+  from any client, so it runs only with an explicit `--host=0.0.0.0` and none
+  of the embedded server's access options), otherwise the embedded server.
+
+The embedded server binds loopback unless `--host` says otherwise, refuses
+`HandleReloadConfigRequest` unless `--allow_config_reload` (and then only for
+base paths inside `--model_root`), checks a bearer token with
+`--auth_token_file`, and speaks TLS with `--ssl_cert` and `--ssl_key`. A
+SavedModel is code: serve only exports from a trusted place.
 
 Examples:
 
@@ -27,6 +35,8 @@ from tfrec.server import config as config_lib
 from tfrec.server import protos
 
 FLAGS = flags.FLAGS
+LOOPBACK = "127.0.0.1"
+ANY_INTERFACE = ("0.0.0.0", "::", "[::]")
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -36,7 +46,21 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "auto: tensorflow_model_server if on PATH, else the embedded server; embedded: the tfrec.server "
         "Python server; tfserving: exec tensorflow_model_server with the same configuration.", flag_values=flag_values)
     flags.DEFINE_string("tensorflow_model_server", "tensorflow_model_server", "TF Serving binary name or path.", flag_values=flag_values)
-    flags.DEFINE_string("host", "127.0.0.1", "Interface the embedded server binds (tensorflow_model_server binds all).", flag_values=flag_values)
+    flags.DEFINE_string(
+        "host", LOOPBACK,
+        "Interface the embedded server binds. tensorflow_model_server always binds every interface and accepts "
+        "config reloads from any client: it runs only with an explicit --host=0.0.0.0.", flag_values=flag_values)
+    flags.DEFINE_bool(
+        "allow_config_reload", False,
+        "Embedded server: accept ModelService.HandleReloadConfigRequest, for base paths inside --model_root only "
+        "(a SavedModel is code: serve only directories you trust).", flag_values=flag_values)
+    flags.DEFINE_string("model_root", None, "With --allow_config_reload: the directory reloaded base paths must be "
+                        "inside.", flag_values=flag_values)
+    flags.DEFINE_string("auth_token_file", None, "Embedded server: file holding a bearer token every RPC but the "
+                        "health check must carry (metadata 'authorization: Bearer <token>').", flag_values=flag_values)
+    flags.DEFINE_string("ssl_cert", None, "Embedded server: PEM certificate (chain); with --ssl_key the port speaks "
+                        "TLS only.", flag_values=flag_values)
+    flags.DEFINE_string("ssl_key", None, "Embedded server: PEM private key of --ssl_cert.", flag_values=flag_values)
     flags.DEFINE_integer("port", 8500, "gRPC port.", flag_values=flag_values)
     flags.DEFINE_string("model_config_file", None, "Text-format tensorflow.serving.ModelServerConfig file.", flag_values=flag_values)
     flags.DEFINE_string("model_name", None, "Name of the single model to serve (with --model_base_path).", flag_values=flag_values)
@@ -73,6 +97,31 @@ def _model_config(values):
     return config_lib.single_model_config(values.model_name, os.path.abspath(values.model_base_path))
 
 
+def _auth_token(path):
+    """The token in `path` (surrounding whitespace dropped); UsageError if unreadable or empty."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise app.UsageError(f"--auth_token_file={path}: cannot read it ({e})") from None
+    if not token or any(c.isspace() for c in token):
+        raise app.UsageError(f"--auth_token_file={path}: expected one token with no spaces, got "
+                             f"{'nothing' if not token else 'whitespace inside'}")
+    return token
+
+
+def _tfserving_refusal(values):
+    """Why the real binary cannot serve as the flags ask (it binds every interface, and has none of the
+    embedded server's access controls), or None."""
+    if values.host not in ANY_INTERFACE:
+        return (f"--host={values.host}: tensorflow_model_server binds every interface and accepts config reloads "
+                "from any client; run it so only with --host=0.0.0.0 (behind your own network policy)")
+    for name in ("allow_config_reload", "model_root", "auth_token_file", "ssl_cert", "ssl_key"):
+        if values[name].present:
+            return f"--{name} is an option of the embedded server; tensorflow_model_server has no equivalent"
+    return None
+
+
 def tfserving_argv(binary: str, values: flags.FlagValues) -> list:
     """The `tensorflow_model_server` command line equivalent to the parsed `values`."""
     argv = [binary, f"--port={values.port}"]
@@ -104,6 +153,9 @@ def _serve_embedded(values, model_config, batching_parameters):
         logging.warning("--batching_parameters_file is ignored without --enable_batching (as in TF Serving)")
     if values.monitoring_config_file:
         logging.warning("The embedded server exports no Prometheus metrics (monitoring file checked, not applied)")
+    if values.allow_config_reload and not (values.model_root and os.path.isdir(values.model_root)):
+        raise app.UsageError(f"--allow_config_reload needs --model_root, an existing directory (got "
+                             f"{values.model_root!r}): reloaded base paths must be inside it")
     server = Server(
         ServerOptions(
             model_config=model_config,
@@ -115,6 +167,11 @@ def _serve_embedded(values, model_config, batching_parameters):
             max_message_bytes=values.max_message_bytes,
             grace_seconds=values.grace_seconds,
             batching_parameters=batching_parameters,
+            allow_config_reload=values.allow_config_reload,
+            model_root=values.model_root,
+            auth_token=_auth_token(values.auth_token_file) if values.auth_token_file else None,
+            ssl_cert=values.ssl_cert,
+            ssl_key=values.ssl_key,
         )
     )
     stop = threading.Event()
@@ -141,11 +198,19 @@ def serve(values: flags.FlagValues) -> None:
     binary = shutil.which(values.tensorflow_model_server)
     if values.server == "tfserving" and binary is None:
         sys.exit(f"--server=tfserving: {values.tensorflow_model_server} is not on PATH")
-    if values.server == "tfserving" or (values.server == "auto" and binary is not None):
+    refusal = _tfserving_refusal(values)
+    if values.server == "tfserving" and refusal:
+        sys.exit(f"--server=tfserving: {refusal} (or use --server=embedded)")
+    if values.server == "tfserving" or (values.server == "auto" and binary is not None and not refusal):
         argv = tfserving_argv(binary, values)
         logging.info("Starting TF Serving: %s", " ".join(argv))
         os.execv(binary, argv)
-    _serve_embedded(values, model_config, batching_parameters)
+    if values.server == "auto" and binary is not None:
+        logging.warning("%s is on PATH, but %s: serving with the embedded server", binary, refusal)
+    try:
+        _serve_embedded(values, model_config, batching_parameters)
+    except config_lib.ConfigError as e:
+        sys.exit(f"Invalid serving configuration: {e}")
 
 
 def main(argv):

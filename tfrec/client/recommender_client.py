@@ -68,6 +68,11 @@ class RecommenderClient:
             (capped at `max_backoff_seconds`).
         max_backoff_seconds: longest wait between attempts.
         max_message_bytes: largest message sent or received.
+        auth_token: bearer token sent with every call (a server started with
+            --auth_token_file wants it).
+        root_certificates: PEM bytes of the certificates that sign the
+            server's: the channel then uses TLS (a server started with
+            --ssl_cert / --ssl_key).
     """
 
     def __init__(
@@ -81,6 +86,8 @@ class RecommenderClient:
         backoff_seconds: float = 0.1,
         max_backoff_seconds: float = 2.0,
         max_message_bytes: int = 64 << 20,
+        auth_token: Optional[str] = None,
+        root_certificates: Optional[bytes] = None,
     ):
         if version is not None and version_label is not None:
             raise ValueError("give version or version_label, not both")
@@ -93,17 +100,20 @@ class RecommenderClient:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.retries_made = 0
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-                # Reconnect about as often as calls retry (gRPC's own backoff grows to 120 s).
-                ("grpc.initial_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
-                ("grpc.min_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
-                ("grpc.max_reconnect_backoff_ms", max(10, int(max_backoff_seconds * 1000))),
-            ],
-        )
+        self._metadata = (("authorization", f"Bearer {auth_token}"),) if auth_token else None
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            # Reconnect about as often as calls retry (gRPC's own backoff grows to 120 s).
+            ("grpc.initial_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(10, int(backoff_seconds * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(10, int(max_backoff_seconds * 1000))),
+        ]
+        if root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -130,7 +140,7 @@ class RecommenderClient:
         delay = self.backoff_seconds
         for attempt in range(self.retries + 1):
             try:
-                return method(request, timeout=self.timeout)
+                return method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as e:
                 if e.code() not in _RETRYABLE or attempt == self.retries:
                     raise ServingError(e.code(), e.details() or e.code().name) from None

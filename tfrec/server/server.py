@@ -16,8 +16,11 @@ Example:
 """
 
 import dataclasses
+import hmac
+import os
 import threading
 from concurrent import futures
+from typing import Optional
 
 import grpc
 from absl import logging
@@ -58,6 +61,15 @@ class ServerOptions:
         grace_seconds: how long shutdown waits for running RPCs.
         batching_parameters: `BatchingParameters` to batch requests on the
             server side (TF Serving's --enable_batching), or None.
+        allow_config_reload: accept `HandleReloadConfigRequest`. Off by
+            default: a reload names the directories the server loads
+            SavedModels from, and a SavedModel is code.
+        model_root: with `allow_config_reload`, the directory every reloaded
+            base path must be inside (required then).
+        auth_token: when set, every RPC but the health check must carry the
+            metadata `authorization: Bearer <auth_token>`.
+        ssl_cert, ssl_key: PEM files of the server's certificate (chain) and
+            private key: the port then speaks TLS only. Both or neither.
     """
 
     model_config: object
@@ -69,6 +81,19 @@ class ServerOptions:
     max_message_bytes: int = 4 << 20
     grace_seconds: float = 5.0
     batching_parameters: object = None
+    allow_config_reload: bool = False
+    model_root: Optional[str] = None
+    auth_token: Optional[str] = None
+    ssl_cert: Optional[str] = None
+    ssl_key: Optional[str] = None
+
+    def __post_init__(self):
+        if bool(self.ssl_cert) != bool(self.ssl_key):
+            raise config_lib.ConfigError(f"ssl_cert={self.ssl_cert!r} and ssl_key={self.ssl_key!r}: TLS needs both "
+                                         "the certificate and its private key")
+        if self.allow_config_reload and not self.model_root:
+            raise config_lib.ConfigError("allow_config_reload needs model_root: the directory reloaded base "
+                                         "paths must be inside")
 
 
 def _abort_on_error(method):
@@ -153,8 +178,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """`tensorflow.serving.ModelService` over a `ModelManager`."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, allow_config_reload: bool = False, model_root: Optional[str] = None):
         self._manager = manager
+        self._allow_config_reload = allow_config_reload
+        self._model_root = os.path.realpath(model_root) if model_root else None
 
     @_abort_on_error
     def GetModelStatus(self, request, context):
@@ -170,8 +197,54 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     @_abort_on_error
     def HandleReloadConfigRequest(self, request, context):
+        if not self._allow_config_reload:
+            raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                               "config reload over RPC is off: the operator starts the server with "
+                               "--allow_config_reload and --model_root to allow it")
+        config_lib.check_model_server_config(request.config, source="ReloadConfigRequest")
+        for index, model in enumerate(request.config.model_config_list.config):
+            path = os.path.realpath(model.base_path)
+            if os.path.commonpath([path, self._model_root]) != self._model_root:
+                raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"config[{index}] (name {model.name!r}): base_path {model.base_path!r} is "
+                                   f"outside the server's --model_root {self._model_root!r}")
         self._manager.reload(request.config)
         return model_management_pb2.ReloadConfigResponse()
+
+
+def _server_credentials(cert_path, key_path):
+    """TLS credentials from PEM files; ConfigError naming a file that cannot be read or is not PEM."""
+    contents = {}
+    for what, path, marker in (("ssl_cert", cert_path, b"CERTIFICATE"), ("ssl_key", key_path, b"PRIVATE KEY")):
+        try:
+            with open(path, "rb") as f:
+                contents[what] = f.read()
+        except OSError as e:
+            raise config_lib.ConfigError(f"{what}={path!r}: cannot read it ({e.strerror})") from None
+        if b"-----BEGIN" not in contents[what] or marker not in contents[what]:
+            raise config_lib.ConfigError(f"{what}={path!r}: expected a PEM file holding a {marker.decode()}")
+    return grpc.ssl_server_credentials([(contents["ssl_key"], contents["ssl_cert"])])
+
+
+class _BearerToken(grpc.ServerInterceptor):
+    """Refuses every RPC but the health check without `authorization: Bearer <token>`."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "missing or wrong bearer token (metadata 'authorization: Bearer <token>')")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
+            return continuation(handler_call_details)
+        given = dict(handler_call_details.invocation_metadata).get("authorization", "")
+        if hmac.compare_digest(given.encode() if isinstance(given, str) else given, self._expected):
+            return continuation(handler_call_details)
+        return self._deny
 
 
 class Server:
@@ -196,6 +269,7 @@ class Server:
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc"),
             maximum_concurrent_rpcs=options.max_concurrent_rpcs,
+            interceptors=[_BearerToken(options.auth_token)] if options.auth_token else [],
             options=[
                 ("grpc.max_receive_message_length", limit * _TRANSPORT_LIMIT_FACTOR),
                 ("grpc.max_send_message_length", limit),
@@ -204,11 +278,15 @@ class Server:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.manager, limit), self._grpc
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.manager), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(self.manager, options.allow_config_reload, options.model_root), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         address = f"{options.host}:{options.port}"
         try:
-            self.port = self._grpc.add_insecure_port(address)
+            if options.ssl_cert:
+                self.port = self._grpc.add_secure_port(address, _server_credentials(options.ssl_cert, options.ssl_key))
+            else:
+                self.port = self._grpc.add_insecure_port(address)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {address}: {e}") from e
         self._stopped = False
