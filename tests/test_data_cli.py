@@ -70,6 +70,21 @@ def test_convert_writes_complete_shards(tmp_path):
         "test-00001-of-00002.tfrecord",
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["records"]
+    modes = {oct(p.stat().st_mode & 0o777) for p in [out, *out.iterdir()]}
+    assert modes <= {oct(0o755), oct(0o644)}, modes  # the umask's modes (022 here), not mkdtemp's private ones
+
+
+def test_convert_replaces_only_an_earlier_conversion(tmp_path):
+    out = tmp_path / "records"
+    args = ("convert", SOURCE, f"--output_dir={out}", "--num_shards=1", "--history_length=4")
+    assert run(*args).returncode == 0
+    again = run(*args)
+    assert again.returncode != 0 and "is not empty" in again.stderr and "--overwrite" in again.stderr
+    assert run(*args, "--overwrite").returncode == 0
+    (out / "notes.txt").write_text("mine")
+    refused = run(*args, "--overwrite")
+    assert refused.returncode != 0 and "holds 'notes.txt', which no conversion writes" in refused.stderr
+    assert (out / "notes.txt").read_text() == "mine" and (out / tfrecord.METADATA_FILE).exists()
 
 
 def test_table_source_with_column_flags(tmp_path):

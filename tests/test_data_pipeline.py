@@ -76,7 +76,7 @@ def test_tfrecord_output_is_replaced_atomically_and_failures_leave_nothing(built
     tfrecord.write_tfrecords(chunks, {"test": len(sp.test)}, out, 2, HISTORY)
     with pytest.raises(data.DataError, match="expected 999 test examples, got 40"):
         chunks = {"test": data.iter_examples(ds, sp, vocab, HISTORY, "test")}
-        tfrecord.write_tfrecords(chunks, {"test": 999}, out, 2, HISTORY)
+        tfrecord.write_tfrecords(chunks, {"test": 999}, out, 2, HISTORY, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records"]  # old output intact, no temp left
     assert len(epoch(tfrecord.read_tfrecords(out, "test").batch(100))[schema.LABEL]) == 40
     with pytest.raises(data.SourceError, match="no metadata.json"):

@@ -276,6 +276,13 @@ def test_unknown_task_is_refused_by_config_and_flag():
         train_flags("--run_dir=unused", "--task=nosuch")
 
 
+def test_a_run_dir_that_is_a_file_is_refused_before_the_data_loads(tmp_path):
+    path = tmp_path / "run"
+    path.write_text("not a directory")
+    with pytest.raises(ConfigError, match="the run directory .* is a file; expected a directory"):
+        train.train(train_flags(f"--run_dir={path}", "--source=movielens:/no/such/dir"))  # the data is never read
+
+
 def test_run_dir_is_required_by_the_cli():
     with pytest.raises(ConfigError, match="--run_dir is required"):
         train.train(train_flags())

@@ -29,6 +29,7 @@ from tfrec.config import ConfigError
 from tfrec.data import DataConfig, DataError, prepare
 from tfrec.models import ModelConfig
 from tfrec.training import TrainConfig, Trainer
+from tfrec.training.run_dir import check_run_directory
 
 CONFIGS = (DataConfig, ModelConfig, TrainConfig)
 
@@ -62,6 +63,7 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     """
     if not flag_values.run_dir:
         raise ConfigError("--run_dir is required")
+    check_run_directory(flag_values.run_dir)  # before minutes of data loading and encoding
     try:
         data_config, model_config, train_config = configs_from_flags(flag_values)
         trainer = Trainer(train_config)

@@ -25,8 +25,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the flags of `python -m tfrec.data` in `flag_values`."""
     config_flags.define_flags(DataConfig, flag_values)
     flags.DEFINE_enum("format", "text", ["text", "json"], "describe: output format.", flag_values=flag_values)
-    flags.DEFINE_string("output_dir", None, "convert: directory to write the TFRecord shards to (replaced "
-                        "atomically).", flag_values=flag_values)
+    flags.DEFINE_string("output_dir", None, "convert: directory to write the TFRecord shards to (missing or "
+                        "empty, or with --overwrite an earlier conversion, replaced atomically).", flag_values=flag_values)
+    flags.DEFINE_bool("overwrite", False, "convert: replace an earlier conversion in --output_dir (a directory "
+                      "holding anything else is refused).", flag_values=flag_values)
     flags.DEFINE_integer("num_shards", 4, "convert: TFRecord files per split.", flag_values=flag_values)
     flags.DEFINE_integer("chunk_size", 65536, "convert: examples built and written at a time (bounds memory).",
                          flag_values=flag_values)
@@ -45,6 +47,7 @@ def convert(config, values):
         raise app.UsageError("convert needs --output_dir")
     from tfrec.data import tfrecord  # TensorFlow is only needed here
 
+    tfrecord.check_output_dir(values.output_dir, values.overwrite)  # before the data is read
     ds = config.load_tables()
     split = config.split_tables(ds)
     vocab = vocabulary.Vocabulary.from_data(ds)
@@ -61,6 +64,7 @@ def convert(config, values):
         vocab=vocab,
         item_texts=texts.item_texts(ds.items, vocab),
         extra={"source": ds.name, "split": split.name, "skipped": ds.skipped},
+        overwrite=values.overwrite,
     )
     sizes = ", ".join(f"{name} {info['examples']:,}" for name, info in metadata["splits"].items())
     print(f"wrote {sizes} examples in {values.num_shards} shards per split to {values.output_dir}")

@@ -20,12 +20,14 @@ Example:
 import json
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
+from tfrec import file_modes
 from tfrec.data import errors, schema
 from tfrec.data.examples import FEATURES
 
@@ -34,8 +36,36 @@ VOCABULARY_FILE = "vocabulary.json"
 ITEMS_FILE = "items.jsonl"
 
 
+SHARD_PATTERN = re.compile(r"^\w+-\d{5}-of-\d{5}\.tfrecord$")
+
+
 def shard_name(split, shard, num_shards):
     return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def check_output_dir(output_dir, overwrite=False):
+    """Raises `DataError` unless `write_tfrecords` may write `output_dir`.
+
+    A missing or empty directory may be written. A non-empty one only with
+    `overwrite`, and only if it holds nothing but an earlier conversion's files
+    (its shards, metadata, vocabulary and items): nothing else is ever deleted.
+    """
+    output_dir = pathlib.Path(output_dir)
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise errors.DataError(f"output_dir={output_dir} is a file; expected a directory to write the shards to")
+    entries = sorted(output_dir.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        raise errors.DataError(f"output_dir={output_dir} is not empty ({len(entries)} entries): pass --overwrite "
+                               "(overwrite=True) to replace an earlier conversion there, or choose a new directory")
+    own = {METADATA_FILE, VOCABULARY_FILE, ITEMS_FILE}
+    foreign = [p.name for p in entries if not (p.is_file() and (p.name in own or SHARD_PATTERN.match(p.name)))]
+    if foreign:
+        raise errors.DataError(f"output_dir={output_dir} holds {foreign[0]!r}, which no conversion writes: "
+                               "overwrite replaces only an earlier conversion; choose another directory")
 
 
 class _Serializer:
@@ -62,14 +92,16 @@ class _Serializer:
 
 
 def write_tfrecords(
-    chunks_by_split, counts, output_dir, num_shards, history_length, vocab=None, item_texts=None, extra=None
+    chunks_by_split, counts, output_dir, num_shards, history_length, vocab=None, item_texts=None, extra=None,
+    overwrite=False,
 ):
     """Writes examples as sharded TFRecords, atomically.
 
     Args:
         chunks_by_split: dict split name -> iterable of example dicts (feature
             name -> np.ndarray, see `examples.FEATURES`), e.g. `examples.iter_examples`.
-        output_dir: the directory to create (replaced if it exists).
+        output_dir: the directory to create; an existing non-empty one only
+            with `overwrite` (see `check_output_dir`), then replaced atomically.
         num_shards: files per split (>= 1); examples go to shards in contiguous runs.
         history_length: N of the history features.
         counts: dict split name -> number of examples (places the contiguous
@@ -77,16 +109,18 @@ def write_tfrecords(
         vocab: optional `Vocabulary` saved next to the shards.
         item_texts: optional `item_texts(...)` list saved as items.jsonl (needs `vocab`).
         extra: optional dict added to metadata.json (e.g. the source and split).
+        overwrite: replace an earlier conversion in `output_dir`.
 
     Returns:
         dict of the metadata written.
     """
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    check_output_dir(output_dir, overwrite)
     output_dir = pathlib.Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     temp = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    temp.chmod(0o755)
+    file_modes.apply_umask(str(temp))
     try:
         metadata = {"history_length": history_length, "num_shards": num_shards, "splits": {}, **(extra or {})}
         for split, chunks in chunks_by_split.items():

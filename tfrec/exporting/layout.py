@@ -19,6 +19,8 @@ import os
 import shutil
 import tempfile
 
+from tfrec import file_modes
+
 TEMP_PREFIX = ".tmp-"
 
 
@@ -78,6 +80,7 @@ def staged_version(export_base, model_name, version=None):
         )
     os.makedirs(model_dir, exist_ok=True)
     path = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{version}-", dir=model_dir)
+    file_modes.apply_umask(path)
     stage = StagedVersion(version=version, path=path, final_path=final_path)
     try:
         yield stage

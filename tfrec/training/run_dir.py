@@ -36,7 +36,7 @@ import tempfile
 
 from keras.src.saving import saving_lib
 
-from tfrec import data
+from tfrec import data, file_modes
 from tfrec.config import ConfigError, require
 from tfrec.evaluation import protocol
 from tfrec.models import ModelConfig, build_model
@@ -64,6 +64,7 @@ def write_text_atomic(path, text):
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
             f.write(text)
+        file_modes.apply_umask(temporary)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
@@ -201,6 +202,12 @@ class Run:
     @property
     def vocab(self):
         return self.catalogue.vocab
+
+
+def check_run_directory(directory):
+    """Raises `ConfigError` when `directory` cannot be a run directory (a file is in the way)."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f"the run directory {directory} is a file; expected a directory (new, or an earlier run's)")
 
 
 def check_format(directory, saved_config):

@@ -215,6 +215,8 @@ class Trainer:
                 cannot work; raised before any training step.
         """
         started = time.time()
+        if run_dir:
+            run_files.check_run_directory(run_dir)
         cfg = self.config
         model_config = model.cfg
         monitor = cfg.monitor_for(model_config)
