@@ -157,6 +157,19 @@ def _with_input(name, value, dtype, **kwargs):
     return request
 
 
+def _crafted(name, dims, **values):
+    """A request whose input `name` is a hand-made TensorProto: declared `dims`, then `values` fields."""
+    request = _request()
+    proto = request.inputs[name]
+    proto.Clear()
+    proto.dtype = (tf.int32 if name == "k" else tf.string).as_datatype_enum
+    for size in dims:
+        proto.tensor_shape.dim.add(size=size)
+    for field, content in values.items():
+        getattr(proto, field).extend(content)
+    return request
+
+
 SIGNATURE = "of signature 'serving_default'"
 # case -> (request, expected code, text the message must contain)
 BAD_REQUESTS = {
@@ -207,6 +220,21 @@ BAD_REQUESTS = {
         "Received message larger than max",
     ),
     "unknown output filter": (_request(output_filter=["logits"]), "INVALID_ARGUMENT", "has no output 'logits'"),
+    # Declared shapes are checked before TensorFlow fills them from a single value.
+    "80-byte k declaring [20000, 20000]": (_crafted("k", [20000, 20000], int_val=[3]), "INVALID_ARGUMENT",
+                                           "expected rank 0"),
+    "history declaring a million behaviours": (_crafted("history", [1, 1000000], string_val=[b"item1"]),
+                                               "INVALID_ARGUMENT", "declares shape [1, 1000000] (1000000 elements) "
+                                               "but carries 1 values"),
+    "history declaring 20M elements": (_crafted("history", [20000, 1000], string_val=[b"item1"]),
+                                       "INVALID_ARGUMENT", "at most 4194304 are accepted"),
+    "negative dimension": (_crafted("history", [1, -2], string_val=[b"item1"]), "INVALID_ARGUMENT",
+                           "dimensions must not be negative"),
+    "string tensor carrying int_val": (_crafted("history", [1, 1], string_val=[b"item1"], int_val=[7]),
+                                       "INVALID_ARGUMENT", "has dtype string but carries int_val"),
+    "non-UTF-8 item id": (_crafted("history", [1, 1], string_val=[b"\xff\xfeitem"]), "INVALID_ARGUMENT",
+                          "which is not UTF-8 text"),
+    "history of width 0": (_crafted("history", [1, 0]), "INVALID_ARGUMENT", "only the batch dimension may be empty"),
 }
 
 

@@ -20,6 +20,7 @@ import os
 import re
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
@@ -34,6 +35,7 @@ except ImportError:  # pragma: no cover - tensorflow-text is a declared dependen
     logging.warning("tensorflow_text is not importable: SavedModels with TF Text ops will fail to load")
 
 DEFAULT_SIGNATURE = "serving_default"
+MAX_INPUT_ELEMENTS = 1 << 22  # per input: 4M ids is far beyond any history batch, far below a memory blow-up
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 _TF_NOISE = re.compile(
@@ -86,10 +88,17 @@ class Signature:
         if proto.dtype != spec.dtype.as_datatype_enum:
             got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "DT_INVALID"
             raise _invalid(f"{where} has dtype {got}; expected {spec.dtype.name}")
+        _check_declared(where, proto, spec)
         try:
             array = tf.make_ndarray(proto)
         except (ValueError, TypeError) as e:
             raise _invalid(f"{where}: malformed TensorProto ({e})") from e
+        if array.dtype == object:
+            for value in array.ravel():
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _invalid(f"{where} holds {value[:40]!r}, which is not UTF-8 text") from None
         expected = spec.shape
         if expected.rank is not None:
             if array.ndim != expected.rank:
@@ -106,6 +115,46 @@ class Signature:
         if array.ndim >= 1 and array.shape[0] == 0:
             raise _invalid(f"{where} has an empty batch (shape {list(array.shape)})")
         return tf.constant(array, dtype=spec.dtype)
+
+
+# The value field of each dtype a signature takes (TensorProto keeps one repeated field per kind).
+_VALUE_FIELDS = {
+    tf.string.as_datatype_enum: "string_val", tf.float32.as_datatype_enum: "float_val",
+    tf.float64.as_datatype_enum: "double_val", tf.int32.as_datatype_enum: "int_val",
+    tf.int64.as_datatype_enum: "int64_val", tf.bool.as_datatype_enum: "bool_val",
+}
+_ALL_VALUE_FIELDS = ("string_val", "float_val", "double_val", "int_val", "int64_val", "bool_val", "half_val",
+                     "scomplex_val", "dcomplex_val", "resource_handle_val", "variant_val", "uint32_val", "uint64_val")
+
+
+def _check_declared(where, proto, spec):
+    """Refuses, before anything is allocated, a TensorProto whose declared shape is not what it carries.
+
+    TensorFlow fills a declared shape from a single value, so an 80-byte
+    request could otherwise declare [20000, 20000] and cost gigabytes.
+    """
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise _invalid(f"{where} declares shape {dims}: dimensions must not be negative")
+    if spec.shape.rank is not None and len(dims) != spec.shape.rank:
+        raise _invalid(f"{where} has shape {dims} (rank {len(dims)}); expected rank {spec.shape.rank} "
+                       f"{_shape_text(spec.shape)}")
+    if len(dims) >= 2 and 0 in dims[1:]:
+        raise _invalid(f"{where} has shape {dims}: only the batch dimension may be empty (an empty history is "
+                       "one \"\" entry)")
+    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if count > MAX_INPUT_ELEMENTS:
+        raise _invalid(f"{where} declares {count} elements (shape {dims}); at most {MAX_INPUT_ELEMENTS} are accepted")
+    own = _VALUE_FIELDS.get(proto.dtype)
+    others = [field for field in _ALL_VALUE_FIELDS if field != own and len(getattr(proto, field))]
+    if others:
+        raise _invalid(f"{where} has dtype {tf.dtypes.as_dtype(proto.dtype).name} but carries {others[0]}")
+    if proto.tensor_content:
+        carried = len(proto.tensor_content) // max(tf.dtypes.as_dtype(proto.dtype).size, 1)
+    else:
+        carried = len(getattr(proto, own)) if own else 0
+    if carried != count:
+        raise _invalid(f"{where} declares shape {dims} ({count} elements) but carries {carried} values")
 
 
 def _shape_text(shape):
