@@ -132,6 +132,19 @@ def test_malformed_table_raises_specific_error(tmp_path, logs, items, options, e
         assert fragment in str(raised.value)
 
 
+def test_excel_byte_order_mark_and_long_fields_are_read(tmp_path):
+    long_text = "word " * 40_000  # 200 KB, over the csv module's default field limit
+    items = ITEMS.replace("About a", long_text)
+    ds = load_csv(tmp_path, logs=b"\xef\xbb\xbf" + LOGS.encode(), items=items)
+    assert len(ds.interactions) == 4
+    assert ds.items.set_index("item_id").loc["i1", "description"].strip() == long_text.strip()
+
+
+def test_a_header_only_log_says_nothing_is_left(tmp_path):
+    with pytest.raises(errors.DataError, match="no interactions left"):
+        load_csv(tmp_path, logs="user_id,item_id,timestamp,rating\n")
+
+
 def test_unknown_user_names_row(tmp_path):
     with pytest.raises(errors.UnknownUserError, match=r"logs.csv, row 4, field 'user_id': got 'u2'"):
         load_csv(tmp_path, users="user_id,age\nu1,30\n")

@@ -325,7 +325,7 @@ def _numbers(raw, field, checker, keep, expected):
 def _ratings(raw, checker, keep, rating_range):
     expected = "a number" + (f" in [{rating_range[0]:g}, {rating_range[1]:g}]" if rating_range else "")
     values, empty, numbers = _numbers(raw, schema.RATING, checker, keep, expected)
-    bad_type = ~empty & (np.isnan(numbers) | np.array([isinstance(v, bool) for v in values]))
+    bad_type = ~empty & (np.isnan(numbers) | np.array([isinstance(v, bool) for v in values], dtype=bool))
     keep &= checker.check(keep & bad_type, errors.FieldTypeError, raw.file, raw.rows, schema.RATING, values, expected)
     out = ~np.isfinite(numbers)
     if rating_range:

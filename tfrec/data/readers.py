@@ -38,6 +38,7 @@ FORMATS = {
 # Decode each line as UTF-8 when it is valid UTF-8, else as Latin-1: the MovieLens
 # files are Latin-1, but some redistributed copies were re-saved as UTF-8.
 UTF8_OR_LATIN1 = "utf-8-or-latin-1"
+CSV_FIELD_LIMIT = 16 << 20  # characters in one CSV field (Python's csv module allows 128 KiB by default)
 
 
 def _decode_line(line):
@@ -65,6 +66,8 @@ def _open_text(path, encoding):
     path = pathlib.Path(path)
     if not path.is_file():
         raise errors.SourceError("file not found", file=path)
+    # utf-8-sig reads UTF-8 and drops the byte-order mark Excel writes first.
+    encoding = "utf-8-sig" if encoding == "utf-8" else encoding
     return path.open(encoding=encoding, errors="surrogateescape", newline="")
 
 
@@ -112,16 +115,22 @@ def read_csv(path, delimiter=",", checker=None, encoding="utf-8"):
     Returns:
         `RawTable` of str values ("" for empty fields), columns from the header.
     """
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with _open_text(path, encoding) as f:
         reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if not header:
-            raise errors.MissingColumnError("expected a header line naming the columns", file=path, row=1)
-        records, rows, line = [], [], reader.line_num
-        for record in reader:
-            records.append(record)
-            rows.append(line + 1)
+        records, rows, line = [], [], 0
+        try:
+            header = next(reader, None)
+            if not header:
+                raise errors.MissingColumnError("expected a header line naming the columns", file=path, row=1)
             line = reader.line_num
+            for record in reader:
+                records.append(record)
+                rows.append(line + 1)
+                line = reader.line_num
+        except csv.Error as e:
+            raise errors.MalformedRowError(f"unreadable CSV ({e}); a field may hold an unclosed quote",
+                                           file=path, row=line + 1) from None
     return _checked_records(path, records, rows, header, delimiter, checker)
 
 
