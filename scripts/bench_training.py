@@ -42,8 +42,8 @@ def examples_per_second(strategy, run_dir):
         raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     with open(os.path.join(run_dir, "training_log.jsonl")) as f:
         rates = [r["examples_per_second"] for r in map(json.loads, f) if r["event"] == "epoch"]
-    with open(os.path.join(run_dir, "config.json")) as f:
-        batch_size = json.load(f)["train_config"]["batch_size"]
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        batch_size = json.load(f)["batch_size"]  # as trained (a config's 0 means derived from the data)
     return statistics.median(rates[1:]), batch_size
 
 

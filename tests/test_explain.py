@@ -94,6 +94,8 @@ def test_the_exported_explain_signature_equals_model_explain(retrieval, ranking,
             loaded.signatures["explain"](history=tf.constant([["", ""]]), candidates=tf.constant([["m1"]]))
         with pytest.raises(tf.errors.InvalidArgumentError, match="items the model was trained on"):
             loaded.signatures["explain"](history=tf.constant([["m1"]]), candidates=tf.constant([[""]]))
+        with pytest.raises(tf.errors.InvalidArgumentError, match="at most 5000 behaviours per request"):
+            loaded.signatures["explain"](history=tf.constant([["m1"] * 5001]), candidates=tf.constant([["m2"]]))
 
 
 @pytest.mark.parametrize("histories, candidates, method, message", [
@@ -102,6 +104,8 @@ def test_the_exported_explain_signature_equals_model_explain(retrieval, ranking,
     ([["m1"], ["m2"]], [["m3"]], "occlusion", "one non-empty list of candidate item ids per history"),
     ([["m1"], ["m2"]], [["m3"], ["m4", "m5"]], "occlusion", "all of the same length"),
     ([["m1"]], [["m3"]], "shapley", r"method='shapley': expected one of"),
+    ([[""]], [["m3"]], "occlusion", r"histories\[0\] is empty"),
+    ([["m1"]], [[""]], "occlusion", "a candidate is the padding id"),
     ([["nosuch"]], [["m3"]], "occlusion", r"unknown item ids in history: \['nosuch'\]"),
 ])
 def test_bad_explain_requests_are_named(retrieval, histories, candidates, method, message):

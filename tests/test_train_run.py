@@ -44,7 +44,8 @@ def test_run_directory_holds_every_file(trained):
     assert metrics["examples_per_second"] > 0 and metrics["wall_time_seconds"] > 0
     assert metrics["epochs"] == EPOCHS
     config = json.loads((directory / run_dir.CONFIG).read_text())
-    assert set(config) == {"data_config", "model_config", "train_config", "num_replicas", "data_name"}
+    assert set(config) == {"data_config", "model_config", "train_config", "num_replicas", "data_name",
+                           "data_fingerprint"}
     assert config["train_config"]["epochs"] == EPOCHS and config["data_config"]["source"].startswith("synthetic:")
     assert config["data_name"].startswith("synthetic:users=60,items=120")
     assert config["model_config"]["encoder"] == "tiny" and config["num_replicas"] == 1
@@ -170,6 +171,23 @@ def test_rerun_with_another_model_is_refused(trained):
         trainer.fit(trainer.build_model(model_config, data), data, run_dir=str(directory))
 
 
+def test_rerun_with_other_training_settings_is_refused(trained):
+    directory, _ = trained
+    with pytest.raises(ConfigError, match="--learning_rate=0.5: the run directory .* holds a run with 0.003"):
+        train.train(train_flags(f"--run_dir={directory}", "--learning_rate=0.5"))
+
+
+def test_rerun_on_data_changed_in_place_is_refused(tmp_path):
+    source = _no_ratings_source(tmp_path)
+    directory = tmp_path / "run"
+    flags = (f"--run_dir={directory}", f"--source={source}", "--max_steps=1", "--epochs=1", "--eval_ks=10")
+    train.train(train_flags(*flags))
+    logs = tmp_path / "logs.csv"
+    logs.write_text(logs.read_text().replace("u3,", "u4,", 1))  # same path, same size, other content
+    with pytest.raises(ConfigError, match="changed since the run in .* started .*fingerprint"):
+        train.train(train_flags(*flags))
+
+
 def test_fit_refuses_a_model_built_on_another_catalogue():
     data_config, model_config, train_config = tiny_configs()
     data = prepare(data_config)
@@ -221,9 +239,6 @@ INVALID = [
     ("trainable_above_layers", ["--encoder_trainable=top:9"], "top:9", "top:9"),
     ("unknown_monitor", ["--monitor=val_RMSE"], "TrainConfig.monitor='val_RMSE': expected one of",
      "--monitor='val_RMSE': expected one of"),
-    ("two_warmups", ["--warmup_steps=5", "--warmup_fraction=0.1"],
-     "TrainConfig.warmup_steps=5 and TrainConfig.warmup_fraction=0.1: give one of them, not both",
-     "--warmup_steps=5 and --warmup_fraction=0.1: give one of them, not both"),
     ("batch_size_negative", ["--batch_size=-8"], "TrainConfig.batch_size=-8: expected a value >= 0",
      "--batch_size=-8: expected a value >= 0"),
     ("bad_split_fractions", ["--split_fractions=0.5,0.1,0.1"], "DataConfig.split_fractions=(0.5, 0.1, 0.1): expected 3",

@@ -105,7 +105,7 @@ def _because(explanation, row, rank, behaviours, ratings, titles):
     return ("because you rated " if ratings else "because of ") + ", ".join(reasons)
 
 
-def _print_recommendations(values, dataset, recommendations, explanation, explained, explained_ratings):
+def _print_recommendations(values, dataset, recommendations, explanation, behaviours, behaviour_ratings):
     titles = dict(zip(dataset.items["item_id"], dataset.items["title"]))
     histories = dataset.interactions.groupby("user_id")["item_id"].apply(list)
     for row, user in enumerate(values.users):
@@ -114,8 +114,8 @@ def _print_recommendations(values, dataset, recommendations, explanation, explai
         for rank, (item, score) in enumerate(recommendations.to_lists()[row], start=1):
             print(f"  {rank:2d}. {titles.get(item, item)}  [item {item}, score {score:.3f}]")
             if rank <= EXPLAINED_RECOMMENDATIONS:
-                ratings = explained_ratings[row] if explained_ratings else None
-                print(f"      {_because(explanation, row, rank - 1, explained[row], ratings, titles)}")
+                ratings = behaviour_ratings[row] if behaviour_ratings else None
+                print(f"      {_because(explanation, row, rank - 1, behaviours[row], ratings, titles)}")
     print(f"\nserved by model version {recommendations.version}")
 
 
@@ -153,10 +153,12 @@ def run(values: flags.FlagValues) -> None:
         target = f"127.0.0.1:{port}"
         # Each user's whole history, oldest first (interactions are sorted by
         # user and time), with its ratings and times, and the user's id:
-        # recommend_in_context.
+        # recommend_in_context (no item of it is recommended), then
+        # explain_in_context on the same request.
         by_user = dataset.interactions.groupby("user_id")
         histories, times = by_user["item_id"].apply(list), by_user["timestamp"].apply(list)
         ratings = by_user["rating"].apply(list) if "rating" in dataset.interactions else None
+        requested = [histories[user] for user in values.users]
         context = {
             "timestamps": [[int(t) for t in times[user]] for user in values.users],
             "ratings": None if ratings is None else [[float(r) for r in ratings[user]] for user in values.users],
@@ -165,24 +167,15 @@ def run(values: flags.FlagValues) -> None:
         with serving_client.RecommenderClient(target, values.model_name) as client:
             client.wait_until_available(timeout=300, process=server)
             started = time.perf_counter()
-            recommendations = client.recommend([histories[user] for user in values.users], k=values.k, **context)
+            recommendations = client.recommend(requested, k=values.k, **context)
             elapsed = time.perf_counter() - started
-            # The model reads the last history_length behaviours: those are the ones to explain.
-            window = slice(-data_config.history_length, None)
-            explained = [histories[user][window] for user in values.users]
-            explained_context = {
-                "timestamps": [row[window] for row in context["timestamps"]],
-                "ratings": None if ratings is None else [row[window] for row in context["ratings"]],
-                "user_ids": context["user_ids"],
-            }
             started = time.perf_counter()
-            explanation = client.explain(explained, recommendations.item_ids[:, :EXPLAINED_RECOMMENDATIONS].tolist(),
-                                         **explained_context)
+            explanation = client.explain(requested, recommendations.item_ids[:, :EXPLAINED_RECOMMENDATIONS].tolist(),
+                                         **context)
         print(f"\n=== query: {len(values.users)} users in {1000 * elapsed:.1f} ms over gRPC; the behaviours behind "
               f"the top {EXPLAINED_RECOMMENDATIONS} (occlusion, signature explain_in_context) in "
               f"{1000 * (time.perf_counter() - started):.1f} ms")
-        _print_recommendations(values, dataset, recommendations, explanation, explained,
-                               explained_context["ratings"])
+        _print_recommendations(values, dataset, recommendations, explanation, requested, context["ratings"])
     finally:
         server.terminate()
         server.wait(timeout=30)

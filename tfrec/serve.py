@@ -117,7 +117,7 @@ def _tfserving_refusal(values):
         return (f"--host={values.host}: tensorflow_model_server binds every interface and accepts config reloads "
                 "from any client; run it so only with --host=0.0.0.0 (behind your own network policy)")
     for name in ("allow_config_reload", "model_root", "auth_token_file", "ssl_cert", "ssl_key"):
-        if values[name].present:
+        if values[name].value:
             return f"--{name} is an option of the embedded server; tensorflow_model_server has no equivalent"
     return None
 

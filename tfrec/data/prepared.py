@@ -12,10 +12,13 @@ Example:
 """
 
 import dataclasses
+import functools
+import hashlib
 import os
 from typing import ClassVar, Optional
 
 import numpy as np
+import pandas as pd
 
 from tfrec.config import Config, require
 from tfrec.data import errors, schema, sources, splits, table, texts
@@ -159,6 +162,16 @@ class PreparedData:
     def name(self) -> str:
         """The source the tables came from."""
         return self.tables.name
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A hash of the interactions' and items' contents (not of file names or dates): a resumed run
+        checks that it trains on the data it started on."""
+        digest = hashlib.sha256()
+        for frame in (self.tables.interactions, self.tables.items):
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+            digest.update(",".join(map(str, frame.columns)).encode())
+        return digest.hexdigest()[:32]
 
     @property
     def rating_mean(self) -> float:

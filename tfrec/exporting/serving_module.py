@@ -65,6 +65,8 @@ RECOMMEND_IN_CONTEXT = "recommend_in_context"
 SCORE_IN_CONTEXT = "score_in_context"
 EXPLAIN = "explain"
 EXPLAIN_IN_CONTEXT = "explain_in_context"
+MAX_EXPLAIN_ROWS = 5_000  # behaviours per explain request, over all its histories
+MAX_EXPLAIN_CANDIDATES = 100
 SERVING_DEFAULT = "serving_default"
 
 _HISTORY = tf.TensorSpec([None, None], tf.string, name="history")
@@ -392,10 +394,21 @@ class RecommenderServing(tf.Module):
             ["every history needs at least one behaviour to explain (a row holds only padding \"\")"],
             name="check_explain_history",
         )
+        # Occlusion scores B x N shortened histories (times M candidates for ranking): bounded.
+        shape = tf.shape(history_indices)
+        small = tf.logical_and(shape[0] * shape[1] <= MAX_EXPLAIN_ROWS,
+                               tf.shape(candidate_indices)[1] <= MAX_EXPLAIN_CANDIDATES)
+        size = tf.debugging.Assert(
+            small,
+            [f"explain takes at most {MAX_EXPLAIN_ROWS} behaviours per request (histories x width) and "
+             f"{MAX_EXPLAIN_CANDIDATES} candidates per history; got shape", shape, "and candidates",
+             tf.shape(candidate_indices)],
+            name="check_explain_size",
+        )
         # Items added after training are unknown to the towers: no influence.
         known = tf.where(history_indices > self.num_model_items, tf.zeros_like(history_indices), history_indices)
         if context is not None:
             context = self._context(history_indices, *context)
-        with tf.control_dependencies([check, behaviours]):
+        with tf.control_dependencies([check, behaviours, size]):
             influence, scores = occlusion_influence(self._model, known, candidate_indices, context)
         return {"influence": tf.cast(influence, tf.float32), "scores": tf.cast(scores, tf.float32)}

@@ -505,13 +505,15 @@ class Recommender(keras.Model):
         if method not in influence_lib.METHODS:
             raise ValueError(f"method={method!r}: expected one of {influence_lib.METHODS}")
         request = _Request(self.vocab, histories, ratings, timestamps, events, now, user_ids)
-        empty = [row for row, history in enumerate(histories) if not history]
+        empty = [row for row, history in enumerate(histories) if not any(history)]
         if empty:
             raise ValueError(f"histories[{empty[0]}] is empty: there is no behaviour to explain")
         if (isinstance(item_ids, (str, bytes)) or len(item_ids) != len(histories)
                 or any(isinstance(row, (str, bytes)) or not row or len(row) != len(item_ids[0]) for row in item_ids)):
             raise ValueError(f"item_ids: expected one non-empty list of candidate item ids per history "
                              f"({len(histories)}), all of the same length")
+        if any(str(i) == "" for row in item_ids for i in row):
+            raise ValueError("item_ids: a candidate is the padding id \"\"; expected catalogue item ids")
         candidates = tf.constant(_Request._known(self.vocab.item_index, [[str(i) for i in row] for row in item_ids],
                                                  "candidate item ids"), tf.int32)
         if method == "occlusion":

@@ -202,13 +202,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                                "config reload over RPC is off: the operator starts the server with "
                                "--allow_config_reload and --model_root to allow it")
         config_lib.check_model_server_config(request.config, source="ReloadConfigRequest")
-        for index, model in enumerate(request.config.model_config_list.config):
+        resolved = type(request.config)()
+        resolved.CopyFrom(request.config)
+        for index, model in enumerate(resolved.model_config_list.config):
             path = os.path.realpath(model.base_path)
             if os.path.commonpath([path, self._model_root]) != self._model_root:
                 raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
                                    f"config[{index}] (name {model.name!r}): base_path {model.base_path!r} is "
                                    f"outside the server's --model_root {self._model_root!r}")
-        self._manager.reload(request.config)
+            model.base_path = path  # the checked path, not a link that could be swapped afterwards
+        self._manager.reload(resolved)
         return model_management_pb2.ReloadConfigResponse()
 
 

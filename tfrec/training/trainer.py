@@ -50,7 +50,7 @@ class TrainConfig(Config):
             derived from the number of training windows
             (`auto_settings.auto_batch_size`: 8 up to 256).
         learning_rate: peak learning rate of AdamW.
-        warmup_steps: linear warmup steps (give this or warmup_fraction).
+        warmup_steps: linear warmup steps; when > 0 it replaces warmup_fraction.
         warmup_fraction: linear warmup as a fraction of all training steps.
         decay: learning-rate decay after warmup.
         weight_decay: AdamW decoupled weight decay (not on biases and norms).
@@ -130,9 +130,6 @@ class TrainConfig(Config):
         self.check_range("text_adaptation_learning_rate", above=0)
         self.check_range("learning_rate", above=0)
         self.check_range("warmup_fraction", minimum=0.0, below=1.0)
-        require(not (self.warmup_steps and self.warmup_fraction),
-                f"TrainConfig.warmup_steps={self.warmup_steps} and TrainConfig.warmup_fraction="
-                f"{self.warmup_fraction}: give one of them, not both")
         require(len(self.eval_ks) > 0 and all(isinstance(k, int) and k >= 1 for k in self.eval_ks),
                 f"{self.name('eval_ks')}: expected positive integers, e.g. 10,100")
         return self
@@ -225,7 +222,7 @@ class Trainer:
         self._check_model(model, data)
         record = {"data_config": data.config.to_dict(), "model_config": model_config.to_dict(),
                   "train_config": cfg.to_dict(), "num_replicas": self.strategy.num_replicas_in_sync,
-                  "data_name": data.name}
+                  "data_name": data.name, "data_fingerprint": data.fingerprint}
         if run_dir:
             _check_same_run(run_dir, record)
 
@@ -373,20 +370,37 @@ def _history_records(history):
     return [{"epoch": epoch + 1, **{key: values[epoch] for key, values in history.items()}} for epoch in range(count)]
 
 
+# Fields a resumed run may change: how it reports and checkpoints, not what it learns.
+RESUMABLE_CHANGES = ("verbose", "log_every_steps", "checkpoint_every_steps", "eval_batch_size")
+
+
 def _check_same_run(directory, record):
-    """A rerun in an existing run directory must train the same model on the same data."""
+    """A rerun in an existing run directory must train the same model the same way on the same data."""
     existing_path = os.path.join(directory, run_files.CONFIG)
     if not os.path.exists(existing_path):
         return
     existing = run_files.read_json(existing_path)
     run_files.check_format(directory, existing)
-    for section, cls in (("data_config", "DataConfig"), ("model_config", "ModelConfig")):
-        old, new = existing[section], record[section]
+    from tfrec.data import DataConfig
+    from tfrec.models import ModelConfig
+
+    cls_of = {"data_config": DataConfig, "model_config": ModelConfig, "train_config": TrainConfig}
+    for section, cls in (("data_config", "DataConfig"), ("model_config", "ModelConfig"),
+                         ("train_config", "TrainConfig")):
+        # Through the config class: a run written before a field existed holds its default.
+        old, new = cls_of[section].from_dict(existing.get(section, {})).to_dict(), record[section]
         for name in sorted(set(old) | set(new)):
+            if section == "train_config" and name in RESUMABLE_CHANGES:
+                continue
             if old.get(name) != new.get(name):
                 raise ConfigError(
                     f"{cls}.{name}={new.get(name)!r}: the run directory {directory} holds a run with "
                     f"{old.get(name)!r}; fit the same configs to resume it, or use a new run directory")
+    if existing.get("data_fingerprint", record["data_fingerprint"]) != record["data_fingerprint"]:
+        raise ConfigError(
+            f"the data of {record['data_name']} changed since the run in {directory} started (content "
+            f"fingerprint {existing['data_fingerprint']} then, {record['data_fingerprint']} now): resume it on the "
+            "data it started on, or train on the new data in a new run directory")
 
 
 def _write_projector(directory, model, data):
