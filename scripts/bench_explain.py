@@ -6,6 +6,9 @@ sampled), the model's top recommendation (history excluded) is explained by
 occlusion; then m = 1, 3, 5 behaviours are removed from the history:
 
 - the m with the largest influence on that item,
+- the same greedily: the largest, then the largest of the history explained
+  again without it, and so on (m explain calls; behaviours that stand in for
+  each other each have a small influence alone),
 - m chosen at random,
 - the m most recent,
 
@@ -48,7 +51,7 @@ from tfrec.training import load_run_data  # noqa: E402
 
 REMOVED = (1, 3, 5)
 MIN_HISTORY = 2 * max(REMOVED)
-STRATEGIES = ("top influence", "random", "most recent")
+STRATEGIES = ("top influence", "top influence, greedy", "random", "most recent")
 STEPS = 16
 BATCH = 32
 LATENCY_HISTORY = 50
@@ -99,6 +102,18 @@ def _removal_mask(strategy, values, real, m, rng):
     return mask
 
 
+def _greedy_order(model, history, top, context, count):
+    """[B, count] positions: each row's largest influence, then the largest once that one is removed, ..."""
+    current, chosen = history.copy(), []
+    for _ in range(count):
+        values = influence.occlusion_influence(model, tf.constant(current, tf.int32), top, context)[0].numpy()[:, 0]
+        values = np.where(current > 0, values, -np.inf)
+        picked = values.argmax(axis=1)
+        chosen.append(picked)
+        current[np.arange(len(current)), picked] = 0
+    return np.stack(chosen, axis=1)
+
+
 def faithfulness(model, examples, users, rng):
     """Per (m, strategy): score drops and ranks; and the occlusion / integrated-gradients correlations."""
     lengths = (examples[schema.HISTORY_ITEM_IDS] > 0).sum(axis=1)
@@ -117,9 +132,14 @@ def faithfulness(model, examples, users, rng):
         occlusion, gradients = occlusion.numpy()[:, 0], gradients.numpy()[:, 0]
         real, items, history = indices.numpy() > 0, top.numpy()[:, 0], indices.numpy()
         correlations += [_spearman(o[r], g[r]) for o, g, r in zip(occlusion, gradients, real)]
+        greedy = _greedy_order(model, history, top, context, max(REMOVED))
         for m in REMOVED:
             for strategy in STRATEGIES:
-                masks = np.stack([_removal_mask(strategy, o, r, m, rng) for o, r in zip(occlusion, real)])
+                if strategy == "top influence, greedy":
+                    masks = np.zeros_like(real)
+                    np.put_along_axis(masks, greedy[:, :m], True, axis=1)
+                else:
+                    masks = np.stack([_removal_mask(strategy, o, r, m, rng) for o, r in zip(occlusion, real)])
                 shortened = tf.constant(np.where(masks, 0, history), tf.int32)
                 after, rank = _scores_and_ranks(model, shortened, context, items, history)
                 drops[m, strategy] += list(scores.numpy()[:, 0] - after)
