@@ -15,7 +15,7 @@ from tfrec import evaluate
 from tfrec.config import ConfigError
 from tfrec.training import evaluate_run, load_run
 
-NOT_RECOMPUTED = {"valid", "examples_per_second", "wall_time_seconds", "epochs"}
+NOT_RECOMPUTED = {"valid", "examples_per_second", "wall_time_seconds", "epochs", "max_epochs", "batch_size"}
 
 
 @pytest.fixture
