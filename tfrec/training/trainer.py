@@ -384,11 +384,11 @@ def _check_same_run(directory, record):
     from tfrec.data import DataConfig
     from tfrec.models import ModelConfig
 
-    cls_of = {"data_config": DataConfig, "model_config": ModelConfig, "train_config": TrainConfig}
-    for section, cls in (("data_config", "DataConfig"), ("model_config", "ModelConfig"),
-                         ("train_config", "TrainConfig")):
+    for section, config_class in (("data_config", DataConfig), ("model_config", ModelConfig),
+                                  ("train_config", TrainConfig)):
+        cls = config_class.__name__
         # Through the config class: a run written before a field existed holds its default.
-        old, new = cls_of[section].from_dict(existing.get(section, {})).to_dict(), record[section]
+        old, new = config_class.from_dict(existing.get(section, {})).to_dict(), record[section]
         for name in sorted(set(old) | set(new)):
             if section == "train_config" and name in RESUMABLE_CHANGES:
                 continue
