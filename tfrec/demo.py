@@ -153,8 +153,10 @@ def run(values: flags.FlagValues) -> None:
         target = f"127.0.0.1:{port}"
         # Each user's whole history, oldest first (interactions are sorted by
         # user and time), with its ratings and times, and the user's id:
-        # recommend_in_context (no item of it is recommended), then
-        # explain_in_context on the same request.
+        # recommend_in_context (no item of it is recommended); then
+        # explain_in_context over the latest history_length behaviours, the
+        # window the model was trained on (a whole history of hundreds would
+        # be hundreds of shortened histories of that length to score).
         by_user = dataset.interactions.groupby("user_id")
         histories, times = by_user["item_id"].apply(list), by_user["timestamp"].apply(list)
         ratings = by_user["rating"].apply(list) if "rating" in dataset.interactions else None
@@ -170,12 +172,21 @@ def run(values: flags.FlagValues) -> None:
             recommendations = client.recommend(requested, k=values.k, **context)
             elapsed = time.perf_counter() - started
             started = time.perf_counter()
-            explanation = client.explain(requested, recommendations.item_ids[:, :EXPLAINED_RECOMMENDATIONS].tolist(),
-                                         **context)
+            window = slice(-data_config.history_length, None)
+            explained = [history[window] for history in requested]
+            explained_context = {
+                "timestamps": [row[window] for row in context["timestamps"]],
+                "ratings": None if ratings is None else [row[window] for row in context["ratings"]],
+                "user_ids": context["user_ids"],
+            }
+            explanation = client.explain(explained, recommendations.item_ids[:, :EXPLAINED_RECOMMENDATIONS].tolist(),
+                                         **explained_context)
         print(f"\n=== query: {len(values.users)} users in {1000 * elapsed:.1f} ms over gRPC; the behaviours behind "
-              f"the top {EXPLAINED_RECOMMENDATIONS} (occlusion, signature explain_in_context) in "
+              f"the top {EXPLAINED_RECOMMENDATIONS} among the last {data_config.history_length} (occlusion, signature "
+              f"explain_in_context) in "
               f"{1000 * (time.perf_counter() - started):.1f} ms")
-        _print_recommendations(values, dataset, recommendations, explanation, requested, context["ratings"])
+        _print_recommendations(values, dataset, recommendations, explanation, explained,
+                               explained_context["ratings"])
     finally:
         server.terminate()
         server.wait(timeout=30)
