@@ -29,6 +29,18 @@ def machine():
     )
 
 
+def train_configs(*args):
+    """The validated (DataConfig, ModelConfig, TrainConfig) of `python -m tfrec.train` flags `args`."""
+    from absl import flags
+
+    from tfrec import train
+
+    values = flags.FlagValues()
+    train.define_flags(values)
+    values(["bench", *args])
+    return train.configs_from_flags(values)
+
+
 def write_atomic(path, text):
     """Writes `text` to a temporary file beside `path` (creating its directory), then renames it over `path`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

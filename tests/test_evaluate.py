@@ -14,8 +14,9 @@ from train_helpers import REPO_ROOT, shared_run, subprocess_env
 from tfrec import evaluate
 from tfrec.config import ConfigError
 from tfrec.training import evaluate_run, load_run
+from tfrec.training.trainer import RUN_FACTS
 
-NOT_RECOMPUTED = {"valid", "examples_per_second", "wall_time_seconds", "epochs", "max_epochs", "batch_size"}
+NOT_RECOMPUTED = set(RUN_FACTS)
 
 
 @pytest.fixture

@@ -178,13 +178,13 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
     files = set(os.listdir(result.path))
     assert {"saved_model.pb", "variables", "assets", "assets.extra"} <= files
     assets = os.listdir(os.path.join(result.path, "assets"))
-    assert {"item_ids.txt", "user_ids.txt", "events.txt", "items.jsonl", "vocabulary.json",
-            "export_info.json"} <= set(assets)
+    assert {"item_ids.txt", "item_titles.txt", "user_ids.txt", "events.txt", "items.jsonl", "vocabulary.json",
+            "export_info.json", "model_card.json", "model_card.md"} <= set(assets)
     with open(os.path.join(result.path, "assets", "item_ids.txt")) as f:
         assert f.read().split("\n")[:-1] == catalogue.item_ids[1:]
     with open(os.path.join(result.path, "assets", "items.jsonl")) as f:
         first = json.loads(f.readline())
-    assert first == {"item_id": "m1", "text": catalogue.item_texts[1]}
+    assert first == {"item_id": "m1", "text": catalogue.item_texts[1], "title": catalogue.item_titles[1]}
     with open(os.path.join(result.path, "assets", "export_info.json")) as f:
         info = json.load(f)
     assert info["num_items"] == NUM_ITEMS and info["max_k"] == NUM_ITEMS
@@ -250,9 +250,11 @@ def test_model_recommend_equals_the_exported_signatures(retrieval, histories, co
             history_events=tf.constant(_padded_right(events, "")),
             timestamp=tf.constant(context.get("now", [0] * len(histories)), tf.int64),
             user_id=tf.constant(context.get("user_ids", [""] * len(histories))))]
+    titles = dict(zip(model.item_ids, model.item_titles))
     for out in outputs:
         np.testing.assert_array_equal(out["item_ids"].numpy().astype(str), ids.astype(str))
         np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
+        assert out["item_titles"].numpy().astype(str).tolist() == [[titles[i] for i in row] for row in ids]
     if context is not None:  # the context reached both
         _, plain_scores = model.recommend(histories, k=k)
         assert np.abs(plain_scores - scores).max() > 1e-4
@@ -433,25 +435,38 @@ def test_update_catalog_adds_new_items_embedded_from_text(retrieval, tmp_path):
 @pytest.mark.parametrize(
     "name, content, error, message",
     [
-        ("a.csv", "item_id,title\nx,y\n", errors.MissingColumnError, r"a.csv, row 1, field 'text'"),
-        ("a.csv", "item_id,text\nx,\n", errors.MissingValueError, r"row 2, field 'text'"),
-        ("a.csv", "item_id,text\nm3,remake\n", errors.DuplicateIdError, r"row 2.*'m3' is already in the catalogue"),
-        ("a.csv", "item_id,text\nx,a\nx,b\n", errors.DuplicateIdError, r"row 3.*already appears on row 2"),
-        ("a.csv", "item_id,text\nx,a,b\n", errors.MalformedRowError, r"row 2: got 3 fields, expected 2"),
-        ("a.jsonl", '{"item_id": "x", "text": "a"}\n{"item_id": 5, "text": "b"}\n', errors.FieldTypeError,
-         r"row 2, field 'item_id': got 5, expected a string"),
-        ("a.jsonl", '{"item_id": "x"\n', errors.MalformedRowError, r"row 1: invalid JSON"),
-        ("a.jsonl", "\n", errors.EmptyDataError, "holds no items"),
-        ("a.txt", "x", errors.SourceError, r"unsupported catalogue update format '.txt'"),
+        ("a.csv", "item_id,name\nx,y\n", errors.MissingColumnError, r"a.csv: the item catalogue needs a 'title'"),
+        ("a.csv", "item_id,text\nx,\n", errors.EmptyTextError, r"row 2, field 'text'"),
+        ("a.csv", "item_id,title\nx,  \n", errors.EmptyTextError, r"row 2, field 'title'"),
+        ("a.csv", "item_id,text\nm3,remake\n", errors.DuplicateIdError, r"'m3' is already in the catalogue"),
+        ("a.csv", "item_id,text\nx,a\nx,b\n", errors.DuplicateIdError, r"row 3, field 'item_id'.*on row 2"),
+        ("a.csv", "item_id,text\nx,a,b\n", errors.MalformedRowError, r"row 2: got 'x,a,b', expected 2 fields"),
+        ("a.jsonl", '{"item_id": "x", "text": "a"}\n{"item_id": ["x"], "text": "b"}\n', errors.FieldTypeError,
+         r"row 2, field 'item_id'"),
+        ("a.jsonl", '{"item_id": "x"\n', errors.MalformedRowError, r"row 1: .*expected one JSON object per line"),
+        ("a.csv", "item_id,title\n", errors.EmptyDataError, "holds no items"),
+        ("a.txt", "x", errors.SourceError, r"unknown table format '.txt'"),
+        ("missing.csv", None, errors.SourceError, "catalogue update file not found"),
     ],
 )
 def test_bad_catalogue_updates_name_file_row_and_field(tmp_path, name, content, error, message):
     _, texts = _vocab_and_texts()
     catalogue = catalogue_lib.Catalogue(["", "m3"], texts[:2])
     path = tmp_path / name
-    path.write_text(content)
+    if content is not None:
+        path.write_text(content)
     with pytest.raises(error, match=message):
         catalogue_lib.read_update(str(path), catalogue)
+
+
+def test_catalogue_updates_read_the_table_sources_item_columns(tmp_path):
+    _, texts = _vocab_and_texts()
+    catalogue = catalogue_lib.Catalogue(["", "m3"], texts[:2])
+    path = tmp_path / "items.tsv"
+    path.write_text("sku\tname\tbrand\nx1\tStapler\tAcme\nx2\tPens\t\n")
+    config = data.DataConfig(item_col="sku", text_cols=("name", "brand"))
+    assert catalogue_lib.read_update(str(path), catalogue, config) == (["x1", "x2"], ["Stapler. Acme", "Pens"],
+                                                                       ["Stapler", "Pens"])
 
 
 def test_ranking_models_refuse_a_catalogue_update(ranking, tmp_path):

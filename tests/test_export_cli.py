@@ -1,6 +1,7 @@
 """`python -m tfrec.export` (and `tfrec.export.run(values)`, `tfrec.exporting.exporter`)
 on a real run directory written by `python -m tfrec.train`."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from absl import flags
 
 from tfrec import export
 from tfrec.data import errors
-from tfrec.exporting import exporter
+from tfrec.exporting import exporter, layout
 from tfrec.training import load_run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,3 +100,59 @@ def test_bad_update_file_fails_before_writing_anything(run_dir, tmp_path):
     with pytest.raises(errors.DuplicateIdError, match=r"new.csv, row 3, field 'item_id'"):
         exporter.export_run(run_dir, str(tmp_path / "exports"), "movies", update_catalog=str(update))
     assert not os.path.exists(tmp_path / "exports")
+
+
+def _write_items(path, first, count):
+    path.write_text("item_id,title,genres\n" + "".join(f"n{first + i},Robots in space part {first + i},Sci-Fi\n"
+                                                      for i in range(count)))
+    return str(path)
+
+
+def _served_ids(export):
+    with open(os.path.join(export.path, "assets", "item_ids.txt")) as f:
+        return f.read().split()
+
+
+def test_catalogue_updates_accumulate_across_versions(run_dir, tmp_path):
+    """An update of 3 items after an update of 3 serves all 6; a plain re-export keeps them too."""
+    base = str(tmp_path / "exports")
+    plain = exporter.export_run(run_dir, base, "movies")
+    first = exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "a.csv", 1, 3))
+    second = exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "b.csv", 4, 3))
+    again = exporter.export_run(run_dir, base, "movies")
+    new = [f"n{i}" for i in range(1, 7)]
+    assert first.num_new_items == 3 and second.num_new_items == again.num_new_items == 6
+    assert _served_ids(second) == _served_ids(plain) + new == _served_ids(again)
+    loaded = exporter.load(second.path)
+    out = loaded.signatures["recommend"](history=tf.constant([["n1", "n5"]]), k=tf.constant(second.num_items - 2))
+    assert {"n2", "n3", "n4", "n6"} <= set(out["item_ids"].numpy()[0].astype(str))
+    with open(os.path.join(second.path, "assets", "items.jsonl")) as f:
+        texts = {r["item_id"]: r["text"] for r in map(json.loads, f)}
+    assert texts["n5"] == "Robots in space part 5. Sci-Fi"  # the table source's text template
+
+
+def test_an_update_naming_an_item_of_an_earlier_update_is_refused(run_dir, tmp_path):
+    base = str(tmp_path / "exports")
+    exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "a.csv", 1, 3))
+    with pytest.raises(errors.DuplicateIdError, match=r"b.csv, field 'item_id': item 'n3' is already in the catalogue"):
+        exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "b.csv", 3, 2))
+    assert layout.existing_versions(os.path.join(base, "movies")) == [1]
+
+
+def test_every_export_of_a_run_carries_a_model_card_with_metrics_and_baselines(run_dir, first_export):
+    assets = os.path.join(first_export.path, "assets")
+    with open(os.path.join(assets, "model_card.json")) as f:
+        card = json.load(f)
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert card["metrics"]["test"]["HR@10"] == metrics["HR@10"]
+    assert set(card["baselines"]) == {"popularity", "transitions"}
+    assert 0 <= card["baselines"]["transitions"]["HR@10"] <= 1
+    assert card["baselines"] == {name: {k: v for k, v in figures.items() if k in card["baselines"][name]}
+                                 for name, figures in metrics["baselines"].items()}
+    assert card["data"]["summary"]["users"] == 30 and card["training"]["trained_at"] == metrics["trained_at"]
+    assert card["config"]["model_config"]["task"] == "retrieval" and card["intended_use"] and card["limits"]
+    with open(os.path.join(assets, "model_card.md")) as f:
+        markdown = f.read()
+    assert f"| this model | HR@10 {metrics['HR@10']:.4f}" in markdown
+    assert "| transitions (same test targets) | HR@10 " in markdown and "## Limits" in markdown

@@ -95,6 +95,9 @@ def test_recommend_over_grpc_equals_in_process(served):
     assert got.version == 1
     for history, row in zip(HISTORIES, got.item_ids):
         assert not set(history) & set(row)
+    # Each answer carries the titles of the export's catalogue: no second lookup.
+    np.testing.assert_array_equal(got.item_titles, expected["item_titles"].numpy().astype(str))
+    assert got.item_titles.shape == got.item_ids.shape and all(t for t in got.item_titles.ravel())
 
 
 def test_text_signatures_over_grpc_equal_in_process(served):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from train_helpers import REPO_ROOT, TINY_FLAGS, read_jsonl, subprocess_env
 
 EPOCHS = 3
@@ -52,3 +54,37 @@ def test_killed_run_resumes_and_finishes(tmp_path):
     assert starts[1]["epoch"] >= 1 and starts[1]["step"] >= STEPS  # resumed, not restarted
     assert [r["epoch"] for r in log if r["event"] == "epoch"][-1] == EPOCHS
     assert json.loads((directory / "metrics.json").read_text())["epochs"] == EPOCHS
+
+
+def _rerun(directory):
+    return subprocess.run(_command(directory), cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+
+
+def _killed_in_a_backup(directory, state):
+    """A finished tiny run whose backup directory is then put in the `state` a kill during a save leaves."""
+    first = _rerun(directory)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (directory / "metrics.json").unlink()  # the run is to train again from its backup
+    backup = directory / "checkpoints" / "backup"
+    weights, metadata = backup / "latest.weights.h5", backup / "training_metadata.json"
+    if state == "truncated, nothing to fall back on":  # the first backup, cut by the kill
+        for path in backup.glob("*.bkp"):
+            path.unlink()
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif state == "between the renames":  # the latest moved aside, the new one not yet in place
+        weights.replace(backup / "latest.weights.h5.bkp")
+        metadata.replace(backup / "training_metadata.json.bkp")
+    (backup / "latest.tmp4242.weights.h5").write_bytes(b"half a file")  # a save cut before its rename
+    return backup
+
+
+@pytest.mark.parametrize("state", ["truncated, nothing to fall back on", "between the renames"])
+def test_a_kill_during_a_backup_never_wedges_the_run(tmp_path, state):
+    directory = tmp_path / "run"
+    backup = _killed_in_a_backup(directory, state)
+    done = _rerun(directory)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((directory / "metrics.json").read_text())["epochs"] == EPOCHS
+    assert not list(backup.glob("*.tmp*"))
+    assert "backup" in done.stderr  # the warning says what was repaired

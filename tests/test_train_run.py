@@ -1,25 +1,30 @@
 """Training runs on the tiny synthetic config, through the Python API
-(`Trainer.fit`) and the command line's `tfrec.train.train(values)`: run-directory
-files, TensorBoard scalars and projector, best-weights restoration, config checks."""
+(`Trainer.fit`) and the command line (`tfrec.train.train(values)`, `python -m
+tfrec.train`): run-directory files, TensorBoard scalars and projector,
+best-weights restoration, config checks, what the command prints."""
 
 import dataclasses
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from absl import flags
-from train_helpers import SHARED_RUN_EPOCHS, read_jsonl, scalar_tags, shared_fit, shared_run, train_flags
+from train_helpers import (REPO_ROOT, SHARED_RUN_EPOCHS, TINY_FLAGS, read_jsonl, scalar_tags, shared_fit, shared_run,
+                           train_flags)
 
 from tfrec import config_flags, train
 from tfrec.config import ConfigError
 from tfrec.data import DataError, prepare, schema
 from tfrec.training import Trainer, TrainResult, auto_settings, checks, evaluate_run, load_run, run_dir
+from tfrec.training.trainer import RUN_FACTS
 
 EPOCHS = SHARED_RUN_EPOCHS
-HELD_OUT_ONLY = {"valid", "examples_per_second", "wall_time_seconds", "epochs", "max_epochs", "batch_size"}
+HELD_OUT_ONLY = set(RUN_FACTS)
 
 
 @pytest.fixture
@@ -45,7 +50,8 @@ def test_run_directory_holds_every_file(trained):
     assert metrics["epochs"] == EPOCHS
     config = json.loads((directory / run_dir.CONFIG).read_text())
     assert set(config) == {"data_config", "model_config", "train_config", "num_replicas", "data_name",
-                           "data_fingerprint"}
+                           "data_fingerprint", "warm_start_from"}
+    assert config["warm_start_from"] is None
     assert config["train_config"]["epochs"] == EPOCHS and config["data_config"]["source"].startswith("synthetic:")
     assert config["data_name"].startswith("synthetic:users=60,items=120")
     assert config["model_config"]["encoder"] == "tiny" and config["num_replicas"] == 1
@@ -60,6 +66,7 @@ def test_fit_with_a_run_dir_returns_its_result_and_load_run_reproduces_the_metri
     result = shared_fit()
     assert isinstance(result, TrainResult) and result.run_dir == str(directory) and result.metrics == metrics
     assert len(result.history["loss"]) == EPOCHS and len(result.history["val_HR@10"]) == EPOCHS
+    assert len(result.history["val_loss"]) == EPOCHS and all(np.isfinite(result.history["val_loss"]))
     run = load_run(directory)
     assert run.model_config.encoder == "tiny" and run.train_config["epochs"] == EPOCHS
     assert run.data_config.source.startswith("synthetic:") and run.model.has_retrieval
@@ -122,20 +129,44 @@ def test_tensorboard_has_loss_metrics_learning_rate(trained):
     assert learning_rates[-1] < learning_rates[0]  # cosine decay
     validation = scalar_tags(directory / "tensorboard" / "validation")
     assert len(validation["epoch_HR@10"]) == EPOCHS and len(validation["epoch_MRR"]) == EPOCHS
+    # The loss on the held-out targets, under the same tag as the training loss: one chart, two runs.
+    assert len(validation["epoch_loss"]) == EPOCHS and all(np.isfinite(validation["epoch_loss"]))
+    assert validation["epoch_loss"] != train_scalars["epoch_loss"]
 
 
-def test_projector_holds_item_embeddings_with_titles(trained):
+def test_projector_at_the_log_root_holds_the_item_embeddings_named_and_titled(trained):
     directory, _ = trained
     log_dir = directory / "tensorboard"
     config = (log_dir / "projector_config.pbtxt").read_text()
-    assert 'metadata_path: "metadata.tsv"' in config
-    rows = (log_dir / "metadata.tsv").read_text().splitlines()
-    num_items = len(read_jsonl(directory / run_dir.ITEMS))
-    assert rows[0] == "item_id\ttitle" and len(rows) == num_items + 1
-    assert all(len(row.split("\t")) == 2 and row.split("\t")[1] for row in rows[1:])
-    reader = tf.train.load_checkpoint(str(log_dir))
-    tensor = config.split('tensor_name: "')[1].split('"')[0]
-    assert reader.get_variable_to_shape_map()[tensor] == [num_items, 32]
+    fields = dict(re.findall(r'^\s*(\w+): "([^"]*)"$', config, flags=re.M))
+    assert fields["tensor_name"] == "item_embeddings" and fields["metadata_path"] == "metadata.tsv"
+    items = read_jsonl(directory / run_dir.ITEMS)
+    rows = (log_dir / fields["metadata_path"]).read_text().splitlines()
+    assert rows[0] == "item_id\ttitle"
+    assert [row.split("\t") for row in rows[1:]] == [[item["item_id"], " ".join(item["title"].split())]
+                                                    for item in items]
+    embeddings = np.loadtxt(log_dir / fields["tensor_path"], delimiter="\t", ndmin=2)  # no TensorFlow needed
+    assert embeddings.shape == (len(items), 32) and np.isfinite(embeddings).all()
+    # The log root is a run of its own (TensorBoard's default "."), and holds no checkpoint that the
+    # runs below it ("train", "validation") would show unlabelled.
+    assert list(log_dir.glob("events.out.tfevents.*")) and not (log_dir / "checkpoint").exists()
+
+
+def test_command_prints_one_line_per_epoch_and_a_summary_off_a_terminal(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")}
+    result = subprocess.run([sys.executable, "-m", "tfrec.train", f"--flagfile={TINY_FLAGS}",
+                             f"--run_dir={tmp_path / 'run'}"], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [re.match(r"epoch (\d)/2: loss \d+\.\d{4}, val_loss \d+\.\d{4}, val_HR@10 ", line) is not None
+            for line in lines[:-1]] == [True] * EPOCHS
+    assert re.match(rf"tfrec.train: {re.escape(str(tmp_path / 'run'))}: test HR@10 \d\.\d{{4}}, .+ \(2 of 2 epochs, ",
+                    lines[-1]), lines[-1]
+    output = result.stdout + result.stderr
+    assert "\x1b" not in output  # no progress bar escape codes
+    assert not re.search(r"^[IWEF]\d{4} |absl::InitializeLog|cuda|tensorflow", output, flags=re.M | re.I), \
+        result.stderr  # no TensorFlow log lines
 
 
 def test_cli_rerun_of_a_finished_run_trains_no_more(trained):

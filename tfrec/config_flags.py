@@ -6,7 +6,9 @@ as a comma-separated list, `Optional` of these), a field in the class'
 `CHOICES` becomes an enum, and its help text is the field's entry in the
 class docstring's "Attributes:" section. Nothing here runs at import: only
 the entry modules (`tfrec.train`, `tfrec.evaluate`, `tfrec.data.cli`, ...)
-call `define_flags`, on the `FlagValues` they parse.
+call `define_flags`, on the `FlagValues` they parse, and `run`, which
+answers `--help` with the command's flags grouped by the config class they
+set (`config_groups`) after the command's own (`help_text`), exit status 0.
 
 Example:
 
@@ -21,10 +23,13 @@ Example:
 
 import dataclasses
 import re
+import sys
+import textwrap
 import types
 import typing
+from typing import Callable, Optional, Sequence
 
-from absl import flags
+from absl import app, flags
 
 from tfrec.config import ConfigError
 
@@ -32,6 +37,13 @@ _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFI
 _ATTRIBUTE = re.compile(r"^ {8}(\w+): (.*)$")
 _CONTINUATION = re.compile(r"^ {12}(\S.*)$")
 _FIELD_NAME = re.compile(r"\b[A-Z]\w*Config\.(\w+)=")
+_FIELD_PREFIX = re.compile(r"\b[A-Z]\w*Config\.\w+: ")
+_PYTHON_EXAMPLE = re.compile(r"\n\s*Examples?:\s*\n\s*>>>")
+HELP = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+HELPFULL = ("--helpfull", "-helpfull")
+COMMON_FLAGS = ("Every command also reads --flagfile=FILE (flags from FILE, one a line), -v/--verbosity=N (0: "
+                "tfrec's INFO logs, 1: TensorFlow's too, -1: warnings only) and --helpfull (every flag, absl's and "
+                "TensorFlow's too).")
 
 # Flags defined here belong to the entry module that asked for them, so its
 # `--help` lists them.
@@ -119,3 +131,79 @@ def _field_value(cls, name, flag_values):
 def flag_message(error: Exception) -> str:
     """The message of a config error with `ClassConfig.field=` shown as the flag `--field=`."""
     return _FIELD_NAME.sub(r"--\1=", str(error))
+
+
+def defined(define: Callable, flag_values: flags.FlagValues = flags.FLAGS) -> list:
+    """Runs `define(flag_values)`; returns the names of the flags it defined, in order.
+
+    >>> values = flags.FlagValues()
+    >>> defined(lambda v: flags.DEFINE_string("run_dir", None, "Run directory.", flag_values=v), values)
+    ['run_dir']
+    """
+    before = set(flag_values)
+    define(flag_values)
+    return [name for name in flag_values if name not in before and flag_values[name].name == name]
+
+
+def config_groups(classes: Sequence[type], flag_values: flags.FlagValues = flags.FLAGS) -> list:
+    """One `(title, flag names)` help group per config class, fields in their order ("data flags (DataConfig)").
+
+    A field two classes share (one flag sets both) is listed under the first.
+    """
+    groups, listed = [], set()
+    for cls in classes:
+        names = [f.name for f in dataclasses.fields(cls) if f.name in flag_values and f.name not in listed]
+        listed.update(names)
+        groups.append((f"{cls.__name__.removesuffix('Config').lower()} flags ({cls.__name__})", names))
+    return groups
+
+
+def help_groups(title: str, names: Sequence[str], classes: Sequence[type] = (),
+                flag_values: flags.FlagValues = flags.FLAGS) -> list:
+    """The help groups of a command: `names` (those not fields of `classes`) under `title`, then `config_groups`."""
+    fields = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    return [(title, [name for name in names if name not in fields]), *config_groups(classes, flag_values)]
+
+
+def _flag_help(flag):
+    """`--name: help (default: value)`, wrapped; the `ClassConfig.field: ` prefix is the group's title."""
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    default = f" (default: {flag.default_as_str})" if flag.default_as_str else ""
+    return textwrap.fill(f"{name}: {_FIELD_PREFIX.sub('', flag.help, count=1)}{default}", width=100,
+                         initial_indent="  ", subsequent_indent="      ", break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def help_text(doc: str, groups: Sequence[tuple], flag_values: flags.FlagValues = flags.FLAGS) -> str:
+    """A command's `--help`: `doc` (but a Python example), the help of each `(title, flag names)` group, `COMMON_FLAGS`."""
+    parts = [_PYTHON_EXAMPLE.split(doc, maxsplit=1)[0].strip()]
+    parts += [f"{title}:\n" + "\n".join(_flag_help(flag_values[name]) for name in names)
+              for title, names in groups if names]
+    parts.append(textwrap.fill(COMMON_FLAGS, width=100))
+    return "\n\n".join(parts) + "\n"
+
+
+def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None) -> None:
+    """`absl.app.run(main)`, with `--help` printing `help_text(doc, groups)` and exit status 0.
+
+    `--help` (`-h`, `-?`, `--helpshort`) and `--helpfull` (absl's list of
+    every flag) are answered before the flags are parsed, with exit status 0
+    (absl's own exit 1). `doc` defaults to the `__main__` module's docstring.
+
+    Example, the last lines of an entry module:
+
+        if __name__ == "__main__":
+            names = config_flags.defined(define_flags)
+            config_flags.run(main, config_flags.help_groups("export flags", names))
+    """
+    def parse(argv):
+        options = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+        if any(option in HELP for option in options):
+            print(help_text(doc if doc is not None else sys.modules["__main__"].__doc__ or "", groups), end="")
+            sys.exit(0)
+        if any(option in HELPFULL for option in options):
+            app.usage(writeto_stdout=True)
+            sys.exit(0)
+        return app.parse_flags_with_usage(argv)
+
+    app.run(main, flags_parser=parse)

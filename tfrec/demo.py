@@ -5,7 +5,8 @@ Serving's layout, starts a model server (TF Serving when its binary is on PATH,
 else the embedded one), and prints through the client library the top-10
 recommendations, with titles, for three users and the version that served
 them, and for the top three the behaviours that raised their scores most
-("because you rated Star Wars 5 (+0.210), ...", signature `explain`). The stages call the library (`tfrec.data.prepare`, `tfrec.Trainer`,
+("because you rated Star Wars 5 (+0.210), ...", signature `explain`). The
+stages call the library (`tfrec.data.prepare`, `tfrec.Trainer`,
 `tfrec.training.evaluate_run`, `tfrec.exporting.export_run`); the model server
 runs as its own process and is queried over gRPC, as in production:
 
@@ -13,9 +14,13 @@ runs as its own process and is queried over gRPC, as in production:
 
 Without `--data_dir` (or `TFREC_DATA_DIR`) the data comes through
 tensorflow-datasets, which needs a machine that reaches the internet.
+
+Each stage prints a few lines, about 50 in all: the per-epoch figures are in
+the run's training log and TensorBoard logs (on a terminal a progress bar
+shows them; elsewhere the learning curve is printed once training ends).
+`-v 0` adds the library's INFO logs, `-v 1` TensorFlow's too.
 """
 
-import json
 import os
 import pathlib
 import subprocess
@@ -24,12 +29,16 @@ import time
 
 from absl import app, flags
 
-from tfrec import baselines, train
-from tfrec.config import ConfigError
-from tfrec.data import DataError, prepared, schema, summary
-from tfrec.evaluation import metrics, protocol
-from tfrec.exporting import exporter
-from tfrec.training import Trainer, evaluate_run
+from tfrec import quiet
+
+quiet.configure(__name__, default_verbosity=-1)  # before TensorFlow is imported
+from tfrec import config_flags, train  # noqa: E402
+from tfrec.config import ConfigError  # noqa: E402
+from tfrec.data import DataError, prepared, summary  # noqa: E402
+from tfrec.exporting import exporter  # noqa: E402
+from tfrec.training import Trainer, checks, evaluate_run  # noqa: E402
+from tfrec.training import run_dir as run_files  # noqa: E402
+from tfrec.training.trainer import format_metrics  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -68,7 +77,9 @@ def _configs(values, source):
     """The (DataConfig, ModelConfig, TrainConfig) of `--config`, reading `source`."""
     train_values = flags.FlagValues()
     train.define_flags(train_values)
-    train_values(["demo", f"--flagfile={values.config}", f"--source={source}", f"--run_dir={values.run_dir}"])
+    # A progress bar on a terminal; elsewhere the curve is printed once training ends.
+    train_values(["demo", f"--flagfile={values.config}", f"--source={source}", f"--run_dir={values.run_dir}",
+                  f"--verbose={int(sys.stdout.isatty())}"])
     return train.configs_from_flags(train_values)
 
 
@@ -77,13 +88,21 @@ def _stage(name, call):
     print(f"\n=== {name}: {call}", flush=True)
 
 
-def _transitions_baseline(data):
-    """HR@10 / NDCG@10 of the item-to-item transitions baseline, fitted on the training split."""
-    test = protocol.HeldOut.from_split(data.split, data.vocab, "test", data.examples)
-    scores = baselines.Transitions(data.vocab.num_items).fit(data.examples["train"]).score(test.examples)
-    figures = metrics.ranking_metrics(scores, test.examples[schema.TARGET_ITEM_ID],
-                                      test.examples[schema.HISTORY_ITEM_IDS], ks=(10,), exclude=test.prior)
-    return f"item-to-item transitions baseline HR@10 {figures['HR@10']:.4f}, NDCG@10 {figures['NDCG@10']:.4f}"
+def _learning_curve(run_dir, monitor):
+    """"val_HR@10 by epoch: 0.121 0.150 ... (best 0.1951 at epoch 16)", from the run's training log."""
+    log = run_files.read_jsonl(os.path.join(run_dir, run_files.TRAINING_LOG))
+    curve = [record[monitor] for record in log if record["event"] == "epoch"]
+    pick = max if checks.metric_mode(monitor) == "max" else min
+    best = pick(range(len(curve)), key=curve.__getitem__)
+    return (f"{monitor} by epoch: {' '.join(f'{value:.3f}' for value in curve)} "
+            f"(best {curve[best]:.4f} at epoch {best + 1})")
+
+
+def _beside_baselines(metrics):
+    """The model's HR@10 / NDCG@10 beside the baselines' on the same test targets (`metrics["baselines"]`)."""
+    figures = {"this model": metrics, **metrics["baselines"]}
+    return "HR@10 / NDCG@10 on the same test users: " + ", ".join(
+        f"{name} {values['HR@10']:.4f} / {values['NDCG@10']:.4f}" for name, values in figures.items())
 
 
 def _free_port():
@@ -106,16 +125,24 @@ def _because(explanation, row, rank, behaviours, ratings, titles):
 
 
 def _print_recommendations(values, dataset, recommendations, explanation, behaviours, behaviour_ratings):
+    """Per user: the explained top recommendations one a line, then the rest on one line."""
     titles = dict(zip(dataset.items["item_id"], dataset.items["title"]))
     histories = dataset.interactions.groupby("user_id")["item_id"].apply(list)
     for row, user in enumerate(values.users):
         recent = ", ".join(titles[item] for item in histories[user][-3:])
         print(f"\nuser {user} ({len(histories[user])} ratings; most recent: {recent})")
-        for rank, (item, score) in enumerate(recommendations.to_lists()[row], start=1):
-            print(f"  {rank:2d}. {titles.get(item, item)}  [item {item}, score {score:.3f}]")
-            if rank <= EXPLAINED_RECOMMENDATIONS:
-                ratings = behaviour_ratings[row] if behaviour_ratings else None
-                print(f"      {_because(explanation, row, rank - 1, behaviours[row], ratings, titles)}")
+        # Titles come with the answer (signature output item_titles): no lookup of our own.
+        ranked = list(zip(recommendations.item_ids[row], recommendations.item_titles[row],
+                          recommendations.scores[row]))
+        ratings = behaviour_ratings[row] if behaviour_ratings else None
+        for rank, (item, title, score) in enumerate(ranked[:EXPLAINED_RECOMMENDATIONS], start=1):
+            print(f"  {rank:2d}. {title} [item {item}, score {score:.3f}]: "
+                  f"{_because(explanation, row, rank - 1, behaviours[row], ratings, titles)}")
+        rest = ranked[EXPLAINED_RECOMMENDATIONS:]
+        if rest:
+            first, last = EXPLAINED_RECOMMENDATIONS + 1, len(ranked)
+            print(f"  {first}-{last}. " if last > first else f"  {first:2d}. ",
+                  "; ".join(f"{title} [{score:.3f}]" for _, title, score in rest), sep="")
     print(f"\nserved by model version {recommendations.version}")
 
 
@@ -123,6 +150,7 @@ def run(values: flags.FlagValues) -> None:
     """Runs the whole job as the parsed `values` say."""
     from tfrec import client as serving_client
 
+    started_job = time.perf_counter()
     source = _source(values)
     data_config, model_config, train_config = _configs(values, source)
     _stage("describe", f"tfrec.data.prepare(DataConfig(source={source!r}, ...))")
@@ -136,17 +164,24 @@ def run(values: flags.FlagValues) -> None:
     _stage("train", f"tfrec.Trainer(TrainConfig(...)).fit(model, data, run_dir={values.run_dir!r}) ({values.config})")
     trainer = Trainer(train_config)
     result = trainer.fit(trainer.build_model(model_config, data), data, run_dir=values.run_dir)
-    print(json.dumps({k: v for k, v in result.metrics.items() if k != "valid"}, indent=2, sort_keys=True))
+    print(f"test {format_metrics(result.metrics)}")
+    print(_learning_curve(values.run_dir, train_config.monitor_for(model_config)))
     _stage("evaluate", f"tfrec.training.evaluate_run({values.run_dir!r})")
-    print(json.dumps(evaluate_run(values.run_dir), indent=2, sort_keys=True))
-    print(f"for comparison, on the same test users: {_transitions_baseline(data)}")
+    print(f"test {format_metrics(evaluate_run(values.run_dir))} (recomputed from the run directory)")
+    print(_beside_baselines(result.metrics))
     _stage("export", f"tfrec.exporting.export_run({values.run_dir!r}, {values.export_base!r}, {values.model_name!r})")
     exported = exporter.export_run(values.run_dir, values.export_base, values.model_name)
-    print(f"exported {exported.path} (version {exported.version}): signatures {exported.signatures}")
+    ops = exported.ops
+    print(f"op types: {len(ops.core_ops)} core TensorFlow, {len(ops.text_ops)} TensorFlow Text, "
+          f"{len(ops.other_ops)} other")
+    print(f"size: {exported.size.summary()}")
+    print(f"exported {exported.path} (version {exported.version}): signatures {exported.signatures}; model card "
+          f"{exported.path}/assets/model_card.md")
 
     port = values.port or _free_port()
     base_path = pathlib.Path(values.export_base, values.model_name).resolve()
-    server_args = ["tfrec.serve", f"--model_name={values.model_name}", f"--model_base_path={base_path}", f"--port={port}"]
+    server_args = ["tfrec.serve", f"--model_name={values.model_name}", f"--model_base_path={base_path}", f"--port={port}",
+                   f"--verbosity={values.verbosity}"]  # the server logs as this command does
     print(f"\n=== serve: python -m {' '.join(server_args)}", flush=True)
     server = subprocess.Popen([sys.executable, "-m", *server_args])
     try:
@@ -190,6 +225,8 @@ def run(values: flags.FlagValues) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    print(f"tfrec.demo: done in {time.perf_counter() - started_job:.0f} s: trained {values.run_dir}, exported "
+          f"{exported.path}, served {len(values.users)} users' recommendations over gRPC")
 
 
 def main(argv):
@@ -202,5 +239,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    config_flags.run(main, config_flags.help_groups("demo flags", config_flags.defined(define_flags)))

@@ -6,7 +6,8 @@ Rebuilds the model from the run directory, prepares the data with the run's
 `DataConfig` (a data flag given on this command line wins, e.g. `--source`
 pointing at a moved copy), checks that the data gives the run's vocabulary,
 and prints the metrics of the evaluation protocol (docs/evaluation.md) as
-JSON: the same numbers as the run's `metrics.json` (test) or its "valid" entry.
+JSON: the same numbers as the run's `metrics.json` (test) or its "valid"
+entry; a one-line summary follows on standard error.
 """
 
 import json
@@ -14,10 +15,14 @@ import sys
 
 from absl import app, flags
 
-from tfrec import config_flags
-from tfrec.config import ConfigError
-from tfrec.data import DataConfig
-from tfrec.training import evaluate_run
+from tfrec import quiet
+
+quiet.configure(__name__)  # before TensorFlow is imported
+from tfrec import config_flags  # noqa: E402
+from tfrec.config import ConfigError  # noqa: E402
+from tfrec.data import DataConfig  # noqa: E402
+from tfrec.training import evaluate_run  # noqa: E402
+from tfrec.training.trainer import format_metrics  # noqa: E402
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -42,11 +47,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        print(json.dumps(evaluate(flags.FLAGS), indent=2, sort_keys=True))
+        metrics = evaluate(flags.FLAGS)
     except (ConfigError, OSError) as error:
         sys.exit(f"tfrec.evaluate: error: {error}")
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    print(f"tfrec.evaluate: {flags.FLAGS.run_dir} ({flags.FLAGS.eval_split}): {format_metrics(metrics)}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    names = config_flags.defined(define_flags)
+    config_flags.run(main, config_flags.help_groups("evaluation flags", names, (DataConfig,)))

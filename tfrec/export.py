@@ -4,14 +4,19 @@
     python -m tfrec.export --run_dir=runs/retrieval --model_name=retrieval --update_catalog=new_items.csv
 
 Writes `EXPORT_BASE/MODEL_NAME/VERSION/` atomically, checks its op types and
-size, and prints what it wrote.
+size, and prints them, then what it wrote. The library's INFO logs (which
+report the same) show with `-v 0`.
 """
 
 import sys
 
 from absl import app, flags
 
-from tfrec.exporting import checks, exporter
+from tfrec import quiet
+
+quiet.configure(__name__, default_verbosity=-1)  # before TensorFlow is imported
+from tfrec import config_flags  # noqa: E402
+from tfrec.exporting import checks, exporter  # noqa: E402
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -25,8 +30,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          flag_values=flag_values)
     flags.DEFINE_string(
         "update_catalog", None,
-        "CSV or JSONL file of new items (fields item_id, text) to embed with the item tower and "
-        "add to the catalogue (retrieval models only).", flag_values=flag_values)
+        "Item file of new items to embed with the item tower and add to the catalogue (retrieval models "
+        "only): the columns of the run's items file (checked as the table source checks it), or item_id,text.",
+        flag_values=flag_values)
+    flags.DEFINE_bool(
+        "keep_catalogue", True,
+        "Keep the items of the newest existing version that the run does not know (e.g. an earlier "
+        "--update_catalog's), embedded from their text: each version holds every item of the one before.",
+        flag_values=flag_values)
     flags.DEFINE_integer("top_k_max", None, "Largest k the recommend signatures accept; default: the catalogue size.",
                          flag_values=flag_values)
     flags.DEFINE_float(
@@ -43,8 +54,8 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> exporter.ExportResult:
     """Exports the run the parsed `flag_values` name."""
     return exporter.export_run(
         flag_values.run_dir, flag_values.export_base, flag_values.model_name, version=flag_values.version,
-        update_catalog=flag_values.update_catalog, top_k_max=flag_values.top_k_max,
-        max_size_ratio=flag_values.max_size_ratio, max_graph_mb=flag_values.max_graph_mb)
+        update_catalog=flag_values.update_catalog, keep_catalogue=flag_values.keep_catalogue,
+        top_k_max=flag_values.top_k_max, max_size_ratio=flag_values.max_size_ratio, max_graph_mb=flag_values.max_graph_mb)
 
 
 def main(argv):
@@ -54,12 +65,11 @@ def main(argv):
         result = run(flags.FLAGS)
     except (ValueError, OSError, checks.ExportCheckError) as error:
         sys.exit(f"tfrec.export: error: {error}")
-    print(f"exported {result.path} (version {result.version}): signatures {result.signatures}, "
-          f"{result.num_items} items ({result.num_new_items} new)")
     print(result.ops.summary())
     print(result.size.summary())
+    print(f"exported {result.path} (version {result.version}): signatures {result.signatures}, "
+          f"{result.num_items} items ({result.num_new_items} new)")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    config_flags.run(main, config_flags.help_groups("export flags", config_flags.defined(define_flags)))

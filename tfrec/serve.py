@@ -1,9 +1,12 @@
-"""Serves exported SavedModels over TF Serving's gRPC API.
+"""Serves exported SavedModels over TF Serving's gRPC API (and its REST API with `--rest_api_port`).
 
 Two back ends, one set of flags:
 
 * `--server=embedded`: the in-process Python server of `tfrec.server`
-  (PredictionService Predict/GetModelMetadata, ModelService, gRPC health).
+  (PredictionService Predict/GetModelMetadata, ModelService, gRPC health;
+  with `--rest_api_port`, TF Serving's REST API: model status, metadata and
+  `:predict`, plus the Prometheus metrics a `--monitoring_config_file`
+  enables).
 * `--server=tfserving`: execs `tensorflow_model_server` with the same model
   configuration, poll interval, port and batching/monitoring files.
 * `--server=auto` (default): `tensorflow_model_server` when it is on PATH
@@ -14,12 +17,16 @@ Two back ends, one set of flags:
 The embedded server binds loopback unless `--host` says otherwise, refuses
 `HandleReloadConfigRequest` unless `--allow_config_reload` (and then only for
 base paths inside `--model_root`), checks a bearer token with
-`--auth_token_file`, and speaks TLS with `--ssl_cert` and `--ssl_key`. A
-SavedModel is code: serve only exports from a trusted place.
+`--auth_token_file`, and speaks TLS with `--ssl_cert` and `--ssl_key`; the
+REST port, on the same `--host`, shares the token (model status excepted, for
+health checkers) and the TLS files. A SavedModel is code: serve only exports
+from a trusted place.
 
 Examples:
 
     python -m tfrec.serve --model_name=retrieval --model_base_path=exports/retrieval --port=8500
+    python -m tfrec.serve --model_name=retrieval --model_base_path=exports/retrieval --rest_api_port=8501 \
+        --monitoring_config_file=serving/monitoring.config
     python -m tfrec.serve --model_config_file=serving/models.config --file_system_poll_wait_seconds=5
 """
 
@@ -57,9 +64,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("model_root", None, "With --allow_config_reload: the directory reloaded base paths must be "
                         "inside.", flag_values=flag_values)
     flags.DEFINE_string("auth_token_file", None, "Embedded server: file holding a bearer token every RPC but the "
-                        "health check must carry (metadata 'authorization: Bearer <token>').", flag_values=flag_values)
-    flags.DEFINE_string("ssl_cert", None, "Embedded server: PEM certificate (chain); with --ssl_key the port speaks "
-                        "TLS only.", flag_values=flag_values)
+                        "health check must carry (metadata 'authorization: Bearer <token>'; on the REST port, the "
+                        "header 'Authorization: Bearer <token>' on every route but model status).",
+                        flag_values=flag_values)
+    flags.DEFINE_string("ssl_cert", None, "Embedded server: PEM certificate (chain); with --ssl_key the ports speak "
+                        "TLS only (the REST port HTTPS).", flag_values=flag_values)
     flags.DEFINE_string("ssl_key", None, "Embedded server: PEM private key of --ssl_cert.", flag_values=flag_values)
     flags.DEFINE_integer("port", 8500, "gRPC port.", flag_values=flag_values)
     flags.DEFINE_string("model_config_file", None, "Text-format tensorflow.serving.ModelServerConfig file.", flag_values=flag_values)
@@ -82,9 +91,16 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "Batch concurrent requests on the server side (parameters from --batching_parameters_file, else TF "
         "Serving's defaults).", flag_values=flag_values)
     flags.DEFINE_string("batching_parameters_file", None, "Text-format tensorflow.serving.BatchingParameters file.", flag_values=flag_values)
-    flags.DEFINE_string("monitoring_config_file", None, "Text-format tensorflow.serving.MonitoringConfig file.", flag_values=flag_values)
+    flags.DEFINE_string(
+        "monitoring_config_file", None,
+        "Text-format tensorflow.serving.MonitoringConfig file; with prometheus_config { enable: true } the REST port "
+        "serves Prometheus metrics at its path (default /monitoring/prometheus/metrics), so it needs --rest_api_port.",
+        flag_values=flag_values)
     flags.DEFINE_integer(
-        "rest_api_port", 0, "tensorflow_model_server: HTTP/REST port (also serves Prometheus metrics); 0 = off.", flag_values=flag_values)
+        "rest_api_port", 0,
+        "Port of TF Serving's HTTP/REST API (model status, metadata, :predict; also the Prometheus metrics), on "
+        "--host for the embedded server; 0 = off (TF Serving's documentation uses 8501).", lower_bound=0,
+        flag_values=flag_values)
 
 
 def _model_config(values):
@@ -142,17 +158,13 @@ def tfserving_argv(binary: str, values: flags.FlagValues) -> list:
     return argv
 
 
-def _serve_embedded(values, model_config, batching_parameters):
+def _serve_embedded(values, model_config, batching_parameters, monitoring_config):
     from tfrec.server.server import Server, ServerOptions  # imports TensorFlow
 
-    if values.rest_api_port:
-        raise app.UsageError("--rest_api_port needs --server=tfserving: the embedded server speaks gRPC only")
     if values.enable_batching and batching_parameters is None:
         batching_parameters = protos.BatchingParameters()  # TF Serving's defaults
     elif not values.enable_batching and batching_parameters is not None:
         logging.warning("--batching_parameters_file is ignored without --enable_batching (as in TF Serving)")
-    if values.monitoring_config_file:
-        logging.warning("The embedded server exports no Prometheus metrics (monitoring file checked, not applied)")
     if values.allow_config_reload and not (values.model_root and os.path.isdir(values.model_root)):
         raise app.UsageError(f"--allow_config_reload needs --model_root, an existing directory (got "
                              f"{values.model_root!r}): reloaded base paths must be inside it")
@@ -172,6 +184,8 @@ def _serve_embedded(values, model_config, batching_parameters):
             auth_token=_auth_token(values.auth_token_file) if values.auth_token_file else None,
             ssl_cert=values.ssl_cert,
             ssl_key=values.ssl_key,
+            rest_api_port=values.rest_api_port or None,
+            monitoring_config=monitoring_config,
         )
     )
     stop = threading.Event()
@@ -187,14 +201,17 @@ def serve(values: flags.FlagValues) -> None:
     """Serves as the parsed `values` say (execs `tensorflow_model_server`, or runs the embedded server)."""
     try:
         model_config = _model_config(values)
-        batching_parameters = None
+        batching_parameters = monitoring_config = None
         if values.batching_parameters_file:
             batching_parameters = config_lib.read_batching_parameters(values.batching_parameters_file)
         if values.monitoring_config_file:
-            config_lib.read_monitoring_config(values.monitoring_config_file)
+            monitoring_config = config_lib.read_monitoring_config(values.monitoring_config_file)
     except config_lib.ConfigError as e:
         logging.error("%s", e)
         sys.exit(f"Invalid serving configuration: {e}")
+    if monitoring_config is not None and monitoring_config.prometheus_config.enable and not values.rest_api_port:
+        raise app.UsageError(f"--monitoring_config_file={values.monitoring_config_file} enables Prometheus metrics, "
+                             "which are served on the REST port: give --rest_api_port too")
     binary = shutil.which(values.tensorflow_model_server)
     if values.server == "tfserving" and binary is None:
         sys.exit(f"--server=tfserving: {values.tensorflow_model_server} is not on PATH")
@@ -208,7 +225,7 @@ def serve(values: flags.FlagValues) -> None:
     if values.server == "auto" and binary is not None:
         logging.warning("%s is on PATH, but %s: serving with the embedded server", binary, refusal)
     try:
-        _serve_embedded(values, model_config, batching_parameters)
+        _serve_embedded(values, model_config, batching_parameters, monitoring_config)
     except config_lib.ConfigError as e:
         sys.exit(f"Invalid serving configuration: {e}")
 
@@ -220,5 +237,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    from tfrec import config_flags, quiet
+
+    quiet.configure(__name__)  # before TensorFlow is imported
+    config_flags.run(main, config_flags.help_groups("serving flags", config_flags.defined(define_flags)))

@@ -6,10 +6,13 @@ Flags: one per field of `tfrec.data.DataConfig` (`--source`, `--split`,
 `--history_length`, ...), of `tfrec.models.ModelConfig` (`--task`,
 `--encoder`, `--embedding_dim`, ...) and of `tfrec.training.TrainConfig`
 (`--epochs`, `--batch_size`, `--learning_rate`, ...), each named as the field
-(`--seed` sets both the model's and the trainer's), plus `--run_dir`.
-Everything is checked before training starts. A killed run resumes from
-`DIR/checkpoints` when the same command is rerun. The files of the run
-directory are described in `tfrec.training.run_dir`.
+(`--seed` sets both the model's and the trainer's), plus `--run_dir`;
+`--help` lists them by config. Everything is checked before training
+starts. A killed run resumes from `DIR/checkpoints` when the same command is
+rerun. The files of the run directory are described in
+`tfrec.training.run_dir`. `--warm_start_from=RUN_DIR` starts from a
+finished run's weights on new data (`tfrec.training.warm_start`). Off a terminal, training prints one line per
+epoch; the last line sums the run up (test metrics, epochs, time).
 
 Example:
 
@@ -24,12 +27,17 @@ import sys
 
 from absl import app, flags
 
-from tfrec import config_flags
-from tfrec.config import ConfigError
-from tfrec.data import DataConfig, DataError, prepare
-from tfrec.models import ModelConfig
-from tfrec.training import TrainConfig, Trainer
-from tfrec.training.run_dir import check_run_directory
+from tfrec import quiet
+
+quiet.configure(__name__)  # before TensorFlow is imported
+from tfrec import config_flags  # noqa: E402
+from tfrec.config import ConfigError  # noqa: E402
+from tfrec.data import DataConfig, DataError, prepare  # noqa: E402
+from tfrec.models import ModelConfig  # noqa: E402
+from tfrec.training import TrainConfig, Trainer  # noqa: E402
+from tfrec.training.run_dir import check_run_directory  # noqa: E402
+from tfrec.training.trainer import format_metrics  # noqa: E402
+from tfrec.training.warm_start import run_model_config, warm_start_model  # noqa: E402
 
 CONFIGS = (DataConfig, ModelConfig, TrainConfig)
 
@@ -38,6 +46,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the flags of `python -m tfrec.train` in `flag_values`."""
     flags.DEFINE_string("run_dir", None, "Directory of the run: config, metrics, weights, checkpoints, "
                         "TensorBoard logs.", flag_values=flag_values)
+    flags.DEFINE_string(
+        "warm_start_from", None,
+        "Finished run directory to start from: its model config (model flags given here may change only training "
+        "fields such as --dropout or --id_dropout) and weights; known items and users keep their rows, new items "
+        "start from their text; fresh optimizer, a short schedule with --epochs=0.", flag_values=flag_values)
     for cls in CONFIGS:
         config_flags.define_flags(cls, flag_values)
 
@@ -72,7 +85,12 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
         except (DataError, OSError) as error:
             given = f"--source={data_config.source}: " if data_config.source else ""
             raise ConfigError(f"{given}{error}") from error
-        model = trainer.build_model(model_config, data)
+        if flag_values.warm_start_from:
+            start = flag_values.warm_start_from
+            model_config = run_model_config(start).replace(**config_flags.given_values(ModelConfig, flag_values))
+            model = warm_start_model(start, data, model_config.validate(), strategy=trainer.strategy)
+        else:
+            model = trainer.build_model(model_config, data)
         return trainer.fit(model, data, run_dir=flag_values.run_dir).metrics
     except ConfigError as error:
         raise ConfigError(config_flags.flag_message(error)) from error
@@ -82,11 +100,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        train(flags.FLAGS)
+        metrics = train(flags.FLAGS)
     except ConfigError as error:
         sys.exit(f"tfrec.train: error: {error}")
+    print(f"tfrec.train: {flags.FLAGS.run_dir}: test {format_metrics(metrics)}")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    config_flags.run(main, config_flags.help_groups("run flags", config_flags.defined(define_flags), CONFIGS))

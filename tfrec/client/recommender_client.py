@@ -169,9 +169,9 @@ class RecommenderClient:
         return Prediction(outputs, response.model_spec.version.value)
 
     def _recommendations(self, prediction):
-        ids = prediction.outputs["item_ids"]
-        decoded = np.array([b.decode() for b in ids.ravel()], dtype=str).reshape(ids.shape)
-        return Recommendations(decoded, prediction.outputs["scores"], prediction.version)
+        titles = prediction.outputs.get("item_titles")
+        return Recommendations(_decoded(prediction.outputs["item_ids"]), prediction.outputs["scores"],
+                               prediction.version, None if titles is None else _decoded(titles))
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, **context) -> Recommendations:
         """Top-k items for each history (signature `serving_default`, or
@@ -325,3 +325,8 @@ class RecommenderClient:
     def batching(self, max_batch_size: int = 32, max_delay_ms: float = 2.0, max_in_flight: int = 2) -> BatchingClient:
         """A `BatchingClient` over this client (see its docstring)."""
         return BatchingClient(self, max_batch_size, max_delay_ms, max_in_flight)
+
+
+def _decoded(values):
+    """A bytes array decoded to str, same shape."""
+    return np.array([b.decode() for b in values.ravel()], dtype=str).reshape(values.shape)

@@ -28,11 +28,14 @@ class Recommendations:
         item_ids: np.ndarray of str, [B, K], best first.
         scores: np.ndarray float32, [B, K].
         version: model version that answered.
+        item_titles: np.ndarray of str, [B, K], the titles of `item_ids` from the
+            export's catalogue (None from an export made before answers carried them).
     """
 
     item_ids: np.ndarray
     scores: np.ndarray
     version: int
+    item_titles: Optional[np.ndarray] = None
 
     def to_lists(self) -> list:
         """[[(item_id, score), ...] per row] as plain Python values."""
@@ -42,7 +45,8 @@ class Recommendations:
 
     def rows(self, start: int, stop: int) -> "Recommendations":
         """The recommendations of rows start..stop-1."""
-        return Recommendations(self.item_ids[start:stop], self.scores[start:stop], self.version)
+        titles = None if self.item_titles is None else self.item_titles[start:stop]
+        return Recommendations(self.item_ids[start:stop], self.scores[start:stop], self.version, titles)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ the steps `prepare` runs.
 """
 
 from tfrec.data.dataframes import from_dataframes
-from tfrec.data.dataset import InteractionData, RawTable, assemble
+from tfrec.data.dataset import InteractionData, RawTable, assemble, combine
 from tfrec.data.errors import (
     DataError,
     DuplicateIdError,
@@ -35,7 +35,7 @@ from tfrec.data.errors import (
 from tfrec.data.examples import FEATURES, build_examples, iter_examples
 from tfrec.data.texts import item_text, item_texts, item_titles
 from tfrec.data.sources import load
-from tfrec.data.splits import SPLITS, Split, split_interactions
+from tfrec.data.splits import SPLITS, Split, split_interactions, window_split
 from tfrec.data.prepared import DataConfig, PreparedData, prepare
 from tfrec.data.table import ColumnMap
 from tfrec.data.vocabulary import Vocabulary

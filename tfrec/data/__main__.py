@@ -1,10 +1,11 @@
 """Entry point of `python -m tfrec.data` (see `tfrec.data.cli`)."""
 
-from absl import app, flags
+from absl import flags
 
+from tfrec import quiet
 from tfrec.data import cli
 
 if __name__ == "__main__":
-    cli.define_flags()
+    quiet.configure(__name__)  # before TensorFlow is imported (by convert)
     flags.adopt_module_key_flags(cli)
-    app.run(cli.main)
+    cli.run()

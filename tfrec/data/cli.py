@@ -4,7 +4,7 @@
     python -m tfrec.data convert --source=... --split=... --output_dir=DIR --num_shards=8
 
 Bad data stops with the `DataError` message (file, row, field, expectation)
-and exit status 2.
+and exit status 2. `--help` lists the commands and their flags.
 """
 
 import json
@@ -17,14 +17,14 @@ from tfrec.config import ConfigError
 from tfrec.data import errors, examples, summary, texts, vocabulary
 from tfrec.data.prepared import DataConfig, prepare
 
-COMMANDS = ("describe", "convert")
 FLAGS = flags.FLAGS
 
 
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """Defines the flags of `python -m tfrec.data` in `flag_values`."""
-    config_flags.define_flags(DataConfig, flag_values)
+def _describe_flags(flag_values):
     flags.DEFINE_enum("format", "text", ["text", "json"], "describe: output format.", flag_values=flag_values)
+
+
+def _convert_flags(flag_values):
     flags.DEFINE_string("output_dir", None, "convert: directory to write the TFRecord shards to (missing or "
                         "empty, or with --overwrite an earlier conversion, replaced atomically).", flag_values=flag_values)
     flags.DEFINE_bool("overwrite", False, "convert: replace an earlier conversion in --output_dir (a directory "
@@ -35,14 +35,14 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def describe(config, values):
-    """Prints the statistics of the data `config` selects."""
+    """Prints the statistics of the data: sizes, per-user counts, text coverage, split, history lengths."""
     prepared = prepare(config)
     stats = summary.describe(prepared.tables, prepared.split, prepared.examples)
     print(json.dumps(stats, indent=2) if values.format == "json" else summary.format_text(stats))
 
 
 def convert(config, values):
-    """Writes the examples of every split as sharded TFRecords, plus the vocabulary."""
+    """Writes the examples of every split as sharded TFRecord files, plus the vocabulary and item texts."""
     if not values.output_dir:
         raise app.UsageError("convert needs --output_dir")
     from tfrec.data import tfrecord  # TensorFlow is only needed here
@@ -70,12 +70,32 @@ def convert(config, values):
     print(f"wrote {sizes} examples in {values.num_shards} shards per split to {values.output_dir}")
 
 
+COMMANDS = {"describe": (describe, _describe_flags), "convert": (convert, _convert_flags)}
+"""Each command: (function run on the DataConfig and the flags, definer of its own flags)."""
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
+    """Defines the flags of `python -m tfrec.data` in `flag_values`; returns {command: names of its own flags}."""
+    config_flags.define_flags(DataConfig, flag_values)
+    return {command: config_flags.defined(define, flag_values) for command, (_, define) in COMMANDS.items()}
+
+
+def run() -> None:
+    """Defines the flags and runs the command line; `--help` lists the commands, their flags and the data flags."""
+    names = define_flags(FLAGS)
+    commands = "\n".join(f"  {command:<10}{function.__doc__.splitlines()[0]}"
+                         for command, (function, _) in COMMANDS.items())
+    groups = [(f"{command} flags", names[command]) for command in COMMANDS]
+    config_flags.run(main, groups + config_flags.config_groups((DataConfig,)),
+                     doc=f"{__doc__.strip()}\n\ncommands:\n{commands}")
+
+
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: python -m tfrec.data {{{'|'.join(COMMANDS)}}} --source=... [flags]")
     try:
         config = config_flags.from_flags(DataConfig, FLAGS)
-        {"describe": describe, "convert": convert}[argv[1]](config, FLAGS)
+        COMMANDS[argv[1]][0](config, FLAGS)
     except (errors.DataError, ConfigError) as error:
         print(f"error: {config_flags.flag_message(error)}", file=sys.stderr)
         sys.exit(2)

@@ -130,7 +130,7 @@ def assemble(
         DataError: a subclass naming file, row, field and what was expected.
     """
     checker = checker or errors.RowChecker()
-    item_table = _clean_items(items, checker, genres_separator)
+    item_table = clean_items(items, checker, genres_separator)
     user_table = _clean_users(users, checker) if users is not None else None
     logs = _clean_interactions(
         interactions,
@@ -145,8 +145,16 @@ def assemble(
             f"no interactions left (skipped: {dict(checker.skipped) or 'none'})",
             file=interactions.file,
         )
-    item_order = pd.Index(natural_order(item_table[schema.ITEM_ID]))
-    item_table = item_table.set_index(schema.ITEM_ID).loc[item_order].reset_index()
+    logs, item_table = _sorted(logs, item_table)
+    if checker.skipped:
+        logging.warning("%s: skipped bad rows (count per reason): %s", name, dict(checker.skipped))
+    return InteractionData(name, logs, item_table, user_table, dict(checker.skipped))
+
+
+def _sorted(logs, items):
+    """Items in natural id order; behaviours by user (natural order), timestamp, item."""
+    item_order = pd.Index(natural_order(items[schema.ITEM_ID]))
+    items = items.set_index(schema.ITEM_ID).loc[item_order].reset_index()
     user_order = pd.Index(natural_order(logs[schema.USER_ID]))
     order = np.lexsort(
         (
@@ -155,10 +163,26 @@ def assemble(
             user_order.get_indexer(logs[schema.USER_ID]),
         )
     )
-    logs = logs.iloc[order].reset_index(drop=True)
-    if checker.skipped:
-        logging.warning("%s: skipped bad rows (count per reason): %s", name, dict(checker.skipped))
-    return InteractionData(name, logs, item_table, user_table, dict(checker.skipped))
+    return logs.iloc[order].reset_index(drop=True), items
+
+
+def combine(earlier: InteractionData, later: InteractionData) -> InteractionData:
+    """One data set of two: both logs (a row in both once), both catalogues (an item in both keeps
+    `later`'s text), sorted as `assemble` sorts. User feature tables are not combined.
+
+    Raises:
+        SourceError: the two have different interaction or item columns.
+    """
+    for table in ("interactions", "items"):
+        first, second = getattr(earlier, table).columns, getattr(later, table).columns
+        if set(first) != set(second):
+            raise errors.SourceError(f"cannot combine {earlier.name} and {later.name}: their {table} have columns "
+                                     f"{sorted(first)} and {sorted(second)}")
+    logs = pd.concat([earlier.interactions, later.interactions[earlier.interactions.columns]], ignore_index=True)
+    items = pd.concat([later.items, earlier.items[later.items.columns]], ignore_index=True)
+    logs, items = _sorted(logs.drop_duplicates(ignore_index=True),
+                          items.drop_duplicates(schema.ITEM_ID, ignore_index=True))
+    return InteractionData(f"{earlier.name} + {later.name}", logs, items)
 
 
 def _require(raw, required, what):
@@ -228,7 +252,8 @@ def _text_column(raw, field, checker, keep, required, separator=None):
     return text
 
 
-def _clean_items(raw, checker, genres_separator):
+def clean_items(raw, checker, genres_separator="|"):
+    """The validated item catalogue of a `RawTable` with canonical column names (see `assemble`)."""
     _require(raw, [schema.ITEM_ID], "the item catalogue")
     chosen = any(column.startswith(schema.TEXT_COLUMN_PREFIX) for column in raw.frame.columns)
     if schema.TITLE not in raw.frame.columns and schema.DESCRIPTION not in raw.frame.columns and not chosen:
@@ -256,7 +281,7 @@ def _clean_items(raw, checker, genres_separator):
         errors.EmptyTextError,
         raw.file,
         raw.rows,
-        text_fields[0],
+        text_fields[0].removeprefix(schema.TEXT_COLUMN_PREFIX),
         table[text_fields[0]].to_numpy(),
         f"a non-empty {' or '.join(name.removeprefix(schema.TEXT_COLUMN_PREFIX) for name in text_fields)}",
     )

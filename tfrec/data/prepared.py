@@ -173,6 +173,20 @@ class PreparedData:
             digest.update(",".join(map(str, frame.columns)).encode())
         return digest.hexdigest()[:32]
 
+    def training_since(self, timestamp: int) -> "PreparedData":
+        """The same data with only the training examples whose target is at or after `timestamp`
+        (their histories keep the earlier behaviours): what a warm-started model fine-tunes on.
+
+        Raises:
+            ConfigError: no training example is that recent.
+        """
+        train = self.examples["train"]
+        keep = np.asarray(train[schema.TARGET_TIMESTAMP]) >= timestamp
+        require(keep.any(), f"no training behaviour at or after timestamp {timestamp} (the newest is "
+                f"{int(np.max(train[schema.TARGET_TIMESTAMP]))}): nothing new to train on")
+        examples = dict(self.examples, train={name: np.asarray(value)[keep] for name, value in train.items()})
+        return dataclasses.replace(self, examples=examples)
+
     @property
     def rating_mean(self) -> float:
         """Mean rating of the training interactions (0.0 without ratings)."""
@@ -181,13 +195,15 @@ class PreparedData:
         return float(np.mean(self.split.train[schema.RATING].to_numpy(np.float64)))
 
 
-def prepare(config: DataConfig, tables: Optional[InteractionData] = None) -> PreparedData:
-    """Loads (unless `tables` is given), splits and builds the examples.
+def prepare(config: DataConfig, tables: Optional[InteractionData] = None,
+            split: Optional[splits.Split] = None) -> PreparedData:
+    """Loads (unless `tables` is given), splits (unless `split` is given) and builds the examples.
 
     Args:
         config: `DataConfig`; its `source` and table options are ignored when
-            `tables` is given.
+            `tables` is given, its split options when `split` is.
         tables: already loaded `InteractionData` (e.g. from `from_dataframes`).
+        split: a `Split` of `tables` made otherwise (e.g. time windows of a refresh).
 
     Returns:
         `PreparedData`.
@@ -199,7 +215,8 @@ def prepare(config: DataConfig, tables: Optional[InteractionData] = None) -> Pre
     config.validate()
     if tables is None:
         tables = config.load_tables()
-    split = config.split_tables(tables)
+    if split is None:
+        split = config.split_tables(tables)
     vocab = Vocabulary.from_data(tables)
     examples = build_examples(tables, split, vocab, config.history_length)
     return PreparedData(tables, split, vocab, examples, texts.item_texts(tables.items, vocab),

@@ -7,6 +7,9 @@
 | `random`         | seeded random assignment in `fractions` (as in the TFRS tutorials) |
 | `cold_items`     | a seeded `cold_fraction` of the items appears in no training interaction; their interactions go half (by item) to valid, half to test; all others train |
 
+`window_split` is the split of a refresh: training before a time, each
+user's last training behaviour for validation, the window after it for test.
+
 Example:
 
 >>> from tfrec.data import synthetic
@@ -17,6 +20,7 @@ Example:
 """
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -93,3 +97,33 @@ def split_interactions(ds, method="leave_last_out", fractions=(0.8, 0.1, 0.1), s
         part = np.where(item_column.isin(cold), np.where(item_column.isin(valid_items), 1, 2), 0)
     frames = [logs[part == code].reset_index(drop=True) for code in range(3)]
     return Split(method, *frames, cold_items=cold)
+
+
+def window_split(interactions: pd.DataFrame, test_start: int, test_end: Optional[int] = None) -> Split:
+    """Train before `test_start` (less each user's last behaviour there: valid), test in [test_start, test_end).
+
+    The split of a refresh (`tfrec.refresh`) and of `scripts/bench_refresh.py`: a model trained
+    on everything before a time is tested on the behaviours of the window after it.
+
+    Args:
+        interactions: `InteractionData.interactions` (sorted by user, timestamp, item).
+        test_start: first timestamp of the test window.
+        test_end: end of the test window (exclusive); None: every later behaviour.
+
+    Returns:
+        `Split` named "window"; behaviours at or after `test_end` are in no part.
+
+    Example:
+
+    >>> logs = pd.DataFrame({"user_id": ["a", "a", "a", "b"], "item_id": ["1", "2", "3", "1"],
+    ...                      "timestamp": [1, 2, 5, 3]})
+    >>> window_split(logs, 4).sizes()
+    {'train': 1, 'valid': 2, 'test': 1}
+    """
+    times = interactions[schema.TIMESTAMP].to_numpy()
+    before = times < test_start
+    last = np.zeros(len(interactions), bool)
+    last[interactions[before].groupby(schema.USER_ID, sort=False).tail(1).index] = True
+    in_test = ~before if test_end is None else ~before & (times < test_end)
+    part = np.where(before, np.where(last, 1, 0), np.where(in_test, 2, 3))
+    return Split("window", *(interactions[part == code].reset_index(drop=True) for code in range(3)))

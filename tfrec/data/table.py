@@ -18,7 +18,7 @@ import dataclasses
 import pandas as pd
 
 from tfrec.data import errors, readers, schema
-from tfrec.data.dataset import assemble
+from tfrec.data.dataset import assemble, clean_items
 
 FILE_ROLES = ("interactions", "items", "users")
 
@@ -91,6 +91,26 @@ def load_table(files, columns=None, checker=None, delimiter=None, **assemble_opt
     raws = {role: readers.read_table(path, checker, delimiter) for role, path in files.items()}
     name = "table:" + ",".join(f"{role}={path}" for role, path in files.items())
     return assemble_tables(name, raws, columns, checker, **assemble_options)
+
+
+def load_items(path, columns=None, delimiter=None, genres_separator="|"):
+    """Reads and validates an item catalogue file alone, as the `items=` file of the table source.
+
+    Args:
+        path: CSV, TSV, Parquet or JSON-lines file.
+        columns: `ColumnMap` (its item and text columns are read).
+        delimiter: overrides the CSV/TSV delimiter.
+        genres_separator: separator of tags in the genres column.
+
+    Returns:
+        DataFrame `item_id`, `title`, `description`, `genres` (and any `text.<column>`), file order.
+
+    Raises:
+        DataError: naming the file, row and field at fault.
+    """
+    checker = errors.RowChecker()
+    raw = _mapped(readers.read_table(path, checker, delimiter), (columns or ColumnMap()).fields("items"), "items")
+    return clean_items(raw, checker, genres_separator)
 
 
 def assemble_tables(name, raws, columns=None, checker=None, **assemble_options):

@@ -2,7 +2,9 @@
 
 Index 0 is padding (item id ""), real items are 1..num_items, exactly as in
 `tfrec.data.Vocabulary`. `read_update` parses a file of new items
-(`--update_catalog`) and validates it against the catalogue.
+(`--update_catalog`, the table source's item format) and validates it against
+the catalogue; `read_jsonl` reads an export's catalogue back, so that a new
+version keeps the items an earlier update added.
 
 Example:
 
@@ -13,34 +15,37 @@ Example:
 ['', 'i1', 'i2', 'i3']
 """
 
-import csv
 import json
 import os
 
-from tfrec.data import errors
+from tfrec.data import errors, schema
+from tfrec.data.vocabulary import Vocabulary
 
 ITEM_ID = "item_id"
 TEXT = "text"
-UPDATE_FORMATS = (".csv", ".jsonl")
+TITLE = "title"
 _FORBIDDEN_ID_CHARACTERS = ("\n", "\r")
 
 
 class Catalogue:
-    """Item ids and texts in index order, entry 0 being the padding "".
+    """Item ids, texts and titles in index order, entry 0 being the padding "".
 
     Args:
         item_ids: list of str, `item_ids[0] == ""`, the others unique and
             non-empty without line breaks (they are stored one per line).
         item_texts: list of str aligned with `item_ids`.
+        item_titles: list of str aligned with `item_ids`; default: each text's
+            first sentence (as `tfrec.data.item_titles` names an item without a title).
     """
 
-    def __init__(self, item_ids, item_texts):
+    def __init__(self, item_ids, item_texts, item_titles=None):
         item_ids, item_texts = list(item_ids), list(item_texts)
         if not item_ids or item_ids[0] != "":
             raise ValueError('item_ids[0] must be the padding id ""')
-        if len(item_ids) != len(item_texts):
+        item_titles = [default_title(t) for t in item_texts] if item_titles is None else list(item_titles)
+        if not len(item_ids) == len(item_texts) == len(item_titles):
             raise ValueError(
-                f"got {len(item_ids)} item ids but {len(item_texts)} item texts"
+                f"got {len(item_ids)} item ids but {len(item_texts)} item texts and {len(item_titles)} titles"
             )
         seen = set()
         for index, item_id in enumerate(item_ids[1:], start=1):
@@ -50,27 +55,43 @@ class Catalogue:
             seen.add(item_id)
         self.item_ids = item_ids
         self.item_texts = item_texts
+        self.item_titles = item_titles
 
     @property
     def num_items(self):
         """Number of real items (padding excluded)."""
         return len(self.item_ids) - 1
 
-    def extended(self, new_ids, new_texts):
+    def extended(self, new_ids, new_texts, new_titles=None):
         """Returns a new catalogue with `new_ids` appended (indices after the last)."""
-        return Catalogue(self.item_ids + list(new_ids), self.item_texts + list(new_texts))
+        new_titles = [default_title(t) for t in new_texts] if new_titles is None else list(new_titles)
+        return Catalogue(self.item_ids + list(new_ids), self.item_texts + list(new_texts),
+                         self.item_titles + new_titles)
 
     def write_ids(self, path):
         """Writes the real item ids, one per line: line i holds index i + 1."""
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            for item_id in self.item_ids[1:]:
-                f.write(item_id + "\n")
+        _write_lines(path, self.item_ids[1:])
+
+    def write_titles(self, path):
+        """Writes the real items' titles, one per line (line breaks inside made spaces): line i holds index i + 1."""
+        _write_lines(path, (" ".join(title.splitlines()) for title in self.item_titles[1:]))
 
     def write_jsonl(self, path):
-        """Writes one `{"item_id", "text"}` object per real item, in index order."""
+        """Writes one `{"item_id", "text", "title"}` object per real item, in index order."""
         with open(path, "w", encoding="utf-8") as f:
-            for item_id, text in zip(self.item_ids[1:], self.item_texts[1:]):
-                f.write(json.dumps({ITEM_ID: item_id, TEXT: text}, ensure_ascii=False) + "\n")
+            for item_id, text, title in zip(self.item_ids[1:], self.item_texts[1:], self.item_titles[1:]):
+                f.write(json.dumps({ITEM_ID: item_id, TEXT: text, TITLE: title}, ensure_ascii=False) + "\n")
+
+
+def default_title(text):
+    """The title of an item known by its text: the first sentence."""
+    return text.split(". ")[0]
+
+
+def _write_lines(path, values):
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for value in values:
+            f.write(value + "\n")
 
 
 def _check_id(item_id, where):
@@ -80,119 +101,64 @@ def _check_id(item_id, where):
         raise ValueError(f"{where}: item id {item_id!r} contains a line break")
 
 
-def read_update(path, catalogue):
-    """Reads new items to add to `catalogue` from a CSV or JSONL file.
+def read_update(path, catalogue, data_config=None):
+    """Reads new items to add to `catalogue` from an item file of the table source's format.
 
-    The file has one item per row with fields `item_id` and `text` (CSV: a
-    header line; JSONL: one JSON object per line). Every id must be new
-    (changing the text of an existing item needs retraining), unique in the
-    file and free of line breaks; every text non-empty.
+    The file (CSV, TSV, Parquet or JSON lines) has the columns of the items
+    file the run was trained on (`data_config`: item column, title /
+    description / genres or `text_cols`), validated as the `table:` source
+    validates it; or the two columns `item_id` and `text` (the text as the
+    encoder reads it). Every id must be new (changing the text of an
+    existing item needs retraining) and unique in the file.
 
     Args:
-        path: `.csv` or `.jsonl` file.
+        path: the item file.
         catalogue: the `Catalogue` being extended.
+        data_config: the run's `tfrec.data.DataConfig` (default: canonical column names).
 
     Returns:
-        (new_ids, new_texts): two lists of str, in file order.
+        (new_ids, new_texts, new_titles): three lists of str, in file order.
 
     Raises:
         tfrec.data.errors.DataError (a ValueError) subclass naming the file,
         row and field at fault.
     """
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in UPDATE_FORMATS:
-        raise errors.SourceError(
-            f"unsupported catalogue update format {extension!r}, expected one of {UPDATE_FORMATS}",
-            file=path,
-        )
+    from tfrec.data import DataConfig, table, texts  # the data layer's readers and text template
+
+    config = data_config or DataConfig()
     if not os.path.isfile(path):
         raise errors.SourceError("catalogue update file not found", file=path)
-    rows = _read_csv(path) if extension == ".csv" else _read_jsonl(path)
+    try:
+        items = table.load_items(path, config.columns(), config.delimiter, config.genres_separator)
+    except (errors.MissingColumnError, errors.UnknownColumnError) as error:
+        try:  # the plain item_id,text layout
+            items = table.load_items(path, table.ColumnMap(item=config.item_col, text=(TEXT,)), config.delimiter)
+        except (errors.MissingColumnError, errors.UnknownColumnError):
+            raise error from None  # neither layout: the error of the run's own columns
+    if items.empty:
+        raise errors.EmptyDataError("catalogue update file holds no items", file=path)
     known = set(catalogue.item_ids)
-    first_row = {}
-    new_ids, new_texts = [], []
-    for row_number, row in rows:
-        item_id = _field(row, ITEM_ID, path, row_number)
-        text = _field(row, TEXT, path, row_number)
+    for item_id in items[schema.ITEM_ID]:
         if any(c in item_id for c in _FORBIDDEN_ID_CHARACTERS):
-            raise errors.FieldTypeError(
-                f"got {item_id!r}, expected an id without line breaks",
-                file=path, row=row_number, field=ITEM_ID,
-            )
+            raise errors.FieldTypeError(f"item {item_id!r}: expected an id without line breaks",
+                                        file=path, field=config.item_col)
         if item_id in known:
             raise errors.DuplicateIdError(
-                f"item {item_id!r} is already in the catalogue; only new items can be "
-                "added without retraining",
-                file=path, row=row_number, field=ITEM_ID,
-            )
-        if item_id in first_row:
-            raise errors.DuplicateIdError(
-                f"item {item_id!r} already appears on row {first_row[item_id]}",
-                file=path, row=row_number, field=ITEM_ID,
-            )
-        first_row[item_id] = row_number
-        new_ids.append(item_id)
-        new_texts.append(text)
-    if not new_ids:
-        raise errors.EmptyDataError("catalogue update file holds no items", file=path)
-    return new_ids, new_texts
+                f"item {item_id!r} is already in the catalogue; only new items can be added without retraining",
+                file=path, field=config.item_col)
+    new_ids = list(items[schema.ITEM_ID])
+    vocab = Vocabulary(new_ids, [], [])
+    return new_ids, texts.item_texts(items, vocab)[1:], texts.item_titles(items, vocab)[1:]
 
 
-def _field(row, name, path, row_number):
-    if name not in row:
-        raise errors.MissingColumnError(
-            f"missing field, expected fields {ITEM_ID!r} and {TEXT!r}",
-            file=path, row=row_number, field=name,
-        )
-    value = row[name]
-    if not isinstance(value, str):
-        raise errors.FieldTypeError(
-            f"got {value!r}, expected a string", file=path, row=row_number, field=name
-        )
-    if not value.strip():
-        raise errors.MissingValueError(
-            f"got {value!r}, expected a non-empty string",
-            file=path, row=row_number, field=name,
-        )
-    return value
-
-
-def _read_csv(path):
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise errors.EmptyDataError("catalogue update file is empty", file=path)
-        for column in (ITEM_ID, TEXT):
-            if column not in header:
-                raise errors.MissingColumnError(
-                    f"header {header} lacks column {column!r}", file=path, row=1, field=column
-                )
-        for values in reader:
-            row_number = reader.line_num
-            if not values:
-                continue  # a blank line holds no item
-            if len(values) != len(header):
-                raise errors.MalformedRowError(
-                    f"got {len(values)} fields, expected {len(header)} as in the header",
-                    file=path, row=row_number,
-                )
-            yield row_number, dict(zip(header, values))
-
-
-def _read_jsonl(path):
+def read_jsonl(path):
+    """The (ids, texts, titles) of an `items.jsonl` written by `Catalogue.write_jsonl`, in index order."""
+    ids, texts, titles = [], [], []
     with open(path, encoding="utf-8") as f:
-        for row_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue  # a blank line holds no item
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise errors.MalformedRowError(
-                    f"invalid JSON ({e.msg})", file=path, row=row_number
-                ) from None
-            if not isinstance(row, dict):
-                raise errors.MalformedRowError(
-                    f"got {type(row).__name__}, expected a JSON object", file=path, row=row_number
-                )
-            yield row_number, row
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                ids.append(record[ITEM_ID])
+                texts.append(record[TEXT])
+                titles.append(record.get(TITLE) or default_title(record[TEXT]))
+    return ids, texts, titles

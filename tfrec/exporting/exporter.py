@@ -7,8 +7,9 @@ sibling name, renamed when complete and checked):
   `tfrec.exporting.serving_module` (string item ids / raw text in, tokenised
   in the graph with TF Text ops);
 - `assets/`: `item_ids.txt` (catalogue ids, line i = index i + 1, read by the
-  graph's lookup tables; `user_ids.txt` and `events.txt` likewise), `items.jsonl` (item_id, text per catalogue item),
-  `vocabulary.json` (the training vocabulary), `export_info.json`;
+  graph's lookup tables; `item_titles.txt`, `user_ids.txt` and `events.txt` likewise), `items.jsonl` (item_id, text per catalogue item),
+  `vocabulary.json` (the training vocabulary), `export_info.json`, `model_card.json` and
+  `model_card.md` (`tfrec.exporting.model_card`);
 - `assets.extra/tf_serving_warmup_requests`: one PredictRequest per signature.
 
 The export fails when the graph holds an op outside core TensorFlow and TF
@@ -35,16 +36,22 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfrec.data import DataConfig
 from tfrec.exporting import catalogue as catalogue_lib
-from tfrec.exporting import checks, layout, serving_module, warmup
+from tfrec.exporting import checks, layout, model_card, serving_module, warmup
+from tfrec.models import ModelConfig
+from tfrec.models.recommender import RETRIEVAL_TASKS
 from tfrec.training import run_dir as run_dir_lib
 
 IDS_ASSET = "item_ids.txt"
+TITLES_ASSET = "item_titles.txt"
 USERS_ASSET = "user_ids.txt"
 EVENTS_ASSET = "events.txt"
 ITEMS_ASSET = "items.jsonl"
 VOCABULARY_ASSET = run_dir_lib.VOCABULARY
 INFO_ASSET = "export_info.json"
+CARD_ASSET = "model_card.json"
+CARD_MARKDOWN_ASSET = "model_card.md"
 EMBEDDING_BATCH_SIZE = 128
 
 
@@ -143,6 +150,8 @@ def export_model(
     top_k_max=None,
     max_size_ratio=1.2,
     max_graph_mb=32.0,
+    run_facts=None,
+    refresh=None,
 ):
     """Exports `model` and its catalogue to `export_base/model_name/VERSION`.
 
@@ -152,11 +161,15 @@ def export_model(
         export_base: directory of exports.
         model_name: model name (directory and TF Serving name).
         version: version to write, default the next free one.
-        new_items: optional (ids, texts) appended to the catalogue, embedded
+        new_items: optional (ids, texts) or (ids, texts, titles) appended to
+            the catalogue, embedded
             from text (retrieval only).
         top_k_max: largest `k` accepted, default the catalogue size.
         max_size_ratio: size limit relative to the weights (`checks.check_size`).
         max_graph_mb: limit on saved_model.pb in MB (`checks.check_size`).
+        run_facts: the run directory's metrics and configs for the model card
+            (`model_card.build_card`; `export_run` passes them).
+        refresh: the before/after figures of a refresh gate, for the model card.
 
     Returns:
         `ExportResult`.
@@ -166,9 +179,9 @@ def export_model(
         ValueError, FileExistsError: bad arguments.
     """
     vocab = model.vocab
-    catalogue = catalogue_lib.Catalogue(vocab.item_ids, model.item_texts)
+    catalogue = catalogue_lib.Catalogue(vocab.item_ids, model.item_texts, model.item_titles)
     num_model_items = catalogue.num_items
-    new_ids, new_texts = new_items or ((), ())
+    new_ids, new_texts, *new_titles = new_items or ((), ())
     is_retrieval, is_ranking = model.has_retrieval, model.has_ranking
     if new_ids and is_ranking:
         raise ValueError(
@@ -183,7 +196,7 @@ def export_model(
             "the model reads %s: send them through the *_in_context signatures (client: ratings=, "
             "timestamps=, events=, now=, user_ids=); the plain signatures pass 0 for them", context,
         )
-    served = catalogue.extended(new_ids, new_texts) if new_ids else catalogue
+    served = catalogue.extended(new_ids, new_texts, *new_titles) if new_ids else catalogue
     max_k = min(top_k_max or served.num_items, served.num_items)
     # Inference methods read the model's stored catalogue vectors: recompute
     # them from the loaded weights.
@@ -192,10 +205,11 @@ def export_model(
 
     with layout.staged_version(export_base, model_name, version) as stage, \
             tempfile.TemporaryDirectory() as scratch:
-        ids_file = os.path.join(scratch, IDS_ASSET)
+        ids_file, titles_file = os.path.join(scratch, IDS_ASSET), os.path.join(scratch, TITLES_ASSET)
         served.write_ids(ids_file)
+        served.write_titles(titles_file)
         module = serving_module.RecommenderServing(
-            model, served, ids_file, num_model_items,
+            model, served, ids_file, num_model_items, titles_file=titles_file,
             catalogue_embeddings=embeddings, max_k=max_k,
             users_file=_write_lines(os.path.join(scratch, USERS_ASSET), vocab.user_ids[1:]),
             events_file=_write_lines(os.path.join(scratch, EVENTS_ASSET), vocab.events[1:]),
@@ -222,6 +236,12 @@ def export_model(
         }
         with open(os.path.join(assets, INFO_ASSET), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
+        card = model_card.build_card(model.cfg.to_dict(), model_name, stage.version, num_model_items, len(new_ids),
+                                     run_facts, refresh)
+        with open(os.path.join(assets, CARD_ASSET), "w", encoding="utf-8") as f:
+            json.dump(card, f, indent=2)
+        with open(os.path.join(assets, CARD_MARKDOWN_ASSET), "w", encoding="utf-8") as f:
+            f.write(model_card.to_markdown(card))
         warmup.write(stage.path, model_name, _warmup_requests(module, served, vocab, max_k))
 
         ops = checks.check_ops(stage.path)
@@ -248,17 +268,53 @@ def export_model(
     )
 
 
-def export_run(run_dir, export_base, model_name, version=None, update_catalog=None, **kwargs):
+def export_run(run_dir, export_base, model_name, version=None, update_catalog=None, keep_catalogue=True,
+               refresh=None, **kwargs):
     """Exports the model of a training run directory (see `export_model`).
+
+    The catalogue served is the run's items, then (retrieval models, with
+    `keep_catalogue`) the items of the newest existing version that the run
+    does not know, such as those an earlier `update_catalog` added, then the
+    items of `update_catalog`: each new version holds every item of the one
+    before. The update file is checked before the model loads.
 
     Args:
         run_dir: directory written by `tfrec.train`.
-        update_catalog: optional CSV/JSONL of new items (`catalogue.read_update`).
+        update_catalog: optional item file of new items (`catalogue.read_update`).
+        keep_catalogue: carry over the newest version's items the run does not know.
+        refresh: the before/after figures of a refresh gate, for the model card.
         **kwargs: `top_k_max`, `max_size_ratio`, `max_graph_mb`.
     """
-    run = run_dir_lib.load_run(run_dir)
-    new_items = None
+    saved = run_dir_lib.read_json(run_dir_lib.path(run_dir, run_dir_lib.CONFIG))
+    run_dir_lib.check_format(run_dir, saved)
+    vocab = run_dir_lib.read_vocabulary(run_dir)
+    catalogue = catalogue_lib.Catalogue(vocab.item_ids, run_dir_lib.read_items(run_dir)[0])
+    retrieval = ModelConfig.from_dict(saved["model_config"]).task in RETRIEVAL_TASKS
+    new_ids, new_texts, new_titles = [], [], []
+    if keep_catalogue and retrieval:
+        new_ids, new_texts, new_titles = carried_items(export_base, model_name, catalogue)
     if update_catalog:
-        catalogue = catalogue_lib.Catalogue(run.vocab.item_ids, run.model.item_texts)
-        new_items = catalogue_lib.read_update(update_catalog, catalogue)
-    return export_model(run.model, export_base, model_name, version=version, new_items=new_items, **kwargs)
+        ids, texts, titles = catalogue_lib.read_update(update_catalog, catalogue.extended(new_ids, new_texts),
+                                                       DataConfig.from_dict(saved["data_config"]))
+        new_ids, new_texts, new_titles = new_ids + ids, new_texts + texts, new_titles + titles
+    run = run_dir_lib.load_run(run_dir)
+    new_items = (new_ids, new_texts, new_titles) if new_ids else None
+    run_facts = {"run_dir": os.path.abspath(run_dir), "config": saved,
+                 "metrics": run_dir_lib.read_json(run_dir_lib.path(run_dir, run_dir_lib.METRICS))}
+    return export_model(run.model, export_base, model_name, version=version, new_items=new_items,
+                        run_facts=run_facts, refresh=refresh, **kwargs)
+
+
+def carried_items(export_base, model_name, catalogue):
+    """(ids, texts, titles) of the items of the newest version of `model_name` that `catalogue` lacks, in
+    that version's order."""
+    versions = layout.existing_versions(os.path.join(export_base, model_name))
+    path = versions and os.path.join(export_base, model_name, str(versions[-1]), "assets", ITEMS_ASSET)
+    if not path or not os.path.exists(path):
+        return [], [], []
+    known = set(catalogue.item_ids)
+    rows = [row for row in zip(*catalogue_lib.read_jsonl(path)) if row[0] not in known]
+    if rows:
+        logging.info("keeping %d items of version %d the run does not know (embedded from their text)",
+                     len(rows), versions[-1])
+    return [list(column) for column in zip(*rows)] if rows else ([], [], [])

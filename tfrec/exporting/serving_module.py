@@ -9,9 +9,10 @@ top-k, which TF Serving can run without extra ops).
 Signatures (inputs -> outputs):
 
 - retrieval `recommend` (= `serving_default`): `history` string [B, N] padded
-  with "", `k` int32 [] -> `item_ids` string [B, K], `scores` float32 [B, K];
-  history items are never recommended.
-- retrieval `recommend_from_text`: `text` string [B], `k` -> `item_ids`, `scores`.
+  with "", `k` int32 [] -> `item_ids` string [B, K], `scores` float32 [B, K],
+  `item_titles` string [B, K] (the catalogue's titles: callers need no second
+  lookup); history items are never recommended.
+- retrieval `recommend_from_text`: `text` string [B], `k` -> `item_ids`, `scores`, `item_titles`.
 - retrieval `embed_items`: `text` string [B] -> `embeddings` float32 [B, d].
 - ranking `score`: `history` string [B, N], `candidates` string [B, M] ->
   `scores` float32 [B, M].
@@ -194,7 +195,7 @@ class RecommenderServing(tf.Module):
     """
 
     def __init__(self, model, catalogue, ids_file, num_model_items, catalogue_embeddings=None, max_k=None,
-                 users_file=None, events_file=None):
+                 users_file=None, events_file=None, titles_file=None):
         super().__init__()
         self.is_retrieval, self.is_ranking = model.has_retrieval, model.has_ranking
         if self.is_ranking and num_model_items != catalogue.num_items:
@@ -216,6 +217,9 @@ class RecommenderServing(tf.Module):
         self.default_event = model.default_event
         if self.is_retrieval:
             self.id_table = _file_table(ids_file, (tf.int64, line_number), (tf.string, line), "")
+            if titles_file is None:
+                raise ValueError("a retrieval model needs titles_file: its answers carry each item's title")
+            self.title_table = _file_table(titles_file, (tf.int64, line_number), (tf.string, line), "")
             if catalogue_embeddings is None or catalogue_embeddings.shape[0] != self.num_items:
                 raise ValueError(
                     "a retrieval model needs catalogue_embeddings with one row per catalogue "
@@ -310,8 +314,9 @@ class RecommenderServing(tf.Module):
         )
         with tf.control_dependencies([enough]):
             # Line i of the ids file holds the id of catalogue index i + 1.
-            item_ids = self.id_table.lookup(tf.cast(indices - 1, tf.int64))
-            return {"item_ids": item_ids, "scores": tf.identity(scores)}
+            rows = tf.cast(indices - 1, tf.int64)
+            return {"item_ids": self.id_table.lookup(rows), "scores": tf.identity(scores),
+                    "item_titles": self.title_table.lookup(rows)}
 
     def _recommend(self, history, k, context=None):
         """Top-k catalogue items for behaviour histories (history items excluded)."""

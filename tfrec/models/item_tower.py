@@ -180,16 +180,47 @@ class ItemTower(keras.layers.Layer):
             else:
                 self.text_bank.assign(text_vectors)
 
-    def build(self, input_shape=None):
-        """Encodes the catalogue's texts (frozen layers, once) and creates the weights."""
+    @property
+    def frozen_text(self) -> bool:
+        """Whether the item texts reach the model only as the frozen encoder's pooled vectors (`text_vectors`)."""
+        encoder = self.text_encoder
+        return encoder is not None and encoder.trainable_spec != "all" and encoder.num_trainable_layers == 0
+
+    def build(self, input_shape=None, encode_catalogue=True):
+        """Encodes the catalogue's texts (frozen layers, once) and creates the weights.
+
+        With `encode_catalogue=False` and a frozen encoder, the text vectors and
+        their standardisation start empty, for weights loaded next (a saved
+        run) or copied (`tfrec.training.warm_start`): encoding a catalogue
+        costs minutes, and those weights hold its result.
+        """
         if self.built:
             return
         if self.text_encoder is not None:
-            self.encode_catalogue()
-            self.text_projection.build((None, self.text_encoder.hidden_dim))
+            hidden = self.text_encoder.hidden_dim
+            if encode_catalogue or not self.frozen_text:
+                self.encode_catalogue()
+            else:
+                self._mode = "pooled"
+                self.text_vectors = keras.Variable(np.zeros((self.num_rows, hidden), np.float32), trainable=False,
+                                                   name="text_vectors")
+                self.text_normalization.build((None, hidden))
+            self.text_projection.build((None, hidden))
         if self.use_item_ids:
             self.id_embedding.build((None,))
         self.built = True
+
+    def encode_items(self, indices) -> None:
+        """Encodes the texts of some catalogue indices into `text_vectors` (a frozen encoder's), e.g. the
+        items a warm start adds; the standardisation is kept."""
+        indices = np.asarray(indices, np.int32)
+        if not self.frozen_text or not len(indices):
+            return
+        logging.info("encoding %d item texts with %s", len(indices), self.text_encoder.source)
+        texts = [self.item_texts[i] for i in indices]
+        vectors = tf.concat([self.text_encoder(tf.constant(texts[start:start + CACHE_BATCH]))
+                             for start in range(0, len(texts), CACHE_BATCH)], axis=0)
+        self.text_vectors.value.scatter_update(tf.IndexedSlices(vectors, tf.constant(indices)))
 
     def _catalogue_text_vectors(self, ids, training):
         encoder = self.text_encoder

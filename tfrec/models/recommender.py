@@ -97,6 +97,7 @@ class Recommender(keras.Model):
         self.item_texts = list(item_texts)
         self.item_titles = list(item_titles) if item_titles is not None else list(item_texts)
         self.rating_offset = float(rating_offset)
+        self.warm_started_from = None  # the run directory `tfrec.training.warm_start_model` started it from
         self.num_users = vocab.num_users
         self.num_events = len(vocab.events)
         self.num_rows = len(self.item_texts)
@@ -166,11 +167,15 @@ class Recommender(keras.Model):
 
     # ----- construction -----
 
-    def build(self, input_shape=None):
-        """Encodes the catalogue texts and creates every weight (input shapes are not needed)."""
+    def build(self, input_shape=None, encode_catalogue=True):
+        """Encodes the catalogue texts and creates every weight (input shapes are not needed).
+
+        `encode_catalogue=False` leaves a frozen encoder's text vectors empty, for weights loaded or copied
+        next (`ItemTower.build`).
+        """
         if self.built:
             return
-        self.item_tower.build()
+        self.item_tower.build(encode_catalogue=encode_catalogue)
         self.built = True
         # One forward pass on two dummy histories creates the towers' and heads' weights.
         dummy = history_features(tf.constant([[0, 1], [1, 1]], tf.int32) % self.num_rows,
@@ -673,7 +678,7 @@ def _rows_by_user(users):
     return np.split(order, boundaries)
 
 
-def build_model(config, data):
+def build_model(config, data, encode_catalogue=True):
     """Builds the model `config` describes on `data`'s catalogue, weights included.
 
     Args:
@@ -681,6 +686,9 @@ def build_model(config, data):
         data: `tfrec.data.PreparedData` (or any object with its `vocab`,
             `item_texts`, `item_titles` and `rating_mean`, such as the
             catalogue of a run directory).
+        encode_catalogue: False for a model whose weights are loaded next: a
+            frozen encoder's catalogue vectors are then not computed (they are
+            weights), which saves the minutes of encoding a catalogue.
 
     Returns:
         a built, uncompiled `Recommender`. Seeds Keras' global random state
@@ -696,5 +704,5 @@ def build_model(config, data):
         model = Recommender(config, data.vocab, data.item_texts, data.item_titles, rating_offset=data.rating_mean)
     except (ValueError, FileNotFoundError) as error:  # the encoder refuses its arguments or source
         raise ConfigError(f"ModelConfig.encoder={config.encoder!r}: {error}") from error
-    model.build()
+    model.build(encode_catalogue=encode_catalogue)
     return model

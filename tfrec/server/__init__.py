@@ -1,10 +1,12 @@
-"""The embedded TF Serving-compatible gRPC server (run it with `python -m tfrec.serve`).
+"""The embedded TF Serving-compatible server: gRPC, REST, metrics (run it with `python -m tfrec.serve`).
 
-The request flow: `server` receives a Predict, `model_manager` routes it to
+The request flow: `server` (gRPC) or `rest` (HTTP) receives a Predict, `model_manager` routes it to
 the version its ModelSpec asks for, `servable` checks the inputs and calls the
 signature, through `batching` (`--enable_batching`) when configured.
 
 * `tfrec.server.server`: `Server`, `ServerOptions`, the gRPC services.
+* `tfrec.server.rest`: TF Serving's REST API over the same services (`--rest_api_port`).
+* `tfrec.server.metrics`: Prometheus metrics of requests and model loads.
 * `tfrec.server.model_manager`: version policy, polling, hot reload.
 * `tfrec.server.servable`: one loaded version, input checks, warm-up replay.
 * `tfrec.server.batching`: server-side request batching (`BatchScheduler`).

@@ -97,12 +97,16 @@ class ModelManager:
         on_change: called with (model_name, is_serving) after every poll and
             when a model is removed, e.g. to update the gRPC health status.
         scheduler: optional `batching.BatchScheduler` shared by every version.
+        on_event: called with (model_name, version, event, success) after each
+            version "load" (warm-up included) and "unload", e.g. to count them.
     """
 
     def __init__(
-        self, server_config, on_change: Callable[[str, bool], None] = lambda name, serving: None, scheduler=None
+        self, server_config, on_change: Callable[[str, bool], None] = lambda name, serving: None, scheduler=None,
+        on_event: Callable[[str, int, str, bool], None] = lambda name, version, event, success: None,
     ):
         self._scheduler = scheduler
+        self._on_event = on_event
         self._cond = threading.Condition()
         self._poll_lock = threading.Lock()
         self._on_change = on_change
@@ -222,9 +226,11 @@ class ModelManager:
             )
             with self._cond:
                 state.state, state.error = State.END, e
+            self._on_event(name, state.version, "load", False)
             return
         with self._cond:
             state.state, state.error, state.servable = State.AVAILABLE, None, servable
+        self._on_event(name, state.version, "load", True)
         logging.info(
             "Successfully loaded model %r version %d (%d warm-up requests replayed; now available)",
             name, state.version, servable.warmup_requests,
@@ -237,6 +243,7 @@ class ModelManager:
             self._cond.wait_for(lambda: state.in_flight == 0)
             state.state, state.servable = State.END, None
         logging.info("Done unloading model %r version %d", name, state.version)
+        self._on_event(name, state.version, "unload", True)
 
     @contextlib.contextmanager
     def acquire(self, model_spec):

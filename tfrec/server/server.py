@@ -1,26 +1,32 @@
-"""The embedded TF Serving-compatible gRPC server.
+"""The embedded TF Serving-compatible server: gRPC, and TF Serving's REST API.
 
-Implements `tensorflow.serving.PredictionService` (`Predict`,
-`GetModelMetadata`; `Classify`, `Regress` and `MultiInference` answer
-UNIMPLEMENTED), `tensorflow.serving.ModelService` (`GetModelStatus`,
+Implements, on the gRPC port, `tensorflow.serving.PredictionService`
+(`Predict`, `GetModelMetadata`; `Classify`, `Regress` and `MultiInference`
+answer UNIMPLEMENTED), `tensorflow.serving.ModelService` (`GetModelStatus`,
 `HandleReloadConfigRequest`) and the standard `grpc.health.v1.Health` service
 (each model name is SERVING once a version of it is loaded; the overall
-service "" is SERVING once every configured model is). Clients written for
-`tensorflow_model_server` work unchanged against it.
+service "" is SERVING once every configured model is). With `rest_api_port`,
+a second port serves TF Serving's REST API (`tfrec.server.rest`: model
+status, metadata, `:predict`, through the same Predict code) and, when the
+monitoring config enables them, the Prometheus metrics of
+`tfrec.server.metrics`. Clients written for `tensorflow_model_server` work
+unchanged against it.
 
 Example:
 
->>> options = ServerOptions(model_config=config.single_model_config("tiny", "/tmp/tiny"), port=8500)  # doctest: +SKIP
+>>> options = ServerOptions(model_config=config.single_model_config("tiny", "/tmp/tiny"), port=8500,  # doctest: +SKIP
+...                         rest_api_port=8501)
 >>> server = Server(options); server.start()                                                          # doctest: +SKIP
 >>> server.stop()                                                                                    # doctest: +SKIP
 """
 
+import contextlib
 import dataclasses
 import hmac
 import os
 import threading
 from concurrent import futures
-from typing import Optional
+from typing import Callable, Optional
 
 import grpc
 from absl import logging
@@ -37,7 +43,9 @@ from tensorflow_serving.apis import (
 from tfrec.client.errors import ServingError
 from tfrec.server import config as config_lib
 from tfrec.server.batching import BatchScheduler
+from tfrec.server.metrics import DEFAULT_PATH, ServingMetrics
 from tfrec.server.model_manager import ModelManager
+from tfrec.server.rest import RestApiServer
 from tfrec.server.servable import DEFAULT_SIGNATURE
 
 # Requests up to this multiple of --max_message_bytes are received so the error can name
@@ -69,7 +77,16 @@ class ServerOptions:
         auth_token: when set, every RPC but the health check must carry the
             metadata `authorization: Bearer <auth_token>`.
         ssl_cert, ssl_key: PEM files of the server's certificate (chain) and
-            private key: the port then speaks TLS only. Both or neither.
+            private key: the ports then speak TLS only. Both or neither.
+        rest_api_port: port of TF Serving's REST API on `host` (0 picks a free
+            one; `Server.rest_port` tells which), or None for no REST API. It
+            shares `auth_token` (not needed for model status), the TLS files,
+            `max_message_bytes` and `max_concurrent_rpcs`.
+        rest_read_timeout_seconds: how long a REST connection may wait for the
+            client's bytes before it is closed.
+        monitoring_config: checked `protos.MonitoringConfig`, or None; when its
+            `prometheus_config` is enabled, the REST port serves the metrics at
+            its path (default "/monitoring/prometheus/metrics").
     """
 
     model_config: object
@@ -86,6 +103,15 @@ class ServerOptions:
     auth_token: Optional[str] = None
     ssl_cert: Optional[str] = None
     ssl_key: Optional[str] = None
+    rest_api_port: Optional[int] = None
+    rest_read_timeout_seconds: float = 30.0
+    monitoring_config: object = None
+
+    @property
+    def metrics_path(self) -> Optional[str]:
+        """Path of the Prometheus scrape page, or None when the monitoring config does not enable it."""
+        prometheus = self.monitoring_config.prometheus_config if self.monitoring_config is not None else None
+        return (prometheus.path or DEFAULT_PATH) if prometheus is not None and prometheus.enable else None
 
     def __post_init__(self):
         if bool(self.ssl_cert) != bool(self.ssl_key):
@@ -94,19 +120,29 @@ class ServerOptions:
         if self.allow_config_reload and not self.model_root:
             raise config_lib.ConfigError("allow_config_reload needs model_root: the directory reloaded base "
                                          "paths must be inside")
+        if self.metrics_path is not None and self.rest_api_port is None:
+            raise config_lib.ConfigError("monitoring_config enables Prometheus metrics, which are served on the "
+                                         "REST port: set rest_api_port")
+
+
+def as_serving_error(error: Exception, what: str) -> ServingError:
+    """`error` as the `ServingError` a client receives: itself, INVALID_ARGUMENT for a
+    `ConfigError`, else INTERNAL naming `what` failed (with the traceback logged)."""
+    if isinstance(error, ServingError):
+        return error
+    if isinstance(error, config_lib.ConfigError):
+        return ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    logging.error("%s failed", what, exc_info=error)
+    return ServingError(grpc.StatusCode.INTERNAL, f"{what} failed: {type(error).__name__}: {error}")
 
 
 def _abort_on_error(method):
     def wrapper(self, request, context):
         try:
             return method(self, request, context)
-        except ServingError as e:
-            context.abort(e.code, e.message)
-        except config_lib.ConfigError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except Exception as e:  # noqa: BLE001 - any other failure is INTERNAL, with the traceback logged
-            logging.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed: {type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - every failure reaches the client with its canonical code
+            error = as_serving_error(e, method.__name__)
+            context.abort(error.code, error.message)
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
@@ -126,44 +162,89 @@ def _check_size(message, what, fields, limit):
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """`tensorflow.serving.PredictionService` over a `ModelManager`."""
+    """`tensorflow.serving.PredictionService` over a `ModelManager`; `predict` and `metadata`
+    also answer the REST API, so both APIs share every check and the metrics."""
 
-    def __init__(self, manager: ModelManager, max_message_bytes: int):
+    def __init__(self, manager: ModelManager, max_message_bytes: int, metrics: ServingMetrics):
         self._manager = manager
         self._max_bytes = max_message_bytes
+        self._metrics = metrics
+
+    @contextlib.contextmanager
+    def _tracked(self, api, method, model_name, signature_name=""):
+        with self._metrics.track(api, method, model_name, signature_name) as call:
+            try:
+                yield call
+            except ServingError:
+                raise
+            except Exception as e:  # noqa: BLE001 - reported with its canonical code
+                raise as_serving_error(e, method) from e
+
+    def predict(self, request, api: str = "grpc", fill_inputs: Optional[Callable] = None):
+        """Runs one Predict, counted in the metrics under `api`.
+
+        Args:
+            request: `PredictRequest`.
+            api: "grpc" or "rest".
+            fill_inputs: optional callable(signature, request) that fills
+                `request.inputs` once the version is pinned, from its
+                `servable.Signature` (REST converts JSON to the declared dtypes).
+
+        Returns:
+            The `PredictResponse`.
+
+        Raises:
+            ServingError: with the canonical code of any failure.
+        """
+        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        with self._tracked(api, "predict", request.model_spec.name, signature_name) as call:
+            with self._manager.acquire(request.model_spec) as servable:
+                call.version = servable.version
+                if fill_inputs is not None:
+                    fill_inputs(servable.signature(signature_name), request)
+                _check_size(request, "Predict request", request.inputs, self._max_bytes)
+                outputs = servable.run(signature_name, request.inputs, request.output_filter)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = request.model_spec.name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = signature_name
+            for name, proto in outputs.items():
+                response.outputs[name].CopyFrom(proto)
+            _check_size(response, "Predict response", response.outputs, self._max_bytes)
+            return response
+
+    def metadata(self, request, api: str = "grpc"):
+        """Answers one GetModelMetadata (the SignatureDefMap), counted in the metrics under `api`.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for a metadata_field other than
+                signature_def, NOT_FOUND/UNAVAILABLE from the model manager.
+        """
+        with self._tracked(api, "metadata", request.model_spec.name) as call:
+            fields = list(request.metadata_field)
+            if fields != ["signature_def"]:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"metadata_field {fields} is not supported; request ['signature_def']",
+                )
+            with self._manager.acquire(request.model_spec) as servable:
+                call.version = servable.version
+                response = get_model_metadata_pb2.GetModelMetadataResponse()
+                response.model_spec.name = request.model_spec.name
+                response.model_spec.version.value = servable.version
+                signature_map = get_model_metadata_pb2.SignatureDefMap()
+                for key, signature_def in servable.signature_defs.items():
+                    signature_map.signature_def[key].CopyFrom(signature_def)
+                response.metadata["signature_def"].Pack(signature_map)
+            return response
 
     @_abort_on_error
     def Predict(self, request, context):
-        _check_size(request, "Predict request", request.inputs, self._max_bytes)
-        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        with self._manager.acquire(request.model_spec) as servable:
-            outputs = servable.run(signature_name, request.inputs, request.output_filter)
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = request.model_spec.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature_name
-        for name, proto in outputs.items():
-            response.outputs[name].CopyFrom(proto)
-        _check_size(response, "Predict response", response.outputs, self._max_bytes)
-        return response
+        return self.predict(request)
 
     @_abort_on_error
     def GetModelMetadata(self, request, context):
-        fields = list(request.metadata_field)
-        if fields != ["signature_def"]:
-            raise ServingError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"metadata_field {fields} is not supported; request ['signature_def']",
-            )
-        with self._manager.acquire(request.model_spec) as servable:
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = request.model_spec.name
-            response.model_spec.version.value = servable.version
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, signature_def in servable.signature_defs.items():
-                signature_map.signature_def[key].CopyFrom(signature_def)
-            response.metadata["signature_def"].Pack(signature_map)
-        return response
+        return self.metadata(request)
 
     def _unimplemented(self, request, context):
         context.abort(
@@ -183,17 +264,30 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._allow_config_reload = allow_config_reload
         self._model_root = os.path.realpath(model_root) if model_root else None
 
-    @_abort_on_error
-    def GetModelStatus(self, request, context):
-        spec = request.model_spec
-        version = spec.version.value if spec.HasField("version") else None
+    def model_status(self, model_spec) -> get_model_status_pb2.GetModelStatusResponse:
+        """Status of the versions `model_spec` names (all, one version, or the one a label points to).
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown model or version, or a
+                label whose version is not available.
+        """
+        choice = model_spec.WhichOneof("version_choice")
+        version = model_spec.version.value if choice == "version" else None
+        if choice == "version_label":
+            with self._manager.acquire(model_spec) as servable:  # resolves the label
+                version = servable.version
         response = get_model_status_pb2.GetModelStatusResponse()
-        for state in self._manager.status(spec.name, version):
+        for state in self._manager.status(model_spec.name, version):
             status = response.model_version_status.add(version=state.version, state=state.state)
+            status.status.SetInParent()  # error_code OK, as TF Serving reports it
             if state.error is not None:
                 status.status.error_code = state.error.code.value[0]
                 status.status.error_message = state.error.message
         return response
+
+    @_abort_on_error
+    def GetModelStatus(self, request, context):
+        return self.model_status(request.model_spec)
 
     @_abort_on_error
     def HandleReloadConfigRequest(self, request, context):
@@ -267,7 +361,9 @@ class Server:
         self.scheduler = None
         if options.batching_parameters is not None:
             self.scheduler = BatchScheduler.from_parameters(options.batching_parameters)
-        self.manager = ModelManager(options.model_config, on_change=self._set_health, scheduler=self.scheduler)
+        self.metrics = ServingMetrics()
+        self.manager = ModelManager(options.model_config, on_change=self._set_health, scheduler=self.scheduler,
+                                    on_event=self.metrics.model_event)
         limit = options.max_message_bytes
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc"),
@@ -278,11 +374,10 @@ class Server:
                 ("grpc.max_send_message_length", limit),
             ],
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, limit), self._grpc
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager, options.allow_config_reload, options.model_root), self._grpc)
+        prediction = PredictionService(self.manager, limit, self.metrics)
+        models = ModelService(self.manager, options.allow_config_reload, options.model_root)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         address = f"{options.host}:{options.port}"
         try:
@@ -292,7 +387,19 @@ class Server:
                 self.port = self._grpc.add_insecure_port(address)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {address}: {e}") from e
+        self._rest = None
+        if options.rest_api_port is not None:
+            self._rest = RestApiServer(
+                prediction, models, self.metrics, host=options.host, port=options.rest_api_port,
+                max_message_bytes=limit, max_concurrent_requests=options.max_concurrent_rpcs,
+                read_timeout_seconds=options.rest_read_timeout_seconds, auth_token=options.auth_token,
+                ssl_cert=options.ssl_cert, ssl_key=options.ssl_key, metrics_path=options.metrics_path)
         self._stopped = False
+
+    @property
+    def rest_port(self) -> Optional[int]:
+        """The REST API's bound port, or None without one."""
+        return self._rest.port if self._rest is not None else None
 
     def _set_health(self, name, serving):
         status = health_pb2.HealthCheckResponse
@@ -313,15 +420,22 @@ class Server:
             "Running gRPC ModelServer at %s:%d (models: %s)",
             self.options.host, self.port, ", ".join(self.manager.model_names),
         )
+        if self._rest is not None:
+            self._rest.start()
+            metrics = self.options.metrics_path
+            logging.info("Running REST API at %s://%s:%d%s", self._rest.scheme, self.options.host, self._rest.port,
+                         f" (Prometheus metrics at {metrics})" if metrics else "")
         self.manager.start(self.options.poll_wait_seconds)
 
     def stop(self) -> None:
-        """Graceful shutdown: health NOT_SERVING, finish running RPCs, unload models."""
+        """Graceful shutdown: health NOT_SERVING, close the REST port, finish running RPCs, unload models."""
         if self._stopped:
             return
         self._stopped = True
         logging.info("Shutting down: finishing running requests (up to %.1f s)", self.options.grace_seconds)
         self._health.enter_graceful_shutdown()
+        if self._rest is not None:
+            self._rest.stop()
         self._grpc.stop(self.options.grace_seconds).wait()
         self.manager.stop()
         if self.scheduler is not None:

@@ -16,6 +16,8 @@ Example:
 256
 >>> auto_epochs(steps_per_epoch=617)
 33
+>>> auto_epochs(steps_per_epoch=617, warm_start=True)
+9
 """
 
 import math
@@ -23,6 +25,7 @@ import math
 STEPS_PER_EPOCH = 500  # the batch grows once an epoch would exceed about this many steps
 MIN_BATCH, MAX_BATCH = 8, 256
 TOTAL_STEPS = 20_000  # optimizer steps the epoch count aims at
+WARM_START_STEPS = TOTAL_STEPS // 4  # a warm-started model only adapts to new logs
 MIN_EPOCHS, MAX_EPOCHS = 3, 100
 
 
@@ -34,6 +37,8 @@ def auto_batch_size(num_windows: int, replicas: int = 1) -> int:
     return math.ceil(batch / replicas) * replicas
 
 
-def auto_epochs(steps_per_epoch: int) -> int:
-    """Epochs of about `TOTAL_STEPS` steps, within [3, 100]; early stopping may end sooner."""
-    return min(max(math.ceil(TOTAL_STEPS / max(steps_per_epoch, 1)), MIN_EPOCHS), MAX_EPOCHS)
+def auto_epochs(steps_per_epoch: int, warm_start: bool = False) -> int:
+    """Epochs of about `TOTAL_STEPS` steps (`WARM_START_STEPS` for a warm-started model), within
+    [3, 100]; early stopping may end sooner."""
+    total = WARM_START_STEPS if warm_start else TOTAL_STEPS
+    return min(max(math.ceil(total / max(steps_per_epoch, 1)), MIN_EPOCHS), MAX_EPOCHS)

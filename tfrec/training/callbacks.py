@@ -1,7 +1,9 @@
 """Keras callbacks of a training run.
 
-- `ValidationMetrics`: the full-catalogue validation metrics, each epoch, as
-  `val_<name>` logs (so the progress bar, TensorBoard and early stopping see them).
+- `ValidationMetrics`: the full-catalogue validation metrics and the model's
+  loss on the validation examples, each epoch, as `val_<name>` logs (so the
+  progress bar, TensorBoard and early stopping see them).
+- `EpochLine`: one printed line per epoch, where a progress bar cannot redraw.
 - `Throughput`: training examples per second, as the `examples_per_second` log.
 - `BestWeights`: keeps the weights of the best epoch on disk, stops early after
   `patience` epochs without improvement, restores the best weights at the end.
@@ -23,21 +25,27 @@ Example:
 
 import json
 import os
+import shutil
 import time
 
 import keras
 from absl import logging
 
+from tfrec.data import pipeline
 from tfrec.evaluation import protocol
 from tfrec.training import checks, run_dir
 
 
 BEST_WEIGHTS = "best.weights.h5"
+TEMPORARY_MARK = ".tmp"  # in the names of backup files being written
 """File of `BestWeights` in its directory."""
 
 
 class ValidationMetrics(keras.callbacks.Callback):
-    """Adds the validation metrics of `protocol.evaluate_model` to the epoch logs.
+    """Adds the validation metrics of `protocol.evaluate_model` to the epoch logs,
+    and the model's losses on the validation examples (`val_loss`,
+    `val_retrieval_loss`, ... as `Model.evaluate` gives them: the loss of each
+    held-out target).
 
     Args:
         held_out: `protocol.HeldOut` validation set.
@@ -52,10 +60,45 @@ class ValidationMetrics(keras.callbacks.Callback):
         self.config = config
         self.ks = tuple(ks)
         self.batch_size = batch_size
+        self._dataset = None
 
     def on_epoch_end(self, epoch, logs=None):
         values = protocol.evaluate_model(self.model, self.held_out, self.config, self.ks, self.batch_size)
-        logs.update({f"val_{name}": value for name, value in values.items()})
+        if self._dataset is None:
+            self._dataset = pipeline.to_tf_dataset(self.held_out.examples, batch_size=self.batch_size, shuffle=False)
+        values.update(self.model.evaluate(self._dataset, verbose=0, return_dict=True))
+        logs.update({f"val_{name}": float(value) for name, value in values.items()})
+
+
+class EpochLine(keras.callbacks.Callback):
+    """Prints one line per epoch: the loss, validation loss, monitored metric and its best, throughput, time.
+
+    What a log that is not a terminal gets instead of Keras' progress bar. Put
+    it after the callbacks that add those logs.
+
+    Args:
+        epochs: epochs at most.
+        monitor: the monitored log, e.g. "val_HR@10".
+
+    Example output:
+
+        epoch 3/30: loss 6.6262, val_loss 6.1034, val_HR@10 0.1620, best_val_HR@10 0.1620, 249 examples/s, 12 s
+    """
+
+    def __init__(self, epochs, monitor):
+        super().__init__()
+        self.epochs = epochs
+        self.monitor = monitor
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        names = ("loss", "val_loss", self.monitor, f"best_{self.monitor}")
+        figures = "".join(f"{name} {float(logs[name]):.4f}, " for name in names if logs.get(name) is not None)
+        print(f"epoch {epoch + 1}/{self.epochs}: {figures}{logs.get('examples_per_second', 0.0):.0f} examples/s, "
+              f"{time.perf_counter() - self._start:.0f} s", flush=True)
 
 
 class Throughput(keras.callbacks.Callback):
@@ -219,6 +262,43 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
     def __init__(self, directory, every_steps=0):
         super().__init__(directory, save_freq=every_steps or "epoch", double_checkpoint=True,
                          delete_checkpoint=False)
+
+    def _pairs(self):
+        return ((self._weights_path, self._prev_weights_path),
+                (self._training_metadata_path, self._prev_training_metadata_path))
+
+    def on_train_begin(self, logs=None):
+        """Repairs what a kill during a backup left, then restores the backup (Keras' own step)."""
+        if os.path.isdir(self.backup_dir):
+            for name in os.listdir(self.backup_dir):
+                if TEMPORARY_MARK in name:  # a save interrupted before its rename
+                    os.unlink(os.path.join(self.backup_dir, name))
+            complete = all(os.path.exists(latest) for latest, _ in self._pairs())
+            if not complete and all(os.path.exists(previous) for _, previous in self._pairs()):
+                logging.warning("%s: the latest backup is incomplete (a kill while saving it); resuming from the "
+                                "one before", self.backup_dir)
+                for latest, previous in self._pairs():
+                    shutil.copyfile(previous, latest)
+        try:
+            super().on_train_begin(logs)
+        except OSError as error:  # a truncated backup with nothing to fall back on
+            logging.warning("%s: the backup cannot be read (%s); training starts again from the first epoch",
+                            self.backup_dir, error)
+            shutil.rmtree(self.backup_dir)
+            super().on_train_begin(logs)
+
+    def _save_model(self):
+        """Writes the backup under temporary names, then renames: a kill leaves either backup whole."""
+        os.makedirs(self.backup_dir, exist_ok=True)
+        weights = self._weights_path.removesuffix(".weights.h5") + f"{TEMPORARY_MARK}{os.getpid()}.weights.h5"
+        metadata = f"{self._training_metadata_path}{TEMPORARY_MARK}{os.getpid()}"
+        self.model.save_weights(weights, overwrite=True)
+        with open(metadata, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        for (latest, previous), written in zip(self._pairs(), (weights, metadata)):
+            if os.path.exists(latest):
+                os.replace(latest, previous)
+            os.replace(written, latest)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)

@@ -1,17 +1,29 @@
 """Item embeddings for the TensorBoard Embedding Projector.
 
-Writes, in a TensorBoard log directory: a TF checkpoint holding the
-embedding matrix (found through the directory's `checkpoint` file), `metadata.tsv` (one row per item: id and title, with a
-header line) and `projector_config.pbtxt` linking the two — the files
-`tensorboard.plugins.projector.visualize_embeddings` would write, produced
-without needing the `tensorboard` package.
+Writes, in the TensorBoard log root of a run (`DIR/tensorboard`, whose
+sub-directories `train` and `validation` hold the scalars):
+
+- `item_embeddings.tsv`: the embedding matrix, one item a row, tab-separated;
+- `metadata.tsv`: one row per item (id and title) under a header line;
+- `projector_config.pbtxt`: the tensor, named `item_embeddings`, with its file
+  and metadata (the files `tensorboard.plugins.projector.visualize_embeddings`
+  would write, produced without the `tensorboard` package);
+- an event file with no summaries, which makes the log root a run of its own,
+  so the projector shows the labelled items with `--logdir` either the log
+  root (run ".") or the run directory (run "tensorboard").
+
+A tensor file, unlike a checkpoint, needs no TensorFlow where TensorBoard
+runs, and stays out of the runs below the log root: TensorBoard's projector
+takes any checkpoint it finds in a run's parent directory for that run's,
+unlabelled.
 
 Example:
 
->>> write_projector("runs/x/tensorboard", embeddings,
-...                 {"item_id": ids, "title": titles})
+>>> write_projector("runs/x/tensorboard", embeddings, {"item_id": ids, "title": titles})
+'runs/x/tensorboard/projector_config.pbtxt'
 """
 
+import io
 import os
 
 import numpy as np
@@ -20,7 +32,7 @@ import tensorflow as tf
 from tfrec.training import run_dir
 
 TENSOR = "item_embeddings"
-CHECKPOINT_NAME = "item_embeddings"
+TENSOR_FILE = "item_embeddings.tsv"
 METADATA = "metadata.tsv"
 CONFIG = "projector_config.pbtxt"
 
@@ -29,16 +41,16 @@ def _cell(value):
     return " ".join(str(value).split())  # no tabs or newlines inside a cell
 
 
-def write_projector(log_dir, embeddings, metadata):
+def write_projector(log_dir: str, embeddings, metadata: dict) -> str:
     """Writes the projector files for `embeddings` into `log_dir`.
 
     Args:
-        log_dir: the TensorBoard log directory.
+        log_dir: the TensorBoard log root of the run.
         embeddings: float array [n, d], one row per item.
         metadata: dict column name -> sequence of n values (e.g. item_id, title).
 
     Returns:
-        The checkpoint path written.
+        The path of the projector config written.
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     for name, values in metadata.items():
@@ -48,16 +60,18 @@ def write_projector(log_dir, embeddings, metadata):
     os.makedirs(log_dir, exist_ok=True)
     rows = ["\t".join(metadata)] + ["\t".join(_cell(v) for v in row) for row in zip(*metadata.values())]
     run_dir.write_text_atomic(os.path.join(log_dir, METADATA), "\n".join(rows) + "\n")
-    checkpoint = tf.train.Checkpoint(**{TENSOR: tf.Variable(embeddings)})
-    manager = tf.train.CheckpointManager(
-        checkpoint, log_dir, max_to_keep=1, checkpoint_name=CHECKPOINT_NAME
-    )
-    saved = manager.save()  # also updates the `checkpoint` file the projector reads
+    matrix = io.StringIO()
+    np.savetxt(matrix, embeddings, fmt="%.6g", delimiter="\t")
+    run_dir.write_text_atomic(os.path.join(log_dir, TENSOR_FILE), matrix.getvalue())
     config = (
         "embeddings {\n"
-        f'  tensor_name: "{TENSOR}/.ATTRIBUTES/VARIABLE_VALUE"\n'
+        f'  tensor_name: "{TENSOR}"\n'
+        f'  tensor_path: "{TENSOR_FILE}"\n'
         f'  metadata_path: "{METADATA}"\n'
         "}\n"
     )
-    run_dir.write_text_atomic(os.path.join(log_dir, CONFIG), config)
-    return saved
+    path = os.path.join(log_dir, CONFIG)
+    run_dir.write_text_atomic(path, config)
+    if not tf.io.gfile.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        tf.summary.create_file_writer(log_dir).close()
+    return path

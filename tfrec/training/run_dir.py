@@ -5,7 +5,10 @@
     DIR/metrics.json         test metrics (HR@K, NDCG@K, Recall@K, MRR; RMSE/MAE or
                              AUC/LogLoss), "valid": the same on the valid split,
                              "epochs" (last epoch trained), "examples_per_second"
-                             (median over epochs), "wall_time_seconds" (this command)
+                             (median over epochs), "wall_time_seconds" (this command),
+                             "trained_at" (UTC), "baselines" (popularity and transitions,
+                             or the training mean and biases, on the same test targets),
+                             "data_summary" (sizes of the catalogue, users and split)
     DIR/vocabulary.json      `data.Vocabulary.to_json()`
     DIR/data_statistics.json {"rating_mean": mean training rating}
     DIR/items.jsonl          {"index", "item_id", "text", "title"} per catalogue item, index order
@@ -236,7 +239,7 @@ def load_run(directory):
     texts, titles = read_items(directory)
     statistics = read_json(path(directory, DATA_STATISTICS))
     catalogue = RunCatalogue(read_vocabulary(directory), texts, titles, statistics["rating_mean"])
-    model = build_model(model_config, catalogue)
+    model = build_model(model_config, catalogue, encode_catalogue=False)  # the weights hold the encoded texts
     load_weights(model, path(directory, WEIGHTS))
     model.refresh_catalogue()
     return Run(directory, model, catalogue, model_config, data.DataConfig.from_dict(saved["data_config"]),

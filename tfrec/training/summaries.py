@@ -9,10 +9,13 @@ reads as ordinary scalars:
     DIR/train/       epoch_<log> for every training log (loss, sub-losses,
                      examples_per_second...), epoch_learning_rate, and every
                      `every_steps` steps batch_<log> and batch_learning_rate
-    DIR/validation/  epoch_<metric> for every val_<metric> log (prefix dropped)
+    DIR/validation/  epoch_<name> for every val_<name> log (prefix dropped):
+                     the validation metrics (epoch_HR@10, ...) and losses
+                     (epoch_loss, ...), drawn beside the training ones
 
 Scalars are indexed by epoch (epoch_*) and optimizer step (batch_*), so a
-resumed run continues the same curves.
+resumed run continues the same curves. DIR itself holds the item-embedding
+projector (`tfrec.training.projector`).
 
 Example:
 

@@ -20,8 +20,10 @@ Example:
 
 import contextlib
 import dataclasses
+import datetime
 import math
 import os
+import sys
 import tempfile
 import time
 from typing import ClassVar, Optional
@@ -32,6 +34,7 @@ from absl import logging
 
 from tfrec.config import Config, ConfigError, require
 from tfrec.data import pipeline, schema
+from tfrec.baselines import references
 from tfrec.evaluation import protocol
 from tfrec.training import (auto_settings, callbacks, checks, devices, optimizer, projector, summaries,
                             text_adaptation)
@@ -73,7 +76,8 @@ class TrainConfig(Config):
             epoch only).
         log_every_steps: with a run directory, write the batch loss and
             learning rate to TensorBoard every this many steps; 0: per epoch only.
-        verbose: Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
+        verbose: progress output: 0 silent; 1 Keras' progress bar on a terminal,
+            one line per epoch otherwise (a log file); 2 one line per epoch.
         seed: seed of the shuffling of training examples.
         text_adaptation_steps: before training, fine-tune the item text
             encoder for this many steps on items that follow each other in
@@ -152,8 +156,10 @@ class TrainResult:
         metrics: the test metrics of the best weights, their validation
             metrics under "valid", and "epochs" (trained), "max_epochs" and
             "batch_size" (as used, auto ones resolved), "examples_per_second"
-            (median over epochs) and "wall_time_seconds" (the contents of
-            `DIR/metrics.json`).
+            (median over epochs), "wall_time_seconds", "trained_at" (UTC),
+            "baselines" (`references.reference_metrics` on the same test
+            targets) and "data_summary" (sizes): the contents of
+            `DIR/metrics.json`.
         history: per-epoch logs of this call (`keras.callbacks.History.history`).
         run_dir: the run directory, or None.
     """
@@ -161,6 +167,26 @@ class TrainResult:
     metrics: dict
     history: dict
     run_dir: Optional[str] = None
+
+
+RUN_FACTS = ("valid", "epochs", "max_epochs", "batch_size", "examples_per_second", "wall_time_seconds", "trained_at",
+             "baselines", "data_summary")
+"""Keys of `TrainResult.metrics` that describe the run rather than the held-out figures."""
+
+
+def format_metrics(metrics: dict) -> str:
+    """One line of a run's metrics (`TrainResult.metrics`, or `evaluate_run`'s): figures, then run facts.
+
+    >>> format_metrics({"HR@10": 0.14634, "MRR": 0.07104, "epochs": 19, "max_epochs": 30, "batch_size": 128,
+    ...                 "examples_per_second": 397.2, "wall_time_seconds": 177.4})
+    'HR@10 0.1463, MRR 0.0710 (19 of 30 epochs, batch 128, 397 examples/s, 177 s)'
+    """
+    line = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()
+                     if name not in RUN_FACTS and isinstance(value, float))
+    if "epochs" in metrics:
+        line += (f" ({metrics['epochs']} of {metrics['max_epochs']} epochs, batch {metrics['batch_size']}, "
+                 f"{metrics['examples_per_second']:.0f} examples/s, {metrics['wall_time_seconds']:.0f} s)")
+    return line
 
 
 class Trainer:
@@ -233,7 +259,9 @@ class Trainer:
         num_train = len(train_examples[schema.TARGET_ITEM_ID])
         batch_size = cfg.batch_size or auto_settings.auto_batch_size(num_train, self.strategy.num_replicas_in_sync)
         steps_per_epoch = cfg.steps_per_epoch or math.ceil(num_train / batch_size)
-        epochs = cfg.epochs or auto_settings.auto_epochs(steps_per_epoch)
+        warm_start = getattr(model, "warm_started_from", None)
+        epochs = cfg.epochs or auto_settings.auto_epochs(steps_per_epoch, warm_start=bool(warm_start))
+        record["warm_start_from"] = warm_start
         with self.strategy.scope():
             model.compile(optimizer=self._optimizer(epochs * steps_per_epoch))
         train_ds = pipeline.to_tf_dataset(train_examples, batch_size=batch_size, shuffle=True,
@@ -255,8 +283,8 @@ class Trainer:
             else:
                 fitted = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
                                    callbacks=self._callbacks(directory if run_dir else None, valid, model_config,
-                                                             best, batch_size),
-                                   verbose=cfg.verbose)
+                                                             best, batch_size, epochs),
+                                   verbose=1 if self._progress_bar() else 0)
                 history = fitted.history
             metrics = self._held_out_metrics(model, data, valid)
             records = _epoch_records(directory, history) if run_dir else _history_records(history)
@@ -266,10 +294,13 @@ class Trainer:
             metrics["max_epochs"] = epochs
             metrics["batch_size"] = batch_size
             metrics["wall_time_seconds"] = time.time() - started
+            metrics["trained_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            metrics["baselines"] = references.reference_metrics(data, model_config, cfg.eval_ks)
+            metrics["data_summary"] = _data_summary(data, num_train)
             if run_dir:
                 run_files.write_run(directory, model, data, metrics)
                 _write_projector(directory, model, data)
-        logging.info("test metrics: %s", {k: v for k, v in metrics.items() if k != "valid"})
+        logging.info("test metrics: %s", {k: v for k, v in metrics.items() if not isinstance(v, (dict, str))})
         return TrainResult(metrics, history, run_dir)
 
     def _check_model(self, model, data):
@@ -310,7 +341,11 @@ class Trainer:
         return optimizer.build_optimizer(cfg.learning_rate, total_steps, warmup, cfg.decay, cfg.weight_decay,
                                          cfg.clipnorm)
 
-    def _callbacks(self, directory, valid, model_config, best, batch_size):
+    def _progress_bar(self):
+        """Keras' progress bar is for a terminal: elsewhere it writes every redraw, escape codes included."""
+        return self.config.verbose == 1 and sys.stdout.isatty()
+
+    def _callbacks(self, directory, valid, model_config, best, batch_size, epochs):
         """The callbacks of `model.fit`, in the order their epoch-end logs need."""
         cfg = self.config
         fit_callbacks = [
@@ -327,6 +362,8 @@ class Trainer:
             ]
         if cfg.max_steps:
             fit_callbacks.append(callbacks.StopAtStep(cfg.max_steps))
+        if cfg.verbose and not self._progress_bar():
+            fit_callbacks.append(callbacks.EpochLine(epochs, best.monitor))
         return fit_callbacks
 
     def _held_out_metrics(self, model, data, valid):
@@ -347,6 +384,14 @@ def _state_directory(directory):
         return
     with tempfile.TemporaryDirectory(prefix="tfrec-fit-") as temporary:
         yield temporary
+
+
+def _data_summary(data, num_windows):
+    """What the run trained and was tested on: sizes of the catalogue, users and split parts."""
+    return {"name": data.name, "split": data.split.name, "items": data.vocab.num_items,
+            "users": data.vocab.num_users, "interactions": len(data.tables.interactions),
+            **{f"{part}_interactions": count for part, count in data.split.sizes().items()},
+            "training_windows": num_windows, "fingerprint": data.fingerprint}
 
 
 def _has_training_state(directory):
