@@ -190,3 +190,15 @@ def test_refresh_cli_names_the_overlap_and_exits_1(tmp_path):
     assert process.returncode == 1
     assert "tfrec.refresh: error: --source=" in process.stderr and "--allow_overlap" in process.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_fine_tuning_a_warm_start_on_a_few_new_logs_keeps_the_items_they_do_not_name():
+    run_dir, _ = shared_run()
+    data = prepare(DataConfig(source=GROWN, history_length=20))
+    model = warm_start_model(str(run_dir), data)
+    known = data.vocab.item_index(load_run(str(run_dir)).vocab.item_ids[1:])
+    recent = data.training_since(int(np.quantile(data.examples["train"]["target_timestamp"], 0.95)))
+    named = set(recent.examples["train"]["target_item_id"]) | set(recent.examples["train"]["history_item_ids"].ravel())
+    assert set(known) - named  # items the new logs do not name
+    model.adapt(recent.examples["train"])
+    assert model.trained_items.numpy()[known].all()  # still scored with their id embeddings

@@ -354,7 +354,10 @@ class Recommender(keras.Model):
         The item sampling probabilities (logQ correction) follow the targets'
         frequencies, and the items that occur nowhere in `examples` (e.g. cold
         items held out) are no full-softmax negatives and are embedded from
-        their text alone (`refresh_catalogue`). `Trainer.fit` calls it.
+        their text alone (`refresh_catalogue`), unless the model was
+        warm-started and learnt them before: a refresh fits on new logs only,
+        and the items they do not name keep their trained vectors.
+        `Trainer.fit` calls it.
 
         Args:
             examples: dict of numpy arrays keyed by schema feature names.
@@ -367,6 +370,8 @@ class Recommender(keras.Model):
         seen[targets] = 1.0
         seen[np.asarray(examples[schema.HISTORY_ITEM_IDS]).ravel()] = 1.0
         seen[0] = 0.0
+        if self.warm_started_from:
+            seen = np.maximum(seen, self.trained_items.numpy())
         self.trained_items.assign(seen)
 
     def train_examples(self, examples):
