@@ -1,15 +1,19 @@
 """tfrec's own exports served over a real localhost socket: client answers equal the in-process SavedModel."""
 
+import http.client
+import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import grpc
 import serving_fixtures as sf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfrec import data
 from tfrec.client import RecommenderClient
-from tfrec.exporting import exporter
+from tfrec.exporting import exporter, warmup
 from tfrec.models import ModelConfig, build_model
 
 NUM_ITEMS = 30
@@ -43,10 +47,13 @@ def served(tmp_path_factory):
         + "".join(f'  config {{ name: "{t}" base_path: "{base / t}" model_platform: "tensorflow" }}\n' for t in results)
         + "}\n"
     )
-    port = sf.free_port()
-    server = sf.ServerProcess([f"--model_config_file={config}"], port, str(base / "server.log"))
+    port, rest_port = sf.free_port(), sf.free_port()
+    server = sf.ServerProcess([f"--model_config_file={config}", f"--rest_api_port={rest_port}"], port,
+                              str(base / "server.log"))
+    server.rest_port = rest_port
     try:
         server.wait_serving()
+        server.export_paths = {task: result.path for task, result in results.items()}
         yield server, {task: exporter.load(result.path) for task, result in results.items()}
     finally:
         server.stop()
@@ -161,3 +168,44 @@ def test_score_with_context_over_grpc_equals_in_process(served):
     with RecommenderClient(server.target, "ranking") as client:
         got = client.score(HISTORIES, candidates, **CLIENT_CONTEXT)
     np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _rest_predict(port, model, signature, inputs):
+    """POST /v1/models/MODEL:predict in the columnar format; the decoded JSON answer."""
+    body = {"signature_name": signature,
+            "inputs": {name: np.char.decode(v.astype(bytes)).tolist() if v.dtype == object else v.tolist()
+                       for name, v in inputs.items()}}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", f"/v1/models/{model}:predict", json.dumps(body),
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 200, answer
+    return answer["outputs"]
+
+
+@pytest.mark.parametrize("task", ["retrieval", "ranking"])
+def test_rest_answers_equal_grpc_for_every_signature_of_an_export(served, task):
+    """Each signature's warm-up request of a real tfrec export, over REST and over gRPC."""
+    server, _ = served
+    logs = warmup.read(str(server.export_paths[task]))  # one request per signature of the export
+    assert {log.predict_log.request.model_spec.signature_name for log in logs} >= {"explain", "serving_default"}
+    with grpc.insecure_channel(server.target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for log in logs:
+            request = log.predict_log.request
+            inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+            want = {name: tf.make_ndarray(proto) for name, proto in stub.Predict(request, timeout=60).outputs.items()}
+            got = _rest_predict(server.rest_port, task, request.model_spec.signature_name, inputs)
+            if not isinstance(got, dict):  # TF Serving's columnar answer of a one-output signature: the value
+                (only,) = want
+                got = {only: got}
+            assert set(got) == set(want), request.model_spec.signature_name
+            for name, value in want.items():
+                if value.dtype == object:
+                    assert np.char.decode(value.astype(bytes)).tolist() == got[name]
+                else:
+                    np.testing.assert_allclose(np.asarray(got[name], np.float64), value, rtol=1e-5, atol=1e-6)
