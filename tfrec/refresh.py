@@ -133,8 +133,7 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
     require(os.path.abspath(run_dir) != os.path.abspath(serving_run),
             f"run_dir={run_dir}: the refreshed model needs its own run directory, not the served run's")
     train_config = train_config or TrainConfig()
-    saved = run_files.read_json(run_files.path(serving_run, run_files.CONFIG))
-    run_files.check_format(serving_run, saved)
+    saved = run_files.read_config(serving_run)
     data_config, model_config = DataConfig.from_dict(saved["data_config"]), ModelConfig.from_dict(saved["model_config"])
     require(data_config.source, f"the run at {serving_run} was trained on data with no source to load "
             "again (e.g. DataFrames): refresh needs its logs")
@@ -211,8 +210,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> RefreshResult:
         ConfigError: naming the flag at fault; raised before training.
     """
     try:
-        saved = run_files.read_json(run_files.path(flag_values.serving_run, run_files.CONFIG))
-        run_files.check_format(flag_values.serving_run, saved)
+        saved = run_files.read_config(flag_values.serving_run)
         new_logs = DataConfig.from_dict(saved["data_config"]).replace(
             **config_flags.given_values(DataConfig, flag_values)).validate()
         return refresh(

@@ -47,9 +47,18 @@ def item_texts(items, vocab):
     return [""] + [texts.get(item_id, "") for item_id in vocab.item_ids[1:]]
 
 
+def title_from_text(text):
+    """The title of an item without one: the first sentence of its text.
+
+    >>> title_from_text("Heat (1995). Action, Crime. A heist film.")
+    'Heat (1995)'
+    """
+    return text.split(". ")[0]
+
+
 def item_titles(items, vocab):
     """Titles of all catalogue items in vocabulary index order, `[0] == ""`
     (an item without a title: the first sentence of its text)."""
     titles = dict(zip(items[schema.ITEM_ID], items[schema.TITLE].str.strip()))
-    return [""] + [titles.get(item_id) or text.split(". ")[0]
+    return [""] + [titles.get(item_id) or title_from_text(text)
                    for item_id, text in zip(vocab.item_ids[1:], item_texts(items, vocab)[1:])]

@@ -18,7 +18,8 @@ Example:
 import json
 import os
 
-from tfrec.data import errors, schema
+from tfrec.data import DataConfig, errors, schema, table, texts
+from tfrec.data.texts import title_from_text
 from tfrec.data.vocabulary import Vocabulary
 
 ITEM_ID = "item_id"
@@ -42,7 +43,7 @@ class Catalogue:
         item_ids, item_texts = list(item_ids), list(item_texts)
         if not item_ids or item_ids[0] != "":
             raise ValueError('item_ids[0] must be the padding id ""')
-        item_titles = [default_title(t) for t in item_texts] if item_titles is None else list(item_titles)
+        item_titles = [title_from_text(t) for t in item_texts] if item_titles is None else list(item_titles)
         if not len(item_ids) == len(item_texts) == len(item_titles):
             raise ValueError(
                 f"got {len(item_ids)} item ids but {len(item_texts)} item texts and {len(item_titles)} titles"
@@ -64,17 +65,17 @@ class Catalogue:
 
     def extended(self, new_ids, new_texts, new_titles=None):
         """Returns a new catalogue with `new_ids` appended (indices after the last)."""
-        new_titles = [default_title(t) for t in new_texts] if new_titles is None else list(new_titles)
+        new_titles = [title_from_text(t) for t in new_texts] if new_titles is None else list(new_titles)
         return Catalogue(self.item_ids + list(new_ids), self.item_texts + list(new_texts),
                          self.item_titles + new_titles)
 
     def write_ids(self, path):
         """Writes the real item ids, one per line: line i holds index i + 1."""
-        _write_lines(path, self.item_ids[1:])
+        write_lines(path, self.item_ids[1:])
 
     def write_titles(self, path):
         """Writes the real items' titles, one per line (line breaks inside made spaces): line i holds index i + 1."""
-        _write_lines(path, (" ".join(title.splitlines()) for title in self.item_titles[1:]))
+        write_lines(path, (" ".join(title.splitlines()) for title in self.item_titles[1:]))
 
     def write_jsonl(self, path):
         """Writes one `{"item_id", "text", "title"}` object per real item, in index order."""
@@ -83,15 +84,11 @@ class Catalogue:
                 f.write(json.dumps({ITEM_ID: item_id, TEXT: text, TITLE: title}, ensure_ascii=False) + "\n")
 
 
-def default_title(text):
-    """The title of an item known by its text: the first sentence."""
-    return text.split(". ")[0]
-
-
-def _write_lines(path, values):
+def write_lines(path, values):
+    """Writes one value per line (the lookup-table files of the serving module); returns `path`."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for value in values:
-            f.write(value + "\n")
+        f.writelines(f"{value}\n" for value in values)
+    return path
 
 
 def _check_id(item_id, where):
@@ -123,8 +120,6 @@ def read_update(path, catalogue, data_config=None):
         tfrec.data.errors.DataError (a ValueError) subclass naming the file,
         row and field at fault.
     """
-    from tfrec.data import DataConfig, table, texts  # the data layer's readers and text template
-
     config = data_config or DataConfig()
     if not os.path.isfile(path):
         raise errors.SourceError("catalogue update file not found", file=path)
@@ -160,5 +155,5 @@ def read_jsonl(path):
                 record = json.loads(line)
                 ids.append(record[ITEM_ID])
                 texts.append(record[TEXT])
-                titles.append(record.get(TITLE) or default_title(record[TEXT]))
+                titles.append(record.get(TITLE) or title_from_text(record[TEXT]))
     return ids, texts, titles

@@ -113,13 +113,6 @@ def _context(history, vocab):
     }
 
 
-def _write_lines(path, values):
-    """Writes one value per line (the lookup-table files of the serving module)."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(f"{value}\n" for value in values)
-    return path
-
-
 def _warmup_requests(module, catalogue, vocab, max_k):
     """One request per signature name, on real catalogue ids and texts."""
     history = catalogue.item_ids[1:min(4, catalogue.num_items)]
@@ -211,8 +204,8 @@ def export_model(
         module = serving_module.RecommenderServing(
             model, served, ids_file, num_model_items, titles_file=titles_file,
             catalogue_embeddings=embeddings, max_k=max_k,
-            users_file=_write_lines(os.path.join(scratch, USERS_ASSET), vocab.user_ids[1:]),
-            events_file=_write_lines(os.path.join(scratch, EVENTS_ASSET), vocab.events[1:]),
+            users_file=catalogue_lib.write_lines(os.path.join(scratch, USERS_ASSET), vocab.user_ids[1:]),
+            events_file=catalogue_lib.write_lines(os.path.join(scratch, EVENTS_ASSET), vocab.events[1:]),
         )
         signatures = module.signatures()
         tf.saved_model.save(module, stage.path, signatures=signatures)
@@ -285,8 +278,7 @@ def export_run(run_dir, export_base, model_name, version=None, update_catalog=No
         refresh: the before/after figures of a refresh gate, for the model card.
         **kwargs: `top_k_max`, `max_size_ratio`, `max_graph_mb`.
     """
-    saved = run_dir_lib.read_json(run_dir_lib.path(run_dir, run_dir_lib.CONFIG))
-    run_dir_lib.check_format(run_dir, saved)
+    saved = run_dir_lib.read_config(run_dir)
     vocab = run_dir_lib.read_vocabulary(run_dir)
     catalogue = catalogue_lib.Catalogue(vocab.item_ids, run_dir_lib.read_items(run_dir)[0])
     retrieval = ModelConfig.from_dict(saved["model_config"]).task in RETRIEVAL_TASKS

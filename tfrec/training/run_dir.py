@@ -220,6 +220,13 @@ def check_format(directory, saved_config):
                           "train it again into a new run directory")
 
 
+def read_config(directory):
+    """The run's `config.json`, refusing one written before the configs were dataclasses (`check_format`)."""
+    saved = read_json(path(directory, CONFIG))
+    check_format(directory, saved)
+    return saved
+
+
 def load_run(directory):
     """Rebuilds the model of a finished run with its best weights.
 
@@ -233,8 +240,7 @@ def load_run(directory):
         RunDirError: naming a missing file.
         ConfigError: a run directory of an earlier tfrec.
     """
-    saved = read_json(path(directory, CONFIG))
-    check_format(directory, saved)
+    saved = read_config(directory)
     model_config = ModelConfig.from_dict(saved["model_config"])
     texts, titles = read_items(directory)
     statistics = read_json(path(directory, DATA_STATISTICS))

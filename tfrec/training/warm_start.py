@@ -121,9 +121,7 @@ def transfer_weights(source, target) -> dict:
 
 def run_model_config(run_dir: str) -> ModelConfig:
     """The `ModelConfig` of the run at `run_dir` (its `config.json`), e.g. to change a training field of it."""
-    saved = run_files.read_json(run_files.path(run_dir, run_files.CONFIG))
-    run_files.check_format(run_dir, saved)
-    return ModelConfig.from_dict(saved["model_config"])
+    return ModelConfig.from_dict(run_files.read_config(run_dir)["model_config"])
 
 
 def warm_start_model(run_dir: str, data, model_config: Optional[ModelConfig] = None, strategy=None):
