@@ -12,6 +12,9 @@ next --window share to the logs and evaluate on the window after it:
   1), warm-started (`warm_start_model`) and fine-tuned on the training
   behaviours of the added window only (`PreparedData.training_since`), their
   histories reaching back;
+- warm refresh + replay (with --replay=R): the same, fine-tuned on the added
+  window plus a random share R of the earlier training behaviours (R = 1:
+  every behaviour so far), the previous round's replayed model warm-started;
 - full retrain: a new model trained on every behaviour so far.
 
 Each round's data: the behaviours before the end of its evaluation window and
@@ -57,6 +60,8 @@ DATASETS = {
                 "--text_cols=title,brand,categories,description"), True),
 }
 MODELS = ("stale", "warm refresh", "full retrain")
+REPLAYED = "warm refresh + replay"
+"""The warm refresh with --replay > 0: measured by its own invocation, shown when measured."""
 CLOCK_SCALE = 1_000_000  # Office: relative positions as integer timestamps
 
 FLAGS = flags.FLAGS
@@ -70,6 +75,8 @@ flags.DEFINE_string("results_dir", os.path.join(REPO_ROOT, "bench_results", "ref
 flags.DEFINE_string("runs_dir", os.path.join(REPO_ROOT, "runs", "bench_refresh"), "Run directories.")
 flags.DEFINE_string("benchmarks_md", os.path.join(REPO_ROOT, "BENCHMARKS.md"), "Markdown file receiving the table.")
 flags.DEFINE_bool("table_only", False, "Only rebuild the table from the saved results.")
+flags.DEFINE_float("replay", 0.0, "> 0: measure only the warm refresh + replay rows: the warm refresh fine-tuned "
+                   "on the added window plus this share of the earlier training examples.")
 
 
 def _clocked(tables, relative_positions):
@@ -99,8 +106,13 @@ def _evaluate(model, data, train_config):
     return protocol.evaluate_model(model, test, model.cfg, train_config.eval_ks, train_config.eval_batch_size)
 
 
+def _file_name(model_name):
+    """"warm refresh + replay" -> "warm_refresh_replay"."""
+    return "_".join(model_name.replace("+", " ").split())
+
+
 def _result_path(dataset, round_index, model_name):
-    return os.path.join(FLAGS.results_dir, dataset, f"round{round_index}_{model_name.replace(' ', '_')}.json")
+    return os.path.join(FLAGS.results_dir, dataset, f"round{round_index}_{_file_name(model_name)}.json")
 
 
 def _save(path, record):
@@ -126,24 +138,32 @@ def run_dataset(dataset):
               flush=True)
 
     previous_warm = first_run
+    warm_name = REPLAYED if FLAGS.replay else "warm refresh"
     for round_index in range(1, FLAGS.rounds + 1):
         added_start = cut(FLAGS.initial + (round_index - 1) * FLAGS.window)
         train_end = cut(FLAGS.initial + round_index * FLAGS.window)
         data = round_data(tables, data_config, train_end, cut(FLAGS.initial + (round_index + 1) * FLAGS.window))
         size = {"train": len(data.split.train), "test": len(data.split.test), "items": data.vocab.num_items}
-        for model_name in MODELS:
+        for model_name in (REPLAYED,) if FLAGS.replay else MODELS:
             path = _result_path(dataset, round_index, model_name)
-            run_dir = os.path.join(runs, f"round{round_index}_{model_name.replace(' ', '_')}")
+            run_dir = os.path.join(runs, f"round{round_index}_{_file_name(model_name)}")
             if os.path.exists(path):  # measured by an earlier invocation
-                previous_warm = run_dir if model_name == "warm refresh" else previous_warm
+                with open(path) as f:
+                    measured_replay = json.load(f).get("replay", 0.0)
+                if model_name == REPLAYED and measured_replay != FLAGS.replay:
+                    raise app.UsageError(f"{path} holds replay {measured_replay}, not {FLAGS.replay}: move it away "
+                                         "to measure another share")
+                previous_warm = run_dir if model_name == warm_name else previous_warm
                 continue
             started = time.time()
             epochs = 0
             if model_name == "stale":
                 model = warm_start_model(first_run, data)
-            elif model_name == "warm refresh":
+            elif model_name == warm_name:
                 model = warm_start_model(previous_warm, data, strategy=trainer.strategy)
-                result = trainer.fit(model, data.training_since(added_start), run_dir=run_dir)
+                result = trainer.fit(
+                    model, data.training_since(added_start, replay=FLAGS.replay, seed=train_config.seed),
+                    run_dir=run_dir)
                 epochs = result.metrics["epochs"]
                 previous_warm = run_dir
             else:
@@ -152,7 +172,7 @@ def run_dataset(dataset):
             seconds = time.time() - started
             metrics = _evaluate(model, data, train_config)
             record = {"dataset": dataset, "round": round_index, "model": model_name, "seconds": seconds,
-                      "epochs": epochs, "metrics": metrics, **size}
+                      "epochs": epochs, "metrics": metrics, **size, **({"replay": FLAGS.replay} if FLAGS.replay else {})}
             _save(path, record)
             print(f"{dataset} round {round_index} {model_name}: {_brief(metrics)}, {seconds:.0f} s", flush=True)
 
@@ -166,33 +186,40 @@ def _standard_error(p, n):
 
 
 def table(dataset):
-    """The markdown table of the saved results of `dataset` (rows not run yet say so)."""
+    """The markdown table of the saved results of `dataset` (rows not run yet say so; the replayed
+    warm refresh only where measured)."""
     lines = ["| round | test behaviours | items | model | HR@10 | NDCG@10 | wall time | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for round_index in range(1, FLAGS.rounds + 1):
         records = {}
-        for model_name in MODELS:
+        for model_name in (*MODELS, REPLAYED):
             path = _result_path(dataset, round_index, model_name)
             if os.path.exists(path):
                 with open(path) as f:
                     records[model_name] = json.load(f)
-        for model_name in MODELS:
+        for model_name in (*MODELS, REPLAYED) if REPLAYED in records else MODELS:
             record = records.get(model_name)
             if record is None:
                 lines.append(f"| {round_index} | | | {model_name} | not run yet | | | |")
                 continue
             hr, n = record["metrics"]["HR@10"], record["test"]
-            lines.append(f"| {round_index} | {n} | {record['items']} | {model_name} | {hr:.4f} ± "
+            name = f"{model_name} {record['replay']:g}" if "replay" in record else model_name
+            lines.append(f"| {round_index} | {n} | {record['items']} | {name} | {hr:.4f} ± "
                          f"{_standard_error(hr, n):.4f} | {record['metrics']['NDCG@10']:.4f} | "
                          f"{record['seconds']:.0f} s | {record['epochs'] or '—'} |")
-        if len(records) == len(MODELS):
-            warm, full, stale = (records[m] for m in ("warm refresh", "full retrain", "stale"))
-            se = _standard_error(full["metrics"]["HR@10"], full["test"])
+        if "full retrain" not in records or "stale" not in records:
+            continue
+        full, stale = records["full retrain"], records["stale"]
+        se = _standard_error(full["metrics"]["HR@10"], full["test"])
+        for warm_name in ("warm refresh", REPLAYED):
+            if warm_name not in records:
+                continue
+            warm = records[warm_name]
             gap = warm["metrics"]["HR@10"] - full["metrics"]["HR@10"]
             verdicts.append(
-                f"round {round_index}: warm - full HR@10 {gap:+.4f} ({gap / se:+.2f} SE), warm wall time "
-                f"{warm['seconds'] / full['seconds']:.2f} of full, stale below both: "
+                f"round {round_index}, {warm_name}: warm - full HR@10 {gap:+.4f} ({gap / se:+.2f} SE), warm wall "
+                f"time {warm['seconds'] / full['seconds']:.2f} of full, stale below both: "
                 f"{stale['metrics']['HR@10'] < min(warm['metrics']['HR@10'], full['metrics']['HR@10'])}")
     return "\n".join(lines), verdicts
 

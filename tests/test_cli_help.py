@@ -15,10 +15,11 @@ EXPECTED = {
                     "model flags (ModelConfig)": ["task", "encoder"], "train flags (TrainConfig)": ["epochs"]},
     "tfrec.evaluate": {"evaluation flags": ["run_dir", "eval_split"], "data flags (DataConfig)": ["source"]},
     "tfrec.export": {"export flags": ["run_dir", "model_name", "update_catalog", "keep_catalogue"]},
-    "tfrec.refresh": {"refresh flags": ["serving_run", "run_dir", "model_name", "min_improvement"],
+    "tfrec.refresh": {"refresh flags": ["serving_run", "run_dir", "model_name", "min_improvement", "replay"],
                       "data flags (DataConfig)": ["source"], "train flags (TrainConfig)": ["epochs"]},
     "tfrec.serve": {"serving flags": ["model_name", "model_base_path", "port"]},
     "tfrec.demo": {"demo flags": ["data_dir", "users"]},
+    "tfrec.launch": {"launch flags": ["workers"]},
     "tfrec.data": {"commands": [], "describe flags": ["format"], "convert flags": ["output_dir", "num_shards"],
                    "data flags (DataConfig)": ["source"]},
 }
@@ -59,6 +60,13 @@ def test_data_help_lists_the_subcommands():
     commands = sections(run("tfrec.data", "-h").stdout)["commands"].splitlines()
     assert [line.split()[0] for line in commands] == ["describe", "convert"]
     assert all(len(line.split()) > 3 for line in commands)  # each with what it does
+
+
+def test_a_usage_error_is_one_line_naming_it_not_the_flag_list():
+    result = run("tfrec.export", "stray", "--run_dir=/nonexistent", "--model_name=m")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == "tfrec.export: error: unexpected arguments: ['stray']"
+    assert "--run_dir:" not in result.stderr  # no flag list
 
 
 def test_helpfull_lists_every_flag_and_exits_0():

@@ -94,6 +94,23 @@ def test_export_of_a_run_recommends_like_the_loaded_model(run_dir, first_export)
     np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
 
 
+def test_catalogue_dtype_flag_exports_a_bfloat16_catalogue_answering_like_float32(run_dir, first_export, tmp_path):
+    with pytest.raises(flags.IllegalFlagValueError, match="catalogue_dtype"):
+        export_flags(f"--run_dir={run_dir}", "--model_name=m", "--catalogue_dtype=float16")
+    small = export.run(export_flags(f"--run_dir={run_dir}", f"--export_base={tmp_path}", "--model_name=small",
+                                    "--catalogue_dtype=bfloat16"))
+    assert small.size.catalogue_matrix_bytes == first_export.size.catalogue_matrix_bytes // 2
+    with open(os.path.join(small.path, "assets", "export_info.json")) as f:
+        assert json.load(f)["catalogue_dtype"] == "bfloat16"
+    ids = load_run(run_dir).vocab.item_ids
+    history = tf.constant([[ids[4], ids[9], ids[2]]])
+    answers = [exporter.load(path).signatures["serving_default"](history=history, k=tf.constant(10))
+               for path in (first_export.path, small.path)]
+    full, half = (set(out["item_ids"].numpy()[0]) for out in answers)
+    assert len(full & half) >= 8
+    np.testing.assert_allclose(answers[1]["scores"].numpy(), answers[0]["scores"].numpy(), atol=0.02)
+
+
 def test_bad_update_file_fails_before_writing_anything(run_dir, tmp_path):
     update = tmp_path / "new.csv"
     update.write_text("item_id,text\nnew-1,robots\nnew-1,again\n")

@@ -202,3 +202,16 @@ def test_fine_tuning_a_warm_start_on_a_few_new_logs_keeps_the_items_they_do_not_
     assert set(known) - named  # items the new logs do not name
     model.adapt(recent.examples["train"])
     assert model.trained_items.numpy()[known].all()  # still scored with their id embeddings
+
+
+def test_training_since_keeps_the_new_examples_and_replays_a_share_of_the_older_ones():
+    data = prepare(DataConfig(source=GROWN, history_length=20))
+    times = data.examples["train"]["target_timestamp"]
+    since = int(np.quantile(times, 0.8))
+    new = int((times >= since).sum())
+    assert data.training_since(since).num_examples("train") == new
+    half = data.training_since(since, replay=0.5, seed=3).examples["train"]["target_timestamp"]
+    assert (half >= since).sum() == new and 0.3 < (half < since).sum() / (times < since).sum() < 0.7
+    assert data.training_since(since, replay=1.0).num_examples("train") == len(times)
+    with pytest.raises(ConfigError, match=r"replay=1.5: expected a share in \[0, 1\]"):
+        data.training_since(since, replay=1.5)

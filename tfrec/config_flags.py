@@ -22,6 +22,7 @@ Example:
 """
 
 import dataclasses
+import os
 import re
 import sys
 import textwrap
@@ -184,7 +185,8 @@ def help_text(doc: str, groups: Sequence[tuple], flag_values: flags.FlagValues =
 
 
 def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None) -> None:
-    """`absl.app.run(main)`, with `--help` printing `help_text(doc, groups)` and exit status 0.
+    """`absl.app.run(main)`, with `--help` printing `help_text(doc, groups)` and exit status 0, and a
+    `UsageError` from `main` printed as one line `COMMAND: error: MESSAGE` (exit status 1).
 
     `--help` (`-h`, `-?`, `--helpshort`) and `--helpfull` (absl's list of
     every flag) are answered before the flags are parsed, with exit status 0
@@ -206,4 +208,12 @@ def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None) -> N
             sys.exit(0)
         return app.parse_flags_with_usage(argv)
 
-    app.run(main, flags_parser=parse)
+    def guarded(argv):
+        # absl answers a UsageError with the whole flag list: one line naming the problem is clearer.
+        try:
+            return main(argv)
+        except app.UsageError as error:
+            command = getattr(sys.modules["__main__"].__spec__, "name", None) or os.path.basename(argv[0])
+            sys.exit(f"{command}: error: {error}")
+
+    app.run(guarded, flags_parser=parse)

@@ -2,6 +2,7 @@
 
     python -m tfrec.export --run_dir=runs/retrieval --export_base=exports --model_name=retrieval
     python -m tfrec.export --run_dir=runs/retrieval --model_name=retrieval --update_catalog=new_items.csv
+    python -m tfrec.export --run_dir=runs/retrieval --model_name=retrieval --catalogue_dtype=int8
 
 Writes `EXPORT_BASE/MODEL_NAME/VERSION/` atomically, checks its op types and
 size, and prints them, then what it wrote. The library's INFO logs (which
@@ -17,6 +18,7 @@ from tfrec import quiet
 quiet.configure(__name__, default_verbosity=-1)  # before TensorFlow is imported
 from tfrec import config_flags  # noqa: E402
 from tfrec.exporting import checks, exporter  # noqa: E402
+from tfrec.models.catalogue_retrieval import CATALOGUE_DTYPES  # noqa: E402
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -47,6 +49,11 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_float("max_graph_mb", 32.0,
                        "Fail when saved_model.pb exceeds this many MB (weights frozen into the graph as constants).",
                        flag_values=flag_values)
+    flags.DEFINE_enum(
+        "catalogue_dtype", "float32", list(CATALOGUE_DTYPES),
+        "How the retrieval signatures store the catalogue matrix: float32, bfloat16 (half the bytes) or int8 "
+        "(a quarter, one float32 scale per item); scores are computed in float32 with plain TensorFlow ops.",
+        flag_values=flag_values)
     flags.mark_flags_as_required(["run_dir", "model_name"], flag_values=flag_values)
 
 
@@ -55,7 +62,8 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> exporter.ExportResult:
     return exporter.export_run(
         flag_values.run_dir, flag_values.export_base, flag_values.model_name, version=flag_values.version,
         update_catalog=flag_values.update_catalog, keep_catalogue=flag_values.keep_catalogue,
-        top_k_max=flag_values.top_k_max, max_size_ratio=flag_values.max_size_ratio, max_graph_mb=flag_values.max_graph_mb)
+        top_k_max=flag_values.top_k_max, max_size_ratio=flag_values.max_size_ratio, max_graph_mb=flag_values.max_graph_mb,
+        catalogue_dtype=flag_values.catalogue_dtype)
 
 
 def main(argv):

@@ -59,7 +59,7 @@ from tfrec import quiet
 quiet.configure(__name__)  # before TensorFlow is imported
 from tfrec import config_flags  # noqa: E402
 from tfrec.config import ConfigError, require  # noqa: E402
-from tfrec.data import DataConfig, DataError, combine, prepare, schema, window_split  # noqa: E402
+from tfrec.data import DataConfig, DataError, combine, prepare, schema, sources, window_split  # noqa: E402
 from tfrec.evaluation import protocol  # noqa: E402
 from tfrec.exporting import exporter, layout  # noqa: E402
 from tfrec.models import ModelConfig  # noqa: E402
@@ -108,7 +108,7 @@ def _gate(before, after, metric, min_improvement):
 
 def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: str, model_name: str,
             train_config: Optional[TrainConfig] = None, min_improvement: float = 0.0, test_fraction: float = 0.2,
-            allow_overlap: bool = False, gate_metric: str = "auto") -> RefreshResult:
+            allow_overlap: bool = False, gate_metric: str = "auto", replay: float = 0.0) -> RefreshResult:
     """Fine-tunes the model of `serving_run` on `new_logs`, gates it on their newest window, exports it if better.
 
     Args:
@@ -121,6 +121,8 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
         test_fraction: share of the new logs' time span held out for the before/after test.
         allow_overlap: accept new logs that start inside the run's training window.
         gate_metric: metric of the gate; "auto": the run's early-stopping metric without "val_".
+        replay: share of the older logs' training examples mixed into the fine-tuning, drawn at
+            random (`PreparedData.training_since`; 0: the new logs only).
 
     Returns:
         `RefreshResult`.
@@ -130,6 +132,7 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
             argument is invalid; raised before training.
     """
     require(0 < test_fraction < 1, f"test_fraction={test_fraction}: expected a share in (0, 1)")
+    require(0 <= replay <= 1, f"replay={replay}: expected a share in [0, 1]")
     require(os.path.abspath(run_dir) != os.path.abspath(serving_run),
             f"run_dir={run_dir}: the refreshed model needs its own run directory, not the served run's")
     train_config = train_config or TrainConfig()
@@ -137,6 +140,9 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
     data_config, model_config = DataConfig.from_dict(saved["data_config"]), ModelConfig.from_dict(saved["model_config"])
     require(data_config.source, f"the run at {serving_run} was trained on data with no source to load "
             "again (e.g. DataFrames): refresh needs its logs")
+    require(sources.source_kind(data_config.source) != sources.STREAMED,
+            f"the run at {serving_run} was trained on converted examples ({data_config.source}): refresh appends new "
+            "logs to the run's logs, so it needs the tables they were converted from")
     old_tables, new_tables = data_config.load_tables(), new_logs.load_tables()
     old_end = int(old_tables.interactions[schema.TIMESTAMP].max())
     new_times = new_tables.interactions[schema.TIMESTAMP].to_numpy()
@@ -150,10 +156,11 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
     test_start = start + int(np.ceil((1 - test_fraction) * (end - start)))
     data = prepare(data_config, tables=tables, split=window_split(tables.interactions, test_start))
     require(len(data.split.test), f"no new behaviour from timestamp {test_start} on to test on")
-    new_training = data.training_since(old_end + 1)  # raises when the new logs leave nothing to train on
+    # raises when the new logs leave nothing to train on
+    new_training = data.training_since(old_end + 1, replay=replay, seed=train_config.seed)
     trainer = Trainer(train_config)
     metric = gate_metric if gate_metric != "auto" else train_config.monitor_for(model_config).removeprefix("val_")
-    held_out = protocol.HeldOut.from_split(data.split, data.vocab, "test", data.examples)
+    held_out = protocol.HeldOut.from_data(data, "test")
 
     def evaluate(model):
         return protocol.evaluate_model(model, held_out, model.cfg, train_config.eval_ks,
@@ -169,6 +176,7 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
     facts = {"served_run": os.path.abspath(serving_run), "served_version": served_versions[-1] if served_versions
              else None, "new_logs": new_logs.source, "test_window_start": test_start,
              "test_behaviours": len(data.split.test), "gate_metric": metric, "min_improvement": min_improvement,
+             "replay": replay,
              "before": before, "after": after, "passed": passed, "verdict": verdict}
     exported = exporter.export_run(run_dir, export_base, model_name, refresh=facts) if passed else None
     run_files.write_json_atomic(os.path.join(run_dir, REPORT),
@@ -198,6 +206,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                        "before/after test.", lower_bound=0.0, upper_bound=1.0, flag_values=flag_values)
     flags.DEFINE_bool("allow_overlap", False, "Accept new logs that start inside the served run's training window "
                       "(rows in both count once).", flag_values=flag_values)
+    flags.DEFINE_float("replay", 0.0, "Share of the older logs' training examples mixed into the fine-tuning, "
+                       "drawn at random (0: the new logs only; 1: every log).", lower_bound=0.0, upper_bound=1.0,
+                       flag_values=flag_values)
     for cls in CONFIGS:
         config_flags.define_flags(cls, flag_values)
     flags.mark_flags_as_required(["serving_run", "run_dir", "model_name", "source"], flag_values=flag_values)
@@ -217,7 +228,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> RefreshResult:
             flag_values.serving_run, new_logs, flag_values.run_dir, flag_values.export_base, flag_values.model_name,
             train_config=config_flags.from_flags(TrainConfig, flag_values),
             min_improvement=flag_values.min_improvement, test_fraction=flag_values.test_fraction,
-            allow_overlap=flag_values.allow_overlap, gate_metric=flag_values.gate_metric)
+            allow_overlap=flag_values.allow_overlap, gate_metric=flag_values.gate_metric, replay=flag_values.replay)
     except (ConfigError, DataError) as error:
         raise ConfigError(config_flags.flag_message(error)) from error
 

@@ -70,16 +70,22 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("ssl_cert", None, "Embedded server: PEM certificate (chain); with --ssl_key the ports speak "
                         "TLS only (the REST port HTTPS).", flag_values=flag_values)
     flags.DEFINE_string("ssl_key", None, "Embedded server: PEM private key of --ssl_cert.", flag_values=flag_values)
-    flags.DEFINE_integer("port", 8500, "gRPC port.", flag_values=flag_values)
+    flags.DEFINE_integer("port", 8500, "gRPC port (0: a free port, logged).", lower_bound=0, upper_bound=65535,
+                         flag_values=flag_values)
     flags.DEFINE_string("model_config_file", None, "Text-format tensorflow.serving.ModelServerConfig file.", flag_values=flag_values)
     flags.DEFINE_string("model_name", None, "Name of the single model to serve (with --model_base_path).", flag_values=flag_values)
     flags.DEFINE_string("model_base_path", None, "Directory holding the model's numbered version directories.", flag_values=flag_values)
     flags.DEFINE_float(
         "file_system_poll_wait_seconds", 1.0,
         "Seconds between scans of the base paths for new versions; 0 scans once at start.", lower_bound=0, flag_values=flag_values)
-    flags.DEFINE_integer("max_workers", 16, "Embedded server: threads serving RPCs.", lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("max_workers", 16, "Embedded server: model executions at once (threads running Predict, "
+                         "metadata, status and reload calls; more wait).", lower_bound=1, flag_values=flag_values)
     flags.DEFINE_integer(
-        "max_concurrent_rpcs", 256, "Embedded server: RPCs admitted at once; more get RESOURCE_EXHAUSTED.", lower_bound=1, flag_values=flag_values)
+        "max_concurrent_rpcs", 256, "Embedded server: RPCs admitted at once, including calls still receiving their "
+        "request; more get RESOURCE_EXHAUSTED.", lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_float(
+        "grpc_read_timeout_seconds", 30.0, "Embedded server: how long a gRPC call may wait for its request message "
+        "before it ends with DEADLINE_EXCEEDED.", lower_bound=0.001, flag_values=flag_values)
     flags.DEFINE_integer(
         "max_message_bytes", 4 << 20,
         "Embedded server: largest request/response in bytes; larger ones get RESOURCE_EXHAUSTED (requests up to twice "
@@ -100,7 +106,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "rest_api_port", 0,
         "Port of TF Serving's HTTP/REST API (model status, metadata, :predict; also the Prometheus metrics), on "
         "--host for the embedded server; 0 = off (TF Serving's documentation uses 8501).", lower_bound=0,
-        flag_values=flag_values)
+        upper_bound=65535, flag_values=flag_values)
 
 
 def _model_config(values):
@@ -176,6 +182,7 @@ def _serve_embedded(values, model_config, batching_parameters, monitoring_config
             poll_wait_seconds=values.file_system_poll_wait_seconds,
             max_workers=values.max_workers,
             max_concurrent_rpcs=values.max_concurrent_rpcs,
+            grpc_read_timeout_seconds=values.grpc_read_timeout_seconds,
             max_message_bytes=values.max_message_bytes,
             grace_seconds=values.grace_seconds,
             batching_parameters=batching_parameters,

@@ -20,6 +20,8 @@ from tfrec.data import schema
 from tfrec.evaluation import metrics, protocol
 
 RANKING_BASELINES = {"popularity": Popularity, "transitions": Transitions}
+BASELINE_FEATURES = (schema.USER_INDEX, schema.TARGET_ITEM_ID, schema.TARGET_TIMESTAMP, schema.TARGET_RATING)
+"""The training-example columns the baselines fit on (no histories)."""
 RATING_BASELINES = {
     "training mean": lambda vocab: GlobalMean(vocab.num_items),
     "user + item biases": lambda vocab: Biases(vocab.num_items, vocab.num_users),
@@ -30,7 +32,7 @@ def reference_metrics(data, model_config, ks: tuple = (10, 100), split: str = "t
     """Baseline name -> its metrics on `data`'s `split`, fitted on the training split.
 
     Args:
-        data: `tfrec.data.PreparedData`.
+        data: `tfrec.data.PreparedData` or `StreamedData`.
         model_config: the `ModelConfig` of the model they are compared with (its task picks them).
         ks: cut-offs of the ranking metrics.
         split: "test" or "valid".
@@ -38,8 +40,8 @@ def reference_metrics(data, model_config, ks: tuple = (10, 100), split: str = "t
     Returns:
         dict; empty for click models (their AUC needs sampled negatives, see `protocol.evaluate_model`).
     """
-    held_out = protocol.HeldOut.from_split(data.split, data.vocab, split, data.examples)
-    train = data.examples["train"]
+    held_out = protocol.HeldOut.from_data(data, split)
+    train = data.training_columns(BASELINE_FEATURES)
     targets = held_out.examples[schema.TARGET_ITEM_ID]
     figures = {}
     if model_config.task in protocol.RANKS_CATALOGUE:
@@ -47,7 +49,7 @@ def reference_metrics(data, model_config, ks: tuple = (10, 100), split: str = "t
             scores = cls(data.vocab.num_items).fit(train).score(held_out.examples)
             figures[name] = metrics.ranking_metrics(scores, targets, held_out.examples[schema.HISTORY_ITEM_IDS],
                                                     ks=ks, exclude=held_out.prior)
-    elif model_config.ranking_target == "rating" and data.tables.has_ratings:
+    elif model_config.ranking_target == "rating" and data.has_ratings:
         for name, make in RATING_BASELINES.items():
             predicted = make(data.vocab).fit(train).predict(held_out.examples)
             figures[name] = metrics.rating_metrics(predicted, held_out.examples[schema.TARGET_RATING])

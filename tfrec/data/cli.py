@@ -14,8 +14,8 @@ from absl import app, flags
 
 from tfrec import config_flags
 from tfrec.config import ConfigError
-from tfrec.data import errors, examples, summary, texts, vocabulary
-from tfrec.data.prepared import DataConfig, prepare
+from tfrec.data import errors, examples, sources, summary, texts, vocabulary
+from tfrec.data.prepared import DataConfig, interaction_counts, prepare, tables_fingerprint, training_rating_mean
 
 FLAGS = flags.FLAGS
 
@@ -32,17 +32,24 @@ def _convert_flags(flag_values):
     flags.DEFINE_integer("num_shards", 4, "convert: TFRecord files per split.", flag_values=flag_values)
     flags.DEFINE_integer("chunk_size", 65536, "convert: examples built and written at a time (bounds memory).",
                          flag_values=flag_values)
+    flags.DEFINE_integer("shuffle_seed", 0, "convert: the training examples are written in the random order this "
+                         "seed draws, so that any stretch of the files (a shuffle buffer) mixes every user; -1: in "
+                         "(user, time) order.", lower_bound=-1, flag_values=flag_values)
 
 
 def describe(config, values):
     """Prints the statistics of the data: sizes, per-user counts, text coverage, split, history lengths."""
+    if sources.source_kind(config.resolved_source()) == sources.STREAMED:
+        raise errors.SourceError("describe reads tables, and a tfrecord: source holds converted examples: describe "
+                                 "the source it was converted from (its metadata.json names it)", file=config.source)
     prepared = prepare(config)
     stats = summary.describe(prepared.tables, prepared.split, prepared.examples)
     print(json.dumps(stats, indent=2) if values.format == "json" else summary.format_text(stats))
 
 
 def convert(config, values):
-    """Writes the examples of every split as sharded TFRecord files, plus the vocabulary and item texts."""
+    """Writes the examples of every split as sharded TFRecord files, plus what a `tfrecord:` source
+    reads beside them: the vocabulary, item texts, held-out prior items and the data's facts."""
     if not values.output_dir:
         raise app.UsageError("convert needs --output_dir")
     from tfrec.data import tfrecord  # TensorFlow is only needed here
@@ -51,10 +58,18 @@ def convert(config, values):
     ds = config.load_tables()
     split = config.split_tables(ds)
     vocab = vocabulary.Vocabulary.from_data(ds)
-    chunks = {
-        name: examples.iter_examples(ds, split, vocab, config.history_length, name, values.chunk_size)
-        for name in ("train", "valid", "test")
-    }
+    order = None if values.shuffle_seed < 0 else values.shuffle_seed
+    chunks = {"train": examples.iter_examples(ds, split, vocab, config.history_length, "train", values.chunk_size,
+                                              row_features=True, shuffle_seed=order)}
+    prior = {}
+    for name in ("valid", "test"):  # held out: evaluated in memory, with the items each user met before
+        held_out = next(examples.iter_examples(ds, split, vocab, config.history_length, name, None))
+        chunks[name] = [held_out]
+        prior[name] = examples.prior_items(split, vocab, name, held_out)
+    facts = {"source": ds.name, "split": split.name, "skipped": ds.skipped, "fingerprint": tables_fingerprint(ds),
+             "data_config": config.to_dict(), "train_order": "user" if order is None else f"shuffled, seed {order}",
+             "has_ratings": ds.has_ratings, "rating_mean": training_rating_mean(ds, split),
+             "interactions": interaction_counts(ds, split)}
     metadata = tfrecord.write_tfrecords(
         chunks,
         split.sizes(),
@@ -63,11 +78,14 @@ def convert(config, values):
         config.history_length,
         vocab=vocab,
         item_texts=texts.item_texts(ds.items, vocab),
-        extra={"source": ds.name, "split": split.name, "skipped": ds.skipped},
+        item_titles=texts.item_titles(ds.items, vocab),
+        extra=facts,
         overwrite=values.overwrite,
+        prior=prior,
     )
     sizes = ", ".join(f"{name} {info['examples']:,}" for name, info in metadata["splits"].items())
-    print(f"wrote {sizes} examples in {values.num_shards} shards per split to {values.output_dir}")
+    print(f"wrote {sizes} examples in {values.num_shards} shards per split to {values.output_dir}; "
+          f"train from them with --source=tfrecord:{values.output_dir}")
 
 
 COMMANDS = {"describe": (describe, _describe_flags), "convert": (convert, _convert_flags)}

@@ -16,6 +16,7 @@ Example:
 
 import dataclasses
 import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -23,12 +24,19 @@ from absl import logging
 
 from tfrec.data import errors, schema
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Undecodable bytes, as the "surrogateescape" error handler decodes them.
+UNDECODABLE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 _INTEGER = re.compile(r"^-?\d+$")
 TIME_FORMATS_HELP = (
     "'unix' (seconds, the default), 'unix_ms' (milliseconds), 'iso' (ISO 8601) "
     "or a strftime pattern such as '%Y-%m-%d %H:%M:%S' (read as UTC)"
 )
+# Times are plausible from the Unix epoch to this many years after the present.
+FUTURE_YEARS = 5
+# 1990-01-01: a Unix time in the wrong unit is named as such when, read in the other unit, it
+# falls between this and the latest plausible time.
+_RECENT = 631_152_000
 
 
 @dataclasses.dataclass
@@ -105,6 +113,7 @@ def assemble(
     rating_range=None,
     time_format="unix",
     genres_separator="|",
+    duplicates="error",
 ):
     """Validates raw tables and returns the canonical `InteractionData`.
 
@@ -122,6 +131,11 @@ def assemble(
             finite number.
         time_format: see `TIME_FORMATS_HELP`.
         genres_separator: separator of tags in a string `genres` field.
+        duplicates: policy for interaction rows that repeat an earlier row
+            exactly, or share its user, item, time (and event) with another
+            rating: "error" raises on the first; "drop" drops exact repeats,
+            counted under "duplicate_row" in `skipped`, and raises on
+            conflicting ones; "keep" keeps all, logging their counts.
 
     Returns:
         `InteractionData`.
@@ -129,6 +143,8 @@ def assemble(
     Raises:
         DataError: a subclass naming file, row, field and what was expected.
     """
+    if duplicates not in errors.DUPLICATES:
+        raise ValueError(f"duplicates must be one of {errors.DUPLICATES}, got {duplicates!r}")
     checker = checker or errors.RowChecker()
     item_table = clean_items(items, checker, genres_separator)
     user_table = _clean_users(users, checker) if users is not None else None
@@ -139,6 +155,7 @@ def assemble(
         user_table[schema.USER_ID] if user_table is not None else None,
         rating_range,
         time_format,
+        duplicates,
     )
     if logs.empty:
         raise errors.EmptyDataError(
@@ -213,12 +230,13 @@ def _to_text(value, separator):
     return "", False
 
 
-def _text_column(raw, field, checker, keep, required, separator=None):
+def _text_column(raw, field, checker, keep, required, separator=None, identifier=False):
     """Converts one column to stripped str, checking emptiness, type and encoding.
 
     Args:
         separator: for a tag field, the separator of tags in a string; tags are
             then rejoined with "|" (a list of tags is accepted too).
+        identifier: an id field, refused when it holds a control character.
     """
     values = raw.frame[field].to_numpy(dtype=object)
     if pd.api.types.infer_dtype(values, skipna=False) == "string":
@@ -238,8 +256,8 @@ def _text_column(raw, field, checker, keep, required, separator=None):
         keep &= checker.check(
             keep & (text == ""), errors.MissingValueError, raw.file, raw.rows, field, values, "a non-empty value"
         )
-    if _SURROGATE.search("".join(text)):
-        undecodable = np.array([_SURROGATE.search(t) is not None for t in text], dtype=bool)
+    if UNDECODABLE.search("".join(text)):
+        undecodable = np.array([UNDECODABLE.search(t) is not None for t in text], dtype=bool)
         keep &= checker.check(
             keep & undecodable,
             errors.UndecodableTextError,
@@ -248,6 +266,15 @@ def _text_column(raw, field, checker, keep, required, separator=None):
             field,
             text,
             "text valid in the file's encoding",
+        )
+        text = np.where(keep, text, "")  # rows already skipped: pandas cannot hold undecodable text
+    if identifier and _CONTROL.search("".join(text)):
+        found = [_CONTROL.search(t) for t in text]
+        bad = np.array([m is not None for m in found], dtype=bool) & keep
+        first = found[int(np.flatnonzero(bad)[0])] if bad.any() else None
+        where = f" (U+{ord(first.group()):04X} at character {first.start() + 1})" if first else ""
+        keep &= checker.check(
+            bad, errors.ControlCharacterError, raw.file, raw.rows, field, text, f"an id without control characters{where}"
         )
     return text
 
@@ -263,7 +290,7 @@ def clean_items(raw, checker, genres_separator="|"):
             file=raw.file,
         )
     keep = np.ones(len(raw.frame), dtype=bool)
-    table = {schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True)}
+    table = {schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True, identifier=True)}
     for field in schema.TEXT_FIELDS:
         if field in raw.frame.columns:
             separator = genres_separator if field == schema.GENRES else None
@@ -293,7 +320,11 @@ def _clean_users(raw, checker):
     _require(raw, [schema.USER_ID], "the user table")
     keep = np.ones(len(raw.frame), dtype=bool)
     table = pd.DataFrame(
-        {field: _text_column(raw, field, checker, keep, required=field == schema.USER_ID) for field in raw.frame.columns}
+        {
+            field: _text_column(raw, field, checker, keep, required=field == schema.USER_ID,
+                                identifier=field == schema.USER_ID)
+            for field in raw.frame.columns
+        }
     )
     _check_unique(raw, table, schema.USER_ID, checker, keep)
     return table[keep].reset_index(drop=True)
@@ -309,12 +340,12 @@ def _check_unique(raw, table, field, checker, keep):
     keep &= checker.check(duplicate, errors.DuplicateIdError, raw.file, raw.rows, field, ids.to_numpy(), expected)
 
 
-def _clean_interactions(raw, checker, item_ids, user_ids, rating_range, time_format):
+def _clean_interactions(raw, checker, item_ids, user_ids, rating_range, time_format, duplicates):
     _require(raw, [schema.USER_ID, schema.ITEM_ID, schema.TIMESTAMP], "the interaction table")
     keep = np.ones(len(raw.frame), dtype=bool)
     table = {
-        schema.USER_ID: _text_column(raw, schema.USER_ID, checker, keep, required=True),
-        schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True),
+        schema.USER_ID: _text_column(raw, schema.USER_ID, checker, keep, required=True, identifier=True),
+        schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True, identifier=True),
         schema.TIMESTAMP: _timestamps(raw, checker, keep, time_format),
     }
     if schema.RATING in raw.frame.columns:
@@ -330,7 +361,47 @@ def _clean_interactions(raw, checker, item_ids, user_ids, rating_range, time_for
         if known is not None:
             unknown = ~table[field].isin(set(known)).to_numpy()
             keep &= checker.check(keep & unknown, error, raw.file, raw.rows, field, table[field].to_numpy(), what)
+    _check_duplicates(raw, table, keep, duplicates, checker)
     return table[keep].reset_index(drop=True)
+
+
+def _check_duplicates(raw, table, keep, policy, checker):
+    """Applies the `duplicates` policy (see `assemble`) to the kept rows of the interaction table."""
+    positions = np.flatnonzero(keep)
+    kept = table.iloc[positions]
+    key = [schema.USER_ID, schema.ITEM_ID, schema.TIMESTAMP] + ([schema.EVENT] if schema.EVENT in table else [])
+    exact = kept.duplicated(keep="first").to_numpy()
+    conflict = kept.duplicated(key, keep="first").to_numpy() & ~exact
+    if policy == "keep":
+        if exact.any() or conflict.any():
+            logging.warning("%s: kept %d exact duplicate and %d conflicting interaction rows (duplicates='keep')",
+                            raw.file, exact.sum(), conflict.sum())
+        return
+    if exact.any() and policy == "drop":
+        keep[positions[exact]] = False
+        checker.skipped[errors.DuplicateRowError.reason] += int(exact.sum())
+    elif exact.any():
+        first, earlier = _first_repeat(kept, list(kept.columns), exact)
+        raise errors.DuplicateRowError(
+            f"this row repeats row {raw.rows[positions[earlier]]} exactly ({int(exact.sum())} such repeated rows); "
+            "use --duplicates=drop to keep the first of each, or --duplicates=keep to keep them all",
+            file=raw.file, row=int(raw.rows[positions[first]]))
+    if conflict.any():
+        first, earlier = _first_repeat(kept, key, conflict)
+        this, other = kept.iloc[first], kept.iloc[earlier]
+        raise errors.ConflictingRowsError(
+            f"user {this[schema.USER_ID]!r}, item {this[schema.ITEM_ID]!r} at time {this[schema.TIMESTAMP]} has "
+            f"rating {this[schema.RATING]:g} here and {other[schema.RATING]:g} on row {raw.rows[positions[earlier]]} "
+            f"({int(conflict.sum())} such conflicting rows); expected one rating per user, item and time: "
+            "fix the file, or use --duplicates=keep to keep every row",
+            file=raw.file, row=int(raw.rows[positions[first]]), field=schema.RATING)
+
+
+def _first_repeat(frame, columns, repeated):
+    """(position of the first `repeated` row, position of the earliest row with the same `columns`)."""
+    group = frame.groupby(columns, sort=False, dropna=False).ngroup().to_numpy()
+    first = int(np.flatnonzero(repeated)[0])
+    return first, int(np.flatnonzero(group == group[first])[0])
 
 
 def _numbers(raw, field, checker, keep, expected):
@@ -352,7 +423,7 @@ def _ratings(raw, checker, keep, rating_range):
     values, empty, numbers = _numbers(raw, schema.RATING, checker, keep, expected)
     bad_type = ~empty & (np.isnan(numbers) | np.array([isinstance(v, bool) for v in values], dtype=bool))
     keep &= checker.check(keep & bad_type, errors.FieldTypeError, raw.file, raw.rows, schema.RATING, values, expected)
-    out = ~np.isfinite(numbers)
+    out = ~(np.abs(numbers) <= np.finfo(np.float32).max)  # stored as float32
     if rating_range:
         out |= (numbers < rating_range[0]) | (numbers > rating_range[1])
     keep &= checker.check(
@@ -381,7 +452,45 @@ def _timestamps(raw, checker, keep, time_format):
         values, empty, seconds = _numbers(raw, field, checker, keep, expected)
         bad = ~empty & ~np.isfinite(seconds)
         if time_format == "unix_ms":
+            _check_not_seconds(raw, values, seconds, keep & ~empty & ~bad)
             seconds = seconds / 1000.0
-    bad |= ~empty & np.isfinite(seconds) & (np.abs(seconds) > 1e13)
     keep &= checker.check(keep & bad, errors.TimestampError, raw.file, raw.rows, field, values, expected)
+    latest = _latest_time()
+    implausible = keep & ~empty & ((seconds < 0) | (seconds > latest))
+    if implausible.any():
+        expected += (f" between 1970-01-01 and {_date(latest)} (UTC); got {_date(seconds[implausible][0])}"
+                     + _time_format_hint(seconds[implausible][0], time_format, latest))
+    keep &= checker.check(implausible, errors.TimestampError, raw.file, raw.rows, field, values, expected)
     return np.where(keep, np.floor(np.nan_to_num(seconds)), 0).astype(np.int64)
+
+
+def _latest_time():
+    """The latest plausible Unix time (seconds): `FUTURE_YEARS` after the present."""
+    return time.time() + FUTURE_YEARS * 365.25 * 86400
+
+
+def _date(seconds):
+    """The UTC date of a Unix time, also for years pandas cannot represent."""
+    days = int(seconds // 86400)
+    if -100_000 < days < 100_000:
+        return (pd.Timestamp(0) + pd.Timedelta(days=days)).strftime("%Y-%m-%d")
+    return f"year {1970 + seconds / (365.2425 * 86400):,.0f}"
+
+
+def _time_format_hint(seconds, time_format, latest):
+    if time_format == "unix" and _RECENT <= seconds / 1000 <= latest:
+        return "; the value reads as milliseconds: use --time_format=unix_ms"
+    return ""
+
+
+def _check_not_seconds(raw, values, milliseconds, valid):
+    """Refuses a `unix_ms` column whose every value reads as a recent time in seconds."""
+    if valid.any() and (milliseconds[valid] >= _RECENT).all() and (
+        milliseconds[valid] <= _latest_time()
+    ).all():
+        first = int(np.flatnonzero(valid)[0])
+        raise errors.TimestampError(
+            f"got {errors.show(values[first])}, expected Unix time in milliseconds; every value of the column "
+            f"falls within January 1970 as milliseconds but reads as a time from {_date(milliseconds[valid].min())} "
+            f"to {_date(milliseconds[valid].max())} as seconds: use --time_format=unix",
+            file=raw.file, row=int(raw.rows[first]), field=schema.TIMESTAMP)

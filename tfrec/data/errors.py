@@ -23,6 +23,8 @@ import collections
 import numpy as np
 
 ON_BAD_ROWS = ("error", "skip")
+# Policy for repeated interaction rows (see `dataset.assemble`).
+DUPLICATES = ("error", "drop", "keep")
 
 
 class DataError(ValueError):
@@ -99,6 +101,12 @@ class TimestampError(DataError):
     reason = "invalid_timestamp"
 
 
+class ControlCharacterError(DataError):
+    """An id holds a control character (NUL, another C0 or C1 control, DEL)."""
+
+    reason = "control_character"
+
+
 class EmptyTextError(DataError):
     """An item has neither a title nor a description."""
 
@@ -127,6 +135,18 @@ class DuplicateIdError(DataError):
     """An item (or user) id appears on more than one row of its table."""
 
     reason = "duplicate_id"
+
+
+class DuplicateRowError(DataError):
+    """An interaction row repeats an earlier row exactly."""
+
+    reason = "duplicate_row"
+
+
+class ConflictingRowsError(DataError):
+    """Two interaction rows share user, item, time (and event) but differ in rating."""
+
+    reason = "conflicting_rows"
 
 
 class EmptyDataError(DataError):
@@ -169,7 +189,7 @@ class RowChecker:
             if self.on_bad_rows == "error":
                 first = int(np.flatnonzero(bad)[0])
                 raise error(
-                    f"got {_show(values[first])}, expected {expected}",
+                    f"got {show(values[first])}, expected {expected}",
                     file=file,
                     row=int(rows[first]),
                     field=field,
@@ -178,6 +198,7 @@ class RowChecker:
         return ~bad
 
 
-def _show(value):
+def show(value):
+    """`repr` of a value for a message, cut to 80 characters."""
     text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= 80 else text[:77] + "..."

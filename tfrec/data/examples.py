@@ -19,6 +19,8 @@ Example:
 (4, 3)
 """
 
+import collections
+
 import numpy as np
 import pandas as pd
 
@@ -39,6 +41,15 @@ FEATURES = {
     schema.TARGET_TIMESTAMP: (np.int64, False),
     schema.LABEL: (np.float32, False),
 }
+USER_ROW = "user_row"
+"""Position of an example among its user's examples of the split (0 = the oldest)."""
+USER_ROWS = "user_rows"
+"""Number of examples of the example's user in the split."""
+ROW_FEATURES = {USER_ROW: (np.int32, False), USER_ROWS: (np.int32, False)}
+"""What `iter_examples(..., row_features=True)` adds: enough for a model to pick its training rows
+(`Recommender.train_examples`) from a stream, one example at a time."""
+EARLIER_SPLITS = {"valid": ("train",), "test": ("train", "valid")}
+"""The splits whose interactions precede each held-out split."""
 _HISTORY_SOURCES = {
     schema.HISTORY_ITEM_IDS: "item",
     schema.HISTORY_RATINGS: "rating",
@@ -63,7 +74,8 @@ def build_examples(ds, split, vocab, history_length=50):
     return {name: next(iter_examples(ds, split, vocab, history_length, name, chunk_size=None)) for name in SPLIT_NAMES}
 
 
-def iter_examples(ds, split, vocab, history_length, split_name, chunk_size=65536):
+def iter_examples(ds, split, vocab, history_length, split_name, chunk_size=65536, row_features=False,
+                  shuffle_seed=None):
     """Yields the examples of one split in chunks, in (user, time, item) order.
 
     Memory stays at a few arrays per interaction plus one chunk of
@@ -74,6 +86,10 @@ def iter_examples(ds, split, vocab, history_length, split_name, chunk_size=65536
         split_name: "train", "valid" or "test".
         chunk_size: examples per chunk, or None for one chunk (always yielded,
             even when empty).
+        row_features: also yield `ROW_FEATURES` (each example's place among its user's).
+        shuffle_seed: None: examples in (user, time, item) order; an int: in
+            the random order this seed draws (row features are computed
+            before, so they still say each example's place among its user's).
 
     Yields:
         dict feature name -> np.ndarray.
@@ -83,9 +99,22 @@ def iter_examples(ds, split, vocab, history_length, split_name, chunk_size=65536
     targets = np.flatnonzero(pool["stage"] == stage)
     user_start = np.flatnonzero(np.r_[True, pool["user"][1:] != pool["user"][:-1]])
     first_of_user = np.repeat(user_start, np.diff(np.r_[user_start, len(pool["user"])]))
+    rows = _user_rows(pool["user"][targets]) if row_features else {}
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(len(targets))
+        targets, rows = targets[order], {name: values[order] for name, values in rows.items()}
     step = chunk_size or max(len(targets), 1)
     for begin in range(0, max(len(targets), 1), step):
-        yield _gather(pool, targets[begin : begin + step], first_of_user, history_length)
+        chunk = _gather(pool, targets[begin : begin + step], first_of_user, history_length)
+        yield {**chunk, **{name: values[begin : begin + step] for name, values in rows.items()}}
+
+
+def _user_rows(users):
+    """`ROW_FEATURES` of examples whose `users` come in runs, one run per user."""
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
+    counts = np.diff(np.r_[starts, len(users)])
+    return {USER_ROW: (np.arange(len(users)) - np.repeat(starts, counts)).astype(np.int32),
+            USER_ROWS: np.repeat(counts, counts).astype(np.int32)}
 
 
 def _pool(ds, split, vocab, max_stage):
@@ -129,3 +158,55 @@ def _gather(pool, targets, first_of_user, history_length):
         }
     )
     return {name: examples[name] for name in FEATURES}
+
+
+def prior_items(split, vocab, name, examples):
+    """The complete set of items each example's user met before its target.
+
+    That is every item of the user in the earlier splits (train, and valid when
+    evaluating test) plus the user's interactions in split `name` that come
+    before the target in the (timestamp, item) order of the data.
+
+    Args:
+        split: `data.Split`.
+        vocab: `data.Vocabulary`.
+        name: "valid" or "test".
+        examples: `examples[name]` from `data.build_examples`.
+
+    Returns:
+        list of int32 arrays of item indices, one per example.
+    """
+    if name not in EARLIER_SPLITS:
+        raise ValueError(f"split name must be one of {sorted(EARLIER_SPLITS)}, got {name!r}")
+    earlier = collections.defaultdict(set)
+    for frame in (getattr(split, part) for part in EARLIER_SPLITS[name]):
+        users = vocab.user_index(frame[schema.USER_ID].to_numpy())
+        items = vocab.item_index(frame[schema.ITEM_ID].to_numpy())
+        for user, item in zip(users.tolist(), items.tolist()):
+            earlier[user].add(item)
+    same = getattr(split, name)
+    same_users = vocab.user_index(same[schema.USER_ID].to_numpy()).tolist()
+    same_items = vocab.item_index(same[schema.ITEM_ID].to_numpy()).tolist()
+    same_times = same[schema.TIMESTAMP].to_numpy().tolist()
+    rows_of_user = collections.defaultdict(list)  # in the data's order
+    for user, item, time in zip(same_users, same_items, same_times):
+        rows_of_user[user].append((item, time))
+    result = []
+    targets = zip(
+        examples[schema.USER_INDEX].tolist(),
+        examples[schema.TARGET_ITEM_ID].tolist(),
+        examples[schema.TARGET_TIMESTAMP].tolist(),
+    )
+    for user, target, time in targets:
+        before = set(earlier[user])
+        for item, item_time in rows_of_user[user]:
+            if (item, item_time) == (target, time):
+                break
+            before.add(item)
+        else:
+            raise ValueError(
+                f"{name} example of user index {user}: target item index {target} at "
+                f"timestamp {time} is not an interaction of the {name} split"
+            )
+        result.append(np.fromiter(sorted(before), dtype=np.int32))
+    return result

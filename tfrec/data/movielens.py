@@ -57,12 +57,13 @@ def detect_layout(directory):
     )
 
 
-def load_movielens(directory, checker=None):
+def load_movielens(directory, checker=None, duplicates="error"):
     """Loads a MovieLens directory (100K, 1M or latest-small layout).
 
     Args:
         directory: the unpacked data set, e.g. `ml-100k/`.
         checker: `errors.RowChecker` applying the bad-row policy.
+        duplicates: the repeated-row policy (`errors.DUPLICATES`, see `assemble`).
 
     Returns:
         `InteractionData`, named `movielens:<directory>`.
@@ -100,7 +101,8 @@ def load_movielens(directory, checker=None):
         rating_range = (0.5, 5)
     if (directory / WIKI_FILE).is_file():
         _join_descriptions(items, readers.read_csv(directory / WIKI_FILE, checker=checker))
-    return assemble(f"movielens:{directory}", ratings, items, users, checker, rating_range=rating_range)
+    return assemble(f"movielens:{directory}", ratings, items, users, checker, rating_range=rating_range,
+                    duplicates=duplicates)
 
 
 def _optional(path, separator, names, checker):

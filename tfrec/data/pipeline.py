@@ -17,6 +17,23 @@ IN_MEMORY_PREFETCH = 2
 """Batches gathered ahead from in-memory examples."""
 
 
+def count(examples) -> int:
+    """The number of examples: rows of a dict of arrays, or elements of an unbatched dataset
+    (counted in one pass over it when its cardinality is unknown, as for TFRecord files).
+
+    >>> count({"target_item_id": [3, 1, 2]})
+    3
+    """
+    if not isinstance(examples, tf.data.Dataset):
+        return len(next(iter(examples.values())))
+    known = int(examples.cardinality())
+    if known >= 0:
+        return known
+    return int(examples.batch(65536).reduce(tf.constant(0, tf.int64),
+                                           lambda total, batch: total + tf.shape(next(iter(batch.values())),
+                                                                                 out_type=tf.int64)[0]))
+
+
 def to_tf_dataset(
     examples,
     batch_size=256,

@@ -23,7 +23,7 @@ import pandas as pd
 from tfrec.config import Config, require
 from tfrec.data import errors, schema, sources, splits, table, texts
 from tfrec.data.dataset import InteractionData
-from tfrec.data.examples import build_examples
+from tfrec.data.examples import build_examples, prior_items
 from tfrec.data.vocabulary import Vocabulary
 
 DATA_DIR_ENV = "TFREC_DATA_DIR"
@@ -49,6 +49,10 @@ class DataConfig(Config):
         history_length: number of past behaviours in each example's history.
         on_bad_rows: error: stop at the first bad row; skip: skip bad rows and
             report counts.
+        duplicates: table source: interaction rows repeating an earlier row exactly,
+            or with the same user, item, time (and event) but another rating:
+            error: stop at the first; drop: drop exact repeats and report their
+            count (conflicting rows still stop); keep: keep every row.
         user_col: table source: column holding the user id.
         item_col: table source: column holding the item id (both files).
         time_col: table source: column holding the time of the interaction.
@@ -76,6 +80,7 @@ class DataConfig(Config):
     cold_fraction: float = 0.1
     history_length: int = 50
     on_bad_rows: str = "error"
+    duplicates: str = "error"
     user_col: str = table.ColumnMap.user
     item_col: str = table.ColumnMap.item
     time_col: str = table.ColumnMap.time
@@ -90,7 +95,8 @@ class DataConfig(Config):
     rating_range: Optional[tuple[float, ...]] = None
     delimiter: Optional[str] = None
 
-    CHOICES: ClassVar[dict] = {"split": splits.SPLITS, "on_bad_rows": errors.ON_BAD_ROWS}
+    CHOICES: ClassVar[dict] = {"split": splits.SPLITS, "on_bad_rows": errors.ON_BAD_ROWS,
+                               "duplicates": errors.DUPLICATES}
 
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""
@@ -122,7 +128,8 @@ class DataConfig(Config):
     def table_options(self) -> dict:
         """The `assemble` options of table sources and DataFrames."""
         return {"rating_range": tuple(self.rating_range) if self.rating_range else None,
-                "time_format": self.time_format, "genres_separator": self.genres_separator}
+                "time_format": self.time_format, "genres_separator": self.genres_separator,
+                "duplicates": self.duplicates}
 
     def load_tables(self) -> InteractionData:
         """Loads and validates the source's tables."""
@@ -167,37 +174,95 @@ class PreparedData:
     def fingerprint(self) -> str:
         """A hash of the interactions' and items' contents (not of file names or dates): a resumed run
         checks that it trains on the data it started on."""
-        digest = hashlib.sha256()
-        for frame in (self.tables.interactions, self.tables.items):
-            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-            digest.update(",".join(map(str, frame.columns)).encode())
-        return digest.hexdigest()[:32]
+        return tables_fingerprint(self.tables)
 
-    def training_since(self, timestamp: int) -> "PreparedData":
+    @property
+    def has_ratings(self) -> bool:
+        """Whether the logs have ratings."""
+        return self.tables.has_ratings
+
+    streamed: ClassVar[bool] = False
+    """Whether the training examples stream from files (`StreamedData`) rather than sit in `examples`."""
+
+    def num_examples(self, split: str) -> int:
+        """The number of examples of `split` ("train", "valid" or "test")."""
+        return len(self.examples[split][schema.TARGET_ITEM_ID])
+
+    def training_examples(self) -> dict:
+        """The training examples, as `Trainer.fit` feeds them to `Recommender.adapt` and `train_examples`."""
+        return self.examples["train"]
+
+    def training_columns(self, names) -> dict:
+        """Columns `names` of the training examples, as numpy arrays."""
+        return {name: self.examples["train"][name] for name in names}
+
+    def held_out_prior(self, split: str) -> list:
+        """The items each example of `split` ("valid" or "test") follows, which its ranking excludes."""
+        return prior_items(self.split, self.vocab, split, self.examples[split])
+
+    def summary(self) -> dict:
+        """Sizes of the catalogue, users and split parts, and the fingerprint: what a run records."""
+        return {"name": self.name, "split": self.split.name, "items": self.vocab.num_items,
+                "users": self.vocab.num_users, **interaction_counts(self.tables, self.split),
+                "fingerprint": self.fingerprint}
+
+    def training_since(self, timestamp: int, replay: float = 0.0, seed: int = 0) -> "PreparedData":
         """The same data with only the training examples whose target is at or after `timestamp`
         (their histories keep the earlier behaviours): what a warm-started model fine-tunes on.
 
+        Args:
+            timestamp: the first target time kept.
+            replay: share of the earlier training examples kept too, drawn at
+                random (0: none; 1: all, i.e. fine-tuning on every log).
+            seed: seed of the draw.
+
         Raises:
-            ConfigError: no training example is that recent.
+            ConfigError: no training example is that recent, or `replay` is not in [0, 1].
         """
+        require(0.0 <= replay <= 1.0, f"replay={replay}: expected a share in [0, 1]")
         train = self.examples["train"]
-        keep = np.asarray(train[schema.TARGET_TIMESTAMP]) >= timestamp
-        require(keep.any(), f"no training behaviour at or after timestamp {timestamp} (the newest is "
+        new = np.asarray(train[schema.TARGET_TIMESTAMP]) >= timestamp
+        require(new.any(), f"no training behaviour at or after timestamp {timestamp} (the newest is "
                 f"{int(np.max(train[schema.TARGET_TIMESTAMP]))}): nothing new to train on")
+        keep = new | (np.random.default_rng(seed).random(len(new)) < replay)
         examples = dict(self.examples, train={name: np.asarray(value)[keep] for name, value in train.items()})
         return dataclasses.replace(self, examples=examples)
 
     @property
     def rating_mean(self) -> float:
         """Mean rating of the training interactions (0.0 without ratings)."""
-        if not self.tables.has_ratings:
-            return 0.0
-        return float(np.mean(self.split.train[schema.RATING].to_numpy(np.float64)))
+        return training_rating_mean(self.tables, self.split)
+
+
+def training_rating_mean(tables: InteractionData, split: splits.Split) -> float:
+    """Mean rating of the training interactions (0.0 without ratings)."""
+    if not tables.has_ratings:
+        return 0.0
+    return float(np.mean(split.train[schema.RATING].to_numpy(np.float64)))
+
+
+def interaction_counts(tables: InteractionData, split: splits.Split) -> dict:
+    """{"interactions": all, "train_interactions": ..., "valid_interactions": ..., "test_interactions": ...}."""
+    return {"interactions": len(tables.interactions),
+            **{f"{part}_interactions": count for part, count in split.sizes().items()}}
+
+
+def tables_fingerprint(tables: InteractionData) -> str:
+    """A hash of the contents of `tables`' interactions and items (`PreparedData.fingerprint`)."""
+    digest = hashlib.sha256()
+    for frame in (tables.interactions, tables.items):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:32]
 
 
 def prepare(config: DataConfig, tables: Optional[InteractionData] = None,
-            split: Optional[splits.Split] = None) -> PreparedData:
+            split: Optional[splits.Split] = None) -> "PreparedData | streamed.StreamedData":
     """Loads (unless `tables` is given), splits (unless `split` is given) and builds the examples.
+
+    A `tfrecord:DIR` source (the output of `python -m tfrec.data convert`) gives a
+    `tfrec.data.streamed.StreamedData` instead: its training examples are read
+    from the files as training goes.
 
     Args:
         config: `DataConfig`; its `source` and table options are ignored when
@@ -213,6 +278,10 @@ def prepare(config: DataConfig, tables: Optional[InteractionData] = None,
         tfrec.data.DataError: a bad file, row or field (named in the message).
     """
     config.validate()
+    if tables is None and sources.source_kind(config.resolved_source()) == sources.STREAMED:
+        from tfrec.data import streamed  # TensorFlow reads the files
+
+        return streamed.load_streamed(config)
     if tables is None:
         tables = config.load_tables()
     if split is None:

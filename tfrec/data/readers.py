@@ -14,15 +14,17 @@ Example:
 ['Heat, 1995']
 """
 
+import collections
 import csv
 import json
 import pathlib
+import re
 
 import numpy as np
 import pandas as pd
 
 from tfrec.data import errors
-from tfrec.data.dataset import RawTable
+from tfrec.data.dataset import UNDECODABLE, RawTable
 
 FORMATS = {
     ".csv": "csv",
@@ -39,6 +41,7 @@ FORMATS = {
 # files are Latin-1, but some redistributed copies were re-saved as UTF-8.
 UTF8_OR_LATIN1 = "utf-8-or-latin-1"
 CSV_FIELD_LIMIT = 16 << 20  # characters in one CSV field (Python's csv module allows 128 KiB by default)
+_LINE_END = re.compile("\r\n|\r|\n")
 
 
 def _decode_line(line):
@@ -49,14 +52,18 @@ def _decode_line(line):
 
 
 def _lines(path, encoding):
-    """The file's lines, without the blank lines that end some published files."""
+    """The file's lines, without the blank lines that end some published files.
+
+    Lines end at "\\n", "\\r\\n" or "\\r" only: other characters `str.splitlines` breaks on
+    (U+2028, U+0085, form feed...) are text inside a line.
+    """
     if encoding == UTF8_OR_LATIN1:
         with _open_text(path, "latin-1"):  # checks that the file exists
             pass
         lines = [_decode_line(line) for line in pathlib.Path(path).read_bytes().splitlines()]
     else:
         with _open_text(path, encoding) as f:
-            lines = f.read().splitlines()
+            lines = _LINE_END.split(f.read())
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
@@ -117,21 +124,39 @@ def read_csv(path, delimiter=",", checker=None, encoding="utf-8"):
     """
     csv.field_size_limit(CSV_FIELD_LIMIT)
     with _open_text(path, encoding) as f:
-        reader = csv.reader(f, delimiter=delimiter)
+        # strict: a quote must close right before a delimiter or a line end, so an unclosed quote
+        # raises instead of swallowing the rows after it into one field.
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
         records, rows, line = [], [], 0
         try:
             header = next(reader, None)
             if not header:
                 raise errors.MissingColumnError("expected a header line naming the columns", file=path, row=1)
+            _check_header(path, header)
             line = reader.line_num
             for record in reader:
-                records.append(record)
-                rows.append(line + 1)
+                if record:  # a blank line (e.g. at the end of a spreadsheet's export) holds no row
+                    records.append(record)
+                    rows.append(line + 1)
                 line = reader.line_num
         except csv.Error as e:
-            raise errors.MalformedRowError(f"unreadable CSV ({e}); a field may hold an unclosed quote",
-                                           file=path, row=line + 1) from None
+            raise errors.MalformedRowError(
+                f"unreadable CSV in the record starting on this row ({e}, reading line {reader.line_num}); "
+                "expected each quoted field to close right before a delimiter or the end of a line: "
+                "a quote opened here may be unclosed", file=path, row=line + 1) from None
     return _checked_records(path, records, rows, header, delimiter, checker)
+
+
+def _check_header(path, names):
+    """Refuses a header whose column names repeat or hold undecodable bytes: every row depends on it."""
+    for name in names:
+        if UNDECODABLE.search(name):
+            raise errors.UndecodableTextError(
+                f"got column name {errors.show(name)}, expected text valid in the file's encoding", file=path, row=1)
+    repeated = [name for name, count in collections.Counter(names).items() if count > 1]
+    if repeated:
+        raise errors.MalformedRowError(f"column {repeated[0]!r} is named twice; expected distinct column names",
+                                       file=path, row=1)
 
 
 def read_jsonl(path, checker=None):
@@ -144,13 +169,15 @@ def read_jsonl(path, checker=None):
             record = json.loads(line)
         except ValueError:
             record = None
-        records.append(record if isinstance(record, dict) else None)
+        valid = isinstance(record, dict) and not any(UNDECODABLE.search(key) for key in record)
+        records.append(record if valid else None)
     bad = np.array([r is None for r in records], dtype=bool)
     rows = np.arange(1, len(lines) + 1)
     keep = checker.check(
-        bad, errors.MalformedRowError, path, rows, None, np.array(lines, dtype=object), "one JSON object per line"
+        bad, errors.MalformedRowError, path, rows, None, np.array(lines, dtype=object),
+        "one JSON object per line, its keys valid UTF-8"
     )
-    frame = pd.DataFrame.from_records([r for r, k in zip(records, keep) if k])
+    frame = pd.DataFrame([r for r, k in zip(records, keep) if k], dtype=object)
     return RawTable(frame.astype(object).where(frame.notna(), None), str(path), rows[keep])
 
 

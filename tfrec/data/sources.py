@@ -6,6 +6,7 @@
 | `tfds:NAME`                              | tensorflow-datasets, e.g. `tfds:movielens/100k` |
 | `table:interactions=FILE,items=FILE[,users=FILE]` | your CSV / TSV / Parquet / JSONL tables |
 | `synthetic:users=200,items=300,per_user=30,seed=0` | the seeded generator (`synthetic:` for defaults) |
+| `tfrecord:DIR`                           | examples converted by `python -m tfrec.data convert`, streamed (`tfrec.data.prepare` only) |
 
 Example:
 
@@ -16,7 +17,14 @@ Example:
 
 from tfrec.data import errors, movielens, synthetic, table, tfds_source
 
-KINDS = ("movielens", "tfds", "table", "synthetic")
+STREAMED = "tfrecord"
+"""The kind of source that holds examples, not tables: `prepare` streams it (`tfrec.data.streamed`)."""
+KINDS = ("movielens", "tfds", "table", "synthetic", STREAMED)
+
+
+def source_kind(source: str) -> str:
+    """The KIND of a "KIND:VALUE" source ("" when it has none)."""
+    return source.partition(":")[0] if ":" in source else ""
 
 
 def parse_options(text, source):
@@ -40,8 +48,8 @@ def load(source, on_bad_rows="error", columns=None, delimiter=None, **assemble_o
             count bad rows per reason in `ds.skipped`).
         columns: `table.ColumnMap` for table sources.
         delimiter: CSV/TSV delimiter override for table sources.
-        **assemble_options: `rating_range`, `time_format`, `genres_separator`
-            for table sources.
+        **assemble_options: `duplicates` (every source), and `rating_range`,
+            `time_format`, `genres_separator` (table sources).
 
     Returns:
         `InteractionData`.
@@ -57,11 +65,16 @@ def load(source, on_bad_rows="error", columns=None, delimiter=None, **assemble_o
             "(e.g. movielens:/data/ml-100k, synthetic:users=200)",
             file=source,
         )
+    if kind == STREAMED:
+        raise errors.SourceError(
+            "a tfrecord: source holds converted examples, not tables: use it through tfrec.data.prepare "
+            "(training, evaluation, export), or load the source it was converted from", file=source)
     checker = errors.RowChecker(on_bad_rows)
+    duplicates = assemble_options.get("duplicates", "error")
     if kind == "movielens":
-        return movielens.load_movielens(rest, checker)
+        return movielens.load_movielens(rest, checker, duplicates)
     if kind == "tfds":
-        return tfds_source.load_tfds(rest, checker)
+        return tfds_source.load_tfds(rest, checker, duplicates=duplicates)
     if kind == "table":
         return table.load_table(parse_options(rest, source), columns, checker, delimiter, **assemble_options)
     options = parse_options(rest, source)

@@ -74,8 +74,8 @@ def load_table(files, columns=None, checker=None, delimiter=None, **assemble_opt
         columns: `ColumnMap` (default: canonical names).
         checker: `errors.RowChecker` applying the bad-row policy.
         delimiter: overrides the CSV/TSV delimiter.
-        **assemble_options: `rating_range`, `time_format`, `genres_separator`
-            (see `dataset.assemble`).
+        **assemble_options: `rating_range`, `time_format`, `genres_separator`,
+            `duplicates` (see `dataset.assemble`).
 
     Returns:
         `InteractionData`.

@@ -29,13 +29,14 @@ _NO_GENRES = "(no genres listed)"
 _BATCH = 65536
 
 
-def load_tfds(name, checker=None, data_dir=None):
+def load_tfds(name, checker=None, data_dir=None, duplicates="error"):
     """Loads `tfds:NAME` (e.g. "movielens/100k", "movielens/1m", "movielens/latest-small").
 
     Args:
         name: the tfds config prefix; "-ratings" / "-movies" are appended.
         checker: `errors.RowChecker` applying the bad-row policy.
         data_dir: tfds data directory (default: tfds' own).
+        duplicates: the repeated-row policy (see `from_tfds`).
 
     Returns:
         `InteractionData` named `tfds:NAME`.
@@ -54,10 +55,10 @@ def load_tfds(name, checker=None, data_dir=None):
             file=f"tfds:{name}",
         ) from error
     genres = tuple(info.features["movie_genres"].feature.names)
-    return from_tfds(ratings, movies, genres, f"tfds:{name}", checker)
+    return from_tfds(ratings, movies, genres, f"tfds:{name}", checker, duplicates)
 
 
-def from_tfds(ratings, movies, genre_names=GENRES, name="tfds", checker=None):
+def from_tfds(ratings, movies, genre_names=GENRES, name="tfds", checker=None, duplicates="error"):
     """Converts tfds MovieLens datasets to `InteractionData`.
 
     Args:
@@ -69,6 +70,7 @@ def from_tfds(ratings, movies, genre_names=GENRES, name="tfds", checker=None):
         genre_names: names of the genre labels.
         name: the data set name.
         checker: `errors.RowChecker` applying the bad-row policy.
+        duplicates: the repeated-row policy (`errors.DUPLICATES`, see `assemble`).
 
     Returns:
         `InteractionData` (rating range 0.5..5).
@@ -96,6 +98,7 @@ def from_tfds(ratings, movies, genre_names=GENRES, name="tfds", checker=None):
         RawTable(users, f"{name}-ratings") if users is not None else None,
         checker,
         rating_range=(0.5, 5),
+        duplicates=duplicates,
     )
 
 

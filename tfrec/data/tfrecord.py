@@ -2,9 +2,10 @@
 
 Layout of a written directory:
 
-    metadata.json                          history length, example counts, files
+    metadata.json                          history length, features, example counts, files
     vocabulary.json                        the `Vocabulary` (when given)
-    items.jsonl                            {"item_id", "text"} per item, index order (when given)
+    items.jsonl                            {"item_id", "text", "title"} per item, index order (when given)
+    held_out_prior.npz                     items each held-out example's user met before (when given)
     train-00000-of-00004.tfrecord ...      `tf.train.Example`s, one per example
 
 Shards hold contiguous runs of examples, so reading them back in order
@@ -29,11 +30,13 @@ import tensorflow as tf
 
 from tfrec import file_modes
 from tfrec.data import errors, schema
-from tfrec.data.examples import FEATURES
+from tfrec.data.examples import FEATURES, ROW_FEATURES
 
 METADATA_FILE = "metadata.json"
 VOCABULARY_FILE = "vocabulary.json"
 ITEMS_FILE = "items.jsonl"
+PRIOR_FILE = "held_out_prior.npz"
+ALL_FEATURES = {**FEATURES, **ROW_FEATURES}
 
 
 SHARD_PATTERN = re.compile(r"^\w+-\d{5}-of-\d{5}\.tfrecord$")
@@ -61,7 +64,7 @@ def check_output_dir(output_dir, overwrite=False):
     if not overwrite:
         raise errors.DataError(f"output_dir={output_dir} is not empty ({len(entries)} entries): pass --overwrite "
                                "(overwrite=True) to replace an earlier conversion there, or choose a new directory")
-    own = {METADATA_FILE, VOCABULARY_FILE, ITEMS_FILE}
+    own = {METADATA_FILE, VOCABULARY_FILE, ITEMS_FILE, PRIOR_FILE}
     foreign = [p.name for p in entries if not (p.is_file() and (p.name in own or SHARD_PATTERN.match(p.name)))]
     if foreign:
         raise errors.DataError(f"output_dir={output_dir} holds {foreign[0]!r}, which no conversion writes: "
@@ -75,10 +78,11 @@ class _Serializer:
     about five times faster than building a new message per row.
     """
 
-    def __init__(self):
+    def __init__(self, features):
         self.example = tf.train.Example()
         self.values = {}
-        for name, (dtype, _) in FEATURES.items():
+        for name in features:
+            dtype = ALL_FEATURES[name][0]
             feature = self.example.features.feature[name]
             self.values[name] = feature.float_list.value if dtype == np.float32 else feature.int64_list.value
 
@@ -93,13 +97,14 @@ class _Serializer:
 
 def write_tfrecords(
     chunks_by_split, counts, output_dir, num_shards, history_length, vocab=None, item_texts=None, extra=None,
-    overwrite=False,
+    overwrite=False, prior=None, item_titles=None,
 ):
     """Writes examples as sharded TFRecords, atomically.
 
     Args:
         chunks_by_split: dict split name -> iterable of example dicts (feature
-            name -> np.ndarray, see `examples.FEATURES`), e.g. `examples.iter_examples`.
+            name -> np.ndarray, see `examples.FEATURES`, optionally with
+            `examples.ROW_FEATURES`), e.g. `examples.iter_examples`.
         output_dir: the directory to create; an existing non-empty one only
             with `overwrite` (see `check_output_dir`), then replaced atomically.
         num_shards: files per split (>= 1); examples go to shards in contiguous runs.
@@ -108,8 +113,11 @@ def write_tfrecords(
             runs while streaming; a mismatch raises `DataError`).
         vocab: optional `Vocabulary` saved next to the shards.
         item_texts: optional `item_texts(...)` list saved as items.jsonl (needs `vocab`).
+        item_titles: optional `item_titles(...)` list saved beside the texts.
         extra: optional dict added to metadata.json (e.g. the source and split).
         overwrite: replace an earlier conversion in `output_dir`.
+        prior: optional dict split name -> list of int arrays, the items each
+            example's user met before its target (`examples.prior_items`).
 
     Returns:
         dict of the metadata written.
@@ -124,16 +132,23 @@ def write_tfrecords(
     try:
         metadata = {"history_length": history_length, "num_shards": num_shards, "splits": {}, **(extra or {})}
         for split, chunks in chunks_by_split.items():
+            written, features = _write_split(chunks, temp, split, num_shards, counts[split])
             metadata["splits"][split] = {
-                "examples": _write_split(chunks, temp, split, num_shards, counts[split]),
+                "examples": written,
+                "features": features,
                 "files": [shard_name(split, s, num_shards) for s in range(num_shards)],
             }
         (temp / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         if vocab is not None:
             (temp / VOCABULARY_FILE).write_text(vocab.to_json())
         if item_texts is not None:
-            lines = (json.dumps({"item_id": i, "text": t}) for i, t in zip(vocab.item_ids[1:], item_texts[1:]))
+            titles = item_titles[1:] if item_titles is not None else [None] * len(item_texts[1:])
+            lines = (json.dumps({"item_id": i, "text": t, **({"title": title} if title is not None else {})})
+                     for i, t, title in zip(vocab.item_ids[1:], item_texts[1:], titles))
             (temp / ITEMS_FILE).write_text("".join(line + "\n" for line in lines))
+        if prior is not None:
+            np.savez(temp / PRIOR_FILE, **{f"{split}_{key}": value for split, rows in prior.items()
+                                           for key, value in _ragged(rows).items()})
         if output_dir.exists():
             old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
             output_dir.rename(old)
@@ -147,13 +162,46 @@ def write_tfrecords(
     return metadata
 
 
+def _ragged(rows):
+    lengths = np.asarray([len(row) for row in rows], np.int64)
+    values = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+    return {"values": values, "offsets": np.r_[0, np.cumsum(lengths)]}
+
+
+def read_prior(directory, split):
+    """The `prior` of `split` given to `write_tfrecords`: a list of int32 arrays, one per example."""
+    path = pathlib.Path(directory) / PRIOR_FILE
+    if not path.is_file():
+        raise errors.SourceError(f"no {PRIOR_FILE}: written by a conversion without the held-out examples' "
+                                 "prior items; convert the data again", file=directory)
+    with np.load(path) as arrays:
+        if f"{split}_offsets" not in arrays:
+            raise errors.SourceError(f"{PRIOR_FILE} has no split {split!r}", file=directory)
+        values, offsets = arrays[f"{split}_values"], arrays[f"{split}_offsets"]
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def read_metadata(directory):
+    """The `metadata.json` of a directory `write_tfrecords` completed."""
+    path = pathlib.Path(directory) / METADATA_FILE
+    if not path.is_file():
+        raise errors.SourceError(f"no {METADATA_FILE}: not a complete TFRecord output directory "
+                                 "(written by `python -m tfrec.data convert`)", file=directory)
+    return json.loads(path.read_text())
+
+
 def _write_split(chunks, directory, split, num_shards, total):
+    """Writes one split's shards; returns (examples written, names of the features written)."""
     writers = [tf.io.TFRecordWriter(str(directory / shard_name(split, s, num_shards))) for s in range(num_shards)]
     written = 0
-    serialize = _Serializer()
+    features = list(FEATURES)
+    serialize = None
     try:
         for chunk in chunks:
-            columns = {name: chunk[name].reshape(len(chunk[name]), -1) for name in FEATURES}
+            if serialize is None:
+                features += [name for name in ROW_FEATURES if name in chunk]
+                serialize = _Serializer(features)
+            columns = {name: chunk[name].reshape(len(chunk[name]), -1) for name in features}
             for row in range(len(columns[schema.LABEL])):
                 shard = min(written * num_shards // max(total, 1), num_shards - 1)
                 writers[shard].write(serialize({name: values[row].tolist() for name, values in columns.items()}))
@@ -163,37 +211,43 @@ def _write_split(chunks, directory, split, num_shards, total):
             writer.close()
     if written != total:
         raise errors.DataError(f"expected {total} {split} examples, got {written}", file=str(directory))
-    return written
+    return written, features
 
 
-def read_tfrecords(directory, split, parallel_batch=1024):
+def read_tfrecords(directory, split, parallel_batch=1024, features=None):
     """Reads one split written by `write_tfrecords`, in the order written.
 
     Args:
         directory: the output directory of `write_tfrecords`.
         split: "train", "valid" or "test".
         parallel_batch: records parsed together (parsing speed only).
+        features: names of the features to read; None: every one written.
 
     Returns:
         unbatched `tf.data.Dataset` of example dicts with the dtypes and shapes
-        of `examples.FEATURES` (history features [N]).
+        of `examples.FEATURES` and `examples.ROW_FEATURES` (history features [N]),
+        read from the shard files in order.
     """
     directory = pathlib.Path(directory)
-    metadata_path = directory / METADATA_FILE
-    if not metadata_path.is_file():
-        raise errors.SourceError(f"no {METADATA_FILE}: not a complete TFRecord output directory", file=directory)
-    metadata = json.loads(metadata_path.read_text())
+    metadata = read_metadata(directory)
     if split not in metadata["splits"]:
         raise errors.SourceError(f"no split {split!r}; it has {sorted(metadata['splits'])}", file=directory)
+    written = metadata["splits"][split].get("features", list(FEATURES))
+    missing = sorted(set(features or ()) - set(written))
+    if missing:
+        raise errors.SourceError(f"split {split!r} has no feature(s) {missing}: convert the data again with this "
+                                 "tfrec", file=directory)
+    names = list(features or written)
     length = metadata["history_length"]
     spec = {
-        name: tf.io.FixedLenFeature([length] if sequence else [], tf.float32 if dtype == np.float32 else tf.int64)
-        for name, (dtype, sequence) in FEATURES.items()
+        name: tf.io.FixedLenFeature([length] if ALL_FEATURES[name][1] else [],
+                                    tf.float32 if ALL_FEATURES[name][0] == np.float32 else tf.int64)
+        for name in names
     }
 
     def parse(records):
         parsed = tf.io.parse_example(records, spec)
-        return {name: tf.cast(parsed[name], tf.as_dtype(FEATURES[name][0])) for name in FEATURES}
+        return {name: tf.cast(parsed[name], tf.as_dtype(ALL_FEATURES[name][0])) for name in names}
 
     files = [str(directory / f) for f in metadata["splits"][split]["files"]]
     return (

@@ -13,74 +13,18 @@ Example:
 {'HR@10': 0.21, 'NDCG@10': 0.11, 'Recall@100': 0.64, 'MRR': 0.09, ...}
 """
 
-import collections
 import dataclasses
 
 import numpy as np
 
 from tfrec.data import schema
+from tfrec.data.examples import prior_items
 from tfrec.evaluation import metrics
 
 RANKS_CATALOGUE = ("retrieval", "multitask")
 """Tasks whose models score the whole catalogue (`score_catalogue`)."""
 PREDICTS_TARGET = ("ranking", "multitask")
 """Tasks whose models predict the target's rating or click (`predict_target`)."""
-EARLIER_SPLITS = {"valid": ("train",), "test": ("train", "valid")}
-"""The splits whose interactions precede each evaluated split."""
-
-
-def prior_items(split, vocab, name, examples):
-    """The complete set of items each example's user met before its target.
-
-    That is every item of the user in the earlier splits (train, and valid when
-    evaluating test) plus the user's interactions in split `name` that come
-    before the target in the (timestamp, item) order of the data.
-
-    Args:
-        split: `data.Split`.
-        vocab: `data.Vocabulary`.
-        name: "valid" or "test".
-        examples: `examples[name]` from `data.build_examples`.
-
-    Returns:
-        list of int32 arrays of item indices, one per example.
-    """
-    if name not in EARLIER_SPLITS:
-        raise ValueError(f"split name must be one of {sorted(EARLIER_SPLITS)}, got {name!r}")
-    earlier = collections.defaultdict(set)
-    for frame in (getattr(split, part) for part in EARLIER_SPLITS[name]):
-        users = vocab.user_index(frame[schema.USER_ID].to_numpy())
-        items = vocab.item_index(frame[schema.ITEM_ID].to_numpy())
-        for user, item in zip(users.tolist(), items.tolist()):
-            earlier[user].add(item)
-    same = getattr(split, name)
-    same_users = vocab.user_index(same[schema.USER_ID].to_numpy()).tolist()
-    same_items = vocab.item_index(same[schema.ITEM_ID].to_numpy()).tolist()
-    same_times = same[schema.TIMESTAMP].to_numpy().tolist()
-    rows_of_user = collections.defaultdict(list)  # in the data's order
-    for user, item, time in zip(same_users, same_items, same_times):
-        rows_of_user[user].append((item, time))
-    result = []
-    targets = zip(
-        examples[schema.USER_INDEX].tolist(),
-        examples[schema.TARGET_ITEM_ID].tolist(),
-        examples[schema.TARGET_TIMESTAMP].tolist(),
-    )
-    for user, target, time in targets:
-        before = set(earlier[user])
-        for item, item_time in rows_of_user[user]:
-            if (item, item_time) == (target, time):
-                break
-            before.add(item)
-        else:
-            raise ValueError(
-                f"{name} example of user index {user}: target item index {target} at "
-                f"timestamp {time} is not an interaction of the {name} split"
-            )
-        result.append(np.fromiter(sorted(before), dtype=np.int32))
-    return result
-
-
 @dataclasses.dataclass
 class HeldOut:
     """Held-out examples and what the protocol needs around them.
@@ -101,6 +45,11 @@ class HeldOut:
     def from_split(cls, split, vocab, name, examples):
         """Builds the held-out set `name` from `build_examples` output `examples`."""
         return cls(name, examples[name], prior_items(split, vocab, name, examples[name]), vocab.num_items)
+
+    @classmethod
+    def from_data(cls, data, name):
+        """The held-out set `name` of `tfrec.data.PreparedData` or `StreamedData`."""
+        return cls(name, data.examples[name], data.held_out_prior(name), data.vocab.num_items)
 
 
 def _rows(examples, start, stop):

@@ -53,6 +53,7 @@ INFO_ASSET = "export_info.json"
 CARD_ASSET = "model_card.json"
 CARD_MARKDOWN_ASSET = "model_card.md"
 EMBEDDING_BATCH_SIZE = 128
+PROGRESS_EVERY = 100_000  # items between two progress log lines when embedding a catalogue
 
 
 @dataclasses.dataclass
@@ -75,11 +76,13 @@ def load(export_dir):
     return tf.saved_model.load(export_dir)
 
 
-def _batched(fn, values):
-    outputs = [
-        np.asarray(fn(values[start:start + EMBEDDING_BATCH_SIZE]), dtype=np.float32)
-        for start in range(0, len(values), EMBEDDING_BATCH_SIZE)
-    ]
+def _batched(fn, values, what):
+    """`fn` over `values` in batches, concatenated; logs progress on large catalogues."""
+    outputs = []
+    for start in range(0, len(values), EMBEDDING_BATCH_SIZE):
+        if start and start % PROGRESS_EVERY < EMBEDDING_BATCH_SIZE:
+            logging.info("embedded %d of %d %s", start, len(values), what)
+        outputs.append(np.asarray(fn(values[start:start + EMBEDDING_BATCH_SIZE]), dtype=np.float32))
     return np.concatenate(outputs, axis=0)
 
 
@@ -91,10 +94,11 @@ def catalogue_embeddings(model, num_model_items, new_texts=()):
     """
     embeddings = _batched(
         lambda ids: model.item_embeddings(tf.constant(ids, tf.int32)),
-        np.arange(1, num_model_items + 1, dtype=np.int32),
+        np.arange(1, num_model_items + 1, dtype=np.int32), "catalogue items",
     )
     if len(new_texts):
-        new = _batched(lambda texts: model.text_item_embeddings(tf.constant(texts)), list(new_texts))
+        new = _batched(lambda texts: model.text_item_embeddings(tf.constant(texts)), list(new_texts),
+                       "new item texts")
         embeddings = np.concatenate([embeddings, new], axis=0)
     return embeddings
 
@@ -145,6 +149,7 @@ def export_model(
     max_graph_mb=32.0,
     run_facts=None,
     refresh=None,
+    catalogue_dtype="float32",
 ):
     """Exports `model` and its catalogue to `export_base/model_name/VERSION`.
 
@@ -163,6 +168,8 @@ def export_model(
         run_facts: the run directory's metrics and configs for the model card
             (`model_card.build_card`; `export_run` passes them).
         refresh: the before/after figures of a refresh gate, for the model card.
+        catalogue_dtype: how the retrieval matrix is stored (`float32`,
+            `bfloat16` or `int8`, see `tfrec.models.catalogue_retrieval`).
 
     Returns:
         `ExportResult`.
@@ -203,7 +210,7 @@ def export_model(
         served.write_titles(titles_file)
         module = serving_module.RecommenderServing(
             model, served, ids_file, num_model_items, titles_file=titles_file,
-            catalogue_embeddings=embeddings, max_k=max_k,
+            catalogue_embeddings=embeddings, max_k=max_k, catalogue_dtype=catalogue_dtype,
             users_file=catalogue_lib.write_lines(os.path.join(scratch, USERS_ASSET), vocab.user_ids[1:]),
             events_file=catalogue_lib.write_lines(os.path.join(scratch, EVENTS_ASSET), vocab.events[1:]),
         )
@@ -223,6 +230,7 @@ def export_model(
             "new_item_ids": list(new_ids),
             "max_k": max_k if is_retrieval else None,
             "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
+            "catalogue_dtype": catalogue_dtype if is_retrieval else None,
             "requires": ["tensorflow_text"],
             "context_features": context,
             "model_config": model.cfg.to_dict(),
@@ -242,7 +250,7 @@ def export_model(
         size = checks.size_report(
             stage.path,
             checks.weights_bytes(model.weights),
-            catalogue_matrix_bytes=0 if embeddings is None else embeddings.nbytes,
+            catalogue_matrix_bytes=module.catalogue_bytes,
             catalogue_files=[
                 os.path.join("assets", name) for name in os.listdir(assets)
             ] + [warmup.WARMUP_FILE],
@@ -276,7 +284,7 @@ def export_run(run_dir, export_base, model_name, version=None, update_catalog=No
         update_catalog: optional item file of new items (`catalogue.read_update`).
         keep_catalogue: carry over the newest version's items the run does not know.
         refresh: the before/after figures of a refresh gate, for the model card.
-        **kwargs: `top_k_max`, `max_size_ratio`, `max_graph_mb`.
+        **kwargs: `top_k_max`, `max_size_ratio`, `max_graph_mb`, `catalogue_dtype`.
     """
     saved = run_dir_lib.read_config(run_dir)
     vocab = run_dir_lib.read_vocabulary(run_dir)

@@ -4,7 +4,8 @@ Every signature takes string item ids or raw text: ids are mapped to indices
 by lookup tables initialised from the catalogue asset file, text is tokenised
 inside the graph by the model's own preprocessing (TF Text ops). Retrieval
 scores the whole catalogue against a precomputed embedding matrix (brute-force
-top-k, which TF Serving can run without extra ops).
+top-k in chunks, `CatalogueRetrieval.top_k`, which TF Serving can run without
+extra ops), stored in float32, bfloat16 or int8 (`catalogue_dtype`).
 
 Signatures (inputs -> outputs):
 
@@ -192,10 +193,14 @@ class RecommenderServing(tf.Module):
         max_k: retrieval only, the largest `k` accepted (at most num_items).
         users_file, events_file: the model's user ids and event names, one
             per line in index order (index 1 first), as `ids_file`.
+        titles_file: retrieval only, the catalogue's titles, as `ids_file`.
+        catalogue_dtype: how the retrieval matrix is stored, one of
+            `tfrec.models.catalogue_retrieval.CATALOGUE_DTYPES` (`bfloat16`:
+            half the bytes, `int8`: a quarter; scores computed in float32).
     """
 
     def __init__(self, model, catalogue, ids_file, num_model_items, catalogue_embeddings=None, max_k=None,
-                 users_file=None, events_file=None, titles_file=None):
+                 users_file=None, events_file=None, titles_file=None, catalogue_dtype="float32"):
         super().__init__()
         self.is_retrieval, self.is_ranking = model.has_retrieval, model.has_ranking
         if self.is_ranking and num_model_items != catalogue.num_items:
@@ -232,12 +237,20 @@ class RecommenderServing(tf.Module):
             # Row 0 is padding, as in the model's own store; never returned.
             padded = np.concatenate([np.zeros_like(catalogue_embeddings[:1]), catalogue_embeddings], axis=0)
             # Untracked like the model: its variable is saved through `model_variables`.
-            object.__setattr__(self, "_retrieval", CatalogueRetrieval(padded.astype(np.float32), name="catalogue"))
+            object.__setattr__(self, "_retrieval", CatalogueRetrieval(
+                padded.astype(np.float32), catalogue_dtype=catalogue_dtype, name="catalogue"))
         self._make_functions()
         self.model_variables = used_variables(self.signatures().values())
         # tf.saved_model.save traces again in its own context: fresh functions
         # keep the traces above (for finding variables) out of the SavedModel.
         self._make_functions()
+
+    @property
+    def catalogue_bytes(self) -> int:
+        """Bytes of the stored retrieval matrix (and its int8 scales); 0 without retrieval."""
+        if not self.is_retrieval:
+            return 0
+        return sum(int(variable.numpy().nbytes) for variable in self._retrieval.weights)
 
     def _make_functions(self):
         """(Re)creates the tf.functions of the signatures this model supports."""

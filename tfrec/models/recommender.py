@@ -39,8 +39,9 @@ import numpy as np
 import tensorflow as tf
 from keras.src.losses import loss as loss_module
 
-from tfrec.config import ConfigError
+from tfrec.config import ConfigError, require
 from tfrec.data import schema
+from tfrec.data.examples import ROW_FEATURES, USER_ROW, USER_ROWS
 from tfrec.data.vocabulary import Vocabulary
 from tfrec.models.behaviour_tower import BehaviourTextTower, BehaviourTower
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
@@ -360,15 +361,19 @@ class Recommender(keras.Model):
         `Trainer.fit` calls it.
 
         Args:
-            examples: dict of numpy arrays keyed by schema feature names.
+            examples: dict of numpy arrays keyed by schema feature names, or an
+                unbatched `tf.data.Dataset` of such examples (read in one pass,
+                as Keras preprocessing layers adapt).
         """
-        targets = np.asarray(examples[schema.TARGET_ITEM_ID])
-        counts = np.bincount(targets, minlength=self.num_rows)[:self.num_rows].astype(np.float64)
+        counts = np.zeros(self.num_rows, np.float64)
+        seen = np.zeros(self.num_rows, np.float32)
+        for batch in _example_columns(examples, (schema.TARGET_ITEM_ID, schema.HISTORY_ITEM_IDS)):
+            targets = np.asarray(batch[schema.TARGET_ITEM_ID])
+            counts += np.bincount(targets, minlength=self.num_rows)[:self.num_rows]
+            seen[targets] = 1.0
+            seen[np.asarray(batch[schema.HISTORY_ITEM_IDS]).ravel()] = 1.0
         counts[0] = 0
         self.item_log_probability.assign(np.log((counts + 1.0) / (counts + 1.0).sum()).astype(np.float32))
-        seen = np.zeros(self.num_rows, np.float32)
-        seen[targets] = 1.0
-        seen[np.asarray(examples[schema.HISTORY_ITEM_IDS]).ravel()] = 1.0
         seen[0] = 0.0
         if self.warm_started_from:
             seen = np.maximum(seen, self.trained_items.numpy())
@@ -386,11 +391,15 @@ class Recommender(keras.Model):
 
         Args:
             examples: dict of numpy arrays keyed by schema feature names, rows
-                of a user in chronological order.
+                of a user in chronological order; or an unbatched
+                `tf.data.Dataset` of examples that carry `examples.ROW_FEATURES`
+                (`StreamedData.training_examples`), filtered example by example.
 
         Returns:
-            dict of numpy arrays, a subset of the rows.
+            the same kind as `examples`, a subset of the rows.
         """
+        if isinstance(examples, tf.data.Dataset):
+            return self._train_rows_of_stream(examples)
         users = np.asarray(examples[schema.USER_INDEX])
         if self.cfg.behaviour_text:
             keep = _spread_rows(users, BEHAVIOUR_TEXT_ROWS_PER_USER)
@@ -399,6 +408,19 @@ class Recommender(keras.Model):
         else:
             return examples
         return {name: np.asarray(value)[keep] for name, value in examples.items()}
+
+    def _train_rows_of_stream(self, dataset):
+        """`train_examples` of a dataset: the rule of `_window_rows` on each example's `ROW_FEATURES`."""
+        require(not self.cfg.behaviour_text,
+                "ModelConfig.behaviour_text=True picks rows from all of a user's examples at once: it needs "
+                "examples in memory, not a tfrecord: source")
+        spec = dataset.element_spec
+        require(all(name in spec for name in ROW_FEATURES),
+                f"the training examples lack {sorted(ROW_FEATURES)}: convert the data again with this tfrec")
+        if self.cfg.sequence_training:
+            window = spec[schema.HISTORY_ITEM_IDS].shape[-1]
+            dataset = dataset.filter(lambda e: (e[USER_ROWS] - 1 - e[USER_ROW]) % window == 0)
+        return dataset.map(lambda e: {name: value for name, value in e.items() if name not in ROW_FEATURES})
 
     # ----- inference -----
 
@@ -658,6 +680,15 @@ def _batches(features, size=PREDICT_BATCH):
     for start in range(0, count, size):
         yield {name: tf.convert_to_tensor(np.asarray(value)[start:start + size])
                for name, value in features.items()}
+
+
+def _example_columns(examples, names, batch_size=65536):
+    """`examples` (a dict of arrays, or an unbatched dataset) as dicts of numpy arrays of `names`."""
+    if not isinstance(examples, tf.data.Dataset):
+        yield examples
+        return
+    selected = examples.map(lambda e: {name: e[name] for name in names})
+    yield from selected.batch(batch_size).as_numpy_iterator()
 
 
 def _window_rows(users, window):

@@ -8,7 +8,22 @@ is ignored), applies the model's `model_version_policy` (`latest {num_versions}`
 versions it does not hold yet, and only then unloads the ones no longer
 aspired (availability preserving: if no aspired version could be loaded, the
 old one keeps serving). An unloading version leaves the routing table at once
-but is released only after the requests running on it finish.
+but is released only after the requests running on it finish. A version that
+failed to load is reported by `status` (GetModelStatus) as END with the error.
+
+Where tfrec differs from TF Serving:
+
+* Retries. TF Serving retries a failed load `max_num_load_retries` times,
+  then never again. Here a failed version is retried on later polls up to
+  `MAX_LOAD_ATTEMPTS` attempts, and afresh whenever its files change (their
+  names, sizes or mtimes, see `version_fingerprint`): a version copied in
+  without an atomic rename loads once the copy is complete, and one repaired
+  in place loads on the next poll.
+* `latest {num_versions}` skips broken versions. TF Serving aspires the N
+  newest versions on disk even when they fail, so a corrupt newest version at
+  startup leaves the model with nothing to serve. Here the N newest versions
+  that load are aspired: the newest intact older version serves (at startup
+  too) until the broken one loads.
 
 Example:
 
@@ -35,8 +50,8 @@ from tfrec.server.servable import ServableVersion
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
-# A version whose load failed is retried on later polls up to this many attempts in
-# total (a version directory copied in place may be incomplete at the first look).
+# A version whose load failed is retried on later polls up to this many attempts while its
+# files stay the same; a change of its files starts the count afresh.
 MAX_LOAD_ATTEMPTS = 3
 
 
@@ -49,7 +64,8 @@ class VersionState:
     error: Optional[ServingError] = None
     servable: Optional[ServableVersion] = None
     in_flight: int = 0
-    attempts: int = 0
+    attempts: int = 0  # loads tried on the files of `fingerprint`
+    fingerprint: tuple = ()  # `version_fingerprint` when the last load started
 
 
 @dataclasses.dataclass
@@ -76,17 +92,36 @@ def versions_on_disk(base_path: str) -> list:
     )
 
 
-def aspired_versions(model_config, found: list) -> list:
-    """The versions the model's version policy wants, from the ones `found` on disk."""
+def version_fingerprint(path: str) -> tuple:
+    """(relative path, size, mtime in ns) of every file under `path`, sorted: it changes when
+    a file is written, added, removed or renamed."""
+    entries = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with contextlib.suppress(FileNotFoundError):  # removed while scanning: absent from the fingerprint
+                info = os.stat(full)
+                entries.append((os.path.relpath(full, path), info.st_size, info.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+def version_candidates(model_config, found: list) -> tuple:
+    """What the model's version policy asks of the versions `found` on disk.
+
+    Returns:
+        (candidates newest first, how many of them to serve: the first that
+        load for `latest`, None for every one that loads for `all` and
+        `specific`).
+    """
     policy = model_config.model_version_policy
     choice = policy.WhichOneof("policy_choice")
+    newest_first = sorted(found, reverse=True)
     if choice == "all":
-        return list(found)
+        return newest_first, None
     if choice == "specific":
         wanted = set(policy.specific.versions)
-        return [v for v in found if v in wanted]
-    num = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions else 1
-    return list(found[-num:])
+        return [v for v in newest_first if v in wanted], None
+    return newest_first, policy.latest.num_versions if choice == "latest" and policy.latest.num_versions else 1
 
 
 class ModelManager:
@@ -193,41 +228,46 @@ class ModelManager:
         if not found and not managed.warned_empty:
             logging.warning("No versions of model %r found under base path %s", name, base_path)
         managed.warned_empty = not found
-        aspired = aspired_versions(managed.config, found)
-        for version in sorted(aspired, reverse=True):
+        candidates, wanted = version_candidates(managed.config, found)
+        served = []
+        for version in candidates:
+            if len(served) == wanted:
+                break
             with self._cond:
                 state = managed.versions.setdefault(version, VersionState(version))
-                if state.state == State.END and state.error is None:
-                    state.attempts = 0  # unloaded earlier by policy, aspired again
-                if state.state in (State.AVAILABLE, State.LOADING) or state.attempts >= MAX_LOAD_ATTEMPTS:
-                    continue
-                state.state, state.attempts = State.LOADING, state.attempts + 1
-            self._load(name, base_path, state)
+            if self._ensure_loaded(name, os.path.join(base_path, str(version)), state):
+                served.append(version)
         with self._cond:
-            aspired_available = any(
-                managed.versions[v].state == State.AVAILABLE for v in aspired if v in managed.versions
-            )
-            to_unload = [
-                s for v, s in managed.versions.items() if s.state == State.AVAILABLE and v not in aspired
-            ]
-        if aspired_available:
+            to_unload = [s for v, s in managed.versions.items() if s.state == State.AVAILABLE and v not in served]
+        if served:
             for state in to_unload:
                 self._unload(name, state)
 
-    def _load(self, name, base_path, state):
-        path = os.path.join(base_path, str(state.version))
+    def _ensure_loaded(self, name, path, state):
+        """Loads `state`'s version unless it is available or failed on these very files
+        `MAX_LOAD_ATTEMPTS` times; returns whether it is available."""
+        with self._cond:
+            if state.state == State.AVAILABLE:
+                return True
+        fingerprint = version_fingerprint(path)
+        if state.error is None or fingerprint != state.fingerprint:
+            state.attempts = 0  # never loaded, unloaded by policy earlier, or its files changed since it failed
+        elif state.attempts >= MAX_LOAD_ATTEMPTS:
+            return False
+        with self._cond:
+            state.state, state.fingerprint, state.attempts = State.LOADING, fingerprint, state.attempts + 1
         logging.info("Loading model %r version %d from %s", name, state.version, path)
         try:
             servable = ServableVersion.load(name, state.version, path, self._scheduler)
         except ServingError as e:
             logging.error(
-                "Failed to load model %r version %d (attempt %d of %d): %s",
-                name, state.version, state.attempts, MAX_LOAD_ATTEMPTS, e.message,
+                "Failed to load model %r version %d (attempt %d of %d on these files; retried afresh when they "
+                "change): %s", name, state.version, state.attempts, MAX_LOAD_ATTEMPTS, e.message,
             )
             with self._cond:
                 state.state, state.error = State.END, e
             self._on_event(name, state.version, "load", False)
-            return
+            return False
         with self._cond:
             state.state, state.error, state.servable = State.AVAILABLE, None, servable
         self._on_event(name, state.version, "load", True)
@@ -235,6 +275,7 @@ class ModelManager:
             "Successfully loaded model %r version %d (%d warm-up requests replayed; now available)",
             name, state.version, servable.warmup_requests,
         )
+        return True
 
     def _unload(self, name, state):
         with self._cond:

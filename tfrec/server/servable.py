@@ -16,13 +16,14 @@ Example:
 >>> outputs = version.run("serving_default", request.inputs)               # doctest: +SKIP
 """
 
+import math
 import os
 import re
 
 import grpc
-import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
@@ -86,8 +87,7 @@ class Signature:
         spec = self.inputs[name]
         where = f"input {name!r} of signature {self.name!r}"
         if proto.dtype != spec.dtype.as_datatype_enum:
-            got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "DT_INVALID"
-            raise _invalid(f"{where} has dtype {got}; expected {spec.dtype.name}")
+            raise _invalid(f"{where} has dtype {_dtype_name(proto.dtype)}; expected {spec.dtype.name}")
         _check_declared(where, proto, spec)
         try:
             array = tf.make_ndarray(proto)
@@ -127,6 +127,14 @@ _ALL_VALUE_FIELDS = ("string_val", "float_val", "double_val", "int_val", "int64_
                      "scomplex_val", "dcomplex_val", "resource_handle_val", "variant_val", "uint32_val", "uint64_val")
 
 
+def _dtype_name(number):
+    """TensorFlow's name of DataType `number` ("string"), else its enum name ("DT_INVALID") or the bare number."""
+    try:
+        return tf.dtypes.as_dtype(number).name
+    except TypeError:
+        return types_pb2.DataType.Name(number) if number in types_pb2.DataType.values() else f"DataType {number}"
+
+
 def _check_declared(where, proto, spec):
     """Refuses, before anything is allocated, a TensorProto whose declared shape is not what it carries.
 
@@ -142,13 +150,13 @@ def _check_declared(where, proto, spec):
     if len(dims) >= 2 and 0 in dims[1:]:
         raise _invalid(f"{where} has shape {dims}: only the batch dimension may be empty (an empty history is "
                        "one \"\" entry)")
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    count = math.prod(dims)  # exact: a NumPy product of huge dimensions would wrap around
     if count > MAX_INPUT_ELEMENTS:
         raise _invalid(f"{where} declares {count} elements (shape {dims}); at most {MAX_INPUT_ELEMENTS} are accepted")
     own = _VALUE_FIELDS.get(proto.dtype)
     others = [field for field in _ALL_VALUE_FIELDS if field != own and len(getattr(proto, field))]
     if others:
-        raise _invalid(f"{where} has dtype {tf.dtypes.as_dtype(proto.dtype).name} but carries {others[0]}")
+        raise _invalid(f"{where} has dtype {_dtype_name(proto.dtype)} but carries {others[0]}")
     if proto.tensor_content:
         carried = len(proto.tensor_content) // max(tf.dtypes.as_dtype(proto.dtype).size, 1)
     else:

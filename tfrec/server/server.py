@@ -12,6 +12,13 @@ monitoring config enables them, the Prometheus metrics of
 `tfrec.server.metrics`. Clients written for `tensorflow_model_server` work
 unchanged against it.
 
+The gRPC port is a `grpc.aio` server on its own event-loop thread: a call
+waiting for its request message holds no thread, only one of the
+`max_concurrent_rpcs` slots, and ends with DEADLINE_EXCEEDED after
+`grpc_read_timeout_seconds`; model work (every servicer method but the health
+check) runs on a pool of `max_workers` threads. So slow or stalled clients
+neither block other Predicts nor the health check.
+
 Example:
 
 >>> options = ServerOptions(model_config=config.single_model_config("tiny", "/tmp/tiny"), port=8500,  # doctest: +SKIP
@@ -20,6 +27,7 @@ Example:
 >>> server.stop()                                                                                    # doctest: +SKIP
 """
 
+import asyncio
 import contextlib
 import dataclasses
 import hmac
@@ -62,9 +70,13 @@ class ServerOptions:
         host: interface to bind ("127.0.0.1" keeps it on loopback).
         port: gRPC port (0 picks a free one; `Server.port` tells which).
         poll_wait_seconds: seconds between base-path scans (0: scan once).
-        max_workers: threads serving RPCs.
-        max_concurrent_rpcs: RPCs admitted at once (running + queued); more get
-            RESOURCE_EXHAUSTED.
+        max_workers: gRPC model executions at once (threads running Predict,
+            metadata, status and reload calls; more wait in a queue; the REST
+            port has its own threads).
+        max_concurrent_rpcs: RPCs admitted at once (running, queued, or still
+            receiving their request); more get RESOURCE_EXHAUSTED.
+        grpc_read_timeout_seconds: how long a gRPC call may wait for its
+            request message before it ends with DEADLINE_EXCEEDED.
         max_message_bytes: largest request and response, in bytes.
         grace_seconds: how long shutdown waits for running RPCs.
         batching_parameters: `BatchingParameters` to batch requests on the
@@ -95,6 +107,7 @@ class ServerOptions:
     poll_wait_seconds: float = 1.0
     max_workers: int = 16
     max_concurrent_rpcs: int = 256
+    grpc_read_timeout_seconds: float = 30.0
     max_message_bytes: int = 4 << 20
     grace_seconds: float = 5.0
     batching_parameters: object = None
@@ -114,6 +127,16 @@ class ServerOptions:
         return (prometheus.path or DEFAULT_PATH) if prometheus is not None and prometheus.enable else None
 
     def __post_init__(self):
+        for name in ("port", "rest_api_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 <= port <= 65535:
+                raise config_lib.ConfigError(f"{name}={port}: expected a TCP port in 0..65535 (0: a free one)")
+        for name in ("max_workers", "max_concurrent_rpcs", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise config_lib.ConfigError(f"{name}={getattr(self, name)}: expected at least 1")
+        for name in ("grpc_read_timeout_seconds", "rest_read_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise config_lib.ConfigError(f"{name}={getattr(self, name)}: expected a positive number of seconds")
         if bool(self.ssl_cert) != bool(self.ssl_key):
             raise config_lib.ConfigError(f"ssl_cert={self.ssl_cert!r} and ssl_key={self.ssl_key!r}: TLS needs both "
                                          "the certificate and its private key")
@@ -136,13 +159,16 @@ def as_serving_error(error: Exception, what: str) -> ServingError:
     return ServingError(grpc.StatusCode.INTERNAL, f"{what} failed: {type(error).__name__}: {error}")
 
 
-def _abort_on_error(method):
-    def wrapper(self, request, context):
+def _rpc(method):
+    """The gRPC method for `method(self, request)`: a coroutine running it on the servicer's
+    `executor`, aborting the call with the canonical code of any failure."""
+
+    async def wrapper(self, request, context):
         try:
-            return method(self, request, context)
+            return await asyncio.get_running_loop().run_in_executor(self.executor, method, self, request)
         except Exception as e:  # noqa: BLE001 - every failure reaches the client with its canonical code
             error = as_serving_error(e, method.__name__)
-            context.abort(error.code, error.message)
+        await context.abort(error.code, error.message)
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
@@ -163,9 +189,19 @@ def _check_size(message, what, fields, limit):
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """`tensorflow.serving.PredictionService` over a `ModelManager`; `predict` and `metadata`
-    also answer the REST API, so both APIs share every check and the metrics."""
+    also answer the REST API, so both APIs share every check and the metrics.
 
-    def __init__(self, manager: ModelManager, max_message_bytes: int, metrics: ServingMetrics):
+    Args:
+        manager: the `ModelManager`.
+        max_message_bytes: largest request and response.
+        metrics: `ServingMetrics` counting every call.
+        executor: where the gRPC methods run the model work (None: the event
+            loop's default executor).
+    """
+
+    def __init__(self, manager: ModelManager, max_message_bytes: int, metrics: ServingMetrics,
+                 executor: Optional[futures.Executor] = None):
+        self.executor = executor
         self._manager = manager
         self._max_bytes = max_message_bytes
         self._metrics = metrics
@@ -238,16 +274,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 response.metadata["signature_def"].Pack(signature_map)
             return response
 
-    @_abort_on_error
-    def Predict(self, request, context):
-        return self.predict(request)
+    Predict = _rpc(predict)
+    GetModelMetadata = _rpc(metadata)
 
-    @_abort_on_error
-    def GetModelMetadata(self, request, context):
-        return self.metadata(request)
-
-    def _unimplemented(self, request, context):
-        context.abort(
+    async def _unimplemented(self, request, context):
+        await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "the embedded server implements Predict and GetModelMetadata; use tensorflow_model_server for "
             "Classify, Regress and MultiInference",
@@ -257,9 +288,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    """`tensorflow.serving.ModelService` over a `ModelManager`."""
+    """`tensorflow.serving.ModelService` over a `ModelManager` (gRPC methods run on `executor`)."""
 
-    def __init__(self, manager: ModelManager, allow_config_reload: bool = False, model_root: Optional[str] = None):
+    def __init__(self, manager: ModelManager, allow_config_reload: bool = False, model_root: Optional[str] = None,
+                 executor: Optional[futures.Executor] = None):
+        self.executor = executor
         self._manager = manager
         self._allow_config_reload = allow_config_reload
         self._model_root = os.path.realpath(model_root) if model_root else None
@@ -285,12 +318,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 status.status.error_message = state.error.message
         return response
 
-    @_abort_on_error
-    def GetModelStatus(self, request, context):
+    @_rpc
+    def GetModelStatus(self, request):
         return self.model_status(request.model_spec)
 
-    @_abort_on_error
-    def HandleReloadConfigRequest(self, request, context):
+    @_rpc
+    def HandleReloadConfigRequest(self, request):
         if not self._allow_config_reload:
             raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
                                "config reload over RPC is off: the operator starts the server with "
@@ -323,25 +356,66 @@ def _server_credentials(cert_path, key_path):
     return grpc.ssl_server_credentials([(contents["ssl_key"], contents["ssl_cert"])])
 
 
-class _BearerToken(grpc.ServerInterceptor):
+class _BearerToken(grpc.aio.ServerInterceptor):
     """Refuses every RPC but the health check without `authorization: Bearer <token>`."""
 
     def __init__(self, token: str):
         self._expected = f"Bearer {token}".encode()
 
-        def deny(request, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "missing or wrong bearer token (metadata 'authorization: Bearer <token>')")
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token (metadata 'authorization: Bearer <token>')")
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
-    def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation, handler_call_details):
         if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         given = dict(handler_call_details.invocation_metadata).get("authorization", "")
         if hmac.compare_digest(given.encode() if isinstance(given, str) else given, self._expected):
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         return self._deny
+
+
+class _ReadTimeout(grpc.aio.ServerInterceptor):
+    """Bounds how long a unary-request call waits for its message.
+
+    gRPC receives a unary request before the method runs, with no limit; this
+    serves such a method as request-streaming instead, reads the one message
+    itself, and ends the call with DEADLINE_EXCEEDED when it does not arrive
+    within `seconds`.
+    """
+
+    def __init__(self, seconds: float):
+        self._seconds = seconds
+
+    async def _read(self, context, method):
+        try:
+            request = await asyncio.wait_for(context.read(), self._seconds)
+        except asyncio.TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"{method}: no request message within {self._seconds:g} s "
+                                "(the server's grpc_read_timeout_seconds)")
+        if request is grpc.aio.EOF:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the call ended without a request message")
+        return request
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        method = handler_call_details.method
+        if handler.response_streaming:
+            async def stream(requests, context):
+                await handler.unary_stream(await self._read(context, method), context)
+
+            return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer,
+                                                         handler.response_serializer)
+
+        async def unary(requests, context):
+            return await handler.unary_unary(await self._read(context, method), context)
+
+        return grpc.stream_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
 
 
 class Server:
@@ -353,8 +427,7 @@ class Server:
 
     def __init__(self, options: ServerOptions):
         self.options = options
-        self._health = health.HealthServicer()
-        self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._health = health.aio.HealthServicer()
         self._serving = {}
         self._overall = False
         self._health_lock = threading.Lock()
@@ -364,37 +437,62 @@ class Server:
         self.metrics = ServingMetrics()
         self.manager = ModelManager(options.model_config, on_change=self._set_health, scheduler=self.scheduler,
                                     on_event=self.metrics.model_event)
-        limit = options.max_message_bytes
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc"),
+        self._executor = futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc")
+        prediction = PredictionService(self.manager, options.max_message_bytes, self.metrics, self._executor)
+        models = ModelService(self.manager, options.allow_config_reload, options.model_root, self._executor)
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
+        self._loop_thread.start()
+        try:
+            self._grpc, self.port = self._in_loop(self._create_grpc(prediction, models))
+            self._in_loop(self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING))
+            self._rest = None
+            if options.rest_api_port is not None:
+                self._rest = RestApiServer(
+                    prediction, models, self.metrics, host=options.host, port=options.rest_api_port,
+                    max_message_bytes=options.max_message_bytes, max_concurrent_requests=options.max_concurrent_rpcs,
+                    read_timeout_seconds=options.rest_read_timeout_seconds, auth_token=options.auth_token,
+                    ssl_cert=options.ssl_cert, ssl_key=options.ssl_key, metrics_path=options.metrics_path)
+        except BaseException:
+            self._close_loop()
+            raise
+        self._stopped = False
+
+    def _in_loop(self, coroutine):
+        """Runs `coroutine` on the gRPC event loop and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _close_loop(self):
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join()
+        self._loop.close()
+        self._executor.shutdown(cancel_futures=True)
+
+    async def _create_grpc(self, prediction, models):
+        options = self.options
+        interceptors = [_ReadTimeout(options.grpc_read_timeout_seconds)]
+        if options.auth_token:
+            interceptors.append(_BearerToken(options.auth_token))
+        server = grpc.aio.server(
+            interceptors=interceptors,
             maximum_concurrent_rpcs=options.max_concurrent_rpcs,
-            interceptors=[_BearerToken(options.auth_token)] if options.auth_token else [],
             options=[
-                ("grpc.max_receive_message_length", limit * _TRANSPORT_LIMIT_FACTOR),
-                ("grpc.max_send_message_length", limit),
+                ("grpc.max_receive_message_length", options.max_message_bytes * _TRANSPORT_LIMIT_FACTOR),
+                ("grpc.max_send_message_length", options.max_message_bytes),
             ],
         )
-        prediction = PredictionService(self.manager, limit, self.metrics)
-        models = ModelService(self.manager, options.allow_config_reload, options.model_root)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, self._grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"{options.host}:{options.port}"
         try:
             if options.ssl_cert:
-                self.port = self._grpc.add_secure_port(address, _server_credentials(options.ssl_cert, options.ssl_key))
+                port = server.add_secure_port(address, _server_credentials(options.ssl_cert, options.ssl_key))
             else:
-                self.port = self._grpc.add_insecure_port(address)
+                port = server.add_insecure_port(address)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {address}: {e}") from e
-        self._rest = None
-        if options.rest_api_port is not None:
-            self._rest = RestApiServer(
-                prediction, models, self.metrics, host=options.host, port=options.rest_api_port,
-                max_message_bytes=limit, max_concurrent_requests=options.max_concurrent_rpcs,
-                read_timeout_seconds=options.rest_read_timeout_seconds, auth_token=options.auth_token,
-                ssl_cert=options.ssl_cert, ssl_key=options.ssl_key, metrics_path=options.metrics_path)
-        self._stopped = False
+        return server, port
 
     @property
     def rest_port(self) -> Optional[int]:
@@ -405,17 +503,17 @@ class Server:
         status = health_pb2.HealthCheckResponse
         with self._health_lock:
             if self._serving.get(name) != serving:
-                self._health.set(name, status.SERVING if serving else status.NOT_SERVING)
+                self._in_loop(self._health.set(name, status.SERVING if serving else status.NOT_SERVING))
             self._serving[name] = serving
             names = self.manager.model_names
             overall = bool(names) and all(self._serving.get(n) for n in names)
             if overall != self._overall:
-                self._health.set("", status.SERVING if overall else status.NOT_SERVING)
+                self._in_loop(self._health.set("", status.SERVING if overall else status.NOT_SERVING))
             self._overall = overall
 
     def start(self) -> None:
         """Starts listening, then loads the models in the background (health turns SERVING)."""
-        self._grpc.start()
+        self._in_loop(self._grpc.start())
         logging.info(
             "Running gRPC ModelServer at %s:%d (models: %s)",
             self.options.host, self.port, ", ".join(self.manager.model_names),
@@ -433,11 +531,12 @@ class Server:
             return
         self._stopped = True
         logging.info("Shutting down: finishing running requests (up to %.1f s)", self.options.grace_seconds)
-        self._health.enter_graceful_shutdown()
+        self._in_loop(self._health.enter_graceful_shutdown())
         if self._rest is not None:
             self._rest.stop()
-        self._grpc.stop(self.options.grace_seconds).wait()
+        self._in_loop(self._grpc.stop(self.options.grace_seconds))
         self.manager.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self._close_loop()
         logging.info("Server stopped")

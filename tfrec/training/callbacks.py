@@ -33,7 +33,7 @@ from absl import logging
 
 from tfrec.data import pipeline
 from tfrec.evaluation import protocol
-from tfrec.training import checks, run_dir
+from tfrec.training import checks, devices, multi_worker, run_dir
 
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -66,7 +66,10 @@ class ValidationMetrics(keras.callbacks.Callback):
         values = protocol.evaluate_model(self.model, self.held_out, self.config, self.ks, self.batch_size)
         if self._dataset is None:
             self._dataset = pipeline.to_tf_dataset(self.held_out.examples, batch_size=self.batch_size, shuffle=False)
-        values.update(self.model.evaluate(self._dataset, verbose=0, return_dict=True))
+        if devices.is_multi_worker(self.model.distribute_strategy):  # where Model.evaluate fails
+            values.update(multi_worker.evaluate(self.model, self._dataset))
+        else:
+            values.update(self.model.evaluate(self._dataset, verbose=0, return_dict=True))
         logs.update({f"val_{name}": float(value) for name, value in values.items()})
 
 

@@ -33,19 +33,21 @@ def check_data(model_config, data, ks) -> None:
         ks: ranking cut-offs.
     """
     if model_config.task in ("ranking", "multitask") and model_config.ranking_target == "rating":
-        require(data.tables.has_ratings,
+        require(data.has_ratings,
                 f"ModelConfig.task={model_config.task!r} with ranking_target='rating' needs ratings, but the "
                 f"source {data.name!r} has no '{schema.RATING}' column (use ranking_target='click' or a source "
                 "with ratings)")
-    require(not model_config.use_ratings or data.tables.has_ratings,
+    require(not model_config.use_ratings or data.has_ratings,
             f"ModelConfig.use_ratings=True: the source {data.name!r} has no '{schema.RATING}' column")
+    require(not (data.streamed and model_config.behaviour_text),
+            "ModelConfig.behaviour_text=True picks rows from all of a user's examples at once: it needs examples "
+            f"in memory, not the converted ones of {data.name!r}")
     largest = max(ks)
     require(largest <= data.vocab.num_items,
             f"TrainConfig.eval_ks={','.join(map(str, ks))}: K={largest} is larger than the catalogue "
             f"({data.vocab.num_items} items)")
     for name in ("train", "valid", "test"):
-        count = len(data.examples[name][schema.TARGET_ITEM_ID])
-        require(count > 0, f"DataConfig.split={data.config.split!r}: the {name} split has no examples")
+        require(data.num_examples(name) > 0, f"DataConfig.split={data.config.split!r}: the {name} split has no examples")
 
 
 def metric_mode(monitor: str) -> str:

@@ -4,6 +4,9 @@
 is at least one, and a `OneDeviceStrategy` on the CPU otherwise.
 `TrainConfig.cpu_replicas=N` splits the CPU into N logical devices and mirrors over
 them, so multi-replica training can be exercised on a machine without GPUs.
+`TrainConfig.strategy="multi_worker"` is `MultiWorkerMirroredStrategy` over the
+cluster of the `TF_CONFIG` environment variable (`tfrec.launch` sets it for
+workers on this machine; `docs/distributed.md`).
 
 Example:
 
@@ -14,11 +17,17 @@ Example:
 2
 """
 
+import json
+import os
+
 import tensorflow as tf
 
 from tfrec.config import ConfigError
 
-STRATEGIES = ("auto", "mirrored", "one_device")
+STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
+TF_CONFIG = "TF_CONFIG"
+TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:2222", "host1:2222"]}, '
+                     '"task": {"type": "worker", "index": 0}}')
 
 
 class DeviceError(ConfigError):
@@ -57,6 +66,45 @@ def configure_cpu_replicas(num_replicas):
         ) from error
 
 
+def cluster_spec() -> dict:
+    """The `TF_CONFIG` environment variable, checked: `{"cluster": {...}, "task": {"type", "index"}}`.
+
+    Raises:
+        DeviceError: TF_CONFIG is missing, not JSON, or its task is not in its cluster.
+    """
+    raw = os.environ.get(TF_CONFIG)
+    expected = f"expected JSON like {TF_CONFIG_EXAMPLE} (python -m tfrec.launch sets it for local workers)"
+    if not raw:
+        raise DeviceError(f"TrainConfig.strategy='multi_worker' reads its cluster from the {TF_CONFIG} environment "
+                          f"variable, which is not set; {expected}")
+    try:
+        spec = json.loads(raw)
+    except ValueError as error:
+        raise DeviceError(f"{TF_CONFIG}={raw!r} is not JSON ({error}); {expected}") from error
+    cluster = spec.get("cluster") if isinstance(spec, dict) else None
+    task = spec.get("task") if isinstance(spec, dict) else None
+    if not isinstance(cluster, dict) or not cluster.get("worker") or not isinstance(task, dict):
+        raise DeviceError(f"{TF_CONFIG}={raw!r} has no cluster.worker list or no task; {expected}")
+    addresses = cluster.get(task.get("type"))
+    index = task.get("index")
+    if not isinstance(addresses, list) or not isinstance(index, int) or not 0 <= index < len(addresses):
+        raise DeviceError(f"{TF_CONFIG}={raw!r}: task {task} is not one of the cluster's tasks "
+                          f"{ {name: len(tasks) for name, tasks in cluster.items()} }; {expected}")
+    return spec
+
+
+def is_chief(spec: dict) -> bool:
+    """Whether the task of `cluster_spec()` is the chief: task type "chief", or worker 0 in a cluster without one."""
+    task = spec["task"]
+    return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0
+                                       and "chief" not in spec["cluster"])
+
+
+def is_multi_worker(strategy) -> bool:
+    """Whether `strategy` spans several processes (its collectives need every worker in step)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def make_strategy(name="auto", cpu_replicas=1):
     """Returns the `tf.distribute.Strategy` for `TrainConfig.strategy`.
 
@@ -64,15 +112,26 @@ def make_strategy(name="auto", cpu_replicas=1):
         name: "auto" (mirrored over GPUs or CPU replicas when there are more
             than one, else TensorFlow's default strategy), "mirrored" (over
             all GPUs, or all logical CPUs when there is no GPU) or
-            "one_device" (first GPU or the CPU).
+            "one_device" (first GPU or the CPU) or "multi_worker"
+            (`MultiWorkerMirroredStrategy` over the `TF_CONFIG` cluster,
+            each worker's GPUs or its CPU).
         cpu_replicas: the number of logical CPUs configured by
             `configure_cpu_replicas`; used when there is no GPU.
 
     Returns:
         A `tf.distribute.Strategy`.
+
+    Raises:
+        DeviceError: an unknown name, or a bad `TF_CONFIG` for "multi_worker".
     """
     if name not in STRATEGIES:
         raise DeviceError(f"TrainConfig.strategy={name!r}: expected one of {list(STRATEGIES)}")
+    if name == "multi_worker":
+        if cpu_replicas > 1:
+            raise DeviceError(f"TrainConfig.cpu_replicas={cpu_replicas} with strategy='multi_worker': each worker "
+                              "mirrors over its GPUs or uses its CPU as one device; expected cpu_replicas=1")
+        cluster_spec()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     replicas = gpus or cpus[:cpu_replicas]

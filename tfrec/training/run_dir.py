@@ -298,7 +298,7 @@ def evaluate_run(directory, split="test", prepared=None, **data_overrides):
         dict of metric name -> float.
     """
     run, prepared = load_run_data(directory, prepared, **data_overrides)
-    held_out = protocol.HeldOut.from_split(prepared.split, prepared.vocab, split, prepared.examples)
+    held_out = protocol.HeldOut.from_data(prepared, split)
     ks = tuple(run.train_config.get("eval_ks", (10, 100)))
     return protocol.evaluate_model(run.model, held_out, run.model_config, ks,
                                    run.train_config.get("eval_batch_size", 512))

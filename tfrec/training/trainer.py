@@ -33,11 +33,11 @@ import numpy as np
 from absl import logging
 
 from tfrec.config import Config, ConfigError, require
-from tfrec.data import pipeline, schema
+from tfrec.data import pipeline
 from tfrec.baselines import references
 from tfrec.evaluation import protocol
-from tfrec.training import (auto_settings, callbacks, checks, devices, optimizer, projector, summaries,
-                            text_adaptation)
+from tfrec.training import (auto_settings, callbacks, checks, devices, multi_worker, optimizer, projector,
+                            summaries, text_adaptation)
 from tfrec.training import run_dir as run_files
 
 
@@ -66,7 +66,11 @@ class TrainConfig(Config):
         eval_ks: cut-offs K of HR@K, NDCG@K, Recall@K.
         eval_batch_size: examples scored at once during evaluation.
         strategy: auto: MirroredStrategy over all GPUs (or cpu_replicas CPUs),
-            TensorFlow's default strategy on one device.
+            TensorFlow's default strategy on one device; multi_worker:
+            MultiWorkerMirroredStrategy over the cluster of the TF_CONFIG
+            environment variable (docs/distributed.md), trained by
+            `tfrec.training.multi_worker.fit`, the run directory written by
+            the chief alone.
         cpu_replicas: split the CPU into this many logical devices and mirror
             over them (for testing multi-replica training without GPUs).
         max_steps: stop after this many optimizer steps in total; 0: no limit.
@@ -210,6 +214,11 @@ class Trainer:
         self.config = config.validate()
         devices.configure_cpu_replicas(config.cpu_replicas)
         self.strategy = devices.make_strategy(config.strategy, config.cpu_replicas)
+        # The task of a multi-worker cluster ("worker-1"); None when this process is the chief or alone.
+        self.worker_task = None
+        if devices.is_multi_worker(self.strategy) and not devices.is_chief(devices.cluster_spec()):
+            task = devices.cluster_spec()["task"]
+            self.worker_task = f"{task['type']}-{task['index']}"
         if config.batch_size:
             checks.check_batch_split(config.batch_size, self.strategy.num_replicas_in_sync)
 
@@ -254,9 +263,10 @@ class Trainer:
 
         if cfg.text_adaptation_steps:
             self._adapt_text(model, data, run_dir)
-        model.adapt(data.examples["train"])
-        train_examples = model.train_examples(data.examples["train"])
-        num_train = len(train_examples[schema.TARGET_ITEM_ID])
+        training = data.training_examples()  # arrays, or a dataset streamed from TFRecords
+        model.adapt(training)
+        train_examples = model.train_examples(training)
+        num_train = pipeline.count(train_examples)
         batch_size = cfg.batch_size or auto_settings.auto_batch_size(num_train, self.strategy.num_replicas_in_sync)
         steps_per_epoch = cfg.steps_per_epoch or math.ceil(num_train / batch_size)
         warm_start = getattr(model, "warm_started_from", None)
@@ -264,15 +274,15 @@ class Trainer:
         record["warm_start_from"] = warm_start
         with self.strategy.scope():
             model.compile(optimizer=self._optimizer(epochs * steps_per_epoch))
-        train_ds = pipeline.to_tf_dataset(train_examples, batch_size=batch_size, shuffle=True,
-                                          seed=cfg.seed).repeat()
-        valid = protocol.HeldOut.from_split(data.split, data.vocab, "valid", data.examples)
+        train_ds = pipeline.to_tf_dataset(train_examples, batch_size=batch_size, shuffle=True, seed=cfg.seed,
+                                          cache=False).repeat()
+        valid = protocol.HeldOut.from_data(data, "valid")
         logging.info("training %s on %s: %d training windows (of %d training examples), batch %d%s, "
                      "%d steps per epoch, %d epochs at most%s, %d replica(s), monitor %s", model_config.task,
-                     data.name, num_train, len(data.examples["train"][schema.TARGET_ITEM_ID]), batch_size,
+                     data.name, num_train, data.num_examples("train"), batch_size,
                      "" if cfg.batch_size else " (auto)", steps_per_epoch, epochs, "" if cfg.epochs else " (auto)",
                      self.strategy.num_replicas_in_sync, monitor)
-        with _state_directory(run_dir) as directory:
+        with _state_directory(run_dir, self.worker_task) as directory:
             if run_dir:
                 run_files.write_json_atomic(os.path.join(directory, run_files.CONFIG), record)
             best = callbacks.BestWeights(monitor, os.path.join(directory, run_files.CHECKPOINTS),
@@ -281,10 +291,14 @@ class Trainer:
             if best.stopped:  # this directory's run already stopped early: nothing is left to train
                 best.restore(model)
             else:
-                fitted = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-                                   callbacks=self._callbacks(directory if run_dir else None, valid, model_config,
-                                                             best, batch_size, epochs),
-                                   verbose=1 if self._progress_bar() else 0)
+                fit_callbacks = self._callbacks(directory if run_dir else None, valid, model_config, best,
+                                                batch_size, epochs)
+                verbose = 1 if self._progress_bar() else 0
+                if devices.is_multi_worker(self.strategy):  # where Model.fit fails
+                    fitted = multi_worker.fit(model, train_ds, epochs, steps_per_epoch, fit_callbacks, verbose)
+                else:
+                    fitted = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+                                       callbacks=fit_callbacks, verbose=verbose)
                 history = fitted.history
             metrics = self._held_out_metrics(model, data, valid)
             records = _epoch_records(directory, history) if run_dir else _history_records(history)
@@ -296,7 +310,7 @@ class Trainer:
             metrics["wall_time_seconds"] = time.time() - started
             metrics["trained_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             metrics["baselines"] = references.reference_metrics(data, model_config, cfg.eval_ks)
-            metrics["data_summary"] = _data_summary(data, num_train)
+            metrics["data_summary"] = {**data.summary(), "training_windows": num_train}
             if run_dir:
                 run_files.write_run(directory, model, data, metrics)
                 _write_projector(directory, model, data)
@@ -324,6 +338,8 @@ class Trainer:
         if run_dir and _has_training_state(run_dir):
             logging.info("resuming: the run's saved weights hold the adapted text encoder")
             return
+        require(not data.streamed, f"TrainConfig.text_adaptation_steps={cfg.text_adaptation_steps} reads the "
+                "training interactions in memory: it needs a table source, not a tfrecord: one")
         pairs = text_adaptation.cooccurrence_pairs(data.split.train, data.vocab, cfg.text_adaptation_window)
         with self.strategy.scope():
             losses = text_adaptation.adapt_item_text(
@@ -368,7 +384,7 @@ class Trainer:
 
     def _held_out_metrics(self, model, data, valid):
         cfg = self.config
-        test = protocol.HeldOut.from_split(data.split, data.vocab, "test", data.examples)
+        test = protocol.HeldOut.from_data(data, "test")
         metrics = protocol.evaluate_model(model, test, model.cfg, cfg.eval_ks, cfg.eval_batch_size)
         metrics["valid"] = protocol.evaluate_model(model, valid, model.cfg, cfg.eval_ks, cfg.eval_batch_size)
         return metrics
@@ -376,22 +392,19 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def _state_directory(directory):
-    """`directory`, or a temporary one (removed afterwards) for the best-epoch state of a fit without one."""
+def _state_directory(directory, worker_task=None):
+    """`directory`, or a temporary one (removed afterwards) for the best-epoch state of a fit without one,
+    or for the files of the non-chief `worker_task` of a multi-worker fit (`multi_worker.worker_directory`)."""
+    if directory and worker_task:
+        with multi_worker.worker_directory(directory, worker_task) as temporary:
+            yield temporary
+        return
     if directory:
         os.makedirs(directory, exist_ok=True)
         yield directory
         return
     with tempfile.TemporaryDirectory(prefix="tfrec-fit-") as temporary:
         yield temporary
-
-
-def _data_summary(data, num_windows):
-    """What the run trained and was tested on: sizes of the catalogue, users and split parts."""
-    return {"name": data.name, "split": data.split.name, "items": data.vocab.num_items,
-            "users": data.vocab.num_users, "interactions": len(data.tables.interactions),
-            **{f"{part}_interactions": count for part, count in data.split.sizes().items()},
-            "training_windows": num_windows, "fingerprint": data.fingerprint}
 
 
 def _has_training_state(directory):
