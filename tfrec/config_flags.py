@@ -184,9 +184,10 @@ def help_text(doc: str, groups: Sequence[tuple], flag_values: flags.FlagValues =
     return "\n\n".join(parts) + "\n"
 
 
-def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None) -> None:
+def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None, errors: tuple = ()) -> None:
     """`absl.app.run(main)`, with `--help` printing `help_text(doc, groups)` and exit status 0, and a
-    `UsageError` from `main` printed as one line `COMMAND: error: MESSAGE` (exit status 1).
+    `UsageError` or one of `errors` raised by `main` printed as one line `COMMAND: error: MESSAGE`
+    (exit status 1).
 
     `--help` (`-h`, `-?`, `--helpshort`) and `--helpfull` (absl's list of
     every flag) are answered before the flags are parsed, with exit status 0
@@ -196,7 +197,7 @@ def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None) -> N
 
         if __name__ == "__main__":
             names = config_flags.defined(define_flags)
-            config_flags.run(main, config_flags.help_groups("export flags", names))
+            config_flags.run(main, config_flags.help_groups("export flags", names), errors=(ConfigError,))
     """
     def parse(argv):
         options = argv[1:argv.index("--")] if "--" in argv else argv[1:]
@@ -212,7 +213,7 @@ def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None) -> N
         # absl answers a UsageError with the whole flag list: one line naming the problem is clearer.
         try:
             return main(argv)
-        except app.UsageError as error:
+        except (app.UsageError, *errors) as error:
             command = getattr(sys.modules["__main__"].__spec__, "name", None) or os.path.basename(argv[0])
             sys.exit(f"{command}: error: {error}")
 

@@ -32,7 +32,7 @@ from absl import app, flags
 from tfrec import quiet
 
 quiet.configure(__name__, default_verbosity=-1)  # before TensorFlow is imported
-from tfrec import config_flags, train  # noqa: E402
+from tfrec import config_flags, launch, train  # noqa: E402
 from tfrec.config import ConfigError  # noqa: E402
 from tfrec.data import DataError, prepared, summary  # noqa: E402
 from tfrec.exporting import exporter  # noqa: E402
@@ -105,14 +105,6 @@ def _beside_baselines(metrics):
         f"{name} {values['HR@10']:.4f} / {values['NDCG@10']:.4f}" for name, values in figures.items())
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _because(explanation, row, rank, behaviours, ratings, titles):
     """"because you rated A 5 (+0.21), B 4 (+0.12)": the behaviours that raised the score most."""
     reasons = []
@@ -178,7 +170,7 @@ def run(values: flags.FlagValues) -> None:
     print(f"exported {exported.path} (version {exported.version}): signatures {exported.signatures}; model card "
           f"{exported.path}/assets/model_card.md")
 
-    port = values.port or _free_port()
+    port = values.port or launch.free_ports(1)[0]
     base_path = pathlib.Path(values.export_base, values.model_name).resolve()
     server_args = ["tfrec.serve", f"--model_name={values.model_name}", f"--model_base_path={base_path}", f"--port={port}",
                    f"--verbosity={values.verbosity}"]  # the server logs as this command does
@@ -232,11 +224,9 @@ def run(values: flags.FlagValues) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        run(FLAGS)
-    except (ConfigError, DataError, OSError) as error:
-        sys.exit(f"tfrec.demo: error: {error}")
+    run(FLAGS)
 
 
 if __name__ == "__main__":
-    config_flags.run(main, config_flags.help_groups("demo flags", config_flags.defined(define_flags)))
+    config_flags.run(main, config_flags.help_groups("demo flags", config_flags.defined(define_flags)),
+                     errors=(ConfigError, DataError, OSError))

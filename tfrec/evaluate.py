@@ -46,10 +46,7 @@ def evaluate(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        metrics = evaluate(flags.FLAGS)
-    except (ConfigError, OSError) as error:
-        sys.exit(f"tfrec.evaluate: error: {error}")
+    metrics = evaluate(flags.FLAGS)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"tfrec.evaluate: {flags.FLAGS.run_dir} ({flags.FLAGS.eval_split}): {format_metrics(metrics)}",
           file=sys.stderr)
@@ -57,4 +54,5 @@ def main(argv):
 
 if __name__ == "__main__":
     names = config_flags.defined(define_flags)
-    config_flags.run(main, config_flags.help_groups("evaluation flags", names, (DataConfig,)))
+    config_flags.run(main, config_flags.help_groups("evaluation flags", names, (DataConfig,)),
+                     errors=(ConfigError, OSError))

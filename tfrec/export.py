@@ -9,7 +9,6 @@ size, and prints them, then what it wrote. The library's INFO logs (which
 report the same) show with `-v 0`.
 """
 
-import sys
 
 from absl import app, flags
 
@@ -69,10 +68,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> exporter.ExportResult:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        result = run(flags.FLAGS)
-    except (ValueError, OSError, checks.ExportCheckError) as error:
-        sys.exit(f"tfrec.export: error: {error}")
+    result = run(flags.FLAGS)
     print(result.ops.summary())
     print(result.size.summary())
     print(f"exported {result.path} (version {result.version}): signatures {result.signatures}, "
@@ -80,4 +76,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    config_flags.run(main, config_flags.help_groups("export flags", config_flags.defined(define_flags)))
+    config_flags.run(main, config_flags.help_groups("export flags", config_flags.defined(define_flags)),
+                     errors=(ValueError, OSError, checks.ExportCheckError))

@@ -48,7 +48,6 @@ Example:
 
 import dataclasses
 import os
-import sys
 from typing import Optional
 
 import numpy as np
@@ -236,14 +235,11 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> RefreshResult:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        result = run(flags.FLAGS)
-    except (ConfigError, OSError) as error:
-        sys.exit(f"tfrec.refresh: error: {error}")
+    result = run(flags.FLAGS)
     exported = f" (version {result.exported.version}: {result.exported.path})" if result.exported else ""
     print(f"tfrec.refresh: {result.verdict}{exported}")
 
 
 if __name__ == "__main__":
     names = config_flags.defined(define_flags)
-    config_flags.run(main, config_flags.help_groups("refresh flags", names, CONFIGS))
+    config_flags.run(main, config_flags.help_groups("refresh flags", names, CONFIGS), errors=(ConfigError, OSError))

@@ -23,7 +23,6 @@ Example:
 ['HR@10', 'HR@100', 'MRR']
 """
 
-import sys
 
 from absl import app, flags
 
@@ -99,12 +98,10 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        metrics = train(flags.FLAGS)
-    except ConfigError as error:
-        sys.exit(f"tfrec.train: error: {error}")
+    metrics = train(flags.FLAGS)
     print(f"tfrec.train: {flags.FLAGS.run_dir}: test {format_metrics(metrics)}")
 
 
 if __name__ == "__main__":
-    config_flags.run(main, config_flags.help_groups("run flags", config_flags.defined(define_flags), CONFIGS))
+    config_flags.run(main, config_flags.help_groups("run flags", config_flags.defined(define_flags), CONFIGS),
+                     errors=(ConfigError,))

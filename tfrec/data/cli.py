@@ -14,7 +14,7 @@ from absl import app, flags
 
 from tfrec import config_flags
 from tfrec.config import ConfigError
-from tfrec.data import errors, examples, sources, summary, texts, vocabulary
+from tfrec.data import errors, examples, summary, texts, vocabulary
 from tfrec.data.prepared import DataConfig, interaction_counts, prepare, tables_fingerprint, training_rating_mean
 
 FLAGS = flags.FLAGS
@@ -39,10 +39,7 @@ def _convert_flags(flag_values):
 
 def describe(config, values):
     """Prints the statistics of the data: sizes, per-user counts, text coverage, split, history lengths."""
-    if sources.source_kind(config.resolved_source()) == sources.STREAMED:
-        raise errors.SourceError("describe reads tables, and a tfrecord: source holds converted examples: describe "
-                                 "the source it was converted from (its metadata.json names it)", file=config.source)
-    prepared = prepare(config)
+    prepared = prepare(config, tables=config.load_tables())  # tables: a tfrecord: source is refused by its loader
     stats = summary.describe(prepared.tables, prepared.split, prepared.examples)
     print(json.dumps(stats, indent=2) if values.format == "json" else summary.format_text(stats))
 

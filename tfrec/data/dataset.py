@@ -256,7 +256,8 @@ def _text_column(raw, field, checker, keep, required, separator=None, identifier
         keep &= checker.check(
             keep & (text == ""), errors.MissingValueError, raw.file, raw.rows, field, values, "a non-empty value"
         )
-    if UNDECODABLE.search("".join(text)):
+    joined = "".join(text)  # one scan of the column decides whether any row needs a look
+    if UNDECODABLE.search(joined):
         undecodable = np.array([UNDECODABLE.search(t) is not None for t in text], dtype=bool)
         keep &= checker.check(
             keep & undecodable,
@@ -268,7 +269,7 @@ def _text_column(raw, field, checker, keep, required, separator=None, identifier
             "text valid in the file's encoding",
         )
         text = np.where(keep, text, "")  # rows already skipped: pandas cannot hold undecodable text
-    if identifier and _CONTROL.search("".join(text)):
+    if identifier and _CONTROL.search(joined):
         found = [_CONTROL.search(t) for t in text]
         bad = np.array([m is not None for m in found], dtype=bool) & keep
         first = found[int(np.flatnonzero(bad)[0])] if bad.any() else None

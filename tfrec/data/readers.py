@@ -178,7 +178,7 @@ def read_jsonl(path, checker=None):
         "one JSON object per line, its keys valid UTF-8"
     )
     frame = pd.DataFrame([r for r, k in zip(records, keep) if k], dtype=object)
-    return RawTable(frame.astype(object).where(frame.notna(), None), str(path), rows[keep])
+    return RawTable(frame.where(frame.notna(), None), str(path), rows[keep])
 
 
 def read_parquet(path):

@@ -19,7 +19,6 @@ import json
 import os
 
 from tfrec.data import DataConfig, errors, schema, table, texts
-from tfrec.data.texts import title_from_text
 from tfrec.data.vocabulary import Vocabulary
 
 ITEM_ID = "item_id"
@@ -43,7 +42,7 @@ class Catalogue:
         item_ids, item_texts = list(item_ids), list(item_texts)
         if not item_ids or item_ids[0] != "":
             raise ValueError('item_ids[0] must be the padding id ""')
-        item_titles = [title_from_text(t) for t in item_texts] if item_titles is None else list(item_titles)
+        item_titles = [texts.title_from_text(t) for t in item_texts] if item_titles is None else list(item_titles)
         if not len(item_ids) == len(item_texts) == len(item_titles):
             raise ValueError(
                 f"got {len(item_ids)} item ids but {len(item_texts)} item texts and {len(item_titles)} titles"
@@ -65,7 +64,7 @@ class Catalogue:
 
     def extended(self, new_ids, new_texts, new_titles=None):
         """Returns a new catalogue with `new_ids` appended (indices after the last)."""
-        new_titles = [title_from_text(t) for t in new_texts] if new_titles is None else list(new_titles)
+        new_titles = [texts.title_from_text(t) for t in new_texts] if new_titles is None else list(new_titles)
         return Catalogue(self.item_ids + list(new_ids), self.item_texts + list(new_texts),
                          self.item_titles + new_titles)
 
@@ -134,9 +133,6 @@ def read_update(path, catalogue, data_config=None):
         raise errors.EmptyDataError("catalogue update file holds no items", file=path)
     known = set(catalogue.item_ids)
     for item_id in items[schema.ITEM_ID]:
-        if any(c in item_id for c in _FORBIDDEN_ID_CHARACTERS):
-            raise errors.FieldTypeError(f"item {item_id!r}: expected an id without line breaks",
-                                        file=path, field=config.item_col)
         if item_id in known:
             raise errors.DuplicateIdError(
                 f"item {item_id!r} is already in the catalogue; only new items can be added without retraining",
@@ -148,12 +144,12 @@ def read_update(path, catalogue, data_config=None):
 
 def read_jsonl(path):
     """The (ids, texts, titles) of an `items.jsonl` written by `Catalogue.write_jsonl`, in index order."""
-    ids, texts, titles = [], [], []
+    ids, item_texts, titles = [], [], []
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 record = json.loads(line)
                 ids.append(record[ITEM_ID])
-                texts.append(record[TEXT])
-                titles.append(record.get(TITLE) or title_from_text(record[TEXT]))
-    return ids, texts, titles
+                item_texts.append(record[TEXT])
+                titles.append(record.get(TITLE) or texts.title_from_text(record[TEXT]))
+    return ids, item_texts, titles

@@ -92,10 +92,8 @@ def catalogue_embeddings(model, num_model_items, new_texts=()):
     Returns:
         float32 [num_model_items + len(new_texts), d].
     """
-    embeddings = _batched(
-        lambda ids: model.item_embeddings(tf.constant(ids, tf.int32)),
-        np.arange(1, num_model_items + 1, dtype=np.int32), "catalogue items",
-    )
+    # The stored vectors: one gather. New items run the text encoder, in batches.
+    embeddings = np.asarray(model.item_embeddings(tf.range(1, num_model_items + 1, dtype=tf.int32)), np.float32)
     if len(new_texts):
         new = _batched(lambda texts: model.text_item_embeddings(tf.constant(texts)), list(new_texts),
                        "new item texts")

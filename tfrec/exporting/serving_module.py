@@ -55,6 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.data import schema
+from tfrec.exporting import checks
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.features import history_features
 from tfrec.models.influence import occlusion_influence
@@ -250,7 +251,7 @@ class RecommenderServing(tf.Module):
         """Bytes of the stored retrieval matrix (and its int8 scales); 0 without retrieval."""
         if not self.is_retrieval:
             return 0
-        return sum(int(variable.numpy().nbytes) for variable in self._retrieval.weights)
+        return checks.weights_bytes(self._retrieval.weights)
 
     def _make_functions(self):
         """(Re)creates the tf.functions of the signatures this model supports."""

@@ -40,14 +40,15 @@ def _check_dtype(dtype):
         raise ValueError(f"catalogue_dtype={dtype!r}: expected one of {CATALOGUE_DTYPES}")
 
 
-def quantized(embeddings, dtype):
+def _quantized(embeddings, dtype):
     """(stored rows, per-row float32 scales or None) of float `[num_rows, D]` `embeddings` in `dtype`.
 
     `int8` rows are `round(row / scale)` with `scale = max |row| / 127` (1 for
     an all-zero row); `bfloat16` rows are cast; `float32` rows are unchanged.
     """
-    _check_dtype(dtype)
     embeddings = tf.convert_to_tensor(embeddings, tf.float32)
+    if dtype == "float32":
+        return embeddings, None
     if dtype != "int8":
         return tf.cast(embeddings, dtype), None
     largest = tf.reduce_max(tf.abs(embeddings), axis=1)
@@ -86,22 +87,17 @@ class CatalogueRetrieval(keras_rs.layers.BruteForceRetrieval):
             self.update_candidates(candidate_embeddings)
 
     def update_candidates(self, candidate_embeddings, candidate_ids=None):
-        """Stores float `[num_rows, D]` `candidate_embeddings` in `catalogue_dtype` (no `candidate_ids`)."""
-        if self.catalogue_dtype == "float32":
-            return super().update_candidates(candidate_embeddings, candidate_ids)
-        if candidate_ids is not None:
+        """Stores float `[num_rows, D]` `candidate_embeddings` in `catalogue_dtype` (ids only for float32)."""
+        if self.catalogue_dtype != "float32" and candidate_ids is not None:
             raise ValueError(f"a {self.catalogue_dtype} catalogue takes no candidate_ids: its ids are the row indices")
-        rows, scales = quantized(candidate_embeddings, self.catalogue_dtype)
-        if self.candidate_embeddings is None:
-            self.candidate_embeddings = keras.Variable(rows, dtype=self.catalogue_dtype, trainable=False,
-                                                       name="candidate_embeddings")
-            if scales is not None:
-                self.candidate_scales = keras.Variable(scales, trainable=False, name="candidate_scales")
+        rows, scales = _quantized(candidate_embeddings, self.catalogue_dtype)
+        super().update_candidates(rows, candidate_ids)
+        if scales is None:
+            return
+        if self.candidate_scales is None:
+            self.candidate_scales = keras.Variable(scales, trainable=False, name="candidate_scales")
         else:
-            self.candidate_embeddings.assign(rows)
-            if scales is not None:
-                self.candidate_scales.assign(scales)
-        self.built = True
+            self.candidate_scales.assign(scales)
 
     def gather(self, indices):
         """The stored embeddings of int catalogue `indices`, `indices.shape + [D]` (float32)."""

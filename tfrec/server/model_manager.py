@@ -110,17 +110,17 @@ def version_candidates(model_config, found: list) -> tuple:
 
     Returns:
         (candidates newest first, how many of them to serve: the first that
-        load for `latest`, None for every one that loads for `all` and
-        `specific`).
+        load; for `all` and `specific`, every one).
     """
     policy = model_config.model_version_policy
     choice = policy.WhichOneof("policy_choice")
     newest_first = sorted(found, reverse=True)
     if choice == "all":
-        return newest_first, None
+        return newest_first, len(newest_first)
     if choice == "specific":
         wanted = set(policy.specific.versions)
-        return [v for v in newest_first if v in wanted], None
+        candidates = [v for v in newest_first if v in wanted]
+        return candidates, len(candidates)
     return newest_first, policy.latest.num_versions if choice == "latest" and policy.latest.num_versions else 1
 
 
@@ -250,11 +250,11 @@ class ModelManager:
             if state.state == State.AVAILABLE:
                 return True
         fingerprint = version_fingerprint(path)
-        if state.error is None or fingerprint != state.fingerprint:
-            state.attempts = 0  # never loaded, unloaded by policy earlier, or its files changed since it failed
-        elif state.attempts >= MAX_LOAD_ATTEMPTS:
-            return False
         with self._cond:
+            if state.error is None or fingerprint != state.fingerprint:
+                state.attempts = 0  # never loaded, unloaded by policy earlier, or its files changed since it failed
+            elif state.attempts >= MAX_LOAD_ATTEMPTS:
+                return False
             state.state, state.fingerprint, state.attempts = State.LOADING, fingerprint, state.attempts + 1
         logging.info("Loading model %r version %d from %s", name, state.version, path)
         try:

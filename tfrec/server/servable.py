@@ -156,9 +156,9 @@ def _check_declared(where, proto, spec):
     own = _VALUE_FIELDS.get(proto.dtype)
     others = [field for field in _ALL_VALUE_FIELDS if field != own and len(getattr(proto, field))]
     if others:
-        raise _invalid(f"{where} has dtype {_dtype_name(proto.dtype)} but carries {others[0]}")
+        raise _invalid(f"{where} has dtype {spec.dtype.name} but carries {others[0]}")
     if proto.tensor_content:
-        carried = len(proto.tensor_content) // max(tf.dtypes.as_dtype(proto.dtype).size, 1)
+        carried = len(proto.tensor_content) // max(spec.dtype.size, 1)
     else:
         carried = len(getattr(proto, own)) if own else 0
     if carried != count:

@@ -160,12 +160,12 @@ def as_serving_error(error: Exception, what: str) -> ServingError:
 
 
 def _rpc(method):
-    """The gRPC method for `method(self, request)`: a coroutine running it on the servicer's
-    `executor`, aborting the call with the canonical code of any failure."""
+    """The gRPC method for `method(self, request)`: a coroutine running it on the event loop's
+    executor (`Server`'s `max_workers` threads), aborting the call with the canonical code of any failure."""
 
     async def wrapper(self, request, context):
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, method, self, request)
+            return await asyncio.get_running_loop().run_in_executor(None, method, self, request)
         except Exception as e:  # noqa: BLE001 - every failure reaches the client with its canonical code
             error = as_serving_error(e, method.__name__)
         await context.abort(error.code, error.message)
@@ -195,13 +195,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         manager: the `ModelManager`.
         max_message_bytes: largest request and response.
         metrics: `ServingMetrics` counting every call.
-        executor: where the gRPC methods run the model work (None: the event
-            loop's default executor).
     """
 
-    def __init__(self, manager: ModelManager, max_message_bytes: int, metrics: ServingMetrics,
-                 executor: Optional[futures.Executor] = None):
-        self.executor = executor
+    def __init__(self, manager: ModelManager, max_message_bytes: int, metrics: ServingMetrics):
         self._manager = manager
         self._max_bytes = max_message_bytes
         self._metrics = metrics
@@ -288,11 +284,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    """`tensorflow.serving.ModelService` over a `ModelManager` (gRPC methods run on `executor`)."""
+    """`tensorflow.serving.ModelService` over a `ModelManager`."""
 
-    def __init__(self, manager: ModelManager, allow_config_reload: bool = False, model_root: Optional[str] = None,
-                 executor: Optional[futures.Executor] = None):
-        self.executor = executor
+    def __init__(self, manager: ModelManager, allow_config_reload: bool = False, model_root: Optional[str] = None):
         self._manager = manager
         self._allow_config_reload = allow_config_reload
         self._model_root = os.path.realpath(model_root) if model_root else None
@@ -388,6 +382,7 @@ class _ReadTimeout(grpc.aio.ServerInterceptor):
 
     def __init__(self, seconds: float):
         self._seconds = seconds
+        self._wrapped = {}  # (method, handler) -> its request-streaming handler, built once
 
     async def _read(self, context, method):
         try:
@@ -404,7 +399,13 @@ class _ReadTimeout(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming:
             return handler
-        method = handler_call_details.method
+        key = (handler_call_details.method, handler)
+        if key not in self._wrapped:
+            self._wrapped[key] = self._request_streaming(handler, handler_call_details.method)
+        return self._wrapped[key]
+
+    def _request_streaming(self, handler, method):
+        """`handler` served as request-streaming, its one message read by `_read`."""
         if handler.response_streaming:
             async def stream(requests, context):
                 await handler.unary_stream(await self._read(context, method), context)
@@ -438,9 +439,10 @@ class Server:
         self.manager = ModelManager(options.model_config, on_change=self._set_health, scheduler=self.scheduler,
                                     on_event=self.metrics.model_event)
         self._executor = futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc")
-        prediction = PredictionService(self.manager, options.max_message_bytes, self.metrics, self._executor)
-        models = ModelService(self.manager, options.allow_config_reload, options.model_root, self._executor)
+        prediction = PredictionService(self.manager, options.max_message_bytes, self.metrics)
+        models = ModelService(self.manager, options.allow_config_reload, options.model_root)
         self._loop = asyncio.new_event_loop()
+        self._loop.set_default_executor(self._executor)  # where the gRPC methods run the model work
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
         self._loop_thread.start()
         try:

@@ -93,13 +93,6 @@ def cluster_spec() -> dict:
     return spec
 
 
-def is_chief(spec: dict) -> bool:
-    """Whether the task of `cluster_spec()` is the chief: task type "chief", or worker 0 in a cluster without one."""
-    task = spec["task"]
-    return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0
-                                       and "chief" not in spec["cluster"])
-
-
 def is_multi_worker(strategy) -> bool:
     """Whether `strategy` spans several processes (its collectives need every worker in step)."""
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

@@ -33,6 +33,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import weakref
 
 import keras
 import tensorflow as tf
@@ -121,13 +122,19 @@ def fit(model, dataset: tf.data.Dataset, epochs: int, steps_per_epoch: int, call
     return model.history
 
 
+_TEST_STEPS = weakref.WeakKeyDictionary()
+"""Each model's traced test step, kept for the next validation (as `Model.evaluate` keeps its own)."""
+
+
 def evaluate(model, dataset: tf.data.Dataset) -> dict:
     """`model.evaluate(dataset, return_dict=True)` under a multi-worker strategy: the losses over all of `dataset`.
 
     Every worker passes the same finite dataset of global batches; a replica
     whose slice of the last batch is empty runs the step on an empty batch.
     """
-    test_step = _step_function(model, model.test_step)
+    if model not in _TEST_STEPS:
+        _TEST_STEPS[model] = _step_function(model, model.test_step)
+    test_step = _TEST_STEPS[model]
     model.reset_metrics()
     logs = {}
     for batch in distribute(model.distribute_strategy, dataset):

@@ -216,9 +216,9 @@ class Trainer:
         self.strategy = devices.make_strategy(config.strategy, config.cpu_replicas)
         # The task of a multi-worker cluster ("worker-1"); None when this process is the chief or alone.
         self.worker_task = None
-        if devices.is_multi_worker(self.strategy) and not devices.is_chief(devices.cluster_spec()):
-            task = devices.cluster_spec()["task"]
-            self.worker_task = f"{task['type']}-{task['index']}"
+        if devices.is_multi_worker(self.strategy) and not self.strategy.extended.should_checkpoint:
+            resolver = self.strategy.cluster_resolver
+            self.worker_task = f"{resolver.task_type}-{resolver.task_id}"
         if config.batch_size:
             checks.check_batch_split(config.batch_size, self.strategy.num_replicas_in_sync)
 
