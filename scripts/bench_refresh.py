@@ -10,11 +10,12 @@ next --window share to the logs and evaluate on the window after it:
   (new items scored from their text, `tfrec.training.warm_start.transfer_weights`);
 - warm refresh: the previous round's refreshed model (the first model in round
   1), warm-started (`warm_start_model`) and fine-tuned on the training
-  behaviours of the added window only (`PreparedData.training_since`), their
-  histories reaching back;
-- warm refresh + replay (with --replay=R): the same, fine-tuned on the added
-  window plus a random share R of the earlier training behaviours (R = 1:
-  every behaviour so far), the previous round's replayed model warm-started;
+  behaviours it never trained on (`PreparedData.training_not_in` the previous
+  round's training behaviours): those of the added window and the previous
+  round's validation targets, their histories reaching back;
+- warm refresh + replay R (with --replay=R): the same, plus every training
+  behaviour of a random share R of the users (R = 1: every behaviour so far),
+  the previous round's replayed model warm-started;
 - full retrain: a new model trained on every behaviour so far.
 
 Each round's data: the behaviours before the end of its evaluation window and
@@ -32,6 +33,7 @@ Usage:
 """
 
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -61,7 +63,8 @@ DATASETS = {
 }
 MODELS = ("stale", "warm refresh", "full retrain")
 REPLAYED = "warm refresh + replay"
-"""The warm refresh with --replay > 0: measured by its own invocation, shown when measured."""
+"""The warm refresh with --replay=R > 0, named "warm refresh + replay R": measured by its own invocation
+per share, shown where measured."""
 CLOCK_SCALE = 1_000_000  # Office: relative positions as integer timestamps
 
 FLAGS = flags.FLAGS
@@ -107,7 +110,7 @@ def _evaluate(model, data, train_config):
 
 
 def _file_name(model_name):
-    """"warm refresh + replay" -> "warm_refresh_replay"."""
+    """"warm refresh + replay 0.25" -> "warm_refresh_replay_0.25"."""
     return "_".join(model_name.replace("+", " ").split())
 
 
@@ -137,22 +140,16 @@ def run_dataset(dataset):
         print(f"{dataset}: first model trained in {time.time() - started:.0f} s: {_brief(first.metrics)}",
               flush=True)
 
-    previous_warm = first_run
-    warm_name = REPLAYED if FLAGS.replay else "warm refresh"
+    previous_warm, previous_train = first_run, first_data.split.train
+    warm_name = f"{REPLAYED} {FLAGS.replay:g}" if FLAGS.replay else "warm refresh"
     for round_index in range(1, FLAGS.rounds + 1):
-        added_start = cut(FLAGS.initial + (round_index - 1) * FLAGS.window)
         train_end = cut(FLAGS.initial + round_index * FLAGS.window)
         data = round_data(tables, data_config, train_end, cut(FLAGS.initial + (round_index + 1) * FLAGS.window))
         size = {"train": len(data.split.train), "test": len(data.split.test), "items": data.vocab.num_items}
-        for model_name in (REPLAYED,) if FLAGS.replay else MODELS:
+        for model_name in (warm_name,) if FLAGS.replay else MODELS:
             path = _result_path(dataset, round_index, model_name)
             run_dir = os.path.join(runs, f"round{round_index}_{_file_name(model_name)}")
             if os.path.exists(path):  # measured by an earlier invocation
-                with open(path) as f:
-                    measured_replay = json.load(f).get("replay", 0.0)
-                if model_name == REPLAYED and measured_replay != FLAGS.replay:
-                    raise app.UsageError(f"{path} holds replay {measured_replay}, not {FLAGS.replay}: move it away "
-                                         "to measure another share")
                 previous_warm = run_dir if model_name == warm_name else previous_warm
                 continue
             started = time.time()
@@ -162,7 +159,7 @@ def run_dataset(dataset):
             elif model_name == warm_name:
                 model = warm_start_model(previous_warm, data, strategy=trainer.strategy)
                 result = trainer.fit(
-                    model, data.training_since(added_start, replay=FLAGS.replay, seed=train_config.seed),
+                    model, data.training_not_in(previous_train, replay=FLAGS.replay, seed=train_config.seed),
                     run_dir=run_dir)
                 epochs = result.metrics["epochs"]
                 previous_warm = run_dir
@@ -172,9 +169,20 @@ def run_dataset(dataset):
             seconds = time.time() - started
             metrics = _evaluate(model, data, train_config)
             record = {"dataset": dataset, "round": round_index, "model": model_name, "seconds": seconds,
-                      "epochs": epochs, "metrics": metrics, **size, **({"replay": FLAGS.replay} if FLAGS.replay else {})}
+                      "epochs": epochs, "steps": trained_steps(run_dir) if epochs else 0, "metrics": metrics, **size, **({"replay": FLAGS.replay} if FLAGS.replay else {})}
             _save(path, record)
             print(f"{dataset} round {round_index} {model_name}: {_brief(metrics)}, {seconds:.0f} s", flush=True)
+        previous_train = data.split.train
+
+
+def trained_steps(run_dir):
+    """Optimizer steps of the run at `run_dir` (its training log's last epoch): the work, whatever the load."""
+    steps = 0
+    with open(os.path.join(run_dir, "training_log.jsonl")) as f:
+        for line in f:
+            event = json.loads(line)
+            steps = event["step"] if event["event"] == "epoch" else steps
+    return steps
 
 
 def _brief(metrics):
@@ -188,38 +196,40 @@ def _standard_error(p, n):
 def table(dataset):
     """The markdown table of the saved results of `dataset` (rows not run yet say so; the replayed
     warm refresh only where measured)."""
-    lines = ["| round | test behaviours | items | model | HR@10 | NDCG@10 | wall time | epochs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| round | test behaviours | items | model | HR@10 | NDCG@10 | wall time | epochs | steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for round_index in range(1, FLAGS.rounds + 1):
         records = {}
-        for model_name in (*MODELS, REPLAYED):
-            path = _result_path(dataset, round_index, model_name)
+        replayed_paths = glob.glob(_result_path(dataset, round_index, REPLAYED + " *"))
+        for path in [_result_path(dataset, round_index, name) for name in MODELS] + replayed_paths:
             if os.path.exists(path):
                 with open(path) as f:
-                    records[model_name] = json.load(f)
-        for model_name in (*MODELS, REPLAYED) if REPLAYED in records else MODELS:
+                    record = json.load(f)
+                records[f"{REPLAYED} {record['replay']:g}" if "replay" in record else record["model"]] = record
+        replayed = sorted((name for name in records if name.startswith(REPLAYED)), key=lambda n: records[n]["replay"])
+        for model_name in (*MODELS, *replayed):
             record = records.get(model_name)
             if record is None:
-                lines.append(f"| {round_index} | | | {model_name} | not run yet | | | |")
+                lines.append(f"| {round_index} | | | {model_name} | not run yet | | | | |")
                 continue
             hr, n = record["metrics"]["HR@10"], record["test"]
-            name = f"{model_name} {record['replay']:g}" if "replay" in record else model_name
-            lines.append(f"| {round_index} | {n} | {record['items']} | {name} | {hr:.4f} ± "
+            lines.append(f"| {round_index} | {n} | {record['items']} | {model_name} | {hr:.4f} ± "
                          f"{_standard_error(hr, n):.4f} | {record['metrics']['NDCG@10']:.4f} | "
-                         f"{record['seconds']:.0f} s | {record['epochs'] or '—'} |")
+                         f"{record['seconds']:.0f} s | {record['epochs'] or '—'} | {record['steps'] or '—'} |")
         if "full retrain" not in records or "stale" not in records:
             continue
         full, stale = records["full retrain"], records["stale"]
         se = _standard_error(full["metrics"]["HR@10"], full["test"])
-        for warm_name in ("warm refresh", REPLAYED):
+        for warm_name in ("warm refresh", *replayed):
             if warm_name not in records:
                 continue
             warm = records[warm_name]
             gap = warm["metrics"]["HR@10"] - full["metrics"]["HR@10"]
             verdicts.append(
                 f"round {round_index}, {warm_name}: warm - full HR@10 {gap:+.4f} ({gap / se:+.2f} SE), warm wall "
-                f"time {warm['seconds'] / full['seconds']:.2f} of full, stale below both: "
+                f"time {warm['seconds'] / full['seconds']:.2f} of full (steps {warm['steps'] / full['steps']:.2f}), "
+                "stale below both: "
                 f"{stale['metrics']['HR@10'] < min(warm['metrics']['HR@10'], full['metrics']['HR@10'])}")
     return "\n".join(lines), verdicts
 

@@ -229,7 +229,7 @@ def test_text_trained_model_ranks_cold_items_from_text():
     np.testing.assert_allclose(np.linalg.norm(cold, axis=1), 1.0, rtol=1e-5)
 
 
-def test_items_absent_from_training_are_embedded_from_text_alone():
+def test_items_absent_from_training_are_embedded_from_text_and_an_average_targets_id():
     model = build_model(config(task="retrieval"), DATA)
     held_out = EXAMPLES[schema.TARGET_ITEM_ID] == 5
     rows = {name: value[~held_out] for name, value in EXAMPLES.items()}
@@ -241,6 +241,13 @@ def test_items_absent_from_training_are_embedded_from_text_alone():
     from_text = model.text_item_embeddings(tf.constant([TEXTS[1], TEXTS[5]])).numpy()
     np.testing.assert_allclose(stored[1], from_text[1], atol=1e-5)  # untrained id left out
     assert np.abs(stored[0] - from_text[0]).max() > 1e-3  # trained items keep their id embedding
+    # In its place: the trained ids averaged by target frequency, the untrained item's own not among them.
+    weights = np.exp(model.item_log_probability.numpy()) * model.trained_items.numpy()
+    assert weights[5] == 0 and weights.sum() > 0
+    expected = (weights / weights.sum()) @ model.item_tower.id_embedding.embeddings.numpy()
+    np.testing.assert_allclose(model.untrained_id_vector().numpy(), expected, atol=1e-6)
+    text_alone = model.item_tower.text_item_embeddings(tf.constant([TEXTS[5]])).numpy()
+    assert np.abs(text_alone[0] - stored[1]).max() > 1e-4
 
 
 @pytest.mark.parametrize("task", ["retrieval", "ranking"])

@@ -40,8 +40,8 @@ def test_warm_start_keeps_known_weights_and_starts_new_items_from_text():
 
     before = _id_rows(model).copy()
     result = Trainer(TrainConfig(batch_size=32, steps_per_epoch=400, max_steps=3, verbose=0)).fit(model, data)
-    assert result.metrics["max_epochs"] == auto_settings.auto_epochs(400, warm_start=True) == 13
-    assert auto_settings.auto_epochs(400) == 50  # the schedule of a new model: four times longer
+    assert result.metrics["max_epochs"] == auto_settings.auto_epochs(400, warm_start=True) == 9
+    assert auto_settings.auto_epochs(400) == 50  # the schedule of a new model: about six times longer
     assert np.isfinite(result.history["loss"]).all() and not np.allclose(_id_rows(model), before)
 
 
@@ -197,21 +197,34 @@ def test_fine_tuning_a_warm_start_on_a_few_new_logs_keeps_the_items_they_do_not_
     data = prepare(DataConfig(source=GROWN, history_length=20))
     model = warm_start_model(str(run_dir), data)
     known = data.vocab.item_index(load_run(str(run_dir)).vocab.item_ids[1:])
-    recent = data.training_since(int(np.quantile(data.examples["train"]["target_timestamp"], 0.95)))
+    older = data.split.train[data.split.train["timestamp"] < np.quantile(data.split.train["timestamp"], 0.95)]
+    recent = data.training_not_in(older)
     named = set(recent.examples["train"]["target_item_id"]) | set(recent.examples["train"]["history_item_ids"].ravel())
     assert set(known) - named  # items the new logs do not name
     model.adapt(recent.examples["train"])
     assert model.trained_items.numpy()[known].all()  # still scored with their id embeddings
 
 
-def test_training_since_keeps_the_new_examples_and_replays_a_share_of_the_older_ones():
+def test_training_not_in_keeps_what_was_not_trained_and_replays_the_rest_of_a_share_of_users():
     data = prepare(DataConfig(source=GROWN, history_length=20))
-    times = data.examples["train"]["target_timestamp"]
+    train = data.examples["train"]
+    times, users = train["target_timestamp"], train["user_index"]
     since = int(np.quantile(times, 0.8))
-    new = int((times >= since).sum())
-    assert data.training_since(since).num_examples("train") == new
-    half = data.training_since(since, replay=0.5, seed=3).examples["train"]["target_timestamp"]
-    assert (half >= since).sum() == new and 0.3 < (half < since).sum() / (times < since).sum() < 0.7
-    assert data.training_since(since, replay=1.0).num_examples("train") == len(times)
+    trained = data.split.train[data.split.train["timestamp"] < since]
+    trained = trained.drop(trained.groupby("user_id").tail(1).index)  # a previous model's held-out last ones
+    untrained = data.training_not_in(trained).examples["train"]
+    expected = len(times) - int((times < since).sum()) + trained["user_id"].nunique()
+    assert len(untrained["target_timestamp"]) == expected  # the new examples and each user's held-out one
+    assert (untrained["target_timestamp"] >= since).sum() == (times >= since).sum()
+    half = data.training_not_in(trained, replay=0.5, seed=3).examples["train"]
+    kept = set(zip(half["user_index"], half["target_timestamp"])) - set(
+        zip(untrained["user_index"], untrained["target_timestamp"]))
+    replayed = {user for user, _ in kept}
+    assert 0.3 < len(replayed) / len(set(users)) < 0.7
+    assert len(kept) == sum(int((users == user).sum()) for user in replayed) - sum(
+        int((untrained["user_index"] == user).sum()) for user in replayed)  # a replayed user keeps every example
+    assert data.training_not_in(trained, replay=1.0).num_examples("train") == len(times)
+    with pytest.raises(ConfigError, match=r"all \d+ training examples are among the \d+ trained behaviours"):
+        data.training_not_in(data.split.train)
     with pytest.raises(ConfigError, match=r"replay=1.5: expected a share in \[0, 1\]"):
-        data.training_since(since, replay=1.5)
+        data.training_not_in(trained, replay=1.5)

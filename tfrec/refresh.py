@@ -120,8 +120,9 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
         test_fraction: share of the new logs' time span held out for the before/after test.
         allow_overlap: accept new logs that start inside the run's training window.
         gate_metric: metric of the gate; "auto": the run's early-stopping metric without "val_".
-        replay: share of the older logs' training examples mixed into the fine-tuning, drawn at
-            random (`PreparedData.training_since`; 0: the new logs only).
+        replay: share of the users whose older training examples are mixed into the fine-tuning,
+            drawn at random (`PreparedData.training_not_in`; 0: only what the served model never
+            trained on: the new logs and its held-out behaviours).
 
     Returns:
         `RefreshResult`.
@@ -155,8 +156,10 @@ def refresh(serving_run: str, new_logs: DataConfig, run_dir: str, export_base: s
     test_start = start + int(np.ceil((1 - test_fraction) * (end - start)))
     data = prepare(data_config, tables=tables, split=window_split(tables.interactions, test_start))
     require(len(data.split.test), f"no new behaviour from timestamp {test_start} on to test on")
-    # raises when the new logs leave nothing to train on
-    new_training = data.training_since(old_end + 1, replay=replay, seed=train_config.seed)
+    # What the served model never trained on: the new logs and its own held-out behaviours.
+    # Raises when that leaves nothing to train on.
+    new_training = data.training_not_in(data_config.split_tables(old_tables).train, replay=replay,
+                                        seed=train_config.seed)
     trainer = Trainer(train_config)
     metric = gate_metric if gate_metric != "auto" else train_config.monitor_for(model_config).removeprefix("val_")
     held_out = protocol.HeldOut.from_data(data, "test")
@@ -205,8 +208,9 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                        "before/after test.", lower_bound=0.0, upper_bound=1.0, flag_values=flag_values)
     flags.DEFINE_bool("allow_overlap", False, "Accept new logs that start inside the served run's training window "
                       "(rows in both count once).", flag_values=flag_values)
-    flags.DEFINE_float("replay", 0.0, "Share of the older logs' training examples mixed into the fine-tuning, "
-                       "drawn at random (0: the new logs only; 1: every log).", lower_bound=0.0, upper_bound=1.0,
+    flags.DEFINE_float("replay", 0.0, "Share of the users whose older training examples are mixed into the "
+                       "fine-tuning, drawn at random (0: only the new logs and the served run's held-out "
+                       "behaviours; 1: every log).", lower_bound=0.0, upper_bound=1.0,
                        flag_values=flag_values)
     for cls in CONFIGS:
         config_flags.define_flags(cls, flag_values)

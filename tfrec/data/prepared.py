@@ -206,25 +206,42 @@ class PreparedData:
                 "users": self.vocab.num_users, **interaction_counts(self.tables, self.split),
                 "fingerprint": self.fingerprint}
 
-    def training_since(self, timestamp: int, replay: float = 0.0, seed: int = 0) -> "PreparedData":
-        """The same data with only the training examples whose target is at or after `timestamp`
-        (their histories keep the earlier behaviours): what a warm-started model fine-tunes on.
+    def training_not_in(self, trained: pd.DataFrame, replay: float = 0.0, seed: int = 0) -> "PreparedData":
+        """The same data with only the training examples whose target behaviour is not a row of
+        `trained` (their histories keep every earlier behaviour): what a warm-started model
+        fine-tunes on, `trained` being the behaviours its previous training learnt from (its
+        `split.train`). A previous model's held-out behaviours, each user's last ones, are among
+        them: it never trained on them.
+
+        Replay draws users, not examples: a drawn user keeps all of their
+        training examples, so a sequence-trained model learns from the same
+        history windows as a full retrain for them, and the windows to train
+        (the cost of an epoch) grow with the share. A draw by example would
+        touch nearly every user's windows on sparse data.
 
         Args:
-            timestamp: the first target time kept.
-            replay: share of the earlier training examples kept too, drawn at
-                random (0: none; 1: all, i.e. fine-tuning on every log).
+            trained: behaviours with `user_id`, `item_id` and `timestamp` columns.
+            replay: share of the users whose other training examples are kept
+                too, drawn at random (0: none; 1: all, i.e. fine-tuning on every log).
             seed: seed of the draw.
 
         Raises:
-            ConfigError: no training example is that recent, or `replay` is not in [0, 1].
+            ConfigError: every training example is in `trained`, or `replay` is not in [0, 1].
+
+        Example:
+            >>> new = data.training_not_in(previous_data.split.train, replay=0.25)
         """
         require(0.0 <= replay <= 1.0, f"replay={replay}: expected a share in [0, 1]")
         train = self.examples["train"]
-        new = np.asarray(train[schema.TARGET_TIMESTAMP]) >= timestamp
-        require(new.any(), f"no training behaviour at or after timestamp {timestamp} (the newest is "
-                f"{int(np.max(train[schema.TARGET_TIMESTAMP]))}): nothing new to train on")
-        keep = new | (np.random.default_rng(seed).random(len(new)) < replay)
+        keys = [schema.USER_INDEX, schema.TARGET_ITEM_ID, schema.TARGET_TIMESTAMP]
+        known = pd.MultiIndex.from_arrays([self.vocab.user_index(trained[schema.USER_ID]),
+                                           self.vocab.item_index(trained[schema.ITEM_ID]),
+                                           trained[schema.TIMESTAMP].to_numpy(np.int64)])
+        new = ~pd.MultiIndex.from_arrays([np.asarray(train[key]) for key in keys]).isin(known)
+        require(new.any(), f"all {len(new)} training examples are among the {len(trained)} trained behaviours: "
+                "nothing new to train on")
+        replayed_users = np.random.default_rng(seed).random(self.vocab.num_users + 1) < replay  # index 0: unknown
+        keep = new | replayed_users[np.asarray(train[schema.USER_INDEX])]
         examples = dict(self.examples, train={name: np.asarray(value)[keep] for name, value in train.items()})
         return dataclasses.replace(self, examples=examples)
 

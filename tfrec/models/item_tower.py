@@ -234,7 +234,7 @@ class ItemTower(keras.layers.Layer):
             hidden = encoder.encode_lower(tokens, training=training)
         return encoder.encode_upper(hidden, mask, training=training)
 
-    def _embed_unique(self, ids, training, text_vectors=None, id_mask=None):
+    def _embed_unique(self, ids, training, text_vectors=None, id_mask=None, untrained_id=None):
         total = 0.0
         if self.text_encoder is not None:
             if text_vectors is None:
@@ -246,7 +246,10 @@ class ItemTower(keras.layers.Layer):
                 keep = keras.random.uniform(tf.shape(ids), seed=self.seed_generator) >= self.id_dropout
                 id_vectors = id_vectors * tf.cast(keep, id_vectors.dtype)[:, None]
             if id_mask is not None and self.text_encoder is not None:
-                id_vectors = id_vectors * tf.gather(tf.cast(id_mask, id_vectors.dtype), ids)[:, None]
+                trained = tf.gather(tf.cast(id_mask, id_vectors.dtype), ids)[:, None]
+                id_vectors = id_vectors * trained
+                if untrained_id is not None:
+                    id_vectors = id_vectors + (1.0 - trained) * untrained_id
             total = total + id_vectors
         return tf.math.l2_normalize(total, axis=-1)
 
@@ -257,14 +260,16 @@ class ItemTower(keras.layers.Layer):
         vectors = tf.gather(self._embed_unique(unique, training), position)
         return tf.reshape(vectors, tf.concat([tf.shape(item_ids), [self.embedding_dim]], 0))
 
-    def catalogue(self, training=False, focus_ids=None, id_mask=None):
+    def catalogue(self, training=False, focus_ids=None, id_mask=None, untrained_id=None):
         """Returns the embeddings of every catalogue index, `[num_rows, embedding_dim]`.
 
         Args:
             training: training mode.
             id_mask: optional float `[num_rows]`; items with 0 are embedded
-                from their text alone (with a text encoder), e.g. items no
-                training example held, whose id embeddings never trained.
+                from their text (with a text encoder) and `untrained_id`, e.g.
+                items no training example held, whose id embeddings never trained.
+            untrained_id: optional `[embedding_dim]` id vector of those items
+                (default: none, text alone).
             focus_ids: optional int32 item indices (e.g. the batch's targets).
                 When training a fine-tuned encoder with `refresh_items` > 0,
                 only up to `refresh_items` of these run through the trainable
@@ -279,20 +284,22 @@ class ItemTower(keras.layers.Layer):
         every = tf.range(self.num_rows, dtype=tf.int32)
         if not (training and focus_ids is not None and self.refresh_items > 0
                 and self.text_encoder is not None and self._mode != "pooled"):
-            return self._embed_unique(every, training, id_mask=id_mask)
+            return self._embed_unique(every, training, id_mask=id_mask, untrained_id=untrained_id)
         chosen = tf.random.shuffle(tf.unique(tf.reshape(focus_ids, [-1]))[0])[:self.refresh_items]
         bank = tf.stop_gradient(self.text_bank.value)
         fresh = self._catalogue_text_vectors(chosen, training)
         straight_through = tf.gather(bank, chosen) + fresh - tf.stop_gradient(fresh)
         text_vectors = tf.tensor_scatter_nd_update(bank, chosen[:, None], straight_through)
         self.text_bank.value.scatter_update(tf.IndexedSlices(tf.stop_gradient(fresh), chosen))
-        return self._embed_unique(every, training, text_vectors, id_mask)
+        return self._embed_unique(every, training, text_vectors, id_mask, untrained_id)
 
-    def text_item_embeddings(self, texts):
-        """Embeds items from their text alone (no id), e.g. new or cold items.
+    def text_item_embeddings(self, texts, untrained_id=None):
+        """Embeds items from their text (and no id of their own), e.g. new or cold items.
 
         Args:
             texts: `tf.string` `[batch]`, formatted like the catalogue texts.
+            untrained_id: optional `[embedding_dim]` id vector added to the text's
+                (as `catalogue` does for items with `id_mask` 0).
 
         Returns:
             float32 `[batch, embedding_dim]`, L2-normalised, comparable with
@@ -300,8 +307,10 @@ class ItemTower(keras.layers.Layer):
         """
         if self.text_encoder is None:
             raise ValueError("text_item_embeddings needs a model built with use_text=True")
-        vectors = self.text_normalization(self.text_encoder(texts))
-        return tf.math.l2_normalize(self.text_projection(vectors), axis=-1)
+        vectors = self.text_projection(self.text_normalization(self.text_encoder(texts)))
+        if untrained_id is not None:
+            vectors = vectors + untrained_id
+        return tf.math.l2_normalize(vectors, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.embedding_dim,)

@@ -433,15 +433,29 @@ class Recommender(keras.Model):
         weights). Items that no training example held (cold items) are
         embedded from their text alone: their id embeddings never trained.
         """
-        self.catalogue.update_candidates(self.item_tower.catalogue(training=False, id_mask=self.trained_items))
+        self.catalogue.update_candidates(self.item_tower.catalogue(training=False, id_mask=self.trained_items,
+                                                                   untrained_id=self.untrained_id_vector()))
 
     def item_embeddings(self, item_ids):
         """Stored catalogue embeddings of int32 indices, `item_ids.shape + [D]`."""
         return self.catalogue.gather(item_ids)
 
     def text_item_embeddings(self, texts):
-        """Embeddings of items from text alone (new / cold items), `[B, D]`."""
-        return self.item_tower.text_item_embeddings(texts)
+        """Embeddings of items from their text (new / cold items), `[B, D]`, with
+        `untrained_id_vector` in place of an id embedding of their own."""
+        return self.item_tower.text_item_embeddings(texts, self.untrained_id_vector())
+
+    def untrained_id_vector(self):
+        """The id vector of items whose own never trained (new or cold items): the trained id
+        embeddings averaged by the items' frequency as training targets, the id vector a
+        target has on average (None without item ids). Text alone would leave new items
+        without the share of the score ids carry; a uniform average is the typical
+        unpopular item's."""
+        if not self.item_tower.use_item_ids or self.item_tower.text_encoder is None:
+            return None
+        weights = tf.exp(self.item_log_probability) * self.trained_items
+        weights = weights / tf.maximum(tf.reduce_sum(weights), 1e-12)
+        return tf.linalg.matvec(self.item_tower.id_embedding.embeddings, weights, transpose_a=True)
 
     def query_embeddings(self, features, history_vectors=None):
         """L2-normalised query vectors `[B, D]` for the schema history features

@@ -25,7 +25,8 @@ import math
 STEPS_PER_EPOCH = 500  # the batch grows once an epoch would exceed about this many steps
 MIN_BATCH, MAX_BATCH = 8, 256
 TOTAL_STEPS = 20_000  # optimizer steps the epoch count aims at
-WARM_START_STEPS = TOTAL_STEPS // 4  # a warm-started model only adapts to new logs
+WARM_START_STEPS = TOTAL_STEPS // 6  # a warm-started model only adapts: about a quarter of the 12-16k
+# steps after which early stopping ends a new model (scripts/bench_refresh.py)
 MIN_EPOCHS, MAX_EPOCHS = 3, 100
 
 
