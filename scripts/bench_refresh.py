@@ -50,7 +50,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from tfrec.data import prepare, schema, window_split  # noqa: E402
 from tfrec.evaluation import protocol  # noqa: E402
-from tfrec.training import Trainer  # noqa: E402
+from tfrec.training import Trainer, load_run  # noqa: E402
 from tfrec.training.warm_start import warm_start_model  # noqa: E402
 
 SHARED_DATA = os.path.join(REPO_ROOT, "..", "shared", "data")
@@ -78,6 +78,8 @@ flags.DEFINE_string("results_dir", os.path.join(REPO_ROOT, "bench_results", "ref
 flags.DEFINE_string("runs_dir", os.path.join(REPO_ROOT, "runs", "bench_refresh"), "Run directories.")
 flags.DEFINE_string("benchmarks_md", os.path.join(REPO_ROOT, "BENCHMARKS.md"), "Markdown file receiving the table.")
 flags.DEFINE_bool("table_only", False, "Only rebuild the table from the saved results.")
+flags.DEFINE_bool("reevaluate", False, "Evaluate the saved stale and full retrain models again with this code "
+                  "(their wall times kept), e.g. after a change of how untrained items are scored.")
 flags.DEFINE_float("replay", 0.0, "> 0: measure only the warm refresh + replay rows: the warm refresh fine-tuned "
                    "on the added window plus this share of the earlier training examples.")
 
@@ -151,6 +153,9 @@ def run_dataset(dataset):
             run_dir = os.path.join(runs, f"round{round_index}_{_file_name(model_name)}")
             if os.path.exists(path):  # measured by an earlier invocation
                 previous_warm = run_dir if model_name == warm_name else previous_warm
+                if FLAGS.reevaluate and model_name in ("stale", "full retrain"):
+                    _reevaluate(path, warm_start_model(first_run, data) if model_name == "stale"
+                                else load_run(run_dir).model, data, train_config)
                 continue
             started = time.time()
             epochs = 0
@@ -173,6 +178,15 @@ def run_dataset(dataset):
             _save(path, record)
             print(f"{dataset} round {round_index} {model_name}: {_brief(metrics)}, {seconds:.0f} s", flush=True)
         previous_train = data.split.train
+
+
+def _reevaluate(path, model, data, train_config):
+    with open(path) as f:
+        record = json.load(f)
+    record["metrics"] = _evaluate(model, data, train_config)
+    _save(path, record)
+    print(f"{record['dataset']} round {record['round']} {record['model']} evaluated again: "
+          f"{_brief(record['metrics'])}", flush=True)
 
 
 def trained_steps(run_dir):

@@ -552,5 +552,6 @@ def test_a_fresh_process_reloads_the_export_with_identical_outputs(retrieval, tm
     assert np.abs(out["scores"] - scores).max() < 1e-5
     embeddings = model.text_item_embeddings(tf.constant(texts)).numpy()
     assert np.abs(out["embeddings"] - embeddings).max() < 1e-5
-    text_scores = embeddings @ model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy().T
+    text_queries = model.item_tower.text_item_embeddings(tf.constant(texts)).numpy()  # the text alone
+    text_scores = text_queries @ model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy().T
     assert np.abs(out["text_scores"] - np.sort(text_scores, axis=1)[:, ::-1][:, :5]).max() < 1e-5

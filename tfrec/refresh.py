@@ -13,8 +13,10 @@ behaviour logs (any `--source`, with the run's column options):
 3. before: the served model on that window, its catalogue grown with the new
    items (scored from their text, as a catalogue update would serve them);
 4. after: the served model warm-started (`warm_start_model`) and fine-tuned on
-   the training behaviours of the new logs, their histories reaching back
-   into the old ones, with early stopping on each user's last training behaviour;
+   what it never trained on (`PreparedData.training_not_in` its own split):
+   the training behaviours of the new logs and those its split held out, their
+   histories reaching back into the old logs, with early stopping on each
+   user's last training behaviour;
 5. the gate: the new model is exported as the next version only when its
    `gate_metric` beats the served one's by `min_improvement` (default 0: not
    worse); both figures go into that version's model card and into
@@ -30,7 +32,8 @@ Loads the served run's own logs again and appends the new ones (`--source`;
 the other data flags default to the served run's, e.g. its column names),
 holds out the newest `--test_fraction` of the new logs' time span, measures
 the served model there (its catalogue grown with the new items), fine-tunes
-it on the rest of the new logs (warm start: fresh optimizer, short schedule;
+it on the rest of the new logs and the behaviours its own split held out
+(warm start: fresh optimizer, short schedule;
 the train flags given here apply), measures it again, and exports it as the
 next version of `--model_name` only when it passes the gate; both figures go
 into that version's model card and `RUN_DIR/refresh.json`. A server polling

@@ -233,11 +233,14 @@ class PreparedData:
         """
         require(0.0 <= replay <= 1.0, f"replay={replay}: expected a share in [0, 1]")
         train = self.examples["train"]
-        keys = [schema.USER_INDEX, schema.TARGET_ITEM_ID, schema.TARGET_TIMESTAMP]
-        known = pd.MultiIndex.from_arrays([self.vocab.user_index(trained[schema.USER_ID]),
-                                           self.vocab.item_index(trained[schema.ITEM_ID]),
-                                           trained[schema.TIMESTAMP].to_numpy(np.int64)])
-        new = ~pd.MultiIndex.from_arrays([np.asarray(train[key]) for key in keys]).isin(known)
+        keys = [np.asarray(train[key]) for key in (schema.USER_INDEX, schema.TARGET_ITEM_ID, schema.TARGET_TIMESTAMP)]
+        trained_keys = [self.vocab.user_index(trained[schema.USER_ID]), self.vocab.item_index(trained[schema.ITEM_ID]),
+                        trained[schema.TIMESTAMP].to_numpy(np.int64)]
+        # A view and a purchase of an item at one second are two behaviours.
+        if self.tables.has_events and schema.EVENT in trained:
+            keys.append(np.asarray(train[schema.TARGET_EVENT]))
+            trained_keys.append(self.vocab.event_index(trained[schema.EVENT]))
+        new = ~pd.MultiIndex.from_arrays(keys).isin(pd.MultiIndex.from_arrays(trained_keys))
         require(new.any(), f"all {len(new)} training examples are among the {len(trained)} trained behaviours: "
                 "nothing new to train on")
         replayed_users = np.random.default_rng(seed).random(self.vocab.num_users + 1) < replay  # index 0: unknown

@@ -37,10 +37,10 @@ def _limits(model_config: dict, history_length: Optional[int], num_model_items: 
         "trained on, and was tested offline only (next behaviour of held-out users), not in an A/B test.",
     ]
     if num_new_items:
-        limits.append(f"{num_new_items} items were added after training and are scored from their text alone"
-                      + ("" if model_config.get("id_dropout") else
-                         " by a model trained without id dropout: they rank below trained items of the same "
-                         "appeal (train with --id_dropout=0.5 for catalogues that grow between trainings)") + ".")
+        limits.append(f"{num_new_items} items were added after training and are scored from their text and the "
+                      "id part of an average training target: they rank below trained items of the same appeal "
+                      "until a refresh trains on behaviours with them (scripts/bench_new_items.py measures how "
+                      "far).")
     if not model_config.get("use_text", True):
         limits.append("Items are known by id only: an item without training behaviours cannot be recommended.")
     return limits

@@ -235,6 +235,8 @@ class RecommenderServing(tf.Module):
             if max_k is None or not 1 <= max_k <= self.num_items:
                 raise ValueError(f"max_k must be in [1, {self.num_items}], got {max_k}")
             self.max_k = max_k
+            untrained = model.untrained_id_vector()  # fixed once exported: a constant, not the id table
+            object.__setattr__(self, "_untrained_id", None if untrained is None else np.asarray(untrained, np.float32))
             # Row 0 is padding, as in the model's own store; never returned.
             padded = np.concatenate([np.zeros_like(catalogue_embeddings[:1]), catalogue_embeddings], axis=0)
             # Untracked like the model: its variable is saved through `model_variables`.
@@ -259,7 +261,7 @@ class RecommenderServing(tf.Module):
             # One function for the text tower, called by two signatures: the
             # SavedModel then holds the BERT graph once.
             self.encode_item_texts = tf.function(
-                self._model.text_item_embeddings, input_signature=[_TEXT]
+                self._model.item_tower.text_projections, input_signature=[_TEXT]
             )
             self.recommend = tf.function(self._recommend, input_signature=[_HISTORY, _K])
             self.recommend_from_text = tf.function(
@@ -356,13 +358,17 @@ class RecommenderServing(tf.Module):
         """
         if self._model.cfg.behaviour_text:
             queries = self._model.text_query_embeddings(text)
-        else:
-            queries = self.encode_item_texts(text)
+        else:  # the text alone: the id part new items share would favour them
+            queries = tf.math.l2_normalize(self.encode_item_texts(text), axis=-1)
         return self._top_k(queries, k)
 
     def _embed_items(self, text):
-        """Item embeddings of item texts (same space as the catalogue matrix)."""
-        return {"embeddings": tf.convert_to_tensor(self.encode_item_texts(text))}
+        """Item embeddings of item texts (same space as the catalogue matrix): the text and the
+        id part of a new item (`Recommender.text_item_embeddings`)."""
+        vectors = self.encode_item_texts(text)
+        if self._untrained_id is not None:
+            vectors = vectors + self._untrained_id
+        return {"embeddings": tf.math.l2_normalize(vectors, axis=-1)}
 
     def _score_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp, user_id,
                           candidates):

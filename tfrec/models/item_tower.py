@@ -293,6 +293,13 @@ class ItemTower(keras.layers.Layer):
         self.text_bank.value.scatter_update(tf.IndexedSlices(tf.stop_gradient(fresh), chosen))
         return self._embed_unique(every, training, text_vectors, id_mask, untrained_id)
 
+    def text_projections(self, texts):
+        """The projected text vectors of item texts, `[batch, embedding_dim]`, not normalised:
+        `text_item_embeddings` before an id part and the L2 normalisation."""
+        if self.text_encoder is None:
+            raise ValueError("text_item_embeddings needs a model built with use_text=True")
+        return self.text_projection(self.text_normalization(self.text_encoder(texts)))
+
     def text_item_embeddings(self, texts, untrained_id=None):
         """Embeds items from their text (and no id of their own), e.g. new or cold items.
 
@@ -305,9 +312,7 @@ class ItemTower(keras.layers.Layer):
             float32 `[batch, embedding_dim]`, L2-normalised, comparable with
             `catalogue()` rows.
         """
-        if self.text_encoder is None:
-            raise ValueError("text_item_embeddings needs a model built with use_text=True")
-        vectors = self.text_projection(self.text_normalization(self.text_encoder(texts)))
+        vectors = self.text_projections(texts)
         if untrained_id is not None:
             vectors = vectors + untrained_id
         return tf.math.l2_normalize(vectors, axis=-1)

@@ -355,9 +355,10 @@ class Recommender(keras.Model):
         The item sampling probabilities (logQ correction) follow the targets'
         frequencies, and the items that occur nowhere in `examples` (e.g. cold
         items held out) are no full-softmax negatives and are embedded from
-        their text alone (`refresh_catalogue`), unless the model was
-        warm-started and learnt them before: a refresh fits on new logs only,
-        and the items they do not name keep their trained vectors.
+        their text and `untrained_id_vector` (`refresh_catalogue`), unless the
+        model was warm-started and learnt them before: a refresh fits on the
+        logs its model never trained on, and the items they do not name keep
+        their trained vectors.
         `Trainer.fit` calls it.
 
         Args:
@@ -431,7 +432,8 @@ class Recommender(keras.Model):
         `predict`, `score_catalogue` and `predict_target` refresh it
         themselves, `recommend` does not (call this after changing the
         weights). Items that no training example held (cold items) are
-        embedded from their text alone: their id embeddings never trained.
+        embedded from their text and `untrained_id_vector`: their own id
+        embeddings never trained.
         """
         self.catalogue.update_candidates(self.item_tower.catalogue(training=False, id_mask=self.trained_items,
                                                                    untrained_id=self.untrained_id_vector()))
@@ -447,13 +449,21 @@ class Recommender(keras.Model):
 
     def untrained_id_vector(self):
         """The id vector of items whose own never trained (new or cold items): the trained id
-        embeddings averaged by the items' frequency as training targets, the id vector a
-        target has on average (None without item ids). Text alone would leave new items
-        without the share of the score ids carry; a uniform average is the typical
-        unpopular item's."""
+        embeddings averaged by how often each item was a target in the examples `adapt` last
+        read, the id vector a target has on average (None without item ids or text; zeros
+        before `adapt`). Text alone would leave new items without the share of the score ids
+        carry; a uniform average is the typical unpopular item's.
+
+        Example:
+            >>> model.untrained_id_vector().shape
+            TensorShape([64])
+        """
         if not self.item_tower.use_item_ids or self.item_tower.text_encoder is None:
             return None
-        weights = tf.exp(self.item_log_probability) * self.trained_items
+        # item_log_probability is log((count + 1) / total) and row 0 never counts, so
+        # exp(row - row 0) - 1 gives the counts back without the add-one smoothing.
+        counts = tf.exp(self.item_log_probability - self.item_log_probability[0]) - 1.0
+        weights = tf.maximum(counts, 0.0) * self.trained_items
         weights = weights / tf.maximum(tf.reduce_sum(weights), 1e-12)
         return tf.linalg.matvec(self.item_tower.id_embedding.embeddings, weights, transpose_a=True)
 

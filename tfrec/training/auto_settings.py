@@ -17,7 +17,7 @@ Example:
 >>> auto_epochs(steps_per_epoch=617)
 33
 >>> auto_epochs(steps_per_epoch=617, warm_start=True)
-9
+6
 """
 
 import math

@@ -38,8 +38,9 @@ _ITEM_ROWS = ("item_log_probability", "trained_items", "text_vectors", "text_ban
               "item_id_embedding/embeddings", "item_bias/embeddings")
 _USER_ROWS = ("user_embedding/embeddings", "user_bias/embeddings")
 _EVENT_ROWS = ("behaviour_tower/event/embeddings",)
-# New items start with these rows at zero: the text path scores them until they train.
-_ZERO_FOR_NEW = ("item_id_embedding/embeddings", "item_bias/embeddings")
+# New items start with these rows at zero: their text and `Recommender.untrained_id_vector` score
+# them until they train.
+_ZERO_FOR_NEW = ("item_id_embedding/embeddings", "item_bias/embeddings", "trained_items")
 
 
 def check_same_architecture(old: ModelConfig, new: ModelConfig, run_dir: str) -> None:
