@@ -2,7 +2,7 @@
 
 TensorFlow prints dozens of lines nobody running these commands acts on: the
 C++ log lines of its native libraries while they load (the CUDA driver probe
-on a machine without a GPU, the CPU features notice), grappler's
+on a machine without a GPU, the oneDNN notice on Intel CPUs), grappler's
 `Error in PredictCost()` and kernel warnings, and INFO records of its Python
 logger while a SavedModel is written (signature input names "renamed to
 unknown", "Assets written to ..."). A command calls `configure(__name__)`
@@ -12,7 +12,8 @@ first, before anything imports TensorFlow. Below `--verbosity=1` this
   and `GRPC_VERBOSITY=ERROR`, which the processes the command starts inherit;
 - drops, while `import tensorflow` runs, the lines of its native libraries no
   variable silences (absl's "All log messages before absl::InitializeLog()"
-  notice, the CUDA driver probe); any other line written meanwhile is kept;
+  notice, the CUDA driver probe, the oneDNN notice of Intel CPUs); any other
+  line written meanwhile is kept;
 - keeps only the warnings and errors of the `tensorflow` Python logger;
 - prints tfrec's INFO logs without absl's `I1201 16:24:47.749199 ... file.py:147]`
   prefix.
@@ -42,7 +43,11 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 # Written by TensorFlow's native libraries as they load, before any setting applies.
-_LOAD_NOISE = re.compile(r"absl::InitializeLog\(\) is called|cudart_stub\.cc:\d+\] Could not find cuda drivers")
+_LOAD_NOISE = re.compile(
+    r"absl::InitializeLog\(\) is called"
+    r"|cudart_stub\.cc:\d+\] Could not find cuda drivers"
+    r"|port\.cc:\d+\] oneDNN custom operations are on"
+)
 
 
 def command_line_verbosity(argv: list, default: int = 0) -> int:
