@@ -67,6 +67,12 @@ REPLAYED = "warm refresh + replay"
 per share, shown where measured."""
 CLOCK_SCALE = 1_000_000  # Office: relative positions as integer timestamps
 
+
+def _file_name(model_name):
+    """"warm refresh + replay 0.25" -> "warm_refresh_replay_0.25"."""
+    return "_".join(model_name.replace("+", " ").split())
+
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "ml100k", list(DATASETS), "Data set to run.")
 flags.DEFINE_float("initial", 0.7, "Share of the clock's span that trains the first model.")
@@ -81,7 +87,10 @@ flags.DEFINE_bool("table_only", False, "Only rebuild the table from the saved re
 flags.DEFINE_bool("reevaluate", False, "Evaluate the saved stale and full retrain models again with this code "
                   "(their wall times kept), e.g. after a change of how untrained items are scored.")
 flags.DEFINE_float("replay", 0.0, "> 0: measure only the warm refresh + replay rows: the warm refresh fine-tuned "
-                   "on the added window plus this share of the earlier training examples.")
+                   "on what it never trained on plus every training behaviour of this share of the users.")
+flags.DEFINE_multi_enum("models", [_file_name(m) for m in MODELS], [_file_name(m) for m in MODELS],
+                        "Rows to measure (without --replay), e.g. --models=warm_refresh with another --seed in "
+                        "--train_flags and its own --results_dir and --runs_dir.")
 
 
 def _clocked(tables, relative_positions):
@@ -109,11 +118,6 @@ def round_data(tables, data_config, train_end, test_end):
 def _evaluate(model, data, train_config):
     test = protocol.HeldOut.from_split(data.split, data.vocab, "test", data.examples)
     return protocol.evaluate_model(model, test, model.cfg, train_config.eval_ks, train_config.eval_batch_size)
-
-
-def _file_name(model_name):
-    """"warm refresh + replay 0.25" -> "warm_refresh_replay_0.25"."""
-    return "_".join(model_name.replace("+", " ").split())
 
 
 def _result_path(dataset, round_index, model_name):
@@ -148,7 +152,7 @@ def run_dataset(dataset):
         train_end = cut(FLAGS.initial + round_index * FLAGS.window)
         data = round_data(tables, data_config, train_end, cut(FLAGS.initial + (round_index + 1) * FLAGS.window))
         size = {"train": len(data.split.train), "test": len(data.split.test), "items": data.vocab.num_items}
-        for model_name in (warm_name,) if FLAGS.replay else MODELS:
+        for model_name in (warm_name,) if FLAGS.replay else [m for m in MODELS if _file_name(m) in FLAGS.models]:
             path = _result_path(dataset, round_index, model_name)
             run_dir = os.path.join(runs, f"round{round_index}_{_file_name(model_name)}")
             if os.path.exists(path):  # measured by an earlier invocation
