@@ -88,6 +88,8 @@ flags.DEFINE_bool("reevaluate", False, "Evaluate the saved stale and full retrai
                   "(their wall times kept), e.g. after a change of how untrained items are scored.")
 flags.DEFINE_float("replay", 0.0, "> 0: measure only the warm refresh + replay rows: the warm refresh fine-tuned "
                    "on what it never trained on plus every training behaviour of this share of the users.")
+flags.DEFINE_list("seed_results_dirs", [], "--results_dir of runs with other seeds (--models=warm_refresh "
+                  "--models=full_retrain): the table also gives each round's means over the seeds.")
 flags.DEFINE_multi_enum("models", [_file_name(m) for m in MODELS], [_file_name(m) for m in MODELS],
                         "Rows to measure (without --replay), e.g. --models=warm_refresh with another --seed in "
                         "--train_flags and its own --results_dir and --runs_dir.")
@@ -252,6 +254,34 @@ def table(dataset):
     return "\n".join(lines), verdicts
 
 
+def seeds_table(dataset):
+    """Per round, the warm refresh and the full retrain HR@10 of every seed (--results_dir first, then
+    --seed_results_dirs) and their means; the gap in the test's standard error and in that of the
+    difference of the means (seed and test noise together)."""
+    lines = ["| round | test behaviours | warm refresh by seed | mean | full retrain by seed | mean | warm - full "
+             "| in test SE | in SE of the means' difference | steps, warm / full |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for round_index in range(1, FLAGS.rounds + 1):
+        runs = {}
+        for model_name in ("warm refresh", "full retrain"):
+            paths = [os.path.join(d, dataset, f"round{round_index}_{_file_name(model_name)}.json")
+                     for d in (FLAGS.results_dir, *FLAGS.seed_results_dirs)]
+            runs[model_name] = [json.load(open(p)) for p in paths if os.path.exists(p)]
+        warm, full = runs["warm refresh"], runs["full retrain"]
+        if not warm or not full or len(warm) + len(full) < 3:  # one seed of each: the main table says it
+            continue
+        hr = lambda records: [r["metrics"]["HR@10"] for r in records]  # noqa: E731
+        gap = np.mean(hr(warm)) - np.mean(hr(full))
+        n = full[0]["test"]
+        spread = (f"{gap / math.sqrt(np.var(hr(warm), ddof=1) / len(warm) + np.var(hr(full), ddof=1) / len(full)):+.2f}"
+                  if len(warm) > 1 and len(full) > 1 else "—")
+        lines.append(f"| {round_index} | {n} | {' / '.join(f'{v:.4f}' for v in hr(warm))} | {np.mean(hr(warm)):.4f} "
+                     f"| {' / '.join(f'{v:.4f}' for v in hr(full))} | {np.mean(hr(full)):.4f} | {gap:+.4f} "
+                     f"| {gap / _standard_error(np.mean(hr(full)), n):+.2f} | {spread} "
+                     f"| {np.mean([r['steps'] for r in warm]) / np.mean([r['steps'] for r in full]):.2f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def section():
     parts = ["## Keeping fresh (`scripts/bench_refresh.py`)", "",
              __doc__.split("Usage:")[0].strip().split("\n", 1)[1].strip(), ""]
@@ -260,6 +290,9 @@ def section():
         parts += [f"### {title}", "", rows, ""]
         parts += [f"- {v}" for v in verdicts]
         parts.append("")
+        seeds = seeds_table(dataset) if FLAGS.seed_results_dirs else ""
+        parts += [f"Seeds ({dataset}): `{FLAGS.results_dir}` and `{'`, `'.join(FLAGS.seed_results_dirs)}`", "",
+                  seeds, ""] if seeds else []
     parts += [f"Model settings: the defaults plus `{' '.join(FLAGS.train_flags)}`; initial share {FLAGS.initial}, "
               f"window {FLAGS.window}, {FLAGS.rounds} rounds.", "",
               f"Machine: {benchlib.machine()}.", "",
