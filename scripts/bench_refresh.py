@@ -126,6 +126,11 @@ def _result_path(dataset, round_index, model_name):
     return os.path.join(FLAGS.results_dir, dataset, f"round{round_index}_{_file_name(model_name)}.json")
 
 
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _save(path, record):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     benchlib.write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -180,15 +185,15 @@ def run_dataset(dataset):
             seconds = time.time() - started
             metrics = _evaluate(model, data, train_config)
             record = {"dataset": dataset, "round": round_index, "model": model_name, "seconds": seconds,
-                      "epochs": epochs, "steps": trained_steps(run_dir) if epochs else 0, "metrics": metrics, **size, **({"replay": FLAGS.replay} if FLAGS.replay else {})}
+                      "epochs": epochs, "steps": trained_steps(run_dir) if epochs else 0, "metrics": metrics,
+                      **size, **({"replay": FLAGS.replay} if FLAGS.replay else {})}
             _save(path, record)
             print(f"{dataset} round {round_index} {model_name}: {_brief(metrics)}, {seconds:.0f} s", flush=True)
         previous_train = data.split.train
 
 
 def _reevaluate(path, model, data, train_config):
-    with open(path) as f:
-        record = json.load(f)
+    record = _load(path)
     record["metrics"] = _evaluate(model, data, train_config)
     _save(path, record)
     print(f"{record['dataset']} round {record['round']} {record['model']} evaluated again: "
@@ -224,8 +229,7 @@ def table(dataset):
         replayed_paths = glob.glob(_result_path(dataset, round_index, REPLAYED + " *"))
         for path in [_result_path(dataset, round_index, name) for name in MODELS] + replayed_paths:
             if os.path.exists(path):
-                with open(path) as f:
-                    record = json.load(f)
+                record = _load(path)
                 records[f"{REPLAYED} {record['replay']:g}" if "replay" in record else record["model"]] = record
         replayed = sorted((name for name in records if name.startswith(REPLAYED)), key=lambda n: records[n]["replay"])
         for model_name in (*MODELS, *replayed):
@@ -266,15 +270,17 @@ def seeds_table(dataset):
         for model_name in ("warm refresh", "full retrain"):
             paths = [os.path.join(d, dataset, f"round{round_index}_{_file_name(model_name)}.json")
                      for d in (FLAGS.results_dir, *FLAGS.seed_results_dirs)]
-            runs[model_name] = [json.load(open(p)) for p in paths if os.path.exists(p)]
+            runs[model_name] = [_load(p) for p in paths if os.path.exists(p)]
         warm, full = runs["warm refresh"], runs["full retrain"]
         if not warm or not full or len(warm) + len(full) < 3:  # one seed of each: the main table says it
             continue
         hr = lambda records: [r["metrics"]["HR@10"] for r in records]  # noqa: E731
         gap = np.mean(hr(warm)) - np.mean(hr(full))
         n = full[0]["test"]
-        spread = (f"{gap / math.sqrt(np.var(hr(warm), ddof=1) / len(warm) + np.var(hr(full), ddof=1) / len(full)):+.2f}"
-                  if len(warm) > 1 and len(full) > 1 else "—")
+        spread = "—"  # the standard error of the means' difference needs two seeds of each
+        if len(warm) > 1 and len(full) > 1:
+            variance = np.var(hr(warm), ddof=1) / len(warm) + np.var(hr(full), ddof=1) / len(full)
+            spread = f"{gap / math.sqrt(variance):+.2f}"
         lines.append(f"| {round_index} | {n} | {' / '.join(f'{v:.4f}' for v in hr(warm))} | {np.mean(hr(warm)):.4f} "
                      f"| {' / '.join(f'{v:.4f}' for v in hr(full))} | {np.mean(hr(full)):.4f} | {gap:+.4f} "
                      f"| {gap / _standard_error(np.mean(hr(full)), n):+.2f} | {spread} "
@@ -302,6 +308,9 @@ def section():
 
 def main(argv):
     del argv
+    missing = [d for d in FLAGS.seed_results_dirs if not os.path.isdir(d)]
+    if missing:
+        raise app.UsageError(f"--seed_results_dirs: no such directory: {', '.join(missing)}")
     if not FLAGS.table_only:
         run_dataset(FLAGS.dataset)
     text = section()
