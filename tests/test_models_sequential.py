@@ -266,6 +266,16 @@ def test_model_get_config_round_trip(task):
         np.testing.assert_allclose(restored.predict_target(test), model.predict_target(test), atol=1e-5)
 
 
+def test_full_softmax_scores_a_masked_positive_and_masks_it_as_a_negative():
+    task = RetrievalTask("full", temperature=1.0)
+    catalogue = tf.constant([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    queries = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    untrained = tf.constant([1.0, 1.0, 1.0, 0.0])  # item 3 never trained: no negative, still a target
+    losses = task(queries, tf.constant([3, 2]), catalogue, tf.zeros([4]), candidate_mask=untrained).numpy()
+    np.testing.assert_allclose(losses[0], np.log(np.exp(0.0) + np.exp(1.0) + np.exp(0.6)) - 0.6, rtol=1e-5)
+    np.testing.assert_allclose(losses[1], np.log(np.exp(0.0) + np.exp(1.0)) - 1.0, rtol=1e-5)
+
+
 def test_layer_get_config_round_trips():
     task = RetrievalTask("in_batch", 0.05, True, False, 3)
     assert RetrievalTask.from_config(task.get_config()).get_config() == task.get_config()

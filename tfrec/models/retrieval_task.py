@@ -41,7 +41,9 @@ class RetrievalTask(keras.layers.Layer):
         log_probability: float `[num_rows]` log sampling probability of each
             item (used by logQ correction).
         candidate_mask: optional float `[num_rows]`, 0 for items that are no
-            full-softmax negatives (e.g. items absent from the training data).
+            full-softmax negatives (e.g. items absent from the training data);
+            a query's own positive is scored all the same, so a validation
+            target no training example named has a finite loss.
         query_exclusions: optional float `[M, num_rows]`, 1 for items that are
             no negatives of that query (e.g. the items its user already met,
             which evaluation excludes too); the query's own positive is kept.
@@ -68,13 +70,14 @@ class RetrievalTask(keras.layers.Layer):
         """Returns (logits, one-hot labels) before the cross-entropy."""
         if self.softmax == "full":
             logits = tf.matmul(queries, catalogue, transpose_b=True) / self.temperature
-            excluded = tf.one_hot(0, tf.shape(catalogue)[0])
-            if candidate_mask is not None:
-                excluded = tf.maximum(excluded, 1.0 - candidate_mask)
             labels = tf.one_hot(target_ids, tf.shape(catalogue)[0])
-            excluded = excluded[None, :]
+            excluded = tf.zeros_like(labels)
+            if candidate_mask is not None:
+                excluded = tf.maximum(excluded, 1.0 - candidate_mask[None, :])
             if query_exclusions is not None:
-                excluded = tf.maximum(excluded, query_exclusions * (1.0 - labels))
+                excluded = tf.maximum(excluded, query_exclusions)
+            # The query's own positive is scored whatever the masks; padding never is.
+            excluded = tf.maximum(excluded * (1.0 - labels), tf.one_hot(0, tf.shape(catalogue)[0])[None, :])
             return logits + excluded * PADDING_LOGIT, labels
         candidates = tf.gather(catalogue, target_ids)
         logits = tf.matmul(queries, candidates, transpose_b=True) / self.temperature
