@@ -59,6 +59,7 @@ from tfrec.exporting import checks
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.features import history_features
 from tfrec.models.influence import occlusion_influence
+from tfrec.models.item_tower import text_item_vectors
 
 RECOMMEND = "recommend"
 RECOMMEND_FROM_TEXT = "recommend_from_text"
@@ -359,16 +360,13 @@ class RecommenderServing(tf.Module):
         if self._model.cfg.behaviour_text:
             queries = self._model.text_query_embeddings(text)
         else:  # the text alone: the id part new items share would favour them
-            queries = tf.math.l2_normalize(self.encode_item_texts(text), axis=-1)
+            queries = text_item_vectors(self.encode_item_texts(text))
         return self._top_k(queries, k)
 
     def _embed_items(self, text):
         """Item embeddings of item texts (same space as the catalogue matrix): the text and the
         id part of a new item (`Recommender.text_item_embeddings`)."""
-        vectors = self.encode_item_texts(text)
-        if self._untrained_id is not None:
-            vectors = vectors + self._untrained_id
-        return {"embeddings": tf.math.l2_normalize(vectors, axis=-1)}
+        return {"embeddings": text_item_vectors(self.encode_item_texts(text), self._untrained_id)}
 
     def _score_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp, user_id,
                           candidates):

@@ -61,6 +61,18 @@ def adapt_standardization(normalization, vectors):
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
+def text_item_vectors(projections, untrained_id=None):
+    """Item vectors from projected texts (`ItemTower.text_projections`): plus `untrained_id`, the id
+    part of items without one of their own, when given; L2-normalised like `catalogue()` rows.
+
+    >>> text_item_vectors(tf.constant([[3.0, 0.0]]), tf.constant([0.0, 4.0])).numpy().round(2)
+    array([[0.6, 0.8]], dtype=float32)
+    """
+    if untrained_id is not None:
+        projections = projections + untrained_id
+    return tf.math.l2_normalize(projections, axis=-1)
+
+
 class ItemTower(keras.layers.Layer):
     """Embeds catalogue items by index (0 = padding) or new items by text.
 
@@ -297,7 +309,7 @@ class ItemTower(keras.layers.Layer):
         """The projected text vectors of item texts, `[batch, embedding_dim]`, not normalised:
         `text_item_embeddings` before an id part and the L2 normalisation."""
         if self.text_encoder is None:
-            raise ValueError("text_item_embeddings needs a model built with use_text=True")
+            raise ValueError("item text embeddings need a model built with use_text=True")
         return self.text_projection(self.text_normalization(self.text_encoder(texts)))
 
     def text_item_embeddings(self, texts, untrained_id=None):
@@ -312,10 +324,7 @@ class ItemTower(keras.layers.Layer):
             float32 `[batch, embedding_dim]`, L2-normalised, comparable with
             `catalogue()` rows.
         """
-        vectors = self.text_projections(texts)
-        if untrained_id is not None:
-            vectors = vectors + untrained_id
-        return tf.math.l2_normalize(vectors, axis=-1)
+        return text_item_vectors(self.text_projections(texts), untrained_id)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.embedding_dim,)
