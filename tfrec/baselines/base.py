@@ -47,6 +47,14 @@ def user_sequences(train_examples, where):
     return np.split(items, starts[1:])
 
 
+def check_items(items, num_items, where):
+    """Returns `items`; ValueError naming `where`, the row and the index unless all are in 0..num_items."""
+    bad = np.flatnonzero((items < 0) | (items > num_items))
+    if bad.size:
+        raise ValueError(f"{where}: row {bad[0]} has item index {items.reshape(-1)[bad[0]]}; expected 0..{num_items}")
+    return items
+
+
 class Baseline:
     """A recommender that scores every catalogue item for every example.
 
@@ -76,10 +84,4 @@ class Baseline:
         return self.score(examples)[np.arange(len(targets)), targets]
 
     def _check_items(self, items, where):
-        bad = np.flatnonzero((items < 0) | (items > self.num_items))
-        if bad.size:
-            raise ValueError(
-                f"{where}: row {bad[0]} has item index {items.reshape(-1)[bad[0]]}; "
-                f"expected 0..{self.num_items}"
-            )
-        return items
+        return check_items(items, self.num_items, where)
