@@ -13,7 +13,7 @@ from absl import flags
 from train_helpers import REPO_ROOT, subprocess_env
 
 PACKAGE = REPO_ROOT / "tfrec"
-ENTRY_MODULES = "tfrec, tfrec.train, tfrec.evaluate, tfrec.export, tfrec.serve, tfrec.demo, tfrec.data.cli"
+ENTRY_MODULES = "tfrec, tfrec.train, tfrec.evaluate, tfrec.export, tfrec.serve, tfrec.demo, tfrec.data_tool"
 
 
 def _module_name(path):
@@ -45,7 +45,7 @@ def new_flags(modules):
 
 def test_importing_tfrec_defines_no_flags():
     modules = _modules()
-    assert len(modules) > 50 and "tfrec.data.cli" in modules and "tfrec.train" in modules
+    assert len(modules) > 50 and "tfrec.data_tool" in modules and "tfrec.train" in modules
     assert new_flags(modules) == []
 
 
