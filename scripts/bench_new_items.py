@@ -127,7 +127,7 @@ def run_row(name):
     with tempfile.TemporaryDirectory() as scratch:
         update = _write_update(tables, held, scratch)
         exporter.export_run(run_dir, scratch, "model")
-        export = exporter.export_run(run_dir, scratch, "model", update_catalog=update)
+        export = exporter.export_run(run_dir, scratch, "model", exporter.ExportOptions(update_catalog=update))
         histories, targets = _targets(tables, held, data_config.history_length)
         hit_rate, random_rate = _hit_rate(export.path, histories, targets, export.num_items)
     record = {"row": name, "dataset": FLAGS.dataset, "held_out_items": len(held), "targets": len(targets),

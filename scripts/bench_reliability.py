@@ -165,12 +165,12 @@ def write_files(case, directory):
 
 def data_in_process(argv):
     """What `python -m tfrec.data describe` does with `argv`, in this process."""
-    from tfrec import config_flags
+    from tfrec import config_flags, data_tool
     from tfrec.config import ConfigError
-    from tfrec.data import DataConfig, DataError, cli, prepare, summary
+    from tfrec.data import DataConfig, DataError, prepare, summary
 
     values = flags.FlagValues()
-    cli.define_flags(values)
+    data_tool.define_flags(values)
     try:
         values(["tfrec.data", "describe", *argv])
         config = config_flags.from_flags(DataConfig, values)

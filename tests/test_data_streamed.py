@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from train_helpers import REPO_ROOT, subprocess_env
 
+from tfrec import data_tool
 from tfrec.config import ConfigError
-from tfrec.data import FEATURES, DataConfig, SourceError, cli, load, prepare, tfrecord
+from tfrec.data import FEATURES, DataConfig, SourceError, load, prepare, tfrecord
 from tfrec.data.streamed import StreamedData
 from tfrec.models import ModelConfig
 from tfrec.training import Trainer, TrainConfig, run_dir
@@ -22,8 +23,8 @@ HISTORY = 12
 def convert(output_dir, shuffle_seed=-1):
     """`python -m tfrec.data convert` of SOURCE; shuffle_seed -1: examples in (user, time) order."""
     config = DataConfig(source=SOURCE, history_length=HISTORY)
-    cli.convert(config, types.SimpleNamespace(output_dir=str(output_dir), overwrite=False, num_shards=3,
-                                              chunk_size=100, shuffle_seed=shuffle_seed))
+    data_tool.convert(config, types.SimpleNamespace(output_dir=str(output_dir), overwrite=False, num_shards=3,
+                                                    chunk_size=100, shuffle_seed=shuffle_seed))
     return f"tfrecord:{output_dir}"
 
 

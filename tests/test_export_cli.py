@@ -115,14 +115,16 @@ def test_bad_update_file_fails_before_writing_anything(run_dir, tmp_path):
     update = tmp_path / "new.csv"
     update.write_text("item_id,text\nnew-1,robots\nnew-1,again\n")
     with pytest.raises(errors.DuplicateIdError, match=r"new.csv, row 3, field 'item_id'"):
-        exporter.export_run(run_dir, str(tmp_path / "exports"), "movies", update_catalog=str(update))
+        exporter.export_run(run_dir, str(tmp_path / "exports"), "movies",
+                            exporter.ExportOptions(update_catalog=str(update)))
     assert not os.path.exists(tmp_path / "exports")
 
 
-def _write_items(path, first, count):
+def _update(path, first, count):
+    """`ExportOptions` adding the items n{first}... of the update file it writes at `path`."""
     path.write_text("item_id,title,genres\n" + "".join(f"n{first + i},Robots in space part {first + i},Sci-Fi\n"
                                                       for i in range(count)))
-    return str(path)
+    return exporter.ExportOptions(update_catalog=str(path))
 
 
 def _served_ids(export):
@@ -134,8 +136,8 @@ def test_catalogue_updates_accumulate_across_versions(run_dir, tmp_path):
     """An update of 3 items after an update of 3 serves all 6; a plain re-export keeps them too."""
     base = str(tmp_path / "exports")
     plain = exporter.export_run(run_dir, base, "movies")
-    first = exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "a.csv", 1, 3))
-    second = exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "b.csv", 4, 3))
+    first = exporter.export_run(run_dir, base, "movies", _update(tmp_path / "a.csv", 1, 3))
+    second = exporter.export_run(run_dir, base, "movies", _update(tmp_path / "b.csv", 4, 3))
     again = exporter.export_run(run_dir, base, "movies")
     new = [f"n{i}" for i in range(1, 7)]
     assert first.num_new_items == 3 and second.num_new_items == again.num_new_items == 6
@@ -150,9 +152,9 @@ def test_catalogue_updates_accumulate_across_versions(run_dir, tmp_path):
 
 def test_an_update_naming_an_item_of_an_earlier_update_is_refused(run_dir, tmp_path):
     base = str(tmp_path / "exports")
-    exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "a.csv", 1, 3))
+    exporter.export_run(run_dir, base, "movies", _update(tmp_path / "a.csv", 1, 3))
     with pytest.raises(errors.DuplicateIdError, match=r"b.csv, field 'item_id': item 'n3' is already in the catalogue"):
-        exporter.export_run(run_dir, base, "movies", update_catalog=_write_items(tmp_path / "b.csv", 3, 2))
+        exporter.export_run(run_dir, base, "movies", _update(tmp_path / "b.csv", 3, 2))
     assert layout.existing_versions(os.path.join(base, "movies")) == [1]
 
 

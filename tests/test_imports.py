@@ -13,11 +13,11 @@ from absl import flags
 from train_helpers import REPO_ROOT, subprocess_env
 
 PACKAGE = REPO_ROOT / "tfrec"
-ENTRY_MODULES = "tfrec, tfrec.train, tfrec.evaluate, tfrec.export, tfrec.serve, tfrec.demo, tfrec.data.cli"
+ENTRY_MODULES = "tfrec, tfrec.train, tfrec.evaluate, tfrec.export, tfrec.serve, tfrec.demo, tfrec.data_tool"
 
 
 def _module_name(path):
-    """`tfrec/data/cli.py` -> "tfrec.data.cli"; `tfrec/data/__init__.py` -> "tfrec.data"."""
+    """`tfrec/data/dataset.py` -> "tfrec.data.dataset"; `tfrec/data/__init__.py` -> "tfrec.data"."""
     parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -45,7 +45,7 @@ def new_flags(modules):
 
 def test_importing_tfrec_defines_no_flags():
     modules = _modules()
-    assert len(modules) > 50 and "tfrec.data.cli" in modules and "tfrec.train" in modules
+    assert len(modules) > 50 and "tfrec.data_tool" in modules and "tfrec.train" in modules
     assert new_flags(modules) == []
 
 
@@ -60,7 +60,7 @@ def test_importing_tfrec_defines_no_flags_in_a_fresh_process():
 
 
 def _node(module):
-    """The import-graph node of a module: its subpackage ("tfrec.data.cli" -> "data"), a top-level
+    """The import-graph node of a module: its subpackage ("tfrec.data.dataset" -> "data"), a top-level
     module is its own node ("tfrec.train" -> "train"), the package itself is "tfrec"."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "tfrec"

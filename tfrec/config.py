@@ -1,11 +1,13 @@
 """The base of tfrec's config dataclasses, and the error their checks raise.
 
 `DataConfig`, `ModelConfig` and `TrainConfig` (and the export and server
-options) are plain dataclasses deriving from `Config`: a dict round trip
-(`to_dict` / `from_dict`, what run directories store), `replace`, and
-`validate()`, whose `ConfigError` names the field as `ClassName.field=value`.
-The command lines define one flag per field under the field's name
-(`tfrec.config_flags`) and show the same message with `--field=value`.
+options, `tfrec.exporting.ExportOptions` and `tfrec.server.server.ServerOptions`)
+are plain dataclasses deriving from `Config`: a dict round trip (`to_dict` /
+`from_dict`, what run directories store), `replace`, and `validate()`, whose
+`ConfigError` names the field as `ClassName.field=value`. `ConfigError` is
+the one error of every invalid option or configuration file. The command
+lines define one flag per field under the field's name (`tfrec.config_flags`)
+and show the same message with `--field=value`.
 
 Example:
 

@@ -5,10 +5,11 @@ name: its type follows the field's annotation (bool, int, float, str, a tuple
 as a comma-separated list, `Optional` of these), a field in the class'
 `CHOICES` becomes an enum, and its help text is the field's entry in the
 class docstring's "Attributes:" section. Nothing here runs at import: only
-the entry modules (`tfrec.train`, `tfrec.evaluate`, `tfrec.data.cli`, ...)
+the entry modules (`tfrec.train`, `tfrec.evaluate`, `tfrec.data_tool`, ...)
 call `define_flags`, on the `FlagValues` they parse, and `run`, which
 answers `--help` with the command's flags grouped by the config class they
-set (`config_groups`) after the command's own (`help_text`), exit status 0.
+set (`config_groups`) after the command's own (`help_text`), exit status 0,
+refuses stray arguments, and shows a config error with the flag it names.
 
 Example:
 
@@ -16,11 +17,12 @@ Example:
 >>> from tfrec.training import TrainConfig
 >>> values = flags.FlagValues()
 >>> define_flags(TrainConfig, values)
->>> values(["prog", "--epochs=3", "--eval_ks=5,20"])
+>>> _ = values(["prog", "--epochs=3", "--eval_ks=5,20"])
 >>> from_flags(TrainConfig, values).eval_ks
 (5, 20)
 """
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -28,7 +30,7 @@ import sys
 import textwrap
 import types
 import typing
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from absl import app, flags
 
@@ -37,8 +39,8 @@ from tfrec.config import ConfigError
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 _ATTRIBUTE = re.compile(r"^ {8}(\w+): (.*)$")
 _CONTINUATION = re.compile(r"^ {12}(\S.*)$")
-_FIELD_NAME = re.compile(r"\b[A-Z]\w*Config\.(\w+)=")
-_FIELD_PREFIX = re.compile(r"\b[A-Z]\w*Config\.\w+: ")
+_FIELD_NAME = re.compile(r"\b[A-Z]\w*(?:Config|Options)\.(\w+)=")
+_FIELD_PREFIX = re.compile(r"\b[A-Z]\w*(?:Config|Options)\.\w+: ")
 _PYTHON_EXAMPLE = re.compile(r"\n\s*Examples?:\s*\n\s*>>>")
 HELP = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 HELPFULL = ("--helpfull", "-helpfull")
@@ -105,10 +107,8 @@ def from_flags(cls, flag_values: flags.FlagValues = flags.FLAGS):
         ConfigError: naming the flag and value (`--field=value: ...`).
     """
     values = {field.name: _field_value(cls, field.name, flag_values) for field in dataclasses.fields(cls)}
-    try:
+    with named_as_flags():
         return cls(**values).validate()
-    except ConfigError as error:
-        raise ConfigError(flag_message(error)) from error
 
 
 def given_values(cls, flag_values: flags.FlagValues) -> dict:
@@ -130,8 +130,24 @@ def _field_value(cls, name, flag_values):
 
 
 def flag_message(error: Exception) -> str:
-    """The message of a config error with `ClassConfig.field=` shown as the flag `--field=`."""
+    """The message of a config error with `ClassConfig.field=` (or `ClassOptions.field=`) shown as `--field=`."""
     return _FIELD_NAME.sub(r"--\1=", str(error))
+
+
+@contextlib.contextmanager
+def named_as_flags(*also: type) -> Iterator[None]:
+    """Re-raises a `ConfigError` (or one of the types `also`) escaping the block as a `ConfigError`
+    naming flags (`flag_message`): for the functions of an entry module that read its flags.
+
+    >>> with named_as_flags():
+    ...     raise ConfigError("TrainConfig.epochs=0: expected a value >= 1")
+    Traceback (most recent call last):
+    tfrec.config.ConfigError: --epochs=0: expected a value >= 1
+    """
+    try:
+        yield
+    except (ConfigError, *also) as error:
+        raise ConfigError(flag_message(error)) from error
 
 
 def defined(define: Callable, flag_values: flags.FlagValues = flags.FLAGS) -> list:
@@ -184,14 +200,17 @@ def help_text(doc: str, groups: Sequence[tuple], flag_values: flags.FlagValues =
     return "\n\n".join(parts) + "\n"
 
 
-def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None, errors: tuple = ()) -> None:
+def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None, errors: tuple = (),
+        arguments: bool = False) -> None:
     """`absl.app.run(main)`, with `--help` printing `help_text(doc, groups)` and exit status 0, and a
     `UsageError` or one of `errors` raised by `main` printed as one line `COMMAND: error: MESSAGE`
-    (exit status 1).
+    (exit status 1), a config field in MESSAGE named as its flag (`flag_message`).
 
     `--help` (`-h`, `-?`, `--helpshort`) and `--helpfull` (absl's list of
     every flag) are answered before the flags are parsed, with exit status 0
     (absl's own exit 1). `doc` defaults to the `__main__` module's docstring.
+    Arguments other than flags are refused ("unexpected arguments") unless
+    `arguments`: `main(argv)` then reads them from `argv[1:]`.
 
     Example, the last lines of an entry module:
 
@@ -212,9 +231,11 @@ def run(main: Callable, groups: Sequence[tuple], doc: Optional[str] = None, erro
     def guarded(argv):
         # absl answers a UsageError with the whole flag list: one line naming the problem is clearer.
         try:
+            if len(argv) > 1 and not arguments:
+                raise app.UsageError(f"unexpected arguments: {argv[1:]}")
             return main(argv)
         except (app.UsageError, *errors) as error:
             command = getattr(sys.modules["__main__"].__spec__, "name", None) or os.path.basename(argv[0])
-            sys.exit(f"{command}: error: {error}")
+            sys.exit(f"{command}: error: {flag_message(error)}")
 
     app.run(guarded, flags_parser=parse)

@@ -222,8 +222,6 @@ def run(values: flags.FlagValues) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     run(FLAGS)
 
 

@@ -13,7 +13,7 @@ entry; a one-line summary follows on standard error.
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from tfrec import quiet
 
@@ -36,16 +36,12 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def evaluate(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     """Evaluates the run at `--run_dir` on `--eval_split`; data flags given override the run's."""
-    try:
+    with config_flags.named_as_flags():
         overrides = config_flags.given_values(DataConfig, flag_values)
         return evaluate_run(flag_values.run_dir, flag_values.eval_split, **overrides)
-    except ConfigError as error:
-        raise ConfigError(config_flags.flag_message(error)) from error
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     metrics = evaluate(flags.FLAGS)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"tfrec.evaluate: {flags.FLAGS.run_dir} ({flags.FLAGS.eval_split}): {format_metrics(metrics)}",

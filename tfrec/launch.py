@@ -137,4 +137,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    config_flags.run(main, config_flags.help_groups("launch flags", config_flags.defined(define_flags)))
+    config_flags.run(main, config_flags.help_groups("launch flags", config_flags.defined(define_flags)),
+                     arguments=True)

@@ -54,7 +54,7 @@ import os
 from typing import Optional
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from tfrec import quiet
 
@@ -226,7 +226,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> RefreshResult:
     Raises:
         ConfigError: naming the flag at fault; raised before training.
     """
-    try:
+    with config_flags.named_as_flags(DataError):
         saved = run_files.read_config(flag_values.serving_run)
         new_logs = DataConfig.from_dict(saved["data_config"]).replace(
             **config_flags.given_values(DataConfig, flag_values)).validate()
@@ -235,13 +235,9 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> RefreshResult:
             train_config=config_flags.from_flags(TrainConfig, flag_values),
             min_improvement=flag_values.min_improvement, test_fraction=flag_values.test_fraction,
             allow_overlap=flag_values.allow_overlap, gate_metric=flag_values.gate_metric, replay=flag_values.replay)
-    except (ConfigError, DataError) as error:
-        raise ConfigError(config_flags.flag_message(error)) from error
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     result = run(flags.FLAGS)
     exported = f" (version {result.exported.version}: {result.exported.path})" if result.exported else ""
     print(f"tfrec.refresh: {result.verdict}{exported}")

@@ -38,6 +38,8 @@ import threading
 
 from absl import app, flags, logging
 
+from tfrec import config_flags
+from tfrec.config import ConfigError
 from tfrec.server import config as config_lib
 from tfrec.server import protos
 
@@ -213,7 +215,7 @@ def serve(values: flags.FlagValues) -> None:
             batching_parameters = config_lib.read_batching_parameters(values.batching_parameters_file)
         if values.monitoring_config_file:
             monitoring_config = config_lib.read_monitoring_config(values.monitoring_config_file)
-    except config_lib.ConfigError as e:
+    except ConfigError as e:
         logging.error("%s", e)
         sys.exit(f"Invalid serving configuration: {e}")
     if monitoring_config is not None and monitoring_config.prometheus_config.enable and not values.rest_api_port:
@@ -233,18 +235,16 @@ def serve(values: flags.FlagValues) -> None:
         logging.warning("%s is on PATH, but %s: serving with the embedded server", binary, refusal)
     try:
         _serve_embedded(values, model_config, batching_parameters, monitoring_config)
-    except config_lib.ConfigError as e:
-        sys.exit(f"Invalid serving configuration: {e}")
+    except ConfigError as e:
+        sys.exit(f"Invalid serving configuration: {config_flags.flag_message(e)}")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     serve(FLAGS)
 
 
 if __name__ == "__main__":
-    from tfrec import config_flags, quiet
+    from tfrec import quiet
 
     quiet.configure(__name__)  # before TensorFlow is imported
     config_flags.run(main, config_flags.help_groups("serving flags", config_flags.defined(define_flags)))

@@ -24,7 +24,7 @@ Example:
 """
 
 
-from absl import app, flags
+from absl import flags
 
 from tfrec import quiet
 
@@ -76,7 +76,7 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     if not flag_values.run_dir:
         raise ConfigError("--run_dir is required")
     check_run_directory(flag_values.run_dir)  # before minutes of data loading and encoding
-    try:
+    with config_flags.named_as_flags():
         data_config, model_config, train_config = configs_from_flags(flag_values)
         trainer = Trainer(train_config)
         try:
@@ -91,13 +91,9 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
         else:
             model = trainer.build_model(model_config, data)
         return trainer.fit(model, data, run_dir=flag_values.run_dir).metrics
-    except ConfigError as error:
-        raise ConfigError(config_flags.flag_message(error)) from error
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     metrics = train(flags.FLAGS)
     print(f"tfrec.train: {flags.FLAGS.run_dir}: test {format_metrics(metrics)}")
 

@@ -11,7 +11,7 @@ into one Predict first. Failures raise `ServingError` (gRPC code + message).
 * `tfrec.client.requests`: `pad_histories`, `context_inputs` and the TensorProto encoders.
 * `tfrec.client.results`: `Recommendations`, `Scores`, `Explanation`, `Embeddings`, `Prediction`,
   `VersionStatus`, `TensorInfo`, `ModelMetadata`.
-* `tfrec.client.errors`: `ServingError` (raised by the embedded server too).
+* `ServingError`: re-exported from `tfrec.serving_errors` (the embedded server raises it too).
 
 It does not import the server.
 
@@ -26,7 +26,6 @@ Example:
 """
 
 from tfrec.client.batching_client import BatchingClient
-from tfrec.client.errors import ServingError
 from tfrec.client.recommender_client import RecommenderClient
 from tfrec.client.results import (
     Embeddings,
@@ -38,6 +37,7 @@ from tfrec.client.results import (
     TensorInfo,
     VersionStatus,
 )
+from tfrec.serving_errors import ServingError
 
 __all__ = [
     "BatchingClient",

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import grpc
 
-from tfrec.client.errors import ServingError
 from tfrec.client.requests import check_k, pad_histories
 from tfrec.client.results import Recommendations
 from tfrec.request_merging import RequestMerger, row_slices
+from tfrec.serving_errors import ServingError
 
 if TYPE_CHECKING:
     from tfrec.client.recommender_client import RecommenderClient

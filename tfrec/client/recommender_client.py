@@ -37,7 +37,6 @@ from tensorflow_serving.apis import (
 )
 
 from tfrec.client.batching_client import BatchingClient
-from tfrec.client.errors import ServingError
 from tfrec.client.requests import (
     check_k,
     check_texts,
@@ -49,6 +48,7 @@ from tfrec.client.requests import (
 )
 from tfrec.client.results import Embeddings, Explanation, ModelMetadata, Prediction, Recommendations, Scores
 from tfrec.client.results import TensorInfo, VersionStatus
+from tfrec.serving_errors import ServingError
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name

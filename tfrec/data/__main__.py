@@ -1,11 +1,9 @@
-"""Entry point of `python -m tfrec.data` (see `tfrec.data.cli`)."""
+"""Entry point of `python -m tfrec.data describe|convert`: runs the data command line, `tfrec.data_tool`.
 
-from absl import flags
+Run, not imported: the library package does not depend on its command line.
+"""
 
-from tfrec import quiet
-from tfrec.data import cli
+import runpy
 
 if __name__ == "__main__":
-    quiet.configure(__name__)  # before TensorFlow is imported (by convert)
-    flags.adopt_module_key_flags(cli)
-    cli.run()
+    runpy.run_module("tfrec.data_tool", run_name="__main__")

@@ -16,27 +16,16 @@ Example:
 
 import dataclasses
 import re
-import time
 
 import numpy as np
 import pandas as pd
 from absl import logging
 
 from tfrec.data import errors, schema
+from tfrec.data.fields import check_unique, numeric_column, require_columns, text_column
+from tfrec.data.timestamps import timestamp_column
 
-# Undecodable bytes, as the "surrogateescape" error handler decodes them.
-UNDECODABLE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 _INTEGER = re.compile(r"^-?\d+$")
-TIME_FORMATS_HELP = (
-    "'unix' (seconds, the default), 'unix_ms' (milliseconds), 'iso' (ISO 8601) "
-    "or a strftime pattern such as '%Y-%m-%d %H:%M:%S' (read as UTC)"
-)
-# Times are plausible from the Unix epoch to this many years after the present.
-FUTURE_YEARS = 5
-# 1990-01-01: a Unix time in the wrong unit is named as such when, read in the other unit, it
-# falls between this and the latest plausible time.
-_RECENT = 631_152_000
 
 
 @dataclasses.dataclass
@@ -129,7 +118,7 @@ def assemble(
             the counts of rows the readers already skipped); default: raise.
         rating_range: (low, high) inclusive bounds for ratings, or None for any
             finite number.
-        time_format: see `TIME_FORMATS_HELP`.
+        time_format: see `timestamps.TIME_FORMATS_HELP`.
         genres_separator: separator of tags in a string `genres` field.
         duplicates: policy for interaction rows that repeat an earlier row
             exactly, or share its user, item, time (and event) with another
@@ -202,87 +191,9 @@ def combine(earlier: InteractionData, later: InteractionData) -> InteractionData
     return InteractionData(f"{earlier.name} + {later.name}", logs, items)
 
 
-def _require(raw, required, what):
-    missing = [c for c in required if c not in raw.frame.columns]
-    if missing:
-        raise errors.MissingColumnError(
-            f"{what} needs column(s) {missing}; the file has {list(raw.frame.columns)}",
-            file=raw.file,
-        )
-
-
-def _is_empty(values):
-    return pd.isna(values) | (values == "")
-
-
-def _to_text(value, separator):
-    """Returns (text, ok) for one raw value of a text field."""
-    if isinstance(value, str):
-        return value.strip(), True
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "", True
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return str(value), True
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value)), True
-    if separator is not None and isinstance(value, (list, tuple, np.ndarray)):
-        return separator.join(str(tag) for tag in value), True
-    return "", False
-
-
-def _text_column(raw, field, checker, keep, required, separator=None, identifier=False):
-    """Converts one column to stripped str, checking emptiness, type and encoding.
-
-    Args:
-        separator: for a tag field, the separator of tags in a string; tags are
-            then rejoined with "|" (a list of tags is accepted too).
-        identifier: an id field, refused when it holds a control character.
-    """
-    values = raw.frame[field].to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        text = np.array([v.strip() for v in values], dtype=object)
-        wrong = np.zeros(len(values), dtype=bool)
-    else:
-        converted = [_to_text(v, separator) for v in values]
-        text = np.array([t for t, _ in converted], dtype=object)
-        wrong = ~np.array([ok for _, ok in converted], dtype=bool)
-    expected = "a string or an integer" + (" or a list of tags" if separator is not None else "")
-    keep &= checker.check(keep & wrong, errors.FieldTypeError, raw.file, raw.rows, field, values, expected)
-    if separator is not None:
-        text = np.array(
-            ["|".join(t for t in (x.strip() for x in tags.split(separator)) if t) for tags in text], dtype=object
-        )
-    if required:
-        keep &= checker.check(
-            keep & (text == ""), errors.MissingValueError, raw.file, raw.rows, field, values, "a non-empty value"
-        )
-    joined = "".join(text)  # one scan of the column decides whether any row needs a look
-    if UNDECODABLE.search(joined):
-        undecodable = np.array([UNDECODABLE.search(t) is not None for t in text], dtype=bool)
-        keep &= checker.check(
-            keep & undecodable,
-            errors.UndecodableTextError,
-            raw.file,
-            raw.rows,
-            field,
-            text,
-            "text valid in the file's encoding",
-        )
-        text = np.where(keep, text, "")  # rows already skipped: pandas cannot hold undecodable text
-    if identifier and _CONTROL.search(joined):
-        found = [_CONTROL.search(t) for t in text]
-        bad = np.array([m is not None for m in found], dtype=bool) & keep
-        first = found[int(np.flatnonzero(bad)[0])] if bad.any() else None
-        where = f" (U+{ord(first.group()):04X} at character {first.start() + 1})" if first else ""
-        keep &= checker.check(
-            bad, errors.ControlCharacterError, raw.file, raw.rows, field, text, f"an id without control characters{where}"
-        )
-    return text
-
-
 def clean_items(raw, checker, genres_separator="|"):
     """The validated item catalogue of a `RawTable` with canonical column names (see `assemble`)."""
-    _require(raw, [schema.ITEM_ID], "the item catalogue")
+    require_columns(raw, [schema.ITEM_ID], "the item catalogue")
     chosen = any(column.startswith(schema.TEXT_COLUMN_PREFIX) for column in raw.frame.columns)
     if schema.TITLE not in raw.frame.columns and schema.DESCRIPTION not in raw.frame.columns and not chosen:
         raise errors.MissingColumnError(
@@ -291,16 +202,16 @@ def clean_items(raw, checker, genres_separator="|"):
             file=raw.file,
         )
     keep = np.ones(len(raw.frame), dtype=bool)
-    table = {schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True, identifier=True)}
+    table = {schema.ITEM_ID: text_column(raw, schema.ITEM_ID, checker, keep, required=True, identifier=True)}
     for field in schema.TEXT_FIELDS:
         if field in raw.frame.columns:
             separator = genres_separator if field == schema.GENRES else None
-            table[field] = _text_column(raw, field, checker, keep, required=False, separator=separator)
+            table[field] = text_column(raw, field, checker, keep, required=False, separator=separator)
         else:
             table[field] = np.full(len(raw.frame), "", dtype=object)
     chosen = [column for column in raw.frame.columns if column.startswith(schema.TEXT_COLUMN_PREFIX)]
     for column in chosen:
-        table[column] = _text_column(raw, column, checker, keep, required=False)
+        table[column] = text_column(raw, column, checker, keep, required=False)
     table = pd.DataFrame(table)
     text_fields = chosen or [schema.TITLE, schema.DESCRIPTION, schema.GENRES]
     no_text = (table[text_fields] == "").all(axis=1)
@@ -313,46 +224,37 @@ def clean_items(raw, checker, genres_separator="|"):
         table[text_fields[0]].to_numpy(),
         f"a non-empty {' or '.join(name.removeprefix(schema.TEXT_COLUMN_PREFIX) for name in text_fields)}",
     )
-    _check_unique(raw, table, schema.ITEM_ID, checker, keep)
+    check_unique(raw, table, schema.ITEM_ID, checker, keep)
     return table[keep].reset_index(drop=True)[[schema.ITEM_ID, *schema.TEXT_FIELDS, *chosen]]
 
 
 def _clean_users(raw, checker):
-    _require(raw, [schema.USER_ID], "the user table")
+    require_columns(raw, [schema.USER_ID], "the user table")
     keep = np.ones(len(raw.frame), dtype=bool)
     table = pd.DataFrame(
         {
-            field: _text_column(raw, field, checker, keep, required=field == schema.USER_ID,
+            field: text_column(raw, field, checker, keep, required=field == schema.USER_ID,
                                 identifier=field == schema.USER_ID)
             for field in raw.frame.columns
         }
     )
-    _check_unique(raw, table, schema.USER_ID, checker, keep)
+    check_unique(raw, table, schema.USER_ID, checker, keep)
     return table[keep].reset_index(drop=True)
 
 
-def _check_unique(raw, table, field, checker, keep):
-    ids = table[field].where(keep)
-    duplicate = ids.duplicated(keep="first").to_numpy() & keep
-    expected = "a unique id"
-    if duplicate.any():
-        first_id = ids[int(np.flatnonzero(duplicate)[0])]
-        expected = f"an id not already on row {raw.rows[int(np.flatnonzero(ids == first_id)[0])]}"
-    keep &= checker.check(duplicate, errors.DuplicateIdError, raw.file, raw.rows, field, ids.to_numpy(), expected)
-
 
 def _clean_interactions(raw, checker, item_ids, user_ids, rating_range, time_format, duplicates):
-    _require(raw, [schema.USER_ID, schema.ITEM_ID, schema.TIMESTAMP], "the interaction table")
+    require_columns(raw, [schema.USER_ID, schema.ITEM_ID, schema.TIMESTAMP], "the interaction table")
     keep = np.ones(len(raw.frame), dtype=bool)
     table = {
-        schema.USER_ID: _text_column(raw, schema.USER_ID, checker, keep, required=True, identifier=True),
-        schema.ITEM_ID: _text_column(raw, schema.ITEM_ID, checker, keep, required=True, identifier=True),
-        schema.TIMESTAMP: _timestamps(raw, checker, keep, time_format),
+        schema.USER_ID: text_column(raw, schema.USER_ID, checker, keep, required=True, identifier=True),
+        schema.ITEM_ID: text_column(raw, schema.ITEM_ID, checker, keep, required=True, identifier=True),
+        schema.TIMESTAMP: timestamp_column(raw, checker, keep, time_format),
     }
     if schema.RATING in raw.frame.columns:
         table[schema.RATING] = _ratings(raw, checker, keep, rating_range)
     if schema.EVENT in raw.frame.columns:
-        events = _text_column(raw, schema.EVENT, checker, keep, required=True)
+        events = text_column(raw, schema.EVENT, checker, keep, required=True)
         table[schema.EVENT] = np.array([e.lower() for e in events], dtype=object)
     table = pd.DataFrame(table)
     for field, known, error, what in (
@@ -405,23 +307,10 @@ def _first_repeat(frame, columns, repeated):
     return first, int(np.flatnonzero(group == group[first])[0])
 
 
-def _numbers(raw, field, checker, keep, expected):
-    """Parses a numeric column; empty -> MissingValueError, non-numeric -> FieldTypeError."""
-    values = raw.frame[field].to_numpy(dtype=object)
-    empty = _is_empty(values)
-    keep &= checker.check(
-        keep & empty, errors.MissingValueError, raw.file, raw.rows, field, values, expected
-    )
-    series = raw.frame[field]
-    if series.dtype == bool:
-        series = series.astype(object)
-    numbers = pd.to_numeric(series.where(~empty, None), errors="coerce").to_numpy(dtype=np.float64)
-    return values, empty, numbers
-
 
 def _ratings(raw, checker, keep, rating_range):
     expected = "a number" + (f" in [{rating_range[0]:g}, {rating_range[1]:g}]" if rating_range else "")
-    values, empty, numbers = _numbers(raw, schema.RATING, checker, keep, expected)
+    values, empty, numbers = numeric_column(raw, schema.RATING, checker, keep, expected)
     bad_type = ~empty & (np.isnan(numbers) | np.array([isinstance(v, bool) for v in values], dtype=bool))
     keep &= checker.check(keep & bad_type, errors.FieldTypeError, raw.file, raw.rows, schema.RATING, values, expected)
     out = ~(np.abs(numbers) <= np.finfo(np.float32).max)  # stored as float32
@@ -431,67 +320,3 @@ def _ratings(raw, checker, keep, rating_range):
         keep & out & ~bad_type, errors.RatingRangeError, raw.file, raw.rows, schema.RATING, values, expected
     )
     return np.where(keep, numbers, 0).astype(np.float32)
-
-
-def _timestamps(raw, checker, keep, time_format):
-    field = schema.TIMESTAMP
-    series = raw.frame[field]
-    values = series.to_numpy(dtype=object)
-    if pd.api.types.is_datetime64_any_dtype(series) or time_format not in ("unix", "unix_ms"):
-        expected = "a date" if pd.api.types.is_datetime64_any_dtype(series) else f"a time in format {time_format!r}"
-        empty = _is_empty(values) | series.isna().to_numpy()
-        keep &= checker.check(keep & empty, errors.MissingValueError, raw.file, raw.rows, field, values, expected)
-        if pd.api.types.is_datetime64_any_dtype(series):
-            times = series.dt.tz_localize("UTC") if series.dt.tz is None else series
-        else:
-            fmt = "ISO8601" if time_format == "iso" else time_format
-            times = pd.to_datetime(series.where(~empty, None), format=fmt, utc=True, errors="coerce")
-        bad = ~empty & times.isna().to_numpy()
-        seconds = ((times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        expected = "Unix time in " + ("seconds" if time_format == "unix" else "milliseconds")
-        values, empty, seconds = _numbers(raw, field, checker, keep, expected)
-        bad = ~empty & ~np.isfinite(seconds)
-        if time_format == "unix_ms":
-            _check_not_seconds(raw, values, seconds, keep & ~empty & ~bad)
-            seconds = seconds / 1000.0
-    keep &= checker.check(keep & bad, errors.TimestampError, raw.file, raw.rows, field, values, expected)
-    latest = _latest_time()
-    implausible = keep & ~empty & ((seconds < 0) | (seconds > latest))
-    if implausible.any():
-        expected += (f" between 1970-01-01 and {_date(latest)} (UTC); got {_date(seconds[implausible][0])}"
-                     + _time_format_hint(seconds[implausible][0], time_format, latest))
-    keep &= checker.check(implausible, errors.TimestampError, raw.file, raw.rows, field, values, expected)
-    return np.where(keep, np.floor(np.nan_to_num(seconds)), 0).astype(np.int64)
-
-
-def _latest_time():
-    """The latest plausible Unix time (seconds): `FUTURE_YEARS` after the present."""
-    return time.time() + FUTURE_YEARS * 365.25 * 86400
-
-
-def _date(seconds):
-    """The UTC date of a Unix time, also for years pandas cannot represent."""
-    days = int(seconds // 86400)
-    if -100_000 < days < 100_000:
-        return (pd.Timestamp(0) + pd.Timedelta(days=days)).strftime("%Y-%m-%d")
-    return f"year {1970 + seconds / (365.2425 * 86400):,.0f}"
-
-
-def _time_format_hint(seconds, time_format, latest):
-    if time_format == "unix" and _RECENT <= seconds / 1000 <= latest:
-        return "; the value reads as milliseconds: use --time_format=unix_ms"
-    return ""
-
-
-def _check_not_seconds(raw, values, milliseconds, valid):
-    """Refuses a `unix_ms` column whose every value reads as a recent time in seconds."""
-    if valid.any() and (milliseconds[valid] >= _RECENT).all() and (
-        milliseconds[valid] <= _latest_time()
-    ).all():
-        first = int(np.flatnonzero(valid)[0])
-        raise errors.TimestampError(
-            f"got {errors.show(values[first])}, expected Unix time in milliseconds; every value of the column "
-            f"falls within January 1970 as milliseconds but reads as a time from {_date(milliseconds[valid].min())} "
-            f"to {_date(milliseconds[valid].max())} as seconds: use --time_format=unix",
-            file=raw.file, row=int(raw.rows[first]), field=schema.TIMESTAMP)

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from tfrec.data import errors
-from tfrec.data.dataset import UNDECODABLE, RawTable
+from tfrec.data.dataset import RawTable
+from tfrec.data.fields import UNDECODABLE
 
 FORMATS = {
     ".csv": "csv",

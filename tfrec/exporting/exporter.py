@@ -22,7 +22,7 @@ A process loading the export must `import tensorflow_text` first (`load`).
 
 Example:
 
->>> result = export_run("runs/tiny", "exports", "movies")  # doctest: +SKIP
+>>> result = export_run("runs/tiny", "exports", "movies", ExportOptions(catalogue_dtype="int8"))  # doctest: +SKIP
 >>> result.path, result.size.ratio  # doctest: +SKIP
 ('exports/movies/1', 1.01)
 """
@@ -31,15 +31,18 @@ import dataclasses
 import json
 import os
 import tempfile
+from typing import ClassVar, Optional
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfrec.config import Config
 from tfrec.data import DataConfig
 from tfrec.exporting import catalogue as catalogue_lib
 from tfrec.exporting import checks, layout, model_card, serving_module, warmup
 from tfrec.models import ModelConfig
+from tfrec.models.catalogue_retrieval import CATALOGUE_DTYPES
 from tfrec.models.recommender import RETRIEVAL_TASKS
 from tfrec.training import run_dir as run_dir_lib
 
@@ -54,6 +57,44 @@ CARD_ASSET = "model_card.json"
 CARD_MARKDOWN_ASSET = "model_card.md"
 EMBEDDING_BATCH_SIZE = 128
 PROGRESS_EVERY = 100_000  # items between two progress log lines when embedding a catalogue
+
+
+@dataclasses.dataclass
+class ExportOptions(Config):
+    """How `export_run` exports a run: the flags of `python -m tfrec.export` but the run, base and model name.
+
+    Attributes:
+        version: Version number to write; default: one after the highest existing.
+        update_catalog: Item file of new items to embed with the item tower and add to the catalogue (retrieval
+            models only): the columns of the run's items file (checked as the table source checks it), or
+            item_id,text.
+        keep_catalogue: Keep the items of the newest existing version that the run does not know (e.g. an
+            earlier --update_catalog's), embedded from their text: each version holds every item of the one
+            before.
+        top_k_max: Largest k the recommend signatures accept; default: the catalogue size.
+        max_size_ratio: Fail when the saved variables (catalogue matrix aside) exceed this multiple of the model
+            weight bytes; warn when the whole export (catalogue data aside) does.
+        max_graph_mb: Fail when saved_model.pb exceeds this many MB (weights frozen into the graph as constants).
+        catalogue_dtype: How the retrieval signatures store the catalogue matrix: float32, bfloat16 (half the
+            bytes) or int8 (a quarter, one float32 scale per item); scores are computed in float32 with plain
+            TensorFlow ops.
+
+    Example:
+
+    >>> ExportOptions(catalogue_dtype="int4").validate()
+    Traceback (most recent call last):
+    tfrec.config.ConfigError: ExportOptions.catalogue_dtype='int4': expected one of ['float32', 'bfloat16', 'int8']
+    """
+
+    CHOICES: ClassVar[dict] = {"catalogue_dtype": CATALOGUE_DTYPES}
+
+    version: Optional[int] = None
+    update_catalog: Optional[str] = None
+    keep_catalogue: bool = True
+    top_k_max: Optional[int] = None
+    max_size_ratio: float = 1.2
+    max_graph_mb: float = 32.0
+    catalogue_dtype: str = "float32"
 
 
 @dataclasses.dataclass
@@ -267,40 +308,40 @@ def export_model(
     )
 
 
-def export_run(run_dir, export_base, model_name, version=None, update_catalog=None, keep_catalogue=True,
-               refresh=None, **kwargs):
-    """Exports the model of a training run directory (see `export_model`).
+def export_run(run_dir: str, export_base: str, model_name: str, options: ExportOptions = ExportOptions(),
+               refresh: Optional[dict] = None) -> ExportResult:
+    """Exports the model of a training run directory to `export_base/model_name/VERSION` (see `export_model`).
 
     The catalogue served is the run's items, then (retrieval models, with
-    `keep_catalogue`) the items of the newest existing version that the run
-    does not know, such as those an earlier `update_catalog` added, then the
-    items of `update_catalog`: each new version holds every item of the one
-    before. The update file is checked before the model loads.
+    `options.keep_catalogue`) the items of the newest existing version that
+    the run does not know, such as those an earlier `update_catalog` added,
+    then the items of `options.update_catalog`: each new version holds every
+    item of the one before. The update file is checked before the model loads.
 
     Args:
         run_dir: directory written by `tfrec.train`.
-        update_catalog: optional item file of new items (`catalogue.read_update`).
-        keep_catalogue: carry over the newest version's items the run does not know.
+        options: `ExportOptions` (version, catalogue update, size limits, catalogue dtype).
         refresh: the before/after figures of a refresh gate, for the model card.
-        **kwargs: `top_k_max`, `max_size_ratio`, `max_graph_mb`, `catalogue_dtype`.
     """
     saved = run_dir_lib.read_config(run_dir)
     vocab = run_dir_lib.read_vocabulary(run_dir)
     catalogue = catalogue_lib.Catalogue(vocab.item_ids, run_dir_lib.read_items(run_dir)[0])
     retrieval = ModelConfig.from_dict(saved["model_config"]).task in RETRIEVAL_TASKS
     new_ids, new_texts, new_titles = [], [], []
-    if keep_catalogue and retrieval:
+    if options.keep_catalogue and retrieval:
         new_ids, new_texts, new_titles = carried_items(export_base, model_name, catalogue)
-    if update_catalog:
-        ids, texts, titles = catalogue_lib.read_update(update_catalog, catalogue.extended(new_ids, new_texts),
+    if options.update_catalog:
+        ids, texts, titles = catalogue_lib.read_update(options.update_catalog, catalogue.extended(new_ids, new_texts),
                                                        DataConfig.from_dict(saved["data_config"]))
         new_ids, new_texts, new_titles = new_ids + ids, new_texts + texts, new_titles + titles
     run = run_dir_lib.load_run(run_dir)
     new_items = (new_ids, new_texts, new_titles) if new_ids else None
     run_facts = {"run_dir": os.path.abspath(run_dir), "config": saved,
                  "metrics": run_dir_lib.read_json(run_dir_lib.path(run_dir, run_dir_lib.METRICS))}
-    return export_model(run.model, export_base, model_name, version=version, new_items=new_items,
-                        run_facts=run_facts, refresh=refresh, **kwargs)
+    return export_model(run.model, export_base, model_name, version=options.version, new_items=new_items,
+                        top_k_max=options.top_k_max, max_size_ratio=options.max_size_ratio,
+                        max_graph_mb=options.max_graph_mb, run_facts=run_facts, refresh=refresh,
+                        catalogue_dtype=options.catalogue_dtype)
 
 
 def carried_items(export_base, model_name, catalogue):

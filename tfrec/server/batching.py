@@ -30,8 +30,8 @@ import grpc
 import tensorflow as tf
 from absl import logging
 
-from tfrec.client.errors import ServingError
 from tfrec.request_merging import QueueFull, RequestMerger, row_slices
+from tfrec.serving_errors import ServingError
 
 _Call = collections.namedtuple("_Call", "function tensors rows")
 

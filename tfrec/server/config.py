@@ -5,7 +5,7 @@ The embedded server reads the same files as `tensorflow_model_server`:
 `--batching_parameters_file` (text-format `BatchingParameters`) and
 `--monitoring_config_file` (text-format `MonitoringConfig`). Each reader parses
 the file with the protobuf message and checks the values the model server
-would reject, raising `ConfigError` naming the file, line or field.
+would reject, raising `tfrec.config.ConfigError` naming the file, line or field.
 
 Example:
 
@@ -18,11 +18,8 @@ Example:
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from tfrec.config import ConfigError
 from tfrec.server import protos
-
-
-class ConfigError(ValueError):
-    """A serving configuration file or message is invalid."""
 
 
 def _read_text_proto(path, message, what):

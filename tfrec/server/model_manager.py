@@ -44,9 +44,9 @@ import grpc
 from absl import logging
 from tensorflow_serving.apis import get_model_status_pb2
 
-from tfrec.client.errors import ServingError
 from tfrec.server import config as config_lib
 from tfrec.server.servable import ServableVersion
+from tfrec.serving_errors import ServingError
 
 State = get_model_status_pb2.ModelVersionStatus.State
 

@@ -29,52 +29,32 @@ only. Each connection has its own thread and socket timeout, so a stalled
 client holds only its own connection. Nothing else is served: no files, no
 directory listings.
 
+The routes and their handlers are here; `tfrec.server.http_server` is the
+transport (connections, bodies, TLS, the HTTP status of each error) and
+`tfrec.server.json_tensor` the JSON codec.
+
 Example:
 
     curl -d '{"instances": [{"history": ["item1", "item2"], "candidates": ["item5"]}], "signature_name": "score"}' \\
         http://127.0.0.1:8501/v1/models/tiny:predict
 """
 
-import base64
 import hmac
-import http.server
-import json
 import re
 import socket
-import socketserver
-import ssl
 import threading
-import time
 import urllib.parse
-from typing import Callable, Mapping, Optional, Tuple
+from typing import Optional
 
 import grpc
-import numpy as np
-import tensorflow as tf
-from absl import logging
 from google.protobuf import json_format
-from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
 
-from tfrec.client.errors import ServingError
-from tfrec.server import config as config_lib
+from tfrec.server.http_server import JSON, HttpError, HttpServer, ssl_context
+from tfrec.server.json_tensor import json_inputs, outputs_json, parse_predict_body
+from tfrec.serving_errors import ServingError
 
-JSON = "application/json"
 MAX_VERSION = (1 << 63) - 1
-MAX_RANK = 254  # TensorFlow's TensorShape limit
-# A refused body is read and dropped (so the client can read the answer) up to this multiple of the limit.
-_DRAIN_LIMIT_FACTOR = 4
-
-# TF Serving's HTTP status for each canonical code (model_servers/http_server.cc).
-HTTP_STATUS = {
-    grpc.StatusCode.OK: 200, grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409, grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.OUT_OF_RANGE: 400, grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-}
 
 _VERSION = r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
 _PREDICT_ROUTE = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<method>predict|classify|regress)",
@@ -82,418 +62,12 @@ _PREDICT_ROUTE = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<m
 _MODEL_ROUTE = re.compile(r"/v1/models(?:/(?P<name>[^/:]+))?" + _VERSION + r"(?P<metadata>/metadata)?", re.IGNORECASE)
 
 
-def _invalid(message):
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def _json_text(value, limit=80):
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _converter(dtype: tf.DType, where: str) -> Callable:
-    """The function turning one JSON leaf into a value of `dtype`, refusing (naming `where`) what does not fit."""
-    if dtype == tf.string:
-        def to_bytes(value):
-            if isinstance(value, str):
-                return value.encode("utf-8")
-            if _is_b64(value):
-                try:
-                    return base64.b64decode(value["b64"], validate=True)
-                except ValueError:
-                    raise _invalid(f"{where}: {_json_text(value)} is not valid base64") from None
-            raise _invalid(f"{where}: JSON value {_json_text(value)} is not a string; expected a string or "
-                           '{"b64": "<base64>"}')
-        return to_bytes
-    if dtype == tf.bool:
-        def to_bool(value):
-            if not isinstance(value, bool):
-                raise _invalid(f"{where}: JSON value {_json_text(value)} is not true or false; expected bool")
-            return value
-        return to_bool
-    if dtype.is_integer:
-        low, high = dtype.min, dtype.max
-
-        def to_int(value):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise _invalid(f"{where}: JSON value {_json_text(value)} is not an integer; expected {dtype.name}")
-            if not low <= value <= high:
-                raise _invalid(f"{where}: {value} is out of the range of {dtype.name} [{low}, {high}]")
-            return value
-        return to_int
-    if dtype in (tf.float16, tf.float32, tf.float64):
-        info = np.finfo(dtype.as_numpy_dtype)
-        exact = (1 << (info.nmant + 1)) - 1  # the largest integer the type holds exactly
-
-        def to_float(value):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise _invalid(f"{where}: JSON value {_json_text(value)} is not a number; expected {dtype.name}")
-            if (abs(value) > exact if isinstance(value, int)
-                    else np.isfinite(value) and not info.min <= value <= info.max):
-                raise _invalid(f"{where}: {value} cannot be a {dtype.name} without loss of precision")
-            return value
-        return to_float
-    raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{where}: JSON values cannot be converted to {dtype.name}")
-
-
-def _is_b64(value) -> bool:
-    """A binary string: {"b64": "<base64>"}."""
-    return isinstance(value, dict) and list(value) == ["b64"] and isinstance(value["b64"], str)
-
-
-def _is_named(value) -> bool:
-    """A JSON object naming inputs (a {"b64": ...} object is a value, not names)."""
-    return isinstance(value, dict) and not _is_b64(value)
-
-
-def _dense(value, convert, where):
-    """(shape, flat values) of a JSON value, nested lists checked to be a dense tensor."""
-    shape, probe = [], value
-    while isinstance(probe, list):
-        shape.append(len(probe))
-        if len(shape) > MAX_RANK:
-            raise _invalid(f"{where}: lists nested more than {MAX_RANK} deep")
-        probe = probe[0] if probe else None
-    flat = []
-
-    def walk(item, level):
-        if not isinstance(item, list):
-            if level != len(shape):
-                raise _invalid(f"{where}: value {_json_text(item)} at depth {level}, expected lists {len(shape)} "
-                               f"deep (shape {shape} from the first elements)")
-            flat.append(convert(item))
-        elif level == len(shape) or len(item) != shape[level]:
-            raise _invalid(f"{where}: a list of {len(item)} at depth {level} does not fit shape {shape} (taken "
-                           "from the first elements; the lists must form a dense tensor)")
-        else:
-            for element in item:
-                walk(element, level + 1)
-
-    walk(value, 0)
-    return shape, flat
-
-
-def _tensor(dtype, shape, flat):
-    array = np.asarray(flat, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
-    return tf.make_tensor_proto(array.reshape(shape), dtype=dtype)
-
-
-def _declared(signature, names):
-    """(dtype of each of `names` the signature declares, empty TensorProtos for the others): the servable
-    refuses undeclared names with the gRPC message."""
-    return ({name: signature.inputs[name].dtype for name in names if name in signature.inputs},
-            {name: tensor_pb2.TensorProto() for name in names if name not in signature.inputs})
-
-
-def _unnamed_input(signature, where):
-    if len(signature.inputs) != 1:
-        raise _invalid(f"{where} holds unnamed values, but signature {signature.name!r} takes "
-                       f"{len(signature.inputs)} inputs {sorted(signature.inputs)}: name them in an object")
-    return next(iter(signature.inputs))
-
-
-def _columnar_inputs(signature, data) -> dict:
-    """TensorProtos of the columnar `inputs` value: an object of named inputs, or the only input's value."""
-    if not _is_named(data):
-        data = {_unnamed_input(signature, "'inputs'"): data}
-    dtypes, inputs = _declared(signature, data)
-    for name, dtype in dtypes.items():
-        where = f"'inputs' input {name!r}"
-        inputs[name] = _tensor(dtype, *_dense(data[name], _converter(dtype, where), where))
-    return inputs
-
-
-def _row_inputs(signature, instances) -> dict:
-    """TensorProtos batching the row format's `instances`: each instance one row of every input."""
-    if not isinstance(instances, list) or not instances:
-        raise _invalid(f"'instances' is {_json_text(instances)}; expected a non-empty list of instances")
-    named = _is_named(instances[0])
-    names = sorted(instances[0]) if named else [_unnamed_input(signature, "'instances'")]
-    dtypes, inputs = _declared(signature, names)
-    shapes, values = {}, {name: [] for name in dtypes}
-    for index, instance in enumerate(instances):
-        if _is_named(instance) != named:
-            raise _invalid(f"'instances'[{index}] is {'not ' if named else ''}an object of named inputs, unlike "
-                           "'instances'[0]: give every instance in the same form")
-        row = instance if named else {names[0]: instance}
-        if sorted(row) != names:
-            raise _invalid(f"'instances'[{index}] has inputs {sorted(row)}; 'instances'[0] has {names}")
-        for name, dtype in dtypes.items():
-            where = f"'instances'[{index}] input {name!r}"
-            shape, flat = _dense(row[name], _converter(dtype, where), where)
-            if shapes.setdefault(name, shape) != shape:
-                raise _invalid(f"{where} has shape {shape}; 'instances'[0] has {shapes[name]} (every instance "
-                               "must have the same shape)")
-            values[name].extend(flat)
-    for name, dtype in dtypes.items():
-        inputs[name] = _tensor(dtype, [len(instances)] + shapes[name], values[name])
-    return inputs
-
-
-def parse_predict_body(body: bytes) -> Tuple[str, bool, object]:
-    """Reads a `:predict` request body.
-
-    Args:
-        body: the raw request body (UTF-8 JSON object).
-
-    Returns:
-        (signature_name, row, data): `row` is True for the row format, and
-        `data` is the `instances` list or the `inputs` value.
-
-    Raises:
-        ServingError: INVALID_ARGUMENT naming the problem (unparsable JSON,
-            not an object, a non-string signature_name, both or neither of
-            'instances' and 'inputs', an unknown key).
-
-    Example:
-
-    >>> parse_predict_body(b'{"signature_name": "embed_items", "inputs": ["a text"]}')
-    ('embed_items', False, ['a text'])
-    """
-    if not body.strip():
-        raise _invalid("JSON parse error: the request body is empty")
-    try:
-        request = json.loads(body)
-    except json.JSONDecodeError as e:
-        raise _invalid(f"JSON parse error: {e.msg} at offset {e.pos}") from None
-    except UnicodeDecodeError:
-        raise _invalid("the request body is not UTF-8 JSON") from None
-    except RecursionError:
-        raise _invalid("the request body's JSON is nested too deeply") from None
-    if not isinstance(request, dict):
-        raise _invalid(f"the request body is {_json_text(request)}; expected a JSON object "
-                       '{"instances": [...]} or {"inputs": ...}')
-    unknown = sorted(set(request) - {"signature_name", "instances", "inputs"})
-    if unknown:
-        raise _invalid(f"the request body has an unknown key {unknown[0]!r}; expected 'signature_name' and one of "
-                       "'instances' (row format) or 'inputs' (columnar format)")
-    signature_name = request.get("signature_name", "")
-    if not isinstance(signature_name, str):
-        raise _invalid(f"'signature_name' is {_json_text(signature_name)}; expected a string")
-    if ("instances" in request) == ("inputs" in request):
-        raise _invalid("the request body needs exactly one of 'instances' (row format) or 'inputs' (columnar "
-                       f"format); it has {'both' if 'inputs' in request else 'neither'}")
-    row = "instances" in request
-    return signature_name, row, request["instances" if row else "inputs"]
-
-
-def json_inputs(signature, row: bool, data) -> dict:
-    """The Predict inputs (name -> TensorProto) of a parsed body, in the signature's declared dtypes.
-
-    Args:
-        signature: the `servable.Signature` the request calls.
-        row, data: as `parse_predict_body` returns them.
-
-    Raises:
-        ServingError: INVALID_ARGUMENT naming the input and element that is
-            not a dense tensor of the declared dtype.
-    """
-    return _row_inputs(signature, data) if row else _columnar_inputs(signature, data)
-
-
-def _json_values(name, proto):
-    array = tf.make_ndarray(proto)
-    if array.dtype == object:
-        def text(value):
-            if not name.endswith("_bytes"):
-                try:
-                    return value.decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-            return {"b64": base64.b64encode(value).decode("ascii")}
-        array = np.array([text(v) for v in array.ravel()], dtype=object).reshape(array.shape)
-    elif array.dtype in (np.float16, np.float32):
-        array = array.astype(str).astype(np.float64)  # the shortest decimal that reads back as the same value
-    return array.tolist()
-
-
-def outputs_json(outputs: Mapping[str, tensor_pb2.TensorProto], row: bool) -> dict:
-    """The JSON answer of a Predict, in the request's format (TF Serving's shapes of it).
-
-    Row format: `{"predictions": [one item per batch row]}`, each item the
-    output's value, or an object of every output when there are several.
-    Columnar: `{"outputs": value}` for one output, else `{"outputs": {name: value}}`.
-
-    Raises:
-        ServingError: INVALID_ARGUMENT when, in the row format, the outputs do
-            not share a batch dimension.
-
-    Example:
-
-    >>> outputs_json({"scores": tf.make_tensor_proto([[0.5, 0.25]])}, row=True)
-    {'predictions': [[0.5, 0.25]]}
-    """
-    values = {name: _json_values(name, proto) for name, proto in sorted(outputs.items())}
-    if not row:
-        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    batch = {name: outputs[name].tensor_shape.dim[0].size if outputs[name].tensor_shape.dim else None
-             for name in values}
-    if None in batch.values() or len(set(batch.values())) != 1:
-        raise _invalid(f"the outputs' batch sizes {batch} differ or are missing (None: a scalar), so they cannot be "
-                       "given per instance; send the request in the columnar format ('inputs')")
-    if len(values) == 1:
-        return {"predictions": next(iter(values.values()))}
-    return {"predictions": [{name: column[i] for name, column in values.items()}
-                            for i in range(next(iter(batch.values())))]}
-
-
-def ssl_context(cert_path: str, key_path: str) -> ssl.SSLContext:
-    """A server-side TLS context from PEM files; ConfigError naming the pair that cannot be used."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(cert_path, key_path)
-    except (OSError, ssl.SSLError) as e:
-        raise config_lib.ConfigError(f"ssl_cert={cert_path!r}, ssl_key={key_path!r}: cannot load them for the "
-                                     f"REST port ({e})") from None
-    return context
-
-
-class _HttpError(Exception):
-    """An HTTP-level refusal (no canonical code stands for it)."""
-
-    def __init__(self, status, message, headers=()):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, dict(headers)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """One connection: routes each request to the `RestApiServer` (`self.server.api`)."""
-
-    protocol_version = "HTTP/1.1"
-    _unread = 0  # request body bytes not read yet
-
-    def version_string(self):
-        return "tfrec-serving"
-
-    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
-        logging.debug("REST %s: " + format, self.address_string(), *args)
-
-    def send_error(self, code, message=None, explain=None):
-        """The stdlib's own refusals (malformed request line, header too long...), as JSON."""
-        self._send(code, {"error": message or explain or self.responses.get(code, ("error",))[0]})
-
-    def _handle(self):
-        api = self.server.api
-        path = self.path.split("?", 1)[0]
-        try:
-            self._unread = self._content_length()
-            allowed, needs_token, handler, match = api.route(path)
-            if self.command != allowed:
-                raise _HttpError(405, f"{self.command} {path}: this route takes {allowed}", {"Allow": allowed})
-            if needs_token:
-                api.check_token(self.headers.get("Authorization", ""))
-            body = self._read_body(api) if self.command == "POST" else b""
-            status, payload, content_type = api.call(handler, match, body, self.headers)
-            self._send(status, payload, content_type)
-        except _HttpError as e:
-            self._send(e.status, {"error": e.message}, headers=e.headers)
-        except ServingError as e:
-            headers = {"WWW-Authenticate": "Bearer"} if e.code == grpc.StatusCode.UNAUTHENTICATED else {}
-            self._send(HTTP_STATUS.get(e.code, 500), {"error": e.message}, headers=headers)
-        except Exception as e:  # noqa: BLE001 - any other failure is a 500, with the traceback logged
-            logging.exception("REST %s %s failed", self.command, path)
-            self._send(500, {"error": f"{self.command} {path} failed: {type(e).__name__}: {e}"})
-        self._drain(api)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
-
-    def _content_length(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True  # the body's end is unknown
-            raise _HttpError(411, "chunked request bodies are not accepted; send a Content-Length header")
-        text = self.headers.get("Content-Length")
-        if text is None:
-            return 0
-        if not (text.isascii() and text.isdigit()):
-            self.close_connection = True
-            raise _HttpError(400, f"Content-Length {text!r} is not a byte count")
-        return int(text)
-
-    def _read_body(self, api):
-        length, limit = self._unread, api.max_message_bytes
-        if "Content-Length" not in self.headers:
-            raise _HttpError(411, f"{self.command} needs a Content-Length header")
-        if length > limit:
-            raise _HttpError(413, f"the request body is {length} bytes, more than the server's "
-                                  f"max_message_bytes={limit}")
-        chunks, deadline = [], time.monotonic() + api.read_timeout_seconds
-        try:
-            while self._unread:
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                chunk = self.rfile.read1(min(self._unread, 1 << 16))
-                if not chunk:
-                    raise _HttpError(400, f"the request body ended after {length - self._unread} of its "
-                                          f"{length} bytes")
-                chunks.append(chunk)
-                self._unread -= len(chunk)
-        except TimeoutError:
-            self.close_connection = True
-            raise _HttpError(408, f"the request body did not arrive within {api.read_timeout_seconds:g} s") from None
-        return b"".join(chunks)
-
-    def _send(self, status, payload, content_type=JSON, headers=()):
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in dict(headers).items():
-                self.send_header(key, value)
-            if self._unread or self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            self.wfile.flush()
-        except OSError as e:  # the client went away
-            logging.debug("REST %s: cannot send the answer: %s", self.address_string(), e)
-            self.close_connection = True
-
-    def _drain(self, api):
-        """Reads and drops an unread body (bounded), so a client still sending it can read the answer."""
-        left = self._unread if self._unread <= _DRAIN_LIMIT_FACTOR * api.max_message_bytes else 0
-        deadline = time.monotonic() + api.read_timeout_seconds
-        try:
-            while left > 0 and time.monotonic() < deadline:
-                chunk = self.rfile.read1(min(left, 1 << 16))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError:
-            pass
-        self._unread = 0
-
-
-class _HttpServer(http.server.ThreadingHTTPServer):
-    """A (daemon) thread per connection, each with a socket timeout, TLS negotiated in that thread."""
-
-    def __init__(self, address, family, api, context):
-        self.address_family = family
-        self.api, self._context = api, context
-        super().__init__(address, _Handler)
-
-    def server_bind(self):
-        socketserver.TCPServer.server_bind(self)  # without HTTPServer's reverse DNS lookup of the host
-
-    def finish_request(self, request, client_address):
-        request.settimeout(self.api.read_timeout_seconds)
-        if self._context is None:
-            super().finish_request(request, client_address)
-            return
-        with self._context.wrap_socket(request, server_side=True) as tls:
-            super().finish_request(tls, client_address)
-
-    def handle_error(self, request, client_address):
-        logging.debug("REST connection from %s failed", client_address, exc_info=True)
-
-
 class RestApiServer:
     """TF Serving's REST API over the services of a `Server` (see the module docstring).
 
     Args:
-        prediction: `server.PredictionService` (`predict`, `metadata`).
-        models: `server.ModelService` (`model_status`).
+        prediction: `prediction_service.PredictionService` (`predict`, `metadata`).
+        models: `model_service.ModelService` (`model_status`).
         metrics: `metrics.ServingMetrics`.
         host: interface to bind; port: TCP port (0 picks a free one).
         max_message_bytes: largest request body (413 above it).
@@ -530,7 +104,7 @@ class RestApiServer:
         bind_host = host.strip("[]")
         try:
             family = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM)[0][0]
-            self._httpd = _HttpServer((bind_host, port), family, self, context)
+            self._httpd = HttpServer((bind_host, port), family, self, context)
         except OSError as e:
             raise OSError(f"cannot listen on {host}:{port} for the REST API: {e}") from e
         self.port = self._httpd.server_address[1]
@@ -549,7 +123,7 @@ class RestApiServer:
         self._httpd.server_close()
 
     def route(self, path: str):
-        """(method, needs token, handler, match) of `path`; a 404 `_HttpError` for any other path."""
+        """(method, needs token, handler, match) of `path`; a 404 `HttpError` for any other path."""
         if self.metrics_path is not None and path == self.metrics_path:
             return "GET", True, self._scrape, None
         match = _PREDICT_ROUTE.fullmatch(path)
@@ -558,7 +132,7 @@ class RestApiServer:
         match = _MODEL_ROUTE.fullmatch(path)
         if match:
             return ("GET", True, self._metadata, match) if match["metadata"] else ("GET", False, self._status, match)
-        raise _HttpError(404, f"no route {path!r}: this server answers GET /v1/models/NAME[/versions/N|/labels/L]"
+        raise HttpError(404, f"no route {path!r}: this server answers GET /v1/models/NAME[/versions/N|/labels/L]"
                               "[/metadata] and POST /v1/models/NAME[/versions/N|/labels/L]:predict")
 
     def check_token(self, authorization: str) -> None:
@@ -615,12 +189,12 @@ class RestApiServer:
 def _model_spec(match) -> model_pb2.ModelSpec:
     """The ModelSpec a route names (percent-decoded name and label, checked version)."""
     if not match["name"]:
-        raise _invalid("Missing model name in request.")
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing model name in request.")
     spec = model_pb2.ModelSpec(name=urllib.parse.unquote(match["name"]))
     if match["version"]:
         version = int(match["version"])
         if version > MAX_VERSION:
-            raise _invalid(f"version {match['version']} is not an int64")
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"version {match['version']} is not an int64")
         spec.version.value = version
     elif match["label"]:
         spec.version_label = urllib.parse.unquote(match["label"])

@@ -27,8 +27,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from tfrec.client.errors import ServingError, status_code_from_number
 from tfrec.server.batching import call_unbatched
+from tfrec.serving_errors import ServingError, status_code_from_number
 
 try:  # Registers the TF Text ops that exported tokenisers use.
     import tensorflow_text  # noqa: F401

@@ -1,9 +1,12 @@
-"""The error every serving component raises: a gRPC status code and a message.
+"""The error every serving component raises, client and server alike: a gRPC status code and a message.
+
+The embedded server (`tfrec.server`) raises it and the client library
+(`tfrec.client`, which re-exports it) raises what the server answers as it.
 
 Example:
 
 >>> import grpc
->>> from tfrec.client.errors import ServingError
+>>> from tfrec.serving_errors import ServingError
 >>> err = ServingError(grpc.StatusCode.NOT_FOUND, "model 'x' is not served")
 >>> err.code.name, str(err)
 ('NOT_FOUND', "NOT_FOUND: model 'x' is not served")

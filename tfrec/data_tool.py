@@ -12,10 +12,19 @@ import sys
 
 from absl import app, flags
 
-from tfrec import config_flags
-from tfrec.config import ConfigError
-from tfrec.data import errors, examples, summary, texts, vocabulary
-from tfrec.data.prepared import DataConfig, interaction_counts, prepare, tables_fingerprint, training_rating_mean
+from tfrec import quiet
+
+quiet.configure(__name__)  # before TensorFlow is imported (by convert)
+from tfrec import config_flags  # noqa: E402
+from tfrec.config import ConfigError  # noqa: E402
+from tfrec.data import errors, examples, summary, texts, vocabulary  # noqa: E402
+from tfrec.data.prepared import (  # noqa: E402
+    DataConfig,
+    interaction_counts,
+    prepare,
+    tables_fingerprint,
+    training_rating_mean,
+)
 
 FLAGS = flags.FLAGS
 
@@ -95,16 +104,6 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     return {command: config_flags.defined(define, flag_values) for command, (_, define) in COMMANDS.items()}
 
 
-def run() -> None:
-    """Defines the flags and runs the command line; `--help` lists the commands, their flags and the data flags."""
-    names = define_flags(FLAGS)
-    commands = "\n".join(f"  {command:<10}{function.__doc__.splitlines()[0]}"
-                         for command, (function, _) in COMMANDS.items())
-    groups = [(f"{command} flags", names[command]) for command in COMMANDS]
-    config_flags.run(main, groups + config_flags.config_groups((DataConfig,)),
-                     doc=f"{__doc__.strip()}\n\ncommands:\n{commands}")
-
-
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: python -m tfrec.data {{{'|'.join(COMMANDS)}}} --source=... [flags]")
@@ -114,3 +113,12 @@ def main(argv):
     except (errors.DataError, ConfigError) as error:
         print(f"error: {config_flags.flag_message(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    names = define_flags(FLAGS)
+    commands = "\n".join(f"  {command:<10}{function.__doc__.splitlines()[0]}"
+                         for command, (function, _) in COMMANDS.items())
+    groups = [(f"{command} flags", names[command]) for command in COMMANDS]
+    config_flags.run(main, groups + config_flags.config_groups((DataConfig,)),
+                     doc=f"{__doc__.strip()}\n\ncommands:\n{commands}", arguments=True)

@@ -1,0 +1,47 @@
+"""How a failure reaches a gRPC client (`grpc_status_util` in TF Serving): its canonical code and message.
+
+`as_serving_error` maps any exception to the `ServingError` the client
+receives, and `rpc` turns a blocking servicer method `method(self, request)`
+into the `grpc.aio` method that runs it on the server's worker threads and
+aborts the call with that code.
+
+Example:
+
+>>> as_serving_error(ConfigError("bad model config"), "reload").code.name
+'INVALID_ARGUMENT'
+"""
+
+import asyncio
+
+import grpc
+from absl import logging
+
+from tfrec.config import ConfigError
+from tfrec.serving_errors import ServingError
+
+
+def as_serving_error(error: Exception, what: str) -> ServingError:
+    """`error` as the `ServingError` a client receives: itself, INVALID_ARGUMENT for a
+    `ConfigError`, else INTERNAL naming `what` failed (with the traceback logged)."""
+    if isinstance(error, ServingError):
+        return error
+    if isinstance(error, ConfigError):
+        return ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    logging.error("%s failed", what, exc_info=error)
+    return ServingError(grpc.StatusCode.INTERNAL, f"{what} failed: {type(error).__name__}: {error}")
+
+
+def rpc(method):
+    """The gRPC method for `method(self, request)`: a coroutine running it on the event loop's
+    executor (`Server`'s `max_workers` threads), aborting the call with the canonical code of any failure."""
+
+    async def wrapper(self, request, context):
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, method, self, request)
+        except Exception as e:  # noqa: BLE001 - every failure reaches the client with its canonical code
+            error = as_serving_error(e, method.__name__)
+        await context.abort(error.code, error.message)
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
