@@ -145,5 +145,5 @@ def test_cache_directory_order(monkeypatch):
 
 
 def test_progress_message_gives_rate_and_eta():
-    assert progress_message(2048, 9742, 134.7) == "encoded 2,048/9,742 texts, 15.2 texts/s, ETA 8 min"
-    assert progress_message(10, 20, 2.0) == "encoded 10/20 texts, 5.0 texts/s, ETA 2 s"
+    assert progress_message(2048, 9742, 134.7, 2048 / 9742) == "encoded 2,048/9,742 texts, 15.2 texts/s, ETA 8 min"
+    assert progress_message(10, 20, 2.0, 0.25) == "encoded 10/20 texts, 5.0 texts/s, ETA 6 s"  # long texts left

@@ -85,14 +85,17 @@ def parse_trainable(trainable, num_layers):
     )
 
 
-def progress_message(done: int, total: int, seconds: float) -> str:
+def progress_message(done: int, total: int, seconds: float, work_done: float) -> str:
     """The progress line of an encoding that has done `done` of `total` texts in `seconds`.
 
-    >>> progress_message(2048, 9742, 134.7)
+    `work_done` is the fraction of the work done (tokens, padding included),
+    which the ETA extrapolates: with texts sorted by length, the last ones cost most.
+
+    >>> progress_message(2048, 9742, 134.7, 2048 / 9742)
     'encoded 2,048/9,742 texts, 15.2 texts/s, ETA 8 min'
     """
     rate = done / max(seconds, 1e-9)
-    remaining = (total - done) / max(rate, 1e-9)
+    remaining = seconds * (1 - work_done) / max(work_done, 1e-9)
     eta = f"{remaining:.0f} s" if remaining < 90 else f"{remaining / 60:.0f} min"
     return f"encoded {done:,}/{total:,} texts, {rate:.1f} texts/s, ETA {eta}"
 
@@ -408,11 +411,13 @@ class TextEncoder(keras.layers.Layer):
         tokens = {name: value.numpy() for name, value in self.tokenize(tf.constant(texts, tf.string)).items()}
         lengths = tokens["padding_mask"].sum(axis=1)
         order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        widths = [int(lengths[rows].max() if sort_by_length else lengths.max()) for rows in batches]
+        batch_tokens = np.array([len(rows) * width for rows, width in zip(batches, widths)])
+        work = np.cumsum(batch_tokens) / batch_tokens.sum()  # fraction done after each batch
         outputs = [None] * len(texts)
         started = logged = time.monotonic()
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            length = int(lengths[rows].max() if sort_by_length else lengths.max())
+        for number, (rows, length) in enumerate(zip(batches, widths)):
             part = {name: tf.constant(value[rows, :length]) for name, value in tokens.items()}
             hidden = self.encode_lower(part)
             if pooled:
@@ -421,8 +426,9 @@ class TextEncoder(keras.layers.Layer):
                 outputs[row] = output if pooled else output[:lengths[row]]
             self.encoded_texts += len(rows)
             now = time.monotonic()
-            if now - logged >= PROGRESS_SECONDS and start + batch_size < len(order):
-                logging.info("%s with %s", progress_message(start + len(rows), len(order), now - started), self.source)
+            if now - logged >= PROGRESS_SECONDS and number + 1 < len(batches):
+                done = number * batch_size + len(rows)
+                logging.info("%s with %s", progress_message(done, len(texts), now - started, work[number]), self.source)
                 logged = now
         return outputs
 
