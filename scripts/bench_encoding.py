@@ -31,7 +31,8 @@ from absl import app, flags
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEEDUP_GOAL, CACHED_FRACTION_GOAL = 1.5, 0.1
 
-flags.DEFINE_string("data_dir", None, "MovieLens-100K directory (default: $TFREC_DATA_DIR, else ../shared/data/ml-100k).")
+flags.DEFINE_string("data_dir", None,
+                    "MovieLens-100K directory (default: $TFREC_DATA_DIR, else ../shared/data/ml-100k).")
 flags.DEFINE_string("encoder", "minilm", "Encoder source (see `TextEncoder`).")
 flags.DEFINE_integer("sequence_length", 128, "Tokens per text (configs/ml100k_retrieval.flags reads 128).")
 flags.DEFINE_integer("batch_size", 128, "Texts per batch (`ItemTower.ENCODE_BATCH`).")
@@ -106,8 +107,8 @@ def main(argv):
         "",
         f"Command: `{command.strip()}`  ",
         f"Machine: {benchlib.machine()}, measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
-        f"Texts: the {len(texts) - 1:,} MovieLens-100K item texts and the padding row's empty one, encoder `{FLAGS.encoder}`, sequence length "
-        f"{FLAGS.sequence_length}, batch {FLAGS.batch_size}; all timings from one process (same load).",
+        f"Texts: the {len(texts) - 1:,} MovieLens-100K item texts and the padding row's empty one, encoder "
+        f"`{FLAGS.encoder}`, sequence length {FLAGS.sequence_length}, batch {FLAGS.batch_size}; all timings from one process (same load).",
         "",
         *lines,
     ])

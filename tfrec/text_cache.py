@@ -15,13 +15,14 @@ Each store writes one shard, `<fingerprint>-<hash of its texts>.tv`:
 
 A shard is written to a temporary file and renamed into place (`os.replace`),
 so readers never see it half written; one that is cut short, padded or
-altered anyway fails its length or checksum and is ignored (a miss). Reading a
-shard marks it used (its modification time); after each store the least
-recently used shards are deleted until the directory holds at most
-`$TFREC_CACHE_MAX_BYTES` (default `DEFAULT_MAX_BYTES`).
+altered anyway fails its length or checksum: it is ignored (a miss) and
+deleted. Reading a shard marks it used (its modification time); after each
+store the least recently used shards are deleted until the directory holds at
+most `$TFREC_CACHE_MAX_BYTES` (default `DEFAULT_MAX_BYTES`, 2 GiB).
 
 Example:
 
+>>> import tempfile
 >>> cache = TextVectorCache("0123abcd", directory=tempfile.mkdtemp())
 >>> cache.store(["star wars"], [np.ones((1, 4), np.float32)])
 >>> cache.load(["star wars", "amelie"])
@@ -152,7 +153,8 @@ class TextVectorCache:
             except OSError:  # evicted by another run since listed
                 continue
             if not entries:
-                logging.warning("text vector cache: ignoring %s (incomplete or damaged)", path.name)
+                logging.warning("text vector cache: deleting %s (incomplete or damaged)", path.name)
+                path.unlink(missing_ok=True)
                 continue
             hits = [key for key in entries if key in wanted]
             for key in hits:
