@@ -1,10 +1,16 @@
-"""Shared pytest fixtures: environment, the MovieLens-100K directory."""
+"""Shared pytest fixtures: environment (a temporary text vector cache), the MovieLens-100K directory."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The text vector cache of the tests' encoders (and of the commands they start): never the user's.
+os.environ["TFREC_CACHE_DIR"] = tempfile.mkdtemp(prefix="tfrec-test-cache-")
+atexit.register(shutil.rmtree, os.environ["TFREC_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

@@ -22,7 +22,10 @@ transformer layers train; the embeddings and lower layers are frozen).
 The forward pass is split at the frozen/trainable boundary
 (`encode_lower` / `encode_upper`) so that callers can cache the frozen lower
 layers' hidden states of a fixed set of texts once and run only the top layers
-at each training step.
+at each training step. `cached_vectors` and `cached_lower_states` compute
+those for many texts, in length-sorted batches each cut to its longest text,
+and keep them on disk (`tfrec.text_cache`) under the encoder's `fingerprint`,
+so the next run with the same encoder reads them instead.
 
 Example:
 
@@ -31,9 +34,12 @@ Example:
 TensorShape([2, 32])
 """
 
+import hashlib
 import importlib.resources
+import json
 import os
 import string
+import time
 
 import keras
 import numpy as np
@@ -41,10 +47,13 @@ from absl import logging
 import keras_hub
 import tensorflow as tf
 
+from tfrec.text_cache import TextVectorCache, cache_enabled
+
 MINILM = "minilm"
 TINY = "tiny"
 POOLINGS = ("mean", "cls")
-PROGRESS_EVERY = 50_000  # texts between two progress log lines of `encode_in_batches`
+PROGRESS_SECONDS = 10.0  # between two progress log lines while encoding many texts
+FINGERPRINT_FORMAT = 1  # bump when what a fingerprint's cached outputs mean changes
 
 
 def parse_trainable(trainable, num_layers):
@@ -74,6 +83,21 @@ def parse_trainable(trainable, num_layers):
         f"trainable={trainable!r}: expected 'all', 'none' or 'top:N' with "
         f"0 <= N <= {num_layers} (the backbone's number of layers)"
     )
+
+
+def progress_message(done: int, total: int, seconds: float, work_done: float) -> str:
+    """The progress line of an encoding that has done `done` of `total` texts in `seconds`.
+
+    `work_done` is the fraction of the work done (tokens, padding included),
+    which the ETA extrapolates: with texts sorted by length, the last ones cost most.
+
+    >>> progress_message(2048, 9742, 134.7, 2048 / 9742)
+    'encoded 2,048/9,742 texts, 15.2 texts/s, ETA 8 min'
+    """
+    rate = done / max(seconds, 1e-9)
+    remaining = seconds * (1 - work_done) / max(work_done, 1e-9)
+    eta = f"{remaining:.0f} s" if remaining < 90 else f"{remaining / 60:.0f} min"
+    return f"encoded {done:,}/{total:,} texts, {rate:.1f} texts/s, ETA {eta}"
 
 
 def minilm_directory():
@@ -130,6 +154,9 @@ class TextEncoder(keras.layers.Layer):
         pooling: `"mean"` (masked mean, L2 normalised) or `"cls"`.
         trainable: `"all"`, `"none"` or `"top:N"`.
         seed: initialisation seed of the `"tiny"` backbone.
+        cache: whether `cached_vectors` and `cached_lower_states` use the
+            on-disk text vector cache (`tfrec.text_cache`; `TFREC_TEXT_CACHE=0`
+            turns it off for every encoder).
         **kwargs: base layer arguments.
 
     Call args:
@@ -145,7 +172,7 @@ class TextEncoder(keras.layers.Layer):
     """
 
     def __init__(self, source=MINILM, sequence_length=32, pooling="mean",
-                 trainable="none", seed=0, **kwargs):
+                 trainable="none", seed=0, cache=True, **kwargs):
         super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r}: expected one of {POOLINGS}")
@@ -156,6 +183,8 @@ class TextEncoder(keras.layers.Layer):
         self.pooling = pooling
         self.trainable_spec = trainable
         self.seed = seed
+        self.cache = cache
+        self.encoded_texts = 0  # texts run through the network by `_encode_each` (cache misses included)
         self.backbone, tokenizer = _load_backbone_and_tokenizer(source, seed)
         if sequence_length > self.backbone.max_sequence_length:
             raise ValueError(
@@ -270,12 +299,12 @@ class TextEncoder(keras.layers.Layer):
         return self.encode_upper(hidden, tokens["padding_mask"], training=training)
 
     def encode_in_batches(self, texts, batch_size=128, sort_by_length=True):
-        """Encodes a Python list of strings eagerly, `batch_size` at a time.
+        """Encodes a Python list of strings eagerly, `batch_size` at a time (no cache).
 
         With `sort_by_length`, texts of similar token counts share a batch and
         each batch is cut to its longest text, so short texts do not pay for the
-        padding of long ones (same vectors, in the order of `texts`). Logs
-        progress every `PROGRESS_EVERY` texts.
+        padding of long ones (same vectors, in the order of `texts`); without,
+        every batch is padded to the longest text of all. Logs progress.
 
         Example:
 
@@ -285,20 +314,123 @@ class TextEncoder(keras.layers.Layer):
         Returns:
             float32 numpy `[len(texts), hidden_dim]`.
         """
-        tokens = {name: value.numpy() for name, value in self.tokenize(tf.constant(list(texts), tf.string)).items()}
+        return _stack_vectors(self._encode_each(list(texts), batch_size, sort_by_length, pooled=True), self.hidden_dim)
+
+    def cached_vectors(self, texts, batch_size=128):
+        """`encode_in_batches` through the on-disk cache: only texts it lacks are encoded.
+
+        Example:
+
+        >>> TextEncoder("tiny").cached_vectors(["a short text", "another"]).shape  # doctest: +SKIP
+        (2, 32)
+
+        Returns:
+            float32 numpy `[len(texts), hidden_dim]`, L2-normalised.
+        """
+        return _stack_vectors(self._cached_outputs(list(texts), batch_size, pooled=True), self.hidden_dim)
+
+    def cached_lower_states(self, texts, batch_size=128):
+        """The hidden states at `split_layer` (`encode_lower`) of many texts, through the on-disk cache.
+
+        Example:
+
+        >>> hidden, mask = TextEncoder("tiny", trainable="top:1").cached_lower_states(["a", "bc"])  # doctest: +SKIP
+        >>> hidden.shape, mask.tolist()  # doctest: +SKIP
+        ((2, 4, 32), [[1, 1, 1, 0], [1, 1, 1, 1]])
+
+        Returns:
+            float32 numpy `[len(texts), longest, hidden_dim]` (zeros past each
+            text's tokens) and its int32 padding mask `[len(texts), longest]`,
+            `longest` being the most tokens any of the texts has.
+        """
+        states = self._cached_outputs(list(texts), batch_size, pooled=False)
+        lengths = [len(state) for state in states]
+        hidden = np.zeros((len(states), max(lengths, default=1), self.hidden_dim), np.float32)
+        mask = np.zeros(hidden.shape[:2], np.int32)
+        for row, state in enumerate(states):
+            hidden[row, :len(state)] = state
+            mask[row, :len(state)] = 1
+        return hidden, mask
+
+    def fingerprint(self, pooled=True) -> str:
+        """Names what this encoder computes for a text, as cache key: the pooled vector
+        (`pooled`) or the hidden states at `split_layer`.
+
+        A BLAKE2b digest of the tokenizer (vocabulary and settings), the
+        sequence length, the output (pooling, or the layer), and the current
+        values of every weight that output depends on (those of the
+        embeddings and of the transformer layers it runs; about 0.15 s for
+        MiniLM), so weights changed in place (e.g. by text adaptation) change it.
+        """
+        split = self.num_layers if pooled else self.split_layer
+        backbone = self.backbone
+        tokenizer = self.preprocessor.tokenizer.get_config()
+        tokenizer.pop("name")  # unique per instance, not what it computes
+        settings = {
+            "format": FINGERPRINT_FORMAT,
+            "output": f"pooled:{self.pooling}" if pooled else f"hidden_states:{split}",
+            "sequence_length": self.sequence_length,
+            "truncate": self.preprocessor.truncate,
+            "tokenizer": tokenizer,
+            "vocabulary": self.preprocessor.tokenizer.get_vocabulary(),
+        }
+        digest = hashlib.blake2b(json.dumps(settings, sort_keys=True, default=str).encode(), digest_size=16)
+        layers = [backbone.token_embedding, backbone.position_embedding, backbone.segment_embedding,
+                  backbone.embeddings_layer_norm, *backbone.transformer_layers[:split]]
+        for weight in (weight for layer in layers for weight in layer.weights):
+            value = np.ascontiguousarray(weight.numpy())
+            digest.update(str(value.shape).encode())
+            digest.update(value.tobytes())
+        return digest.hexdigest()
+
+    def _cached_outputs(self, texts, batch_size, pooled):
+        """Per-text outputs of `_encode_each`, read from the cache where it has them; the rest
+        (each distinct text once) are encoded and stored."""
+        cache = TextVectorCache(self.fingerprint(pooled)) if self.cache and cache_enabled() else None
+        outputs = cache.load(texts) if cache is not None else {}
+        missing = list(dict.fromkeys(text for index, text in enumerate(texts) if index not in outputs))
+        encoded = dict(zip(missing, self._encode_each(missing, batch_size, True, pooled)))
+        if cache is not None:
+            cache.store(missing, list(encoded.values()))
+        logging.info("%s of %s texts: %s from the text vector cache%s, %s encoded with %s",
+                     "vectors" if pooled else f"layer-{self.split_layer} states", f"{len(texts):,}",
+                     f"{len(outputs):,}", "" if cache is not None else " (off)", f"{len(missing):,}", self.source)
+        return [outputs[index] if index in outputs else encoded[text] for index, text in enumerate(texts)]
+
+    def _encode_each(self, texts, batch_size, sort_by_length, pooled):
+        """Runs the network over `texts`, `batch_size` at a time, sorted by token count if
+        `sort_by_length` (each batch cut to its longest text), else each padded to the longest of all.
+
+        Returns:
+            one float32 numpy array per text, in the order of `texts`: with
+            `pooled`, its vector `[1, hidden_dim]`; else its hidden states at
+            `split_layer`, `[its tokens, hidden_dim]`.
+        """
+        if not texts:
+            return []
+        tokens = {name: value.numpy() for name, value in self.tokenize(tf.constant(texts, tf.string)).items()}
         lengths = tokens["padding_mask"].sum(axis=1)
         order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
-        vectors = np.zeros((len(lengths), self.hidden_dim), np.float32)
-        width = int(lengths.max(initial=1))
-        for start in range(0, len(order), batch_size):
-            if start and start % PROGRESS_EVERY < batch_size:
-                logging.info("encoded %d of %d texts with %s", start, len(order), self.source)
-            rows = order[start:start + batch_size]
-            length = int(lengths[rows].max()) if sort_by_length else width
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        widths = [int(lengths[rows].max() if sort_by_length else lengths.max()) for rows in batches]
+        batch_tokens = np.array([len(rows) * width for rows, width in zip(batches, widths)])
+        work = np.cumsum(batch_tokens) / batch_tokens.sum()  # fraction done after each batch
+        outputs = [None] * len(texts)
+        started = logged = time.monotonic()
+        for number, (rows, length) in enumerate(zip(batches, widths)):
             part = {name: tf.constant(value[rows, :length]) for name, value in tokens.items()}
             hidden = self.encode_lower(part)
-            vectors[rows] = self.encode_upper(hidden, part["padding_mask"]).numpy()
-        return vectors
+            if pooled:
+                hidden = self.encode_upper(hidden, part["padding_mask"])[:, None, :]
+            for row, output in zip(rows, hidden.numpy()):
+                outputs[row] = output if pooled else output[:lengths[row]]
+            self.encoded_texts += len(rows)
+            now = time.monotonic()
+            if now - logged >= PROGRESS_SECONDS and number + 1 < len(batches):
+                done = number * batch_size + len(rows)
+                logging.info("%s with %s", progress_message(done, len(texts), now - started, work[number]), self.source)
+                logged = now
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.hidden_dim,)
@@ -311,5 +443,11 @@ class TextEncoder(keras.layers.Layer):
             "pooling": self.pooling,
             "trainable": self.trainable_spec,
             "seed": self.seed,
+            "cache": self.cache,
         })
         return config
+
+
+def _stack_vectors(vectors, hidden_dim):
+    """One `[1, hidden_dim]` vector per text -> float32 `[texts, hidden_dim]`."""
+    return np.concatenate(vectors) if vectors else np.zeros((0, hidden_dim), np.float32)

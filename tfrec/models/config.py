@@ -42,6 +42,9 @@ class ModelConfig(Config):
             (one projection) or "moe" (UniSRec's mixture of whitening
             experts, with `dropout` on its input).
         text_experts: experts of the "moe" adaptor.
+        text_cache: reuse the frozen encoder's item text vectors computed by
+            earlier runs with the same encoder and texts, kept on disk in
+            $TFREC_CACHE_DIR (default ~/.cache/tfrec); false encodes them again.
         sequence_length: BERT tokens per item text (the longest MovieLens
             text has 119; both shipped retrieval configs read 128).
         embedding_dim: item/query embedding size.
@@ -86,6 +89,7 @@ class ModelConfig(Config):
     text_refresh_items: int = 256
     text_adaptor: str = "linear"
     text_experts: int = 8
+    text_cache: bool = True
     sequence_length: int = 128
     embedding_dim: int = 64
     use_text: bool = True

@@ -6,7 +6,9 @@ item-id embedding is added; the sum is L2-normalised. `build()` runs the
 frozen part of the encoder once over the whole catalogue and caches it
 (pooled vectors when the encoder is frozen; the hidden states at the
 frozen/trainable boundary for `top:N`; token ids for `all`), so a training step
-only runs the trainable top layers, once per unique item.
+only runs the trainable top layers, once per unique item. The frozen outputs
+come from the on-disk text vector cache when an earlier run computed them with
+the same encoder (`tfrec.text_cache`).
 
 New items known only by their text (cold start) are embedded by
 `text_item_embeddings`, which uses the text path alone; training with
@@ -24,13 +26,12 @@ TensorShape([1, 2, 16])
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from tfrec.models.config import TEXT_ADAPTORS
 from tfrec.models.text_adaptor import MixtureOfExpertsAdaptor
 from tfrec.text_encoder import TextEncoder
 
-CACHE_BATCH = 128
+ENCODE_BATCH = 128  # texts per batch when encoding the catalogue
 # Standardising divides each text dimension by its spread over the catalogue.
 # Sentence encoders have near-constant dimensions (MiniLM has three, with
 # standard deviations of 0, 0 and 6e-9), which that would stretch up to 10^7
@@ -143,27 +144,20 @@ class ItemTower(keras.layers.Layer):
         return {name: value[:, :length] for name, value in tokens.items()}
 
     def _cache_catalogue_text(self):
-        """Runs the frozen part of the encoder over every catalogue text once."""
+        """Runs the frozen part of the encoder over every catalogue text once, or reads
+        its outputs from the on-disk text vector cache (`TextEncoder.cached_vectors`)."""
         encoder = self.text_encoder
-        tokens = self.catalogue_tokens()
-        self._padding_mask = tokens["padding_mask"]
         if encoder.trainable_spec == "all":
             self._mode = "tokens"
-            self._tokens = tokens
-            return
-        self._mode = "pooled" if encoder.num_trainable_layers == 0 else "hidden"
-        chunks = []
-        logging.info("encoding %d item texts (%d tokens at most) with %s", self.num_rows,
-                     tokens["padding_mask"].shape[1], encoder.source)
-        for start in range(0, self.num_rows, CACHE_BATCH):
-            if start and start % (CACHE_BATCH * 8) == 0:
-                logging.info("encoded %d of %d item texts", start, self.num_rows)
-            part = {name: value[start:start + CACHE_BATCH] for name, value in tokens.items()}
-            hidden = encoder.encode_lower(part)
-            if self._mode == "pooled":
-                hidden = encoder.pool(hidden, part["padding_mask"])
-            chunks.append(hidden)
-        self._text_cache = tf.concat(chunks, axis=0)
+            self._tokens = self.catalogue_tokens()
+            self._padding_mask = self._tokens["padding_mask"]
+        elif encoder.num_trainable_layers == 0:
+            self._mode = "pooled"
+            self._text_cache = tf.constant(encoder.cached_vectors(self.item_texts, ENCODE_BATCH))
+        else:
+            self._mode = "hidden"
+            hidden, padding_mask = encoder.cached_lower_states(self.item_texts, ENCODE_BATCH)
+            self._text_cache, self._padding_mask = tf.constant(hidden), tf.constant(padding_mask)
 
     def encode_catalogue(self):
         """(Re-)encodes the catalogue texts with the encoder's current weights.
@@ -228,11 +222,8 @@ class ItemTower(keras.layers.Layer):
         indices = np.asarray(indices, np.int32)
         if not self.frozen_text or not len(indices):
             return
-        logging.info("encoding %d item texts with %s", len(indices), self.text_encoder.source)
-        texts = [self.item_texts[i] for i in indices]
-        vectors = tf.concat([self.text_encoder(tf.constant(texts[start:start + CACHE_BATCH]))
-                             for start in range(0, len(texts), CACHE_BATCH)], axis=0)
-        self.text_vectors.value.scatter_update(tf.IndexedSlices(vectors, tf.constant(indices)))
+        vectors = self.text_encoder.cached_vectors([self.item_texts[i] for i in indices], ENCODE_BATCH)
+        self.text_vectors.value.scatter_update(tf.IndexedSlices(tf.constant(vectors), tf.constant(indices)))
 
     def _catalogue_text_vectors(self, ids, training):
         encoder = self.text_encoder

@@ -104,7 +104,7 @@ class Recommender(keras.Model):
         self.num_rows = len(self.item_texts)
         dim = cfg.embedding_dim
         encoder = {"source": cfg.encoder, "sequence_length": cfg.sequence_length,
-                   "pooling": cfg.pooling, "trainable": cfg.encoder_trainable}
+                   "pooling": cfg.pooling, "trainable": cfg.encoder_trainable, "cache": cfg.text_cache}
         self.item_tower = ItemTower(
             self.item_texts, embedding_dim=dim, encoder=encoder if cfg.use_text else None,
             use_item_ids=cfg.use_item_ids, id_dropout=cfg.id_dropout,
