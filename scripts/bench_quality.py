@@ -318,8 +318,7 @@ def _tfrec(context, seed, row):
     seconds = time.perf_counter() - start
     keras.backend.clear_session()
     monitor = train_config.monitor_for(model_config)
-    log = [record for record in run_files.read_jsonl(os.path.join(run_dir, run_files.TRAINING_LOG))
-           if record["event"] == "epoch"]
+    log = [record for record in run_files.RunDirectory(run_dir).read_training_log() if record["event"] == "epoch"]
     best = max(log, key=lambda record: record[monitor] * (-1 if monitor == "val_RMSE" else 1))
     run_metrics["best_epoch"] = best["epoch"]
     curve = [run_metrics[f"HR@{k}"] for k in range(1, MAX_K + 1)] if f"HR@{MAX_K}" in run_metrics else None

@@ -149,13 +149,13 @@ def test_versions_are_written_under_a_temporary_name_then_renamed(tmp_path):
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o027, 0o750)])
 def test_staged_versions_and_run_files_get_the_umasks_modes_not_private_ones(tmp_path, umask, mode):
-    from tfrec.training import run_dir
+    from tfrec.training import atomic_files
 
     previous = os.umask(umask)
     try:
         with layout.staged_version(str(tmp_path), "m") as stage:
             pass
-        run_dir.write_json_atomic(str(tmp_path / "run" / "metrics.json"), {"HR@10": 0.1})
+        atomic_files.write_json_atomic(str(tmp_path / "run" / "metrics.json"), {"HR@10": 0.1})
     finally:
         os.umask(previous)
     assert oct(os.stat(stage.final_path).st_mode & 0o777) == oct(mode)

@@ -380,10 +380,10 @@ def test_load_run_restores_the_trained_model(tmp_path):
     keep = (train_rows[schema.TARGET_ITEM_ID] != 3) & (train_rows[schema.HISTORY_ITEM_IDS] != 3).all(axis=1)
     model.adapt({name: value[keep] for name, value in train_rows.items()})
     model.refresh_catalogue()
-    run_dir.write_json_atomic(str(tmp_path / run_dir.CONFIG),
-                              {"data_config": prepared.config.to_dict(), "model_config": cfg.to_dict(),
-                               "train_config": {}, "num_replicas": 1, "data_name": prepared.name})
-    run_dir.write_run(str(tmp_path), model, prepared, {"HR@10": 0.0})
+    directory = run_dir.RunDirectory(str(tmp_path))
+    directory.write_json(run_dir.CONFIG, {"data_config": prepared.config.to_dict(), "model_config": cfg.to_dict(),
+                                          "train_config": {}, "num_replicas": 1, "data_name": prepared.name})
+    directory.write_run(model, prepared, {"HR@10": 0.0})
     run = load_run(str(tmp_path))
     assert run.model_config == cfg and run.data_config == prepared.config and run.vocab == prepared.vocab
     assert run.model.item_texts == prepared.item_texts and run.model.item_titles == prepared.item_titles

@@ -1,5 +1,5 @@
 """Warm start (`tfrec.training.warm_start`) and the refresh with its before/after gate
-(`tfrec.refresh`), on the shared tiny run and generated new logs."""
+(`tfrec.refreshing`, `python -m tfrec.refresh`), on the shared tiny run and generated new logs."""
 
 import dataclasses
 import json
@@ -13,7 +13,7 @@ from tfrec.config import ConfigError
 from tfrec.data import DataConfig, prepare, synthetic
 from tfrec.exporting import exporter, layout
 from tfrec.training import TrainConfig, Trainer, auto_settings, load_run
-from tfrec.refresh import _gate, refresh
+from tfrec.refreshing import RefreshConfig, gate, refresh
 from tfrec.training.warm_start import warm_start_model
 
 GROWN = "synthetic:users=80,items=140,per_user=20,seed=0"  # the shared run's 60 users and 120 items, and more
@@ -78,8 +78,8 @@ def refreshed(tmp_path_factory):
     base = str(directory / "exports")
     exporter.export_run(str(run_dir), base, "m")
     new_logs = _new_logs(directory, _served_end(run_dir))
-    result = refresh(str(run_dir), new_logs, str(directory / "run2"), base, "m",
-                     TrainConfig(epochs=1, batch_size=32, verbose=0), min_improvement=-1.0)
+    config = RefreshConfig(str(run_dir), str(directory / "run2"), base, "m", min_improvement=-1.0)
+    result = refresh(config, new_logs, TrainConfig(epochs=1, batch_size=32, verbose=0))
     return run_dir, directory, base, new_logs, result
 
 
@@ -98,8 +98,8 @@ def test_refresh_exports_a_model_that_passes_the_gate_with_both_figures_in_its_c
 
 def test_refresh_gate_refuses_a_model_that_is_not_better_enough(refreshed, tmp_path):
     run_dir, _, base, new_logs, _ = refreshed
-    result = refresh(str(run_dir), new_logs, str(tmp_path / "run3"), base, "m",
-                     TrainConfig(epochs=1, batch_size=32, verbose=0), min_improvement=1.0)
+    config = RefreshConfig(str(run_dir), str(tmp_path / "run3"), base, "m", min_improvement=1.0)
+    result = refresh(config, new_logs, TrainConfig(epochs=1, batch_size=32, verbose=0))
     assert not result.passed and result.exported is None and "not exported" in result.verdict
     assert layout.existing_versions(os.path.join(base, "m")) == [1, 2]
     with open(tmp_path / "run3" / "refresh.json") as f:
@@ -111,18 +111,18 @@ def test_refresh_refuses_logs_that_overlap_the_served_window(tmp_path):
     run_dir, _ = shared_run()
     overlapping = _new_logs(tmp_path, 0, shift=False)
     with pytest.raises(ConfigError, match=r"overlap its training window; .*--allow_overlap"):
-        refresh(str(run_dir), overlapping, str(tmp_path / "run"), str(tmp_path / "exports"), "m")
+        refresh(RefreshConfig(str(run_dir), str(tmp_path / "run"), str(tmp_path / "exports"), "m"), overlapping)
     assert not os.path.exists(tmp_path / "run")
 
 
 def test_gate_compares_in_the_metrics_direction():
-    assert _gate({"HR@10": 0.10}, {"HR@10": 0.11}, "HR@10", 0.0)[0]
-    assert not _gate({"HR@10": 0.10}, {"HR@10": 0.09}, "HR@10", 0.0)[0]
-    assert _gate({"RMSE": 1.0}, {"RMSE": 0.9}, "RMSE", 0.05)[0]
-    passed, verdict = _gate({"RMSE": 1.0}, {"RMSE": 1.01}, "RMSE", 0.0)
+    assert gate({"HR@10": 0.10}, {"HR@10": 0.11}, "HR@10", 0.0)[0]
+    assert not gate({"HR@10": 0.10}, {"HR@10": 0.09}, "HR@10", 0.0)[0]
+    assert gate({"RMSE": 1.0}, {"RMSE": 0.9}, "RMSE", 0.05)[0]
+    passed, verdict = gate({"RMSE": 1.0}, {"RMSE": 1.01}, "RMSE", 0.0)
     assert not passed and "lower is better" in verdict
-    with pytest.raises(ConfigError, match="gate_metric='AUC'"):
-        _gate({"HR@10": 0.1}, {"HR@10": 0.1}, "AUC", 0.0)
+    with pytest.raises(ConfigError, match=r"RefreshConfig.gate_metric='AUC': expected one of the model's metrics"):
+        gate({"HR@10": 0.1}, {"HR@10": 0.1}, "AUC", 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +173,15 @@ def test_train_cli_warm_starts_from_a_run_and_refuses_an_architecture_flag(tmp_p
     assert config["model_config"]["embedding_dim"] == 32 and 0 <= metrics["HR@10"] <= 1
     with pytest.raises(ConfigError, match=r"--embedding_dim=16: the run at .* was trained with 32"):
         train.train(train_flags(*args, f"--run_dir={tmp_path / 'other'}", "--embedding_dim=16"))
+
+
+def test_refresh_config_names_the_field_at_fault():
+    with pytest.raises(ConfigError, match=r"RefreshConfig.model_name=None: required"):
+        RefreshConfig("runs/a", "runs/b").validate()
+    with pytest.raises(ConfigError, match=r"RefreshConfig.test_fraction=1.0: expected a value < 1.0"):
+        RefreshConfig("runs/a", "runs/b", model_name="m", test_fraction=1.0).validate()
+    with pytest.raises(ConfigError, match=r"RefreshConfig.run_dir='runs/a/': the refreshed model needs its own"):
+        RefreshConfig("runs/a", "runs/a/", model_name="m").validate()
 
 
 def test_refresh_cli_names_the_overlap_and_exits_1(tmp_path):

@@ -90,7 +90,7 @@ def _stage(name, call):
 
 def _learning_curve(run_dir, monitor):
     """"val_HR@10 by epoch: 0.121 0.150 ... (best 0.1951 at epoch 16)", from the run's training log."""
-    log = run_files.read_jsonl(os.path.join(run_dir, run_files.TRAINING_LOG))
+    log = run_files.RunDirectory(run_dir).read_training_log()
     curve = [record[monitor] for record in log if record["event"] == "epoch"]
     pick = max if checks.metric_mode(monitor) == "max" else min
     best = pick(range(len(curve)), key=curve.__getitem__)

@@ -33,8 +33,7 @@ from tfrec import config_flags  # noqa: E402
 from tfrec.config import ConfigError  # noqa: E402
 from tfrec.data import DataConfig, DataError, prepare  # noqa: E402
 from tfrec.models import ModelConfig  # noqa: E402
-from tfrec.training import TrainConfig, Trainer  # noqa: E402
-from tfrec.training.run_dir import check_run_directory  # noqa: E402
+from tfrec.training import RunDirectory, TrainConfig, Trainer  # noqa: E402
 from tfrec.training.trainer import format_metrics  # noqa: E402
 from tfrec.training.warm_start import run_model_config, warm_start_model  # noqa: E402
 
@@ -75,7 +74,7 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     """
     if not flag_values.run_dir:
         raise ConfigError("--run_dir is required")
-    check_run_directory(flag_values.run_dir)  # before minutes of data loading and encoding
+    run = RunDirectory(flag_values.run_dir)  # checked before minutes of data loading and encoding
     with config_flags.named_as_flags():
         data_config, model_config, train_config = configs_from_flags(flag_values)
         trainer = Trainer(train_config)
@@ -90,7 +89,7 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
             model = warm_start_model(start, data, model_config.validate(), strategy=trainer.strategy)
         else:
             model = trainer.build_model(model_config, data)
-        return trainer.fit(model, data, run_dir=flag_values.run_dir).metrics
+        return trainer.fit(model, data, run_dir=run).metrics
 
 
 def main(argv):

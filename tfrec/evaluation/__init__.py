@@ -1,4 +1,5 @@
-"""Evaluation: full-catalogue ranking, rating and click metrics (numpy), complete-history examples."""
+"""Evaluation: full-catalogue ranking, rating and click metrics (numpy), complete-history examples, the
+reference baselines' figures (`references`) and the held-out figures of a training run (`run_figures`)."""
 
 from tfrec.evaluation import metrics
 from tfrec.evaluation.full_history import full_history_examples

@@ -323,9 +323,9 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
         options: `ExportOptions` (version, catalogue update, size limits, catalogue dtype).
         refresh: the before/after figures of a refresh gate, for the model card.
     """
-    saved = run_dir_lib.read_config(run_dir)
-    vocab = run_dir_lib.read_vocabulary(run_dir)
-    catalogue = catalogue_lib.Catalogue(vocab.item_ids, run_dir_lib.read_items(run_dir)[0])
+    run_files = run_dir_lib.RunDirectory(run_dir)
+    saved = run_files.read_config()
+    catalogue = catalogue_lib.Catalogue(run_files.read_vocabulary().item_ids, run_files.read_items()[0])
     retrieval = ModelConfig.from_dict(saved["model_config"]).task in RETRIEVAL_TASKS
     new_ids, new_texts, new_titles = [], [], []
     if options.keep_catalogue and retrieval:
@@ -337,7 +337,7 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
     run = run_dir_lib.load_run(run_dir)
     new_items = (new_ids, new_texts, new_titles) if new_ids else None
     run_facts = {"run_dir": os.path.abspath(run_dir), "config": saved,
-                 "metrics": run_dir_lib.read_json(run_dir_lib.path(run_dir, run_dir_lib.METRICS))}
+                 "metrics": run_files.read_metrics()}
     return export_model(run.model, export_base, model_name, version=options.version, new_items=new_items,
                         top_k_max=options.top_k_max, max_size_ratio=options.max_size_ratio,
                         max_graph_mb=options.max_graph_mb, run_facts=run_facts, refresh=refresh,

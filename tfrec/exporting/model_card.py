@@ -3,7 +3,7 @@
 Every export writes `assets/model_card.json` and `assets/model_card.md`: the
 task and intended use, the limits that follow from the config and the
 catalogue, the data and split, the test metrics beside the baselines of the
-same split (`tfrec.baselines.references`), the training date, wall time and
+same split (`tfrec.evaluation.references`), the training date, wall time and
 configs, and, for a refreshed model, the before/after figures of its gate.
 `export_run` fills it from the run directory; `export_model` on a model
 object writes what the model itself knows (no metrics).

@@ -33,7 +33,7 @@ from absl import logging
 
 from tfrec.data import pipeline
 from tfrec.evaluation import protocol
-from tfrec.training import checks, devices, multi_worker, run_dir
+from tfrec.training import atomic_files, checks, devices, multi_worker
 
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -158,7 +158,7 @@ class BestWeights(keras.callbacks.Callback):
         self.state_path = os.path.join(directory, "best.json")
         self.state = {"best": None, "epoch": None, "wait": 0, "stopped": False}
         if os.path.exists(self.state_path):
-            self.state = run_dir.read_json(self.state_path)
+            self.state = atomic_files.read_json(self.state_path)
 
     @property
     def stopped(self):
@@ -174,12 +174,12 @@ class BestWeights(keras.callbacks.Callback):
             raise KeyError(f"TrainConfig.monitor={self.monitor!r} is not among the epoch logs {sorted(logs)}")
         value = float(logs[self.monitor])
         if self._improved(value):
-            run_dir.save_weights_atomic(self.model, self.weights_path)
+            atomic_files.save_weights_atomic(self.model, self.weights_path)
             self.state.update(best=value, epoch=epoch + 1, wait=0)
         else:
             self.state["wait"] += 1
         self.state["stopped"] = bool(self.patience and self.state["wait"] >= self.patience)
-        run_dir.write_json_atomic(self.state_path, self.state)
+        atomic_files.write_json_atomic(self.state_path, self.state)
         logs[f"best_{self.monitor}"] = self.state["best"]
         if self.state["stopped"]:
             logging.info("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)",
@@ -189,7 +189,7 @@ class BestWeights(keras.callbacks.Callback):
     def restore(self, model):
         """Loads the best weights into `model` (when an epoch has been evaluated)."""
         if os.path.exists(self.weights_path):
-            run_dir.load_weights(model, self.weights_path)
+            atomic_files.load_weights(model, self.weights_path)
             logging.info("restored the best weights: %s=%.4f at epoch %d",
                          self.monitor, self.state["best"], self.state["epoch"])
 

@@ -20,7 +20,7 @@ reductions:
 
 Every worker runs every callback (reading a metric is a collective, so all
 must do the same reads); only the chief's go to the run directory, the other
-workers write to a temporary directory (`worker_directory`).
+workers write to a temporary directory (`RunDirectory.state_directory`).
 
 Example:
 
@@ -28,17 +28,10 @@ Example:
 >>> history = fit(model, dataset.repeat(), epochs=3, steps_per_epoch=100, callbacks=[...])
 """
 
-import contextlib
-import hashlib
-import os
-import shutil
-import tempfile
 import weakref
 
 import keras
 import tensorflow as tf
-
-from tfrec.training import run_dir as run_files
 
 
 def distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset) -> tf.distribute.DistributedDataset:
@@ -140,26 +133,3 @@ def evaluate(model, dataset: tf.data.Dataset) -> dict:
     for batch in distribute(model.distribute_strategy, dataset):
         logs = test_step(batch)
     return logs
-
-
-@contextlib.contextmanager
-def worker_directory(run_directory: str, task: str):
-    """The directory of a non-chief worker's files: a temporary one, holding a
-    copy of the chief's `checkpoints/` in `run_directory` (so a resumed run
-    restores the chief's backup on every worker), removed afterwards.
-
-    Its name follows from the run directory and `task` (e.g. "worker-1"), so
-    a rerun first removes what a killed worker left there.
-    """
-    digest = hashlib.sha1(os.path.abspath(run_directory).encode()).hexdigest()[:12]
-    directory = os.path.join(tempfile.gettempdir(), f"tfrec-{task}-{digest}")
-    shutil.rmtree(directory, ignore_errors=True)
-    checkpoints = os.path.join(run_directory, run_files.CHECKPOINTS)
-    try:
-        if os.path.isdir(checkpoints):
-            shutil.copytree(checkpoints, os.path.join(directory, run_files.CHECKPOINTS))
-        else:
-            os.makedirs(directory)
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -29,7 +29,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfrec.training import run_dir
+from tfrec.training import atomic_files
 
 TENSOR = "item_embeddings"
 TENSOR_FILE = "item_embeddings.tsv"
@@ -59,10 +59,10 @@ def write_projector(log_dir: str, embeddings, metadata: dict) -> str:
                              f"expected one per embedding ({len(embeddings)})")
     os.makedirs(log_dir, exist_ok=True)
     rows = ["\t".join(metadata)] + ["\t".join(_cell(v) for v in row) for row in zip(*metadata.values())]
-    run_dir.write_text_atomic(os.path.join(log_dir, METADATA), "\n".join(rows) + "\n")
+    atomic_files.write_text_atomic(os.path.join(log_dir, METADATA), "\n".join(rows) + "\n")
     matrix = io.StringIO()
     np.savetxt(matrix, embeddings, fmt="%.6g", delimiter="\t")
-    run_dir.write_text_atomic(os.path.join(log_dir, TENSOR_FILE), matrix.getvalue())
+    atomic_files.write_text_atomic(os.path.join(log_dir, TENSOR_FILE), matrix.getvalue())
     config = (
         "embeddings {\n"
         f'  tensor_name: "{TENSOR}"\n'
@@ -71,7 +71,7 @@ def write_projector(log_dir: str, embeddings, metadata: dict) -> str:
         "}\n"
     )
     path = os.path.join(log_dir, CONFIG)
-    run_dir.write_text_atomic(path, config)
+    atomic_files.write_text_atomic(path, config)
     if not tf.io.gfile.glob(os.path.join(log_dir, "events.out.tfevents.*")):
         tf.summary.create_file_writer(log_dir).close()
     return path

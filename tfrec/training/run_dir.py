@@ -22,9 +22,9 @@ renamed, so a file that exists is complete (`metrics.json`, written last,
 marks a finished run). The exceptions are appended logs (`training_log.jsonl`,
 TensorBoard events) and Keras' backups, which keep the previous backup too.
 
-`Trainer.fit(..., run_dir=DIR)` writes them (`write_run`); `load_run(DIR)`
-rebuilds the trained model from them, `evaluate_run(DIR)` recomputes its
-held-out metrics.
+`RunDirectory` owns them: `Trainer.fit(..., run_dir=DIR)` writes them
+through it; `load_run(DIR)` rebuilds the trained model from them,
+`evaluate_run(DIR)` recomputes its held-out metrics.
 
 Example:
 
@@ -32,17 +32,23 @@ Example:
 >>> run.model.recommend([["50", "172"]], k=5)
 """
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+from typing import Optional
 
-from keras.src.saving import saving_lib
+import numpy as np
 
-from tfrec import data, file_modes
+from tfrec import data
 from tfrec.config import ConfigError, require
 from tfrec.evaluation import protocol
 from tfrec.models import ModelConfig, build_model
+from tfrec.training import atomic_files, callbacks, projector
+from tfrec.training.config import RESUMABLE_CHANGES, TrainConfig
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -52,6 +58,7 @@ ITEMS = "items.jsonl"
 WEIGHTS = "model.weights.h5"
 TRAINING_LOG = "training_log.jsonl"
 CHECKPOINTS = "checkpoints"
+BACKUP = os.path.join(CHECKPOINTS, "backup")
 TENSORBOARD = "tensorboard"
 
 
@@ -59,58 +66,171 @@ class RunDirError(FileNotFoundError):
     """A run directory lacks a file a finished run has."""
 
 
-def write_text_atomic(path, text):
-    """Writes `text` to `path` through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        file_modes.apply_umask(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+class RunDirectory:
+    """The one owner of a run directory: its paths, the files it reads and writes, its training state.
 
+    Creating one checks that `path` can be a run directory (new, or an earlier
+    run's), before any file is read or written.
 
-def write_json_atomic(path, value):
-    """Writes `value` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    Args:
+        path: the run directory.
 
+    Raises:
+        ConfigError: `path` is a file.
 
-def save_weights_atomic(model, path):
-    """Saves the model's weights, without its optimizer state, to `path`
-    (a `.weights.h5` file) through a temporary file and a rename.
+    Example:
 
-    `model.load_weights(path)` reads it back into a model built the same way,
-    compiled or not.
+    >>> run = RunDirectory("runs/retrieval")
+    >>> run.read_config()["model_config"]["task"]
+    'retrieval'
     """
-    suffix = ".weights.h5"
-    if not path.endswith(suffix):
-        raise ValueError(f"weights path {path!r} must end with {suffix!r}")
-    temporary = f"{path[: -len(suffix)]}.tmp{os.getpid()}{suffix}"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        # keras.Model.save_weights has no way to leave the optimizer out.
-        saving_lib.save_weights_only(model, temporary, objects_to_skip=_optimizer(model))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+
+    def __init__(self, path: str):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"the run directory {path} is a file; expected a directory (new, or an earlier run's)")
+        self.path = path
+
+    def file(self, name: str) -> str:
+        """`path/name`, whether or not it exists."""
+        return os.path.join(self.path, name)
+
+    def existing(self, name: str) -> str:
+        """`path/name`, raising `RunDirError` when it does not exist."""
+        full = self.file(name)
+        if not os.path.exists(full):
+            raise RunDirError(f"{full}: not found; is {self.path!r} the directory of a finished "
+                              "`python -m tfrec.train` run?")
+        return full
+
+    # Reading a finished run.
+
+    def read_config(self) -> dict:
+        """The run's `config.json`, refusing one written before the configs were dataclasses."""
+        saved = atomic_files.read_json(self.existing(CONFIG))
+        if "data_config" not in saved:
+            raise ConfigError(f"{self.path}: written by an earlier tfrec (config.json holds flags, not configs); "
+                              "train it again into a new run directory")
+        return saved
+
+    def read_vocabulary(self) -> data.Vocabulary:
+        """The run's `data.Vocabulary`."""
+        with open(self.existing(VOCABULARY), encoding="utf-8") as f:
+            return data.Vocabulary.from_json(f.read())
+
+    def read_items(self) -> tuple:
+        """The run's item texts and titles, each `[0] == ""` then one per item in index order."""
+        texts, titles = [""], [""]
+        file = self.existing(ITEMS)
+        with open(file, encoding="utf-8") as f:
+            for row, line in enumerate(f, start=1):
+                record = json.loads(line)
+                if record["index"] != row:
+                    raise RunDirError(f"{file}: row {row} has index {record['index']}, expected {row}")
+                texts.append(record["text"])
+                titles.append(record.get("title", ""))
+        return texts, titles
+
+    def read_metrics(self) -> dict:
+        """The finished run's `metrics.json`."""
+        return atomic_files.read_json(self.existing(METRICS))
+
+    def read_training_log(self) -> list:
+        """The records of `training_log.jsonl`, one per start / epoch / end."""
+        return atomic_files.read_jsonl(self.existing(TRAINING_LOG))
+
+    def read_catalogue(self) -> "RunCatalogue":
+        """What the run's model was built on."""
+        texts, titles = self.read_items()
+        statistics = atomic_files.read_json(self.existing(DATA_STATISTICS))
+        return RunCatalogue(self.read_vocabulary(), texts, titles, statistics["rating_mean"])
+
+    # Training into it.
+
+    def check_same_run(self, record: dict) -> None:
+        """Raises `ConfigError` unless the run this directory holds, if any, trains the same model the
+        same way on the same data as `record` (the `config.json` of the new fit) describes."""
+        if not os.path.exists(self.file(CONFIG)):
+            return
+        existing = self.read_config()
+        for section, config_class in (("data_config", data.DataConfig), ("model_config", ModelConfig),
+                                      ("train_config", TrainConfig)):
+            # Through the config class: a run written before a field existed holds its default.
+            old, new = config_class.from_dict(existing.get(section, {})).to_dict(), record[section]
+            for name in sorted(set(old) | set(new)):
+                if section == "train_config" and name in RESUMABLE_CHANGES:
+                    continue
+                if old.get(name) != new.get(name):
+                    raise ConfigError(
+                        f"{config_class.__name__}.{name}={new.get(name)!r}: the run directory {self.path} holds a "
+                        f"run with {old.get(name)!r}; fit the same configs to resume it, or use a new run directory")
+        if existing.get("data_fingerprint", record["data_fingerprint"]) != record["data_fingerprint"]:
+            raise ConfigError(
+                f"the data of {record['data_name']} changed since the run in {self.path} started (content "
+                f"fingerprint {existing['data_fingerprint']} then, {record['data_fingerprint']} now): resume it on "
+                "the data it started on, or train on the new data in a new run directory")
+
+    def has_training_state(self) -> bool:
+        """Whether a fit here resumes from saved weights (a backup, or the best epoch's)."""
+        backup = self.file(BACKUP)
+        return bool(os.path.isdir(backup) and os.listdir(backup)) or os.path.exists(
+            os.path.join(self.file(CHECKPOINTS), callbacks.BEST_WEIGHTS))
+
+    @contextlib.contextmanager
+    def state_directory(self, worker_task: Optional[str] = None):
+        """Yields the `RunDirectory` a fit writes its state and files to: this one, or for the
+        non-chief `worker_task` of a multi-worker fit (e.g. "worker-1") a temporary one holding a copy of
+        this one's `checkpoints/` (so a resumed run restores the chief's backup on every worker), removed
+        afterwards. Its name follows from this directory and the task, so a rerun first removes what a
+        killed worker left there."""
+        if not worker_task:
+            os.makedirs(self.path, exist_ok=True)
+            yield self
+            return
+        digest = hashlib.sha1(os.path.abspath(self.path).encode()).hexdigest()[:12]
+        directory = os.path.join(tempfile.gettempdir(), f"tfrec-{worker_task}-{digest}")
+        shutil.rmtree(directory, ignore_errors=True)
+        try:
+            if os.path.isdir(self.file(CHECKPOINTS)):
+                shutil.copytree(self.file(CHECKPOINTS), os.path.join(directory, CHECKPOINTS))
+            else:
+                os.makedirs(directory)
+            yield RunDirectory(directory)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def epoch_records(self, history: dict) -> list:
+        """The epoch records of the run's training log (all epochs, resumed ones included), or without a
+        log those of `history` (`keras.callbacks.History.history` of this fit)."""
+        if not os.path.exists(self.file(TRAINING_LOG)):
+            count = len(next(iter(history.values()), []))
+            return [{"epoch": epoch + 1, **{key: values[epoch] for key, values in history.items()}}
+                    for epoch in range(count)]
+        return [r for r in self.read_training_log() if r["event"] == "epoch"]
+
+    def write_json(self, name: str, value) -> None:
+        """Writes `path/name` as indented JSON, atomically (e.g. `CONFIG`: the configs of a fit and the
+        facts of its data)."""
+        atomic_files.write_json_atomic(self.file(name), value)
+
+    def write_run(self, model, prepared, metrics: dict) -> None:
+        """Writes a finished run's weights, vocabulary, catalogue and, last, `metrics.json`."""
+        atomic_files.save_weights_atomic(model, self.file(WEIGHTS))
+        atomic_files.write_text_atomic(self.file(VOCABULARY), prepared.vocab.to_json())
+        atomic_files.write_json_atomic(self.file(DATA_STATISTICS), {"rating_mean": prepared.rating_mean})
+        atomic_files.write_text_atomic(self.file(ITEMS),
+                                       _items_jsonl(prepared.vocab, prepared.item_texts, prepared.item_titles))
+        atomic_files.write_json_atomic(self.file(METRICS), metrics)
+
+    def write_projector(self, model, prepared) -> None:
+        """Item embeddings with ids and titles for TensorBoard's projector."""
+        model.refresh_catalogue()
+        ids = prepared.vocab.item_ids[1:]
+        embeddings = np.asarray(model.item_embeddings(np.arange(1, prepared.vocab.num_items + 1, dtype=np.int32)))
+        projector.write_projector(self.file(TENSORBOARD), embeddings,
+                                  {"item_id": ids, "title": prepared.item_titles[1:]})
 
 
-def _optimizer(model):
-    optimizer = getattr(model, "optimizer", None)
-    return [optimizer] if optimizer is not None else None
-
-
-def load_weights(model, path):
-    """Loads weights written by `save_weights_atomic`, leaving the optimizer as it is."""
-    saving_lib.load_weights_only(model, path, objects_to_skip=_optimizer(model))
-
-
-def items_jsonl(vocab, item_texts, item_titles):
+def _items_jsonl(vocab, item_texts, item_titles) -> str:
     """The text of `items.jsonl`: one line per catalogue item, index order."""
     lines = (
         json.dumps({"index": index, "item_id": vocab.item_ids[index], "text": item_texts[index],
@@ -118,57 +238,6 @@ def items_jsonl(vocab, item_texts, item_titles):
         for index in range(1, vocab.num_items + 1)
     )
     return "".join(line + "\n" for line in lines)
-
-
-def write_run(directory, model, prepared, metrics):
-    """Writes a finished run's weights, vocabulary, catalogue and, last, `metrics.json`."""
-    save_weights_atomic(model, os.path.join(directory, WEIGHTS))
-    write_text_atomic(os.path.join(directory, VOCABULARY), prepared.vocab.to_json())
-    write_json_atomic(os.path.join(directory, DATA_STATISTICS), {"rating_mean": prepared.rating_mean})
-    write_text_atomic(os.path.join(directory, ITEMS),
-                      items_jsonl(prepared.vocab, prepared.item_texts, prepared.item_titles))
-    write_json_atomic(os.path.join(directory, METRICS), metrics)
-
-
-def path(run_directory, name):
-    """`run_directory/name`, raising `RunDirError` when it does not exist."""
-    full = os.path.join(run_directory, name)
-    if not os.path.exists(full):
-        raise RunDirError(f"{full}: not found; is {run_directory!r} the directory of a finished "
-                          "`python -m tfrec.train` run?")
-    return full
-
-
-def read_json(file):
-    """The JSON value in `file`."""
-    with open(file, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def read_jsonl(file):
-    """The records of a JSON-lines file."""
-    with open(file, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def read_vocabulary(run_directory):
-    """The run's `data.Vocabulary`."""
-    with open(path(run_directory, VOCABULARY), encoding="utf-8") as f:
-        return data.Vocabulary.from_json(f.read())
-
-
-def read_items(run_directory):
-    """The run's item texts and titles, each `[0] == ""` then one per item in index order."""
-    texts, titles = [""], [""]
-    file = path(run_directory, ITEMS)
-    with open(file, encoding="utf-8") as f:
-        for row, line in enumerate(f, start=1):
-            record = json.loads(line)
-            if record["index"] != row:
-                raise RunDirError(f"{file}: row {row} has index {record['index']}, expected {row}")
-            texts.append(record["text"])
-            titles.append(record.get("title", ""))
-    return texts, titles
 
 
 @dataclasses.dataclass
@@ -207,26 +276,6 @@ class Run:
         return self.catalogue.vocab
 
 
-def check_run_directory(directory):
-    """Raises `ConfigError` when `directory` cannot be a run directory (a file is in the way)."""
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ConfigError(f"the run directory {directory} is a file; expected a directory (new, or an earlier run's)")
-
-
-def check_format(directory, saved_config):
-    """Raises `ConfigError` for a `config.json` written before the configs were dataclasses."""
-    if "data_config" not in saved_config:
-        raise ConfigError(f"{directory}: written by an earlier tfrec (config.json holds flags, not configs); "
-                          "train it again into a new run directory")
-
-
-def read_config(directory):
-    """The run's `config.json`, refusing one written before the configs were dataclasses (`check_format`)."""
-    saved = read_json(path(directory, CONFIG))
-    check_format(directory, saved)
-    return saved
-
-
 def load_run(directory):
     """Rebuilds the model of a finished run with its best weights.
 
@@ -240,13 +289,12 @@ def load_run(directory):
         RunDirError: naming a missing file.
         ConfigError: a run directory of an earlier tfrec.
     """
-    saved = read_config(directory)
+    run = RunDirectory(directory)
+    saved = run.read_config()
     model_config = ModelConfig.from_dict(saved["model_config"])
-    texts, titles = read_items(directory)
-    statistics = read_json(path(directory, DATA_STATISTICS))
-    catalogue = RunCatalogue(read_vocabulary(directory), texts, titles, statistics["rating_mean"])
+    catalogue = run.read_catalogue()
     model = build_model(model_config, catalogue, encode_catalogue=False)  # the weights hold the encoded texts
-    load_weights(model, path(directory, WEIGHTS))
+    atomic_files.load_weights(model, run.existing(WEIGHTS))
     model.refresh_catalogue()
     return Run(directory, model, catalogue, model_config, data.DataConfig.from_dict(saved["data_config"]),
                saved.get("train_config", {}))

@@ -122,7 +122,7 @@ def transfer_weights(source, target) -> dict:
 
 def run_model_config(run_dir: str) -> ModelConfig:
     """The `ModelConfig` of the run at `run_dir` (its `config.json`), e.g. to change a training field of it."""
-    return ModelConfig.from_dict(run_files.read_config(run_dir)["model_config"])
+    return ModelConfig.from_dict(run_files.RunDirectory(run_dir).read_config()["model_config"])
 
 
 def warm_start_model(run_dir: str, data, model_config: Optional[ModelConfig] = None, strategy=None):

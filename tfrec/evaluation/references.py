@@ -3,8 +3,9 @@
 A model's HR@10 means little alone: `reference_metrics` gives, for the same
 test targets, what popularity and item-to-item transitions reach (models
 that rank the catalogue), or the training mean and user + item biases
-(rating models). `Trainer.fit` stores them in `metrics.json` under
-"baselines"; the export's model card shows them beside the model.
+(rating models). The evaluation step of `Trainer.fit` (`run_figures`)
+stores them in `metrics.json` under "baselines"; the export's model card
+shows them beside the model.
 
 Example:
 

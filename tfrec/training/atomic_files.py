@@ -1,0 +1,79 @@
+"""Files written to a temporary name beside their place and renamed, so a file that exists is complete.
+
+Example:
+
+>>> write_json_atomic("runs/x/metrics.json", {"HR@10": 0.21})
+>>> read_json("runs/x/metrics.json")
+{'HR@10': 0.21}
+"""
+
+import json
+import os
+import tempfile
+
+from keras.src.saving import saving_lib
+
+from tfrec import file_modes
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        file_modes.apply_umask(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_json_atomic(path: str, value) -> None:
+    """Writes `value` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def save_weights_atomic(model, path: str) -> None:
+    """Saves the model's weights, without its optimizer state, to `path`
+    (a `.weights.h5` file) through a temporary file and a rename.
+
+    `model.load_weights(path)` reads it back into a model built the same way,
+    compiled or not.
+    """
+    suffix = ".weights.h5"
+    if not path.endswith(suffix):
+        raise ValueError(f"weights path {path!r} must end with {suffix!r}")
+    temporary = f"{path[: -len(suffix)]}.tmp{os.getpid()}{suffix}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        # keras.Model.save_weights has no way to leave the optimizer out.
+        saving_lib.save_weights_only(model, temporary, objects_to_skip=_optimizer(model))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _optimizer(model):
+    optimizer = getattr(model, "optimizer", None)
+    return [optimizer] if optimizer is not None else None
+
+
+def load_weights(model, path: str) -> None:
+    """Loads weights written by `save_weights_atomic`, leaving the optimizer as it is."""
+    saving_lib.load_weights_only(model, path, objects_to_skip=_optimizer(model))
+
+
+def read_json(file: str):
+    """The JSON value in `file`."""
+    with open(file, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_jsonl(file: str) -> list:
+    """The records of a JSON-lines file."""
+    with open(file, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
