@@ -3,7 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from tfrec.baselines.transitions import Transitions, transition_counts
+from tfrec.baselines.transitions import Transitions
+from tfrec.data.sequences import transition_counts
 from tfrec.models.transition_prior import TransitionPrior, neighbours_for, top_neighbours
 
 NUM_ITEMS = 50

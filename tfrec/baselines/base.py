@@ -3,6 +3,7 @@
 import numpy as np
 
 from tfrec.data import schema
+from tfrec.data.sequences import check_item_indices
 
 
 def require_features(examples, names, where):
@@ -27,32 +28,6 @@ def num_examples(examples, where):
     if len(set(lengths.values())) != 1:
         raise ValueError(f"{where}: features have different lengths {lengths}")
     return next(iter(lengths.values()))
-
-
-def user_sequences(train_examples, where):
-    """Each user's train items in time order, rebuilt from the train examples.
-
-    Examples are ordered by (user, timestamp) with a stable sort, so items
-    sharing a timestamp keep the order the data layer gave them.
-
-    Returns:
-      list of int64 arrays, one per user present.
-    """
-    users, times, items = require_features(
-        train_examples, [schema.USER_INDEX, schema.TARGET_TIMESTAMP, schema.TARGET_ITEM_ID], where
-    )
-    order = np.lexsort((times, users))
-    users, items = users[order], items[order].astype(np.int64)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    return np.split(items, starts[1:])
-
-
-def check_items(items, num_items, where):
-    """Returns `items`; ValueError naming `where`, the row and the index unless all are in 0..num_items."""
-    bad = np.flatnonzero((items < 0) | (items > num_items))
-    if bad.size:
-        raise ValueError(f"{where}: row {bad[0]} has item index {items.reshape(-1)[bad[0]]}; expected 0..{num_items}")
-    return items
 
 
 class Baseline:
@@ -84,4 +59,4 @@ class Baseline:
         return self.score(examples)[np.arange(len(targets)), targets]
 
     def _check_items(self, items, where):
-        return check_items(items, self.num_items, where)
+        return check_item_indices(items, self.num_items, where)

@@ -2,40 +2,9 @@
 
 import numpy as np
 
-from tfrec.baselines.base import Baseline, check_items, require_features, user_sequences
+from tfrec.baselines.base import Baseline, require_features
 from tfrec.data import schema
-
-
-def transition_counts(train_examples, num_items, window=3, where="transition_counts"):
-    """How often item j came within `window` steps after item i in the users' train sequences, sparsely.
-
-    Args:
-      train_examples: dict of schema feature arrays (user, target time and item of every train interaction).
-      num_items: catalogue size (item indices 1..num_items).
-      window: how many following steps count as a transition.
-      where: who asks, for error messages.
-
-    Returns:
-      (sources int64 [P], targets int64 [P], counts float32 [P]): the distinct
-      pairs i -> j (padding never) sorted by source, then target.
-
-    Example:
-
-    >>> train = {"user_index": np.array([1, 1, 1]), "target_timestamp": np.array([1, 2, 3]),
-    ...          "target_item_id": np.array([1, 2, 1])}
-    >>> [a.tolist() for a in transition_counts(train, num_items=2, window=2)]
-    [[1, 1, 2], [1, 2, 1], [1.0, 1.0, 1.0]]
-    """
-    codes = []
-    for items in user_sequences(train_examples, where):
-        check_items(items, num_items, f"{where} target_item_id")
-        for step in range(1, window + 1):
-            codes.append(items[:-step] * (num_items + 1) + items[step:])
-    codes = np.concatenate(codes) if codes else np.zeros(0, np.int64)
-    pairs, counts = np.unique(codes, return_counts=True)
-    sources, targets = np.divmod(pairs, num_items + 1)
-    real = (sources > 0) & (targets > 0)
-    return sources[real], targets[real], counts[real].astype(np.float32)
+from tfrec.data.sequences import transition_counts
 
 
 class Transitions(Baseline):

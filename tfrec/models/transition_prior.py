@@ -54,7 +54,7 @@ def top_neighbours(sources, targets, counts, num_rows, neighbours):
 
     Args:
         sources, targets, counts: distinct transitions i -> j and their counts
-            (`tfrec.baselines.transitions.transition_counts`).
+            (`tfrec.data.sequences.transition_counts`).
         num_rows: catalogue rows (items + padding row 0).
         neighbours: successors kept per item (ties: the lower index).
 
