@@ -2,7 +2,8 @@
 
 Histories are lists of item ids, most recent last; ragged histories are
 left-padded with "" (`tfrec.request_format.PADDING_ID`, the padding id of
-the export contract) by `pad_histories`. `context_inputs` encodes the history's `ratings`,
+the export contract) by `pad_histories`, by the rule the model's own
+requests follow. `context_inputs` encodes the history's `ratings`,
 `timestamps` and `events`, the request time `now` and the `user_ids` for the
 `*_in_context` signatures. Every check raises `ValueError`/`TypeError` naming
 the argument, row and position at fault, before anything is sent.
@@ -156,8 +157,7 @@ def context_inputs(
     times = _aligned(rows(timestamps, 0), "timestamps", histories, integers)
     events = _aligned(rows(events, PADDING_ID), "events", histories, _check_str)
     now = [max(row, default=0) for row in times] if now is None else _per_history(now, "now", histories, integers)
-    users = _per_history([PADDING_ID] * len(histories) if user_ids is None else user_ids, "user_ids", histories,
-                         _check_str)
+    users = _per_history([""] * len(histories) if user_ids is None else user_ids, "user_ids", histories, _check_str)
 
     def padded(rows, dtype, fill=0):
         return np.array(pad(rows, fill, width), dtype).reshape(len(rows), width)
