@@ -1,7 +1,8 @@
 """The in-process inference API of a `Recommender`: answers by item id, and batch scoring.
 
 `recommend`, `explain` and `score_catalogue`/`predict_target` run in the
-Python process. Requests name items by id: they are padded by the rule of
+Python process, over the item vectors `refresh_catalogue` stores (items
+that never trained take `untrained_id_vector`). Requests name items by id: they are padded by the rule of
 `tfrec.request_format` and encoded by the model's `RequestEncoder`, the
 layer the exported signatures encode theirs with, so an in-process answer is
 the served one by construction.
