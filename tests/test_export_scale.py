@@ -70,8 +70,10 @@ def test_reduced_precision_catalogues_keep_the_vectors_and_most_answers(dtype, t
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(indices.numpy(), want)])
     assert overlap >= 0.95
     assert 0 not in indices.numpy()
-    restored = CatalogueRetrieval.from_config(retrieval.get_config())
-    assert (restored.catalogue_dtype, restored.chunk_rows) == (dtype, 512)
+    config = retrieval.get_config()
+    assert json.loads(json.dumps(config)) == config  # plain values only: it round-trips through JSON
+    restored = CatalogueRetrieval.from_config(config)
+    assert restored.get_config() == config and (restored.catalogue_dtype, restored.chunk_rows) == (dtype, 512)
 
 
 def test_an_unknown_catalogue_dtype_is_refused_naming_the_choices():

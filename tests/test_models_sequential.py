@@ -252,11 +252,14 @@ def test_items_absent_from_training_are_embedded_from_text_and_an_average_target
 
 
 @pytest.mark.parametrize("task", ["retrieval", "ranking"])
-def test_model_get_config_round_trip(task):
+def test_model_get_config_round_trip(task, tmp_path):
     model = build_model(config(task=task, use_ratings=True), DATA)
     restored = Recommender.from_config(model.get_config())
-    restored.build()
-    restored.set_weights(model.get_weights())
+    assert restored.vocab is None and not restored.built  # the catalogue is no hyperparameter: assets carry it
+    model.save_assets(str(tmp_path))
+    restored.load_assets(str(tmp_path))  # sets the catalogue and builds, for the weights loaded next
+    model.save_weights(str(tmp_path / "model.weights.h5"))
+    restored.load_weights(str(tmp_path / "model.weights.h5"))
     assert restored.get_config() == model.get_config()
     assert restored.vocab == VOCAB and restored.item_titles == TITLES and restored.rating_offset == 3.5
     test = head(EXAMPLES, 10)

@@ -1,8 +1,9 @@
 """Request encoding: checked Python inputs to the TensorProtos of the export contract.
 
 Histories are lists of item ids, most recent last; ragged histories are
-left-padded with "" (the padding id of the export contract) by
-`pad_histories`. `context_inputs` encodes the history's `ratings`,
+left-padded with "" (`tfrec.request_format.PADDING_ID`, the padding id of
+the export contract) by `pad_histories`, by the rule the model's own
+requests follow. `context_inputs` encodes the history's `ratings`,
 `timestamps` and `events`, the request time `now` and the `user_ids` for the
 `*_in_context` signatures. Every check raises `ValueError`/`TypeError` naming
 the argument, row and position at fault, before anything is sent.
@@ -21,6 +22,8 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from tfrec.request_format import PADDING_ID, pad, padded_width
 
 
 def string_tensor(rows: Sequence) -> tensor_pb2.TensorProto:
@@ -70,8 +73,7 @@ def pad_histories(histories: Sequence[Sequence[str]]) -> list:
         for j, item in enumerate(rows[-1]):
             if not isinstance(item, str):
                 raise TypeError(f"histories[{i}][{j}] is {type(item).__name__} {item!r}; expected a str item id")
-    width = max(1, max(len(r) for r in rows))
-    return [[""] * (width - len(r)) + r for r in rows]
+    return pad(rows)
 
 
 def _check_number(value, what, integer):
@@ -143,7 +145,7 @@ def context_inputs(
     >>> tf.make_ndarray(inputs["history_ratings"]).tolist(), tf.make_ndarray(inputs["timestamp"]).tolist()
     ([[5.0, 3.0], [0.0, 4.0]], [20, 30])
     """
-    width = len(pad_histories(histories)[0])
+    width = padded_width(pad_histories(histories))
     histories = [list(history) for history in histories]
     numbers = functools.partial(_check_number, integer=False)
     integers = functools.partial(_check_number, integer=True)
@@ -153,17 +155,17 @@ def context_inputs(
 
     ratings = _aligned(rows(ratings, 0), "ratings", histories, numbers)
     times = _aligned(rows(timestamps, 0), "timestamps", histories, integers)
-    events = _aligned(rows(events, ""), "events", histories, _check_str)
+    events = _aligned(rows(events, PADDING_ID), "events", histories, _check_str)
     now = [max(row, default=0) for row in times] if now is None else _per_history(now, "now", histories, integers)
     users = _per_history([""] * len(histories) if user_ids is None else user_ids, "user_ids", histories, _check_str)
 
     def padded(rows, dtype, fill=0):
-        return np.array([[fill] * (width - len(row)) + row for row in rows], dtype).reshape(len(rows), width)
+        return np.array(pad(rows, fill, width), dtype).reshape(len(rows), width)
 
     return {
         "history_ratings": tf.make_tensor_proto(padded(ratings, np.float32)),
         "history_timestamps": tf.make_tensor_proto(padded(times, np.int64)),
-        "history_events": tf.make_tensor_proto(padded(events, object, "")),
+        "history_events": tf.make_tensor_proto(padded(events, object, PADDING_ID)),
         "timestamp": tf.make_tensor_proto(np.array(now, np.int64)),
         "user_id": tf.make_tensor_proto(np.array(users, object)),
     }

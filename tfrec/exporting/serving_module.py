@@ -1,7 +1,9 @@
 """The `tf.Module` whose functions become the SavedModel signatures.
 
 Every signature takes string item ids or raw text: ids are mapped to indices
-by lookup tables initialised from the catalogue asset file, text is tokenised
+and checked by the model's `RequestEncoder` (the layer `Recommender.recommend`
+encodes its requests with) over lookup tables initialised from the catalogue
+asset files, text is tokenised
 inside the graph by the model's own preprocessing (TF Text ops). Retrieval
 scores the whole catalogue against a precomputed embedding matrix (brute-force
 top-k in chunks, `CatalogueRetrieval.top_k`, which TF Serving can run without
@@ -56,10 +58,12 @@ import tensorflow as tf
 
 from tfrec.data import schema
 from tfrec.exporting import checks
+from tfrec.models import request_encoder as encoder_lib
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
-from tfrec.models.features import history_features
+from tfrec.models.features import candidate_features
 from tfrec.models.influence import occlusion_influence
 from tfrec.models.item_tower import text_item_vectors
+from tfrec.models.request_encoder import RequestEncoder, checked_top_k, vocabulary_table
 
 RECOMMEND = "recommend"
 RECOMMEND_FROM_TEXT = "recommend_from_text"
@@ -83,26 +87,6 @@ _TIMESTAMP = tf.TensorSpec([None], tf.int64, name="timestamp")
 _HISTORY_EVENTS = tf.TensorSpec([None, None], tf.string, name="history_events")
 _USER_ID = tf.TensorSpec([None], tf.string, name="user_id")
 _CONTEXT = [_HISTORY_RATINGS, _HISTORY_TIMESTAMPS, _HISTORY_EVENTS, _TIMESTAMP, _USER_ID]
-
-
-def _checked_shapes(indices, context):
-    """`context` (name -> tensor) after asserting [B, N] names match `indices` and the rest are [B]."""
-    checks = []
-    for name, value in context.items():
-        if value.shape.rank == 2:
-            checks.append(tf.debugging.Assert(
-                tf.reduce_all(tf.equal(tf.shape(value), tf.shape(indices))),
-                [f"{name} must have the shape of history", tf.shape(indices), "got", tf.shape(value)],
-                name=f"check_{name}_shape",
-            ))
-        else:
-            checks.append(tf.debugging.Assert(
-                tf.equal(tf.shape(value)[0], tf.shape(indices)[0]),
-                [f"{name} must hold one value per history row", tf.shape(indices)[0], "got", tf.shape(value)[0]],
-                name=f"check_{name}_shape",
-            ))
-    with tf.control_dependencies(checks):
-        return {name: tf.identity(value) for name, value in context.items()}
 
 
 def used_variables(functions):
@@ -135,32 +119,6 @@ def context_features(model):
     if cfg.use_user_ids:
         features.append(schema.USER_INDEX)
     return features
-
-
-def _file_table(path, key, value, default):
-    """A StaticHashTable read from a text file; `key`, `value` = (dtype, TextFileIndex).
-
-    The file becomes a SavedModel asset (copied into `assets/`).
-    """
-    initializer = tf.lookup.TextFileInitializer(
-        path, key_dtype=key[0], key_index=key[1], value_dtype=value[0], value_index=value[1]
-    )
-    return tf.lookup.StaticHashTable(initializer, default_value=default)
-
-
-def _known_indices(table, ids, name, what):
-    """int32 indices (line number + 1) of string ids in `table`, "" -> 0; asserts the others are known."""
-    empty = tf.equal(ids, "")
-    indices = table.lookup(ids) + 1
-    unknown = tf.logical_and(tf.equal(indices, 0), tf.logical_not(empty))
-    check = tf.debugging.Assert(
-        tf.logical_not(tf.reduce_any(unknown)),
-        [f"unknown {what} in {name}:", tf.boolean_mask(ids, unknown)],
-        summarize=20,
-        name=f"check_{name}_ids",
-    )
-    with tf.control_dependencies([check]):
-        return tf.cast(tf.where(empty, tf.zeros_like(indices), indices), tf.int32)
 
 
 def _keep_untracked(module, model):
@@ -213,20 +171,18 @@ class RecommenderServing(tf.Module):
         _keep_untracked(self, model)
         self.num_items = catalogue.num_items
         self.num_model_items = num_model_items
-        # Line i of the file holds the id of index i + 1 (index 0 is padding).
-        line, line_number = tf.lookup.TextFileIndex.WHOLE_LINE, tf.lookup.TextFileIndex.LINE_NUMBER
-        self.index_table = _file_table(ids_file, (tf.string, line), (tf.int64, line_number), -1)
         if users_file is None or events_file is None:
             raise ValueError("users_file and events_file are required: the context signatures map user ids "
                              "and event names to the model's indices")
-        self.user_table = _file_table(users_file, (tf.string, line), (tf.int64, line_number), -1)
-        self.event_table = _file_table(events_file, (tf.string, line), (tf.int64, line_number), -1)
-        self.default_event = model.default_event
+        # Line i of each file holds the id of index i + 1 (index 0 is padding).
+        self.request_encoder = RequestEncoder(ids_file, users_file, events_file, default_event=model.default_event,
+                                              num_model_items=num_model_items, max_k=max_k,
+                                              name="request_encoder")
         if self.is_retrieval:
-            self.id_table = _file_table(ids_file, (tf.int64, line_number), (tf.string, line), "")
+            self.id_table = vocabulary_table(ids_file, reverse=True)
             if titles_file is None:
                 raise ValueError("a retrieval model needs titles_file: its answers carry each item's title")
-            self.title_table = _file_table(titles_file, (tf.int64, line_number), (tf.string, line), "")
+            self.title_table = vocabulary_table(titles_file, reverse=True)
             if catalogue_embeddings is None or catalogue_embeddings.shape[0] != self.num_items:
                 raise ValueError(
                     "a retrieval model needs catalogue_embeddings with one row per catalogue "
@@ -295,56 +251,24 @@ class RecommenderServing(tf.Module):
         functions[SERVING_DEFAULT] = functions[RECOMMEND if self.is_retrieval else SCORE]
         return functions
 
-    def _item_indices(self, ids, name):
-        """Maps string ids ("" = padding) to int32 indices; asserts all are known."""
-        return _known_indices(self.index_table, ids, name, "item ids")
+    def _encode(self, history, context=None, **inputs):
+        """The `RequestEncoder` output of a request (`context`: the five context inputs, in signature order)."""
+        inputs[encoder_lib.HISTORY] = history
+        inputs.update(zip(encoder_lib.CONTEXT_INPUTS, context or ()))
+        return self.request_encoder(inputs)
 
-    def _context(self, indices, ratings, timestamps, events, now, users):
-        """The context inputs as checked index/number tensors for `history_features`."""
-        context = _checked_shapes(indices, {
-            "history_ratings": ratings, "history_timestamps": timestamps, "history_events": events,
-            "timestamp": now, "user_id": users,
-        })
-        return {
-            "ratings": context["history_ratings"],
-            "timestamps": context["history_timestamps"],
-            "events": _known_indices(self.event_table, context["history_events"], "history_events", "events"),
-            "now": context["timestamp"],
-            # An id unseen in training is a new user: index 0, no error.
-            "users": tf.cast(self.user_table.lookup(context["user_id"]) + 1, tf.int32),
-        }
-
-    def _check_k(self, k):
-        return tf.debugging.Assert(
-            tf.logical_and(k >= 1, k <= self.max_k),
-            [f"k must be in [1, {self.max_k}] (catalogue of {self.num_items} items), got k =", k],
-            name="check_k",
-        )
-
-    def _top_k(self, queries, k, exclude=None):
-        with tf.control_dependencies([self._check_k(k)]):
-            scores, indices = self._retrieval.top_k(queries, k, exclude)
-        enough = tf.debugging.Assert(
-            tf.reduce_all(tf.math.is_finite(scores)),
-            ["k =", k, "exceeds the number of catalogue items left after excluding the history"],
-            name="check_k_after_exclusion",
-        )
-        with tf.control_dependencies([enough]):
-            # Line i of the ids file holds the id of catalogue index i + 1.
-            rows = tf.cast(indices - 1, tf.int64)
-            return {"item_ids": self.id_table.lookup(rows), "scores": tf.identity(scores),
-                    "item_titles": self.title_table.lookup(rows)}
+    def _answer(self, queries, k, exclude=None):
+        """The top-k answer by item id and title, `exclude`: catalogue indices per query."""
+        scores, indices = checked_top_k(self._retrieval, queries, k, exclude)
+        rows = tf.cast(indices - 1, tf.int64)  # line i of the ids file holds the id of catalogue index i + 1
+        return {"item_ids": self.id_table.lookup(rows), "scores": scores, "item_titles": self.title_table.lookup(rows)}
 
     def _recommend(self, history, k, context=None):
         """Top-k catalogue items for behaviour histories (history items excluded)."""
-        indices = self._item_indices(history, "history")
-        # Items added after training are excluded but unknown to the towers.
-        known = tf.where(indices > self.num_model_items, tf.zeros_like(indices), indices)
-        if context is not None:
-            context = self._context(indices, *context)
-        queries = self._model.query_embeddings(history_features(known, context=context,
-                                                                default_event=self.default_event))
-        return self._top_k(queries, k, exclude=indices)
+        request = self._encode(history, context, k=k)
+        # Items added after training are excluded but unknown to the towers (`model_history`).
+        return self._answer(self._model.query_embeddings(request["features"]), request["k"],
+                            exclude=request["history"])
 
     def _recommend_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp,
                               user_id, k):
@@ -361,7 +285,7 @@ class RecommenderServing(tf.Module):
             queries = self._model.text_query_embeddings(text)
         else:  # the text alone: the id part new items share would favour them
             queries = text_item_vectors(self.encode_item_texts(text))
-        return self._top_k(queries, k)
+        return self._answer(queries, self.request_encoder.checked_k(k))
 
     def _embed_items(self, text):
         """Item embeddings of item texts (same space as the catalogue matrix): the text and the
@@ -376,25 +300,15 @@ class RecommenderServing(tf.Module):
 
     def _score(self, history, candidates, context=None):
         """Predicted rating (or click probability) of each candidate."""
-        history_indices = self._item_indices(history, "history")
-        candidate_indices = self._item_indices(candidates, "candidates")
+        request = self._encode(history, context, candidates=candidates)
         check = tf.debugging.Assert(
-            tf.reduce_all(candidate_indices > 0),
+            tf.reduce_all(request["candidates"] > 0),
             ["candidates must not contain the padding id (empty string)"],
             name="check_candidates_padding",
         )
-        shape = tf.shape(candidate_indices)
-        # One example per (history, candidate) pair.
-        if context is not None:
-            context = {name: tf.repeat(value, shape[1], axis=0)
-                       for name, value in self._context(history_indices, *context).items()}
-        features = history_features(
-            tf.repeat(history_indices, shape[1], axis=0), tf.reshape(candidate_indices, [-1]), context,
-            default_event=self.default_event,
-        )
-        with tf.control_dependencies([check]):
-            scores = tf.reshape(self._model.score(features), shape)
-        return {"scores": tf.cast(scores, tf.float32)}
+        with tf.control_dependencies([check]):  # one example per (history, candidate) pair
+            scores = self._model.score(candidate_features(request["features"], request["candidates"]))
+        return {"scores": tf.cast(tf.reshape(scores, tf.shape(request["candidates"])), tf.float32)}
 
     def _explain_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp, user_id,
                             candidates):
@@ -404,8 +318,8 @@ class RecommenderServing(tf.Module):
 
     def _explain(self, history, candidates, context=None):
         """The influence of each history behaviour on each candidate's score (occlusion)."""
-        history_indices = self._item_indices(history, "history")
-        candidate_indices = self._item_indices(candidates, "candidates")
+        request = self._encode(history, context, candidates=candidates)
+        history_indices, candidate_indices = request["history"], request["candidates"]
         check = tf.debugging.Assert(
             tf.reduce_all(tf.logical_and(candidate_indices > 0, candidate_indices <= self.num_model_items)),
             ["candidates must be items the model was trained on (no padding id \"\", no item added after "
@@ -428,10 +342,8 @@ class RecommenderServing(tf.Module):
              tf.shape(candidate_indices)],
             name="check_explain_size",
         )
-        # Items added after training are unknown to the towers: no influence.
-        known = tf.where(history_indices > self.num_model_items, tf.zeros_like(history_indices), history_indices)
-        if context is not None:
-            context = self._context(history_indices, *context)
+        # Items added after training are unknown to the towers (`model_history`): no influence.
         with tf.control_dependencies([check, behaviours, size]):
-            influence, scores = occlusion_influence(self._model, known, candidate_indices, context)
+            influence, scores = occlusion_influence(self._model, request["model_history"], candidate_indices,
+                                                    request["context"])
         return {"influence": tf.cast(influence, tf.float32), "scores": tf.cast(scores, tf.float32)}

@@ -15,6 +15,7 @@ from tfrec.models.item_tower import ItemTower
 from tfrec.models.ranking_task import RankingTask
 from tfrec.models.rating_head import RatingHead
 from tfrec.models.recommender import Recommender, build_model
+from tfrec.models.request_encoder import RequestEncoder
 from tfrec.models.retrieval_task import RetrievalTask
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "RankingTask",
     "RatingHead",
     "Recommender",
+    "RequestEncoder",
     "RetrievalTask",
     "build_model",
     "history_features",

@@ -212,7 +212,9 @@ class BehaviourTextTower(keras.layers.Layer):
     """Encodes the verbalised recent history with BERT into a query vector.
 
     Args:
-        titles: list of str, item title per catalogue index (index 0 = "").
+        titles: list of str, item title per catalogue index (index 0 = ""),
+            or None for titles given by `set_titles` before the tower is
+            called (the catalogue, saved by the model owning the tower).
         embedding_dim: output size.
         encoder: dict of `TextEncoder` arguments.
         max_items: behaviours verbalised.
@@ -225,14 +227,20 @@ class BehaviourTextTower(keras.layers.Layer):
         float32 `[B, embedding_dim]` (not normalised).
     """
 
-    def __init__(self, titles, embedding_dim=64, encoder=None, max_items=10, **kwargs):
+    def __init__(self, titles=None, embedding_dim=64, encoder=None, max_items=10, **kwargs):
         super().__init__(**kwargs)
-        self.titles = list(titles)
         self.embedding_dim = embedding_dim
         self.encoder_args = dict(encoder or {})
         self.max_items = max_items
         self.text_encoder = TextEncoder(**self.encoder_args)
         self.projection = keras.layers.Dense(embedding_dim, name="history_text_projection")
+        self.titles = None
+        if titles is not None:
+            self.set_titles(titles)
+
+    def set_titles(self, titles) -> None:
+        """Sets the item titles the histories are written with, one per catalogue index."""
+        self.titles = list(titles)
         self._titles = tf.constant(self.titles)
 
     def build(self, input_shape=None):
@@ -253,7 +261,6 @@ class BehaviourTextTower(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "titles": self.titles,
             "embedding_dim": self.embedding_dim,
             "encoder": self.encoder_args,
             "max_items": self.max_items,

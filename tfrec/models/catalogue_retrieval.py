@@ -155,4 +155,6 @@ class CatalogueRetrieval(keras_rs.layers.BruteForceRetrieval):
         return scores, tf.gather(indices, positions, batch_dims=1)
 
     def get_config(self):
-        return dict(super().get_config(), catalogue_dtype=self.catalogue_dtype, chunk_rows=self.chunk_rows)
+        # keras-rs' `Retrieval.get_config` stores its `compute_score` method under `return_scores`.
+        return dict(super().get_config(), return_scores=self.return_scores, catalogue_dtype=self.catalogue_dtype,
+                    chunk_rows=self.chunk_rows)

@@ -61,3 +61,12 @@ def history_features(indices, targets=None, context=None, default_event=0):
         schema.TARGET_TIMESTAMP: context.get("now", tf.zeros([batch], tf.int64)),
         schema.LABEL: tf.zeros([batch], tf.float32),
     }
+
+
+def candidate_features(features, candidates):
+    """One example per (row, candidate): schema `features` `[B]` repeated for the int candidate
+    indices `candidates` `[B, M]`, `TARGET_ITEM_ID` the candidate (`[B * M]`, row-major)."""
+    count = tf.shape(candidates)[1]
+    pairs = {name: tf.repeat(value, count, axis=0) for name, value in features.items()}
+    pairs[schema.TARGET_ITEM_ID] = tf.reshape(tf.cast(candidates, tf.int32), [-1])
+    return pairs

@@ -26,7 +26,7 @@ Example:
 import tensorflow as tf
 
 from tfrec.data import schema
-from tfrec.models.features import history_features
+from tfrec.models.features import candidate_features, history_features
 
 METHODS = ("occlusion", "integrated_gradients")
 
@@ -40,12 +40,9 @@ def candidate_scores(model, features, candidates, history_vectors=None):
     if model.has_retrieval:
         queries = model.query_embeddings(features, history_vectors)
         return tf.einsum("bd,bkd->bk", queries, model.catalogue.gather(candidates))
-    count = tf.shape(candidates)[1]
-    pairs = {name: tf.repeat(value, count, axis=0) for name, value in features.items()}
-    pairs[schema.TARGET_ITEM_ID] = tf.reshape(candidates, [-1])
     if history_vectors is not None:
-        history_vectors = tf.repeat(history_vectors, count, axis=0)
-    return tf.reshape(model.score(pairs, history_vectors), tf.shape(candidates))
+        history_vectors = tf.repeat(history_vectors, tf.shape(candidates)[1], axis=0)
+    return tf.reshape(model.score(candidate_features(features, candidates), history_vectors), tf.shape(candidates))
 
 
 def _repeat(context, times):

@@ -79,7 +79,10 @@ class ItemTower(keras.layers.Layer):
 
     Args:
         item_texts: list of str, one per catalogue index (index 0 = padding,
-            usually ""). Its length fixes the catalogue size.
+            usually ""). Its length fixes the catalogue size. None for texts
+            given by `set_item_texts` before `build` (then pass `num_rows`):
+            they are the catalogue, saved by the model that owns the tower,
+            not a hyperparameter of the tower's config.
         embedding_dim: output size.
         encoder: dict of `TextEncoder` arguments (`source`, `sequence_length`,
             `pooling`, `trainable`), or None for id embeddings only.
@@ -93,6 +96,7 @@ class ItemTower(keras.layers.Layer):
         text_experts: experts of the "moe" adaptor.
         text_dropout: dropout on the text vectors before the "moe" adaptor.
         seed: initialisation and dropout seed.
+        num_rows: catalogue indices, padding included (default: `len(item_texts)`).
         **kwargs: base layer arguments.
 
     Call args:
@@ -103,14 +107,19 @@ class ItemTower(keras.layers.Layer):
         float32 `item_ids.shape + [embedding_dim]`, L2-normalised.
     """
 
-    def __init__(self, item_texts, embedding_dim=64, encoder=None, use_item_ids=True,
+    def __init__(self, item_texts=None, embedding_dim=64, encoder=None, use_item_ids=True,
                  id_dropout=0.0, refresh_items=0, text_adaptor="linear", text_experts=8,
-                 text_dropout=0.0, seed=0, **kwargs):
+                 text_dropout=0.0, seed=0, num_rows=None, **kwargs):
         super().__init__(**kwargs)
         if encoder is None and not use_item_ids:
             raise ValueError("ItemTower needs an encoder, use_item_ids=True, or both")
-        self.item_texts = list(item_texts)
-        self.num_rows = len(self.item_texts)
+        if (item_texts is None) == (num_rows is None):
+            raise ValueError(f"ItemTower needs item_texts or num_rows, one of them; got {num_rows=} and "
+                             f"{'no' if item_texts is None else len(item_texts)} item_texts")
+        self.num_rows = len(item_texts) if num_rows is None else num_rows
+        self.item_texts = None
+        if item_texts is not None:
+            self.set_item_texts(item_texts)
         self.embedding_dim = embedding_dim
         self.encoder_args = dict(encoder) if encoder is not None else None
         self.use_item_ids = use_item_ids
@@ -136,6 +145,12 @@ class ItemTower(keras.layers.Layer):
                 self.num_rows, embedding_dim, name="item_id_embedding",
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=seed))
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def set_item_texts(self, item_texts) -> None:
+        """Sets the catalogue's texts, one per index (before `build`, which encodes them)."""
+        if len(item_texts) != self.num_rows:
+            raise ValueError(f"item_texts has {len(item_texts)} entries; expected num_rows = {self.num_rows}")
+        self.item_texts = list(item_texts)
 
     def catalogue_tokens(self):
         """The tokenised catalogue texts, without the padding columns no text uses."""
@@ -202,6 +217,8 @@ class ItemTower(keras.layers.Layer):
         """
         if self.built:
             return
+        if self.text_encoder is not None and self.item_texts is None:
+            raise ValueError("ItemTower.build encodes the catalogue texts: set_item_texts first")
         if self.text_encoder is not None:
             hidden = self.text_encoder.hidden_dim
             if encode_catalogue or not self.frozen_text:
@@ -323,7 +340,7 @@ class ItemTower(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "item_texts": self.item_texts,
+            "num_rows": self.num_rows,
             "embedding_dim": self.embedding_dim,
             "encoder": self.encoder_args,
             "use_item_ids": self.use_item_ids,
