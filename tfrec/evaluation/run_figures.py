@@ -28,12 +28,13 @@ def held_out_figures(model, data, ks: tuple = (10, 100), batch_size: int = 512,
         valid: the valid `protocol.HeldOut` of `data`, when the caller has it already.
 
     Returns:
-        dict of metric name -> float, plus "valid" (the same on the valid split) and "baselines"
-        (baseline name -> its test metrics).
+        dict of metric name -> float, plus "valid" (the same on the valid split, with the baselines'
+        under "valid" -> "baselines") and "baselines" (baseline name -> its test metrics).
     """
     test = protocol.HeldOut.from_data(data, "test")
     valid = valid or protocol.HeldOut.from_data(data, "valid")
     figures = protocol.evaluate_model(model, test, model.cfg, ks, batch_size)
     figures["valid"] = protocol.evaluate_model(model, valid, model.cfg, ks, batch_size)
+    figures["valid"]["baselines"] = references.reference_metrics(data, model.cfg, ks, split="valid")
     figures["baselines"] = references.reference_metrics(data, model.cfg, ks)
     return figures

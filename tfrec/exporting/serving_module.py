@@ -257,9 +257,10 @@ class RecommenderServing(tf.Module):
         inputs.update(zip(encoder_lib.CONTEXT_INPUTS, context or ()))
         return self.request_encoder(inputs)
 
-    def _answer(self, queries, k, exclude=None):
-        """The top-k answer by item id and title, `exclude`: catalogue indices per query."""
-        scores, indices = checked_top_k(self._retrieval, queries, k, exclude)
+    def _answer(self, queries, k, exclude=None, bonus=None):
+        """The top-k answer by item id and title, `exclude`: catalogue indices per query; `bonus`: the
+        transition prior's scores of the model's rows (`Recommender.prior_scores`)."""
+        scores, indices = checked_top_k(self._retrieval, queries, k, exclude, bonus)
         rows = tf.cast(indices - 1, tf.int64)  # line i of the ids file holds the id of catalogue index i + 1
         return {"item_ids": self.id_table.lookup(rows), "scores": scores, "item_titles": self.title_table.lookup(rows)}
 
@@ -268,7 +269,7 @@ class RecommenderServing(tf.Module):
         request = self._encode(history, context, k=k)
         # Items added after training are excluded but unknown to the towers (`model_history`).
         return self._answer(self._model.query_embeddings(request["features"]), request["k"],
-                            exclude=request["history"])
+                            exclude=request["history"], bonus=self._model.prior_scores(request["features"]))
 
     def _recommend_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp,
                               user_id, k):

@@ -120,7 +120,7 @@ class CatalogueRetrieval(keras_rs.layers.BruteForceRetrieval):
         """Scores of every catalogue index, `[B, num_rows]` (padding included)."""
         return self._chunk_scores(tf.cast(queries, tf.float32), 0, int(self.candidate_embeddings.shape[0]))
 
-    def top_k(self, queries, k, exclude=None):
+    def top_k(self, queries, k, exclude=None, bonus=None):
         """The `k` best catalogue items of each query.
 
         Args:
@@ -128,6 +128,9 @@ class CatalogueRetrieval(keras_rs.layers.BruteForceRetrieval):
             k: int or int32 scalar tensor.
             exclude: optional int `[B, N]` catalogue indices each query must
                 not get (0 entries ignored); their score and padding's are -inf.
+            bonus: optional float `[B, R]` added to the scores of rows 0..R-1
+                (R at most the number of rows; later rows get nothing), such as
+                `TransitionPrior.catalogue_scores`.
 
         Returns:
             (scores float32 `[B, k]`, indices int32 `[B, k]`), best first; a
@@ -141,10 +144,16 @@ class CatalogueRetrieval(keras_rs.layers.BruteForceRetrieval):
         # At most `width` - k of a chunk's best are banned: the k best allowed ones are among them.
         width = tf.cast(k, tf.int32) + tf.shape(banned)[1]
         num_rows = int(self.candidate_embeddings.shape[0])
+        if bonus is not None:
+            bonus = tf.cast(bonus, tf.float32)
+            bonus = tf.pad(bonus, [[0, 0], [0, num_rows - tf.shape(bonus)[1]]])
         best_scores, best_indices = [], []
         for start in range(0, num_rows, self.chunk_rows):
             size = min(self.chunk_rows, num_rows - start)
-            scores, indices = tf.math.top_k(self._chunk_scores(queries, start, size), k=tf.minimum(width, size))
+            chunk = self._chunk_scores(queries, start, size)
+            if bonus is not None:
+                chunk += bonus[:, start:start + size]
+            scores, indices = tf.math.top_k(chunk, k=tf.minimum(width, size))
             best_scores.append(scores)
             best_indices.append(indices + start)
         # Chunks in row order: among equal scores the lower index stays first, as in one top_k.

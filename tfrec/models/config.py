@@ -21,6 +21,7 @@ HISTORY_ENCODERS = ("transformer", "attention", "mean")
 SOFTMAXES = ("full", "in_batch")
 RANKING_TARGETS = ("rating", "click")
 TEXT_ADAPTORS = ("linear", "moe")
+TRANSITION_PRIORS = ("auto", "off")
 TRAINABLE = re.compile(r"^(all|none|top:\d+)$")
 
 
@@ -77,6 +78,11 @@ class ModelConfig(Config):
             next-item loss at every position (see `train_examples`).
         ranking_target: "rating" (MSE) or "click" (binary cross-entropy).
         dcn_layers: `keras_rs.layers.FeatureCross` layers in the ranking head.
+        transition_prior: "auto": the item-to-item transition counts of the
+            training data join the retrieval score, `q.e + w * log(1 + T)`,
+            with `w` chosen on the validation split after training (0 where
+            they do not help; `tfrec.models.TransitionPrior`); "off": the
+            network alone. Ranking models ignore it.
         retrieval_weight: loss weight of the retrieval task (multitask).
         ranking_weight: loss weight of the ranking task (multitask).
         seed: initialisation seed.
@@ -114,6 +120,7 @@ class ModelConfig(Config):
     sequence_training: bool = True
     ranking_target: str = "rating"
     dcn_layers: int = 0
+    transition_prior: str = "auto"
     retrieval_weight: float = 1.0
     ranking_weight: float = 1.0
     seed: int = 0
@@ -125,7 +132,16 @@ class ModelConfig(Config):
         "ranking_target": RANKING_TARGETS,
         "pooling": ("mean", "cls"),
         "text_adaptor": TEXT_ADAPTORS,
+        "transition_prior": TRANSITION_PRIORS,
     }
+    SAVED_BEFORE = {"transition_prior": "off"}
+    """Fields added after runs were saved without them, and the value such a run was trained with."""
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from a dict (`Config.from_dict`); a field of `SAVED_BEFORE` a saved config lacks
+        takes the value its run was trained with."""
+        return super().from_dict({**cls.SAVED_BEFORE, **values})
 
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""

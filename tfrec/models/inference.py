@@ -16,6 +16,7 @@ Example:
 import numpy as np
 import tensorflow as tf
 
+from tfrec.data import schema
 from tfrec.models import influence as influence_lib
 from tfrec.models import request_encoder as encoder_lib
 from tfrec.models.retrieval_task import PADDING_LOGIT
@@ -151,7 +152,7 @@ class RecommenderInference:
         request = self.request_encoder(dict(inputs, **{encoder_lib.K: tf.constant(k, tf.int32)}))
         scores, indices = encoder_lib.checked_top_k(
             self.catalogue, self.query_embeddings(request["features"]), request["k"],
-            exclude=request["history"] if exclude_seen else None)
+            exclude=request["history"] if exclude_seen else None, bonus=self.prior_scores(request["features"]))
         return np.asarray(self.vocab.item_ids, dtype=object)[indices.numpy()], scores.numpy()
 
     def explain(self, histories, item_ids, method="occlusion", steps=16, ratings=None, timestamps=None,
@@ -224,9 +225,18 @@ class RecommenderInference:
         self.refresh_catalogue()
         return np.concatenate([self._score_targets(batch).numpy() for batch in _batches(features)], axis=0)
 
+    def prior_scores(self, features):
+        """The transition prior's term of every catalogue row after each history, `[B, num_rows]`
+        (`TransitionPrior.catalogue_scores`); None for a model without a prior."""
+        if self.transition_prior is None:
+            return None
+        return self.transition_prior.catalogue_scores(features[schema.HISTORY_ITEM_IDS])
+
     @tf.function(reduce_retracing=True)
     def _score_batch(self, features):
-        return self.catalogue.scores(self.query_embeddings(features))
+        scores = self.catalogue.scores(self.query_embeddings(features))
+        prior = self.prior_scores(features)
+        return scores if prior is None else scores + prior
 
     @tf.function(reduce_retracing=True)
     def _score_targets(self, features):

@@ -10,10 +10,13 @@ padding:
 - `integrated_gradients`: the behaviour's embedding times the mean gradient
   of the score along the straight path from a zero embedding to it
   (Sundararajan et al., 2017); the influences of a row add up to the score
-  minus the score with every behaviour embedding zeroed.
+  minus the score with every behaviour embedding zeroed. The transition
+  prior's part of a retrieval score (`TransitionPrior`) reads item ids, not
+  embeddings: each behaviour gets its occlusion share of it.
 
 The score is what the model ranks candidates by: the retrieval score (query
-and item embedding dot product) for retrieval and multitask models, the
+and item embedding dot product, plus the transition prior's term when the
+model has one) for retrieval and multitask models, the
 predicted rating or click probability for ranking models.
 
 Example:
@@ -39,7 +42,10 @@ def candidate_scores(model, features, candidates, history_vectors=None):
     candidates = tf.cast(candidates, tf.int32)
     if model.has_retrieval:
         queries = model.query_embeddings(features, history_vectors)
-        return tf.einsum("bd,bkd->bk", queries, model.catalogue.gather(candidates))
+        scores = tf.einsum("bd,bkd->bk", queries, model.catalogue.gather(candidates))
+        if model.transition_prior is None:
+            return scores
+        return scores + model.transition_prior.candidate_scores(features[schema.HISTORY_ITEM_IDS], candidates)
     if history_vectors is not None:
         history_vectors = tf.repeat(history_vectors, tf.shape(candidates)[1], axis=0)
     return tf.reshape(model.score(candidate_features(features, candidates), history_vectors), tf.shape(candidates))
@@ -62,15 +68,24 @@ def occlusion_influence(model, indices, candidates, context=None):
     indices = tf.cast(indices, tf.int32)
     scores = candidate_scores(model, history_features(indices, context=context, default_event=model.default_event),
                               candidates)
+    return _occlusion(model, indices, candidates, context, scores, candidate_scores), scores
+
+
+def _occlusion(model, indices, candidates, context, scores, score):
+    """`scores` `[B, K]` minus `score(model, features, candidates)` of each history without each behaviour:
+    `[B, K, L]`, 0 at padding."""
     batch, length = tf.shape(indices)[0], tf.shape(indices)[1]
     # Row b * L + j of the occluded batch is history b without its behaviour j.
     removed = tf.tile(tf.eye(length, dtype=tf.bool), [batch, 1])
     occluded = tf.where(removed, 0, tf.repeat(indices, length, axis=0))
     features = history_features(occluded, context=_repeat(context, length), default_event=model.default_event)
-    without = candidate_scores(model, features, tf.repeat(candidates, length, axis=0))  # [B * L, K]
+    without = score(model, features, tf.repeat(candidates, length, axis=0))  # [B * L, K]
     without = tf.transpose(tf.reshape(without, [batch, length, -1]), [0, 2, 1])
-    influence = tf.where(indices[:, None, :] > 0, scores[:, :, None] - without, 0.0)
-    return influence, scores
+    return tf.where(indices[:, None, :] > 0, scores[:, :, None] - without, 0.0)
+
+
+def _prior_scores(model, features, candidates):
+    return model.transition_prior.candidate_scores(features[schema.HISTORY_ITEM_IDS], candidates)
 
 
 def integrated_gradients(model, indices, candidates, context=None, steps=16):
@@ -106,4 +121,9 @@ def integrated_gradients(model, indices, candidates, context=None, steps=16):
     # Back from the model's right-aligned positions to the request's columns.
     order = tf.argsort(tf.cast(indices > 0, tf.int32), axis=1, stable=True)
     influence = tf.gather(influence, tf.argsort(order, axis=1), batch_dims=1, axis=2)
-    return tf.where(indices[:, None, :] > 0, influence, 0.0), scores
+    influence = tf.where(indices[:, None, :] > 0, influence, 0.0)
+    if model.has_retrieval and model.transition_prior is not None:
+        # The count prior reads item ids, not embeddings: its part is attributed by occlusion.
+        influence += _occlusion(model, indices, candidates, context,
+                                _prior_scores(model, features, candidates), _prior_scores)
+    return influence, scores

@@ -51,6 +51,7 @@ from tfrec.models.sequence_losses import earlier_items, global_mean, next_item_i
 from tfrec.models.model_catalogue import ModelCatalogue
 from tfrec.models.rating_head import RatingHead
 from tfrec.models.ranking_task import RankingTask
+from tfrec.models.transition_prior import TransitionPrior, neighbours_for
 from tfrec.models.retrieval_task import RetrievalTask
 from tfrec.models.training_rows import TrainingExamples
 
@@ -136,6 +137,10 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
                 offset=0.0 if click else self.rating_offset, num_heads=cfg.history_heads, name="rating_head")
             self.ranking_task = RankingTask(cfg.ranking_target, name="ranking_task")
             self.ranking_loss_tracker = keras.metrics.Mean(name="ranking_loss")
+        self.transition_prior = None
+        if cfg.transition_prior == "auto" and cfg.task in RETRIEVAL_TASKS:
+            self.transition_prior = TransitionPrior(self.num_rows, neighbours_for(self.num_rows),
+                                                    name="transition_prior")
         uniform = np.full(self.num_rows, -np.log(max(self.num_rows - 1, 1)), np.float32)
         self.item_log_probability = keras.Variable(uniform, trainable=False, name="item_log_probability")
         self.trained_items = keras.Variable(np.ones(self.num_rows, np.float32), trainable=False,

@@ -89,9 +89,9 @@ def require(condition, eager_message: Callable[[], str], graph_message: list, na
     return [tf.debugging.Assert(condition, graph_message, summarize=summarize, name=name)]
 
 
-def checked_top_k(retrieval, queries, k, exclude=None):
-    """`retrieval.top_k(queries, k, exclude)`, failing when fewer than `k` items are left after `exclude`."""
-    scores, indices = retrieval.top_k(queries, k, exclude)
+def checked_top_k(retrieval, queries, k, exclude=None, bonus=None):
+    """`retrieval.top_k(queries, k, exclude, bonus)`, failing when fewer than `k` items are left after `exclude`."""
+    scores, indices = retrieval.top_k(queries, k, exclude, bonus)
     checks = require(tf.reduce_all(tf.math.is_finite(scores)),
                      lambda: f"k={int(k)} exceeds the number of catalogue items left after excluding the history",
                      ["k =", k, "exceeds the number of catalogue items left after excluding the history"],

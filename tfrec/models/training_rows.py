@@ -19,8 +19,11 @@ import tensorflow as tf
 from tfrec.config import require
 from tfrec.data import schema
 from tfrec.data.examples import ROW_FEATURES, USER_ROW, USER_ROWS
+from tfrec.data.sequences import transition_counts
 
 BEHAVIOUR_TEXT_ROWS_PER_USER = 10
+SEQUENCE_COLUMNS = (schema.USER_INDEX, schema.TARGET_TIMESTAMP, schema.TARGET_ITEM_ID)
+"""The columns the transition prior's counts are rebuilt from (`tfrec.data.sequences.user_sequences`)."""
 
 
 def example_columns(examples, names, batch_size=65536):
@@ -45,8 +48,9 @@ class TrainingExamples:
         their text and `untrained_id_vector` (`refresh_catalogue`), unless the
         model was warm-started and learnt them before: a refresh fits on the
         logs its model never trained on, and the items they do not name keep
-        their trained vectors.
-        `Trainer.fit` calls it.
+        their trained vectors. A `transition_prior` counts the examples'
+        item-to-item transitions (added to the counts it holds when the model
+        was warm-started: new logs add to what it learnt). `Trainer.fit` calls it.
 
         Args:
             examples: dict of numpy arrays keyed by schema feature names, or an
@@ -55,11 +59,18 @@ class TrainingExamples:
         """
         counts = np.zeros(self.num_rows, np.float64)
         seen = np.zeros(self.num_rows, np.float32)
-        for batch in example_columns(examples, (schema.TARGET_ITEM_ID, schema.HISTORY_ITEM_IDS)):
+        behaviours = []  # (user, time, item) of every example, for the transition prior
+        for batch in example_columns(examples, (schema.HISTORY_ITEM_IDS, *SEQUENCE_COLUMNS)):
             targets = np.asarray(batch[schema.TARGET_ITEM_ID])
             counts += np.bincount(targets, minlength=self.num_rows)[:self.num_rows]
             seen[targets] = 1.0
             seen[np.asarray(batch[schema.HISTORY_ITEM_IDS]).ravel()] = 1.0
+            if self.transition_prior is not None:
+                behaviours.append({name: np.asarray(batch[name]) for name in SEQUENCE_COLUMNS})
+        if self.transition_prior is not None and behaviours:
+            columns = {name: np.concatenate([b[name] for b in behaviours]) for name in SEQUENCE_COLUMNS}
+            self.transition_prior.fit(*transition_counts(columns, self.num_rows - 1, where="Recommender.adapt"),
+                                      add_stored=bool(self.warm_started_from))
         counts[0] = 0
         self.item_log_probability.assign(np.log((counts + 1.0) / (counts + 1.0).sum()).astype(np.float32))
         seen[0] = 0.0

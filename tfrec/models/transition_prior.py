@@ -105,6 +105,24 @@ class TransitionPrior(keras.layers.Layer):
         self.neighbour_ids.assign(np.asarray(ids, np.int32))
         self.neighbour_counts.assign(np.asarray(counts, np.float32))
 
+    def stored_transitions(self) -> tuple:
+        """(sources, targets, counts) numpy arrays of the transitions the table holds."""
+        counts = np.asarray(self.neighbour_counts.numpy())
+        sources, slots = np.nonzero(counts)
+        return sources, np.asarray(self.neighbour_ids.numpy())[sources, slots], counts[sources, slots]
+
+    def fit(self, sources, targets, counts, add_stored: bool = False) -> None:
+        """Keeps the `neighbours` most frequent successors of each item among the transitions i -> j
+        (`tfrec.data.sequences.transition_counts`), plus the stored ones with `add_stored` (new logs
+        added to what an earlier fit counted)."""
+        if add_stored:
+            stored = self.stored_transitions()
+            sources, targets, counts = (np.concatenate([a, b]) for a, b in zip(stored, (sources, targets, counts)))
+        codes, inverse = np.unique(np.asarray(sources, np.int64) * self.num_rows + targets, return_inverse=True)
+        summed = np.bincount(inverse.reshape(-1), weights=counts, minlength=len(codes)).astype(np.float32)
+        self.update_counts(*top_neighbours(codes // self.num_rows, codes % self.num_rows, summed, self.num_rows,
+                                           self.neighbours))
+
     def _recent(self, history_ids):
         """Successor ids and decayed counts of the last `last_n` items: `[B, n * neighbours]` each."""
         recent = tf.cast(history_ids, tf.int32)[:, -self.last_n:]

@@ -38,7 +38,7 @@ from absl import logging
 
 from tfrec.config import require
 from tfrec.data import pipeline
-from tfrec.evaluation import protocol, run_figures
+from tfrec.evaluation import prior_weight, protocol, run_figures
 from tfrec.training import (auto_settings, callbacks, checks, devices, multi_worker, optimizer, summaries,
                             text_adaptation)
 from tfrec.training.config import TrainConfig
@@ -55,8 +55,10 @@ class TrainResult:
             "batch_size" (as used, auto ones resolved), "examples_per_second"
             (median over epochs), "wall_time_seconds", "trained_at" (UTC),
             "baselines" (`tfrec.evaluation.references` on the same test
-            targets) and "data_summary" (sizes): the contents of
-            `DIR/metrics.json`.
+            targets; their validation figures under "valid" -> "baselines"),
+            "data_summary" (sizes) and "transition_prior" (its weight and
+            the validation figures of each weight tried, for a model with a
+            prior): the contents of `DIR/metrics.json`.
         history: per-epoch logs of this call (`keras.callbacks.History.history`).
         run_dir: the run directory, or None.
     """
@@ -67,7 +69,7 @@ class TrainResult:
 
 
 RUN_FACTS = ("valid", "epochs", "max_epochs", "batch_size", "examples_per_second", "wall_time_seconds", "trained_at",
-             "baselines", "data_summary")
+             "baselines", "data_summary", "transition_prior")
 """Keys of `TrainResult.metrics` that describe the run rather than the held-out figures."""
 
 
@@ -167,7 +169,10 @@ class Trainer:
         plan = self._prepare(model, data, run)
         with self._state_directory(run) as state:
             history = self._fit(model, plan, state, keep_files=run is not None)
+            prior = self._calibrate(model, plan)
             figures = self._evaluate(model, data, plan)
+            if prior:
+                figures["transition_prior"] = prior
             metrics = self._report(model, data, plan, figures, state.epoch_records(history), started,
                                    state if run else None)
         return TrainResult(metrics, history, run.path if run else None)
@@ -255,6 +260,18 @@ class Trainer:
             fitted = model.fit(plan.train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
                                shuffle=False, callbacks=fit_callbacks, verbose=verbose)
         return fitted.history
+
+    def _calibrate(self, model, plan: FitPlan) -> Optional[dict]:
+        """Sets the weight of the model's transition prior to the best on validation (`choose_prior_weight`);
+        returns the choice for `metrics.json`, or None for a model without a prior."""
+        if getattr(model, "transition_prior", None) is None:
+            return None
+        choice = prior_weight.choose_prior_weight(model, plan.valid, batch_size=self.config.eval_batch_size)
+        model.transition_prior.weight.assign(choice.weight)
+        logging.info("%s", choice.summary())
+        return {"weight": choice.weight, "neighbours": model.transition_prior.neighbours,
+                "valid": {str(weight): {name: figures[name] for name in prior_weight.CRITERIA}
+                          for weight, figures in choice.table.items()}}
 
     def _evaluate(self, model, data, plan: FitPlan) -> dict:
         """The held-out figures of the best weights, and the reference baselines' (`run_figures`)."""

@@ -38,6 +38,8 @@ _ITEM_ROWS = ("item_log_probability", "trained_items", "text_vectors", "text_ban
               "item_id_embedding/embeddings", "item_bias/embeddings")
 _USER_ROWS = ("user_embedding/embeddings", "user_bias/embeddings")
 _EVENT_ROWS = ("behaviour_tower/event/embeddings",)
+# The transition prior's tables hold item indices as values, renumbered rather than copied by row.
+_PRIOR_TABLE = ("transition_prior/neighbour_ids", "transition_prior/neighbour_counts")
 # New items start with these rows at zero: their text and `Recommender.untrained_id_vector` score
 # them until they train.
 _ZERO_FOR_NEW = ("item_id_embedding/embeddings", "item_bias/embeddings", "trained_items")
@@ -69,6 +71,16 @@ def _row_map(old_ids: list, new_ids: list) -> tuple:
     return np.asarray(new_rows), np.asarray(old_rows)
 
 
+def _transfer_prior(source, target, item_map) -> None:
+    """Copies the transitions `source` (a `TransitionPrior`) holds into `target`, renumbered by
+    `item_map` (new rows, old rows): both ends of a transition are item indices."""
+    renumbered = np.zeros(source.num_rows, np.int64)
+    renumbered[item_map[1]] = item_map[0]
+    sources, targets, counts = source.stored_transitions()
+    kept = (renumbered[sources] > 0) & (renumbered[targets] > 0)
+    target.fit(renumbered[sources[kept]], renumbered[targets[kept]], counts[kept])
+
+
 def transfer_weights(source, target) -> dict:
     """Copies `source`'s weights into `target`, a model of the same architecture on another vocabulary.
 
@@ -92,6 +104,8 @@ def transfer_weights(source, target) -> dict:
         path = new.path.removeprefix(f"{target.name}/")
         if old.path.removeprefix(f"{source.name}/") != path:
             raise ConfigError(f"weight {path!r} of the new model is {old.path!r} in the run's model")
+        if path.startswith(_PRIOR_TABLE):  # item indices as values: `_transfer_prior`
+            continue
         kind = _vocabulary_kind(path)
         old_value = np.asarray(old.numpy())
         if kind is None:
@@ -106,6 +120,8 @@ def transfer_weights(source, target) -> dict:
         new_rows, old_rows = maps[kind]
         value[new_rows] = old_value[old_rows]
         new.assign(value)
+    if target.transition_prior is not None:
+        _transfer_prior(source.transition_prior, target.transition_prior, maps["item"])
     old_texts = dict(zip(source.vocab.item_ids, source.item_texts))
     target.item_tower.encode_items([row for row, (item, text) in enumerate(zip(target.vocab.item_ids, target.item_texts))
                                     if row and old_texts.get(item) != text])  # new items, and changed texts
