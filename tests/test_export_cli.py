@@ -22,6 +22,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_ARGS = ["--flagfile=configs/synthetic_tiny.flags", "--epochs=1",
               "--source=synthetic:users=30,items=50,per_user=12,seed=0", "--eval_ks=10"]
 
+ALLOWED = exporter.ExportOptions(allow_below_baseline=True)
+"""Tiny test runs trail item-kNN on the synthetic data: the gate itself is tested in test_prior_in_model."""
+
 
 def _run_module(module, *args):
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
@@ -41,7 +44,7 @@ def export_flags(*args):
     """A fresh `FlagValues` with the flags of `python -m tfrec.export`, parsed from `args`."""
     values = flags.FlagValues()
     export.define_flags(values)
-    values(["tfrec.export", *args])
+    values(["tfrec.export", *args, "--allow_below_baseline"])  # tiny test runs trail item-kNN: see test_prior_in_model
     return values
 
 
@@ -62,7 +65,7 @@ def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, first_expor
     update.write_text('{"item_id": "new-1", "text": "a film about robots in space"}\n')
 
     process = _run_module("tfrec.export", f"--run_dir={run_dir}", f"--export_base={base}",
-                          "--model_name=movies", "--version=5", f"--update_catalog={update}")
+                          "--model_name=movies", "--version=5", f"--update_catalog={update}", "--allow_below_baseline")
 
     assert process.returncode == 0, process.stderr[-3000:]
     assert "exported" in process.stdout and "TensorFlow Text op types: " in process.stdout
@@ -116,7 +119,7 @@ def test_bad_update_file_fails_before_writing_anything(run_dir, tmp_path):
     update.write_text("item_id,text\nnew-1,robots\nnew-1,again\n")
     with pytest.raises(errors.DuplicateIdError, match=r"new.csv, row 3, field 'item_id'"):
         exporter.export_run(run_dir, str(tmp_path / "exports"), "movies",
-                            exporter.ExportOptions(update_catalog=str(update)))
+                            exporter.ExportOptions(update_catalog=str(update), allow_below_baseline=True))
     assert not os.path.exists(tmp_path / "exports")
 
 
@@ -124,7 +127,7 @@ def _update(path, first, count):
     """`ExportOptions` adding the items n{first}... of the update file it writes at `path`."""
     path.write_text("item_id,title,genres\n" + "".join(f"n{first + i},Robots in space part {first + i},Sci-Fi\n"
                                                       for i in range(count)))
-    return exporter.ExportOptions(update_catalog=str(path))
+    return ALLOWED.replace(update_catalog=str(path))
 
 
 def _served_ids(export):
@@ -135,10 +138,10 @@ def _served_ids(export):
 def test_catalogue_updates_accumulate_across_versions(run_dir, tmp_path):
     """An update of 3 items after an update of 3 serves all 6; a plain re-export keeps them too."""
     base = str(tmp_path / "exports")
-    plain = exporter.export_run(run_dir, base, "movies")
+    plain = exporter.export_run(run_dir, base, "movies", ALLOWED)
     first = exporter.export_run(run_dir, base, "movies", _update(tmp_path / "a.csv", 1, 3))
     second = exporter.export_run(run_dir, base, "movies", _update(tmp_path / "b.csv", 4, 3))
-    again = exporter.export_run(run_dir, base, "movies")
+    again = exporter.export_run(run_dir, base, "movies", ALLOWED)
     new = [f"n{i}" for i in range(1, 7)]
     assert first.num_new_items == 3 and second.num_new_items == again.num_new_items == 6
     assert _served_ids(second) == _served_ids(plain) + new == _served_ids(again)
@@ -165,7 +168,8 @@ def test_every_export_of_a_run_carries_a_model_card_with_metrics_and_baselines(r
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert card["metrics"]["test"]["HR@10"] == metrics["HR@10"]
-    assert set(card["baselines"]) == {"popularity", "transitions"}
+    assert set(card["baselines"]) == {"popularity", "transitions", "item-kNN"}
+    assert card["verdict"].startswith(("Above every baseline on validation", "Below a baseline on validation"))
     assert 0 <= card["baselines"]["transitions"]["HR@10"] <= 1
     assert card["baselines"] == {name: {k: v for k, v in figures.items() if k in card["baselines"][name]}
                                  for name, figures in metrics["baselines"].items()}

@@ -384,11 +384,13 @@ def test_load_run_restores_the_trained_model(tmp_path):
     model.adapt({name: value[keep] for name, value in train_rows.items()})
     model.refresh_catalogue()
     directory = run_dir.RunDirectory(str(tmp_path))
-    directory.write_json(run_dir.CONFIG, {"data_config": prepared.config.to_dict(), "model_config": cfg.to_dict(),
+    # A run stores the config its model was built with: the settings derived from the data resolved.
+    directory.write_json(run_dir.CONFIG, {"data_config": prepared.config.to_dict(), "model_config": model.cfg.to_dict(),
                                           "train_config": {}, "num_replicas": 1, "data_name": prepared.name})
     directory.write_run(model, prepared, {"HR@10": 0.0})
     run = load_run(str(tmp_path))
-    assert run.model_config == cfg and run.data_config == prepared.config and run.vocab == prepared.vocab
+    assert run.model_config == model.cfg and run.data_config == prepared.config and run.vocab == prepared.vocab
+    assert cfg.use_ratings is None and model.cfg.use_ratings is True  # synthetic logs have ratings
     assert run.model.item_texts == prepared.item_texts and run.model.item_titles == prepared.item_titles
     assert run.model.rating_offset == pytest.approx(prepared.rating_mean)
     assert run.model.trained_items.numpy()[3] == 0

@@ -76,9 +76,10 @@ def refreshed(tmp_path_factory):
     run_dir, _ = shared_run()
     directory = tmp_path_factory.mktemp("refresh")
     base = str(directory / "exports")
-    exporter.export_run(str(run_dir), base, "m")
+    exporter.export_run(str(run_dir), base, "m", exporter.ExportOptions(allow_below_baseline=True))
     new_logs = _new_logs(directory, _served_end(run_dir))
-    config = RefreshConfig(str(run_dir), str(directory / "run2"), base, "m", min_improvement=-1.0)
+    config = RefreshConfig(str(run_dir), str(directory / "run2"), base, "m", min_improvement=-1.0,
+                           allow_below_baseline=True)
     result = refresh(config, new_logs, TrainConfig(epochs=1, batch_size=32, verbose=0))
     return run_dir, directory, base, new_logs, result
 
@@ -98,7 +99,8 @@ def test_refresh_exports_a_model_that_passes_the_gate_with_both_figures_in_its_c
 
 def test_refresh_gate_refuses_a_model_that_is_not_better_enough(refreshed, tmp_path):
     run_dir, _, base, new_logs, _ = refreshed
-    config = RefreshConfig(str(run_dir), str(tmp_path / "run3"), base, "m", min_improvement=1.0)
+    config = RefreshConfig(str(run_dir), str(tmp_path / "run3"), base, "m", min_improvement=1.0,
+                           allow_below_baseline=True)
     result = refresh(config, new_logs, TrainConfig(epochs=1, batch_size=32, verbose=0))
     assert not result.passed and result.exported is None and "not exported" in result.verdict
     assert layout.existing_versions(os.path.join(base, "m")) == [1, 2]

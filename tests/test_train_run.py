@@ -27,6 +27,13 @@ EPOCHS = SHARED_RUN_EPOCHS
 HELD_OUT_ONLY = set(RUN_FACTS)
 
 
+def network_valid(metrics, name):
+    """The validation figure `name` of the network alone (the prior's weight 0 in its calibration table):
+    what the epochs monitored."""
+    prior = metrics.get("transition_prior")
+    return prior["valid"]["0.0"][name] if prior else metrics["valid"][name]
+
+
 @pytest.fixture
 def trained():
     return shared_run()
@@ -73,7 +80,9 @@ def test_fit_with_a_run_dir_returns_its_result_and_load_run_reproduces_the_metri
     recomputed = evaluate_run(directory)
     assert set(recomputed) == set(metrics) - HELD_OUT_ONLY
     assert recomputed == pytest.approx({k: metrics[k] for k in recomputed}, abs=1e-6)
-    assert evaluate_run(directory, split="valid") == pytest.approx(metrics["valid"], abs=1e-6)
+    valid = {name: value for name, value in metrics["valid"].items() if name != "baselines"}
+    assert evaluate_run(directory, split="valid") == pytest.approx(valid, abs=1e-6)
+    assert set(metrics["valid"]["baselines"]) == {"popularity", "transitions", "item-kNN"}
 
 
 def _trainer_model_data(*flags):
@@ -95,7 +104,7 @@ def test_fit_without_a_run_dir_trains_and_returns_metrics_and_history(tmp_path, 
     assert set(result.metrics) >= {"HR@10", "NDCG@10", "Recall@100", "MRR", *HELD_OUT_ONLY}
     assert result.metrics["epochs"] == 2 and result.metrics["examples_per_second"] > 0
     assert 0.0 <= result.metrics["HR@10"] <= 1.0
-    assert result.metrics["valid"]["HR@10"] == pytest.approx(max(result.history["val_HR@10"]), abs=1e-6)
+    assert network_valid(result.metrics, "HR@10") == pytest.approx(max(result.history["val_HR@10"]), abs=1e-6)
     assert any(not np.allclose(b, w.numpy()) for b, w in zip(before, model.trainable_weights))  # it trained
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
 
@@ -114,7 +123,7 @@ def test_best_epoch_weights_are_restored(trained):
     epochs = [r for r in read_jsonl(directory / run_dir.TRAINING_LOG) if r["event"] == "epoch"]
     assert [r["epoch"] for r in epochs] == list(range(1, EPOCHS + 1))
     best = max(r["val_HR@10"] for r in epochs)
-    assert metrics["valid"]["HR@10"] == pytest.approx(best, abs=1e-6)
+    assert network_valid(metrics, "HR@10") == pytest.approx(best, abs=1e-6)
     assert json.loads((directory / "checkpoints" / "best.json").read_text())["best"] == pytest.approx(best)
 
 
@@ -132,6 +141,14 @@ def test_tensorboard_has_loss_metrics_learning_rate(trained):
     # The loss on the held-out targets, under the same tag as the training loss: one chart, two runs.
     assert len(validation["epoch_loss"]) == EPOCHS and all(np.isfinite(validation["epoch_loss"]))
     assert validation["epoch_loss"] != train_scalars["epoch_loss"]
+
+
+def test_tensorboard_draws_the_baselines_as_flat_lines_on_the_validation_charts(trained):
+    directory, metrics = trained
+    for name, figures in metrics["valid"]["baselines"].items():
+        reference = scalar_tags(directory / "tensorboard" / f"baseline_{name}")
+        for tag in ("HR@10", "NDCG@10"):  # the validation run's tags: the same charts
+            assert reference[f"epoch_{tag}"] == pytest.approx([figures[tag]] * EPOCHS), (name, tag)
 
 
 def test_projector_at_the_log_root_holds_the_item_embeddings_named_and_titled(trained):
@@ -159,10 +176,14 @@ def test_command_prints_one_line_per_epoch_and_a_summary_off_a_terminal(tmp_path
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
+    summary = next(i for i, line in enumerate(lines) if line.startswith("tfrec.train: "))
     assert [re.match(r"epoch (\d)/2: loss \d+\.\d{4}, val_loss \d+\.\d{4}, val_HR@10 ", line) is not None
-            for line in lines[:-1]] == [True] * EPOCHS
+            for line in lines[:summary]] == [True] * EPOCHS
     assert re.match(rf"tfrec.train: {re.escape(str(tmp_path / 'run'))}: test HR@10 \d\.\d{{4}}, .+ \(2 of 2 epochs, ",
-                    lines[-1]), lines[-1]
+                    lines[summary]), lines[summary]
+    table = "\n".join(lines[summary + 1:])  # the model beside its baselines, and the verdict
+    assert all(name in table for name in ("this model", "popularity", "transitions", "item-kNN", "validation"))
+    assert re.search(r"^(Above every baseline|Below a baseline) on validation", table, flags=re.M), table
     output = result.stdout + result.stderr
     assert "\x1b" not in output  # no progress bar escape codes
     assert not re.search(r"^[IWEF]\d{4} |absl::InitializeLog|cuda|tensorflow", output, flags=re.M | re.I), \
@@ -243,7 +264,7 @@ def test_ranking_and_multitask_runs_report_their_metrics(tmp_path, task, target,
     else:
         assert 0.0 < metrics["RMSE"] < 5.0
     state = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
-    assert state["best"] == pytest.approx(metrics["valid"][monitor.removeprefix("val_")])
+    assert state["best"] == pytest.approx(network_valid(metrics, monitor.removeprefix("val_")))
 
 
 def _no_ratings_source(tmp_path):

@@ -35,6 +35,7 @@ quiet.configure(__name__, default_verbosity=-1)  # before TensorFlow is imported
 from tfrec import config_flags, launch, train  # noqa: E402
 from tfrec.config import ConfigError  # noqa: E402
 from tfrec.data import DataError, prepared, summary  # noqa: E402
+from tfrec.evaluation import verdict  # noqa: E402
 from tfrec.exporting import exporter  # noqa: E402
 from tfrec.training import Trainer, checks, evaluate_run  # noqa: E402
 from tfrec.training import run_dir as run_files  # noqa: E402
@@ -62,6 +63,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                          flag_values=flag_values)
     flags.DEFINE_list("users", ["1", "42", "405"], "Users whose recommendations are printed.", flag_values=flag_values)
     flags.DEFINE_integer("k", 10, "Recommendations per user.", lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_bool("allow_below_baseline", False, "Export the model even when its validation HR@10 or NDCG@10 "
+                      "is below a baseline's (a test config's few steps, say).", flag_values=flag_values)
 
 
 def _source(values):
@@ -161,8 +164,10 @@ def run(values: flags.FlagValues) -> None:
     _stage("evaluate", f"tfrec.training.evaluate_run({values.run_dir!r})")
     print(f"test {format_metrics(evaluate_run(values.run_dir))} (recomputed from the run directory)")
     print(_beside_baselines(result.metrics))
+    print(verdict.verdict(result.metrics) or "no baseline figures to compare with")
     _stage("export", f"tfrec.exporting.export_run({values.run_dir!r}, {values.export_base!r}, {values.model_name!r})")
-    exported = exporter.export_run(values.run_dir, values.export_base, values.model_name)
+    exported = exporter.export_run(values.run_dir, values.export_base, values.model_name,
+                                   exporter.ExportOptions(allow_below_baseline=values.allow_below_baseline))
     ops = exported.ops
     print(f"op types: {len(ops.core_ops)} core TensorFlow, {len(ops.text_ops)} TensorFlow Text, "
           f"{len(ops.other_ops)} other")

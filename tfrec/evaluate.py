@@ -7,7 +7,9 @@ Rebuilds the model from the run directory, prepares the data with the run's
 pointing at a moved copy), checks that the data gives the run's vocabulary,
 and prints the metrics of the evaluation protocol (docs/evaluation.md) as
 JSON: the same numbers as the run's `metrics.json` (test) or its "valid"
-entry; a one-line summary follows on standard error.
+entry; a one-line summary follows on standard error, then the run's model
+beside the popularity, transitions and item-kNN baselines (validation and
+test) and its verdict.
 """
 
 import json
@@ -21,7 +23,8 @@ quiet.configure(__name__)  # before TensorFlow is imported
 from tfrec import config_flags  # noqa: E402
 from tfrec.config import ConfigError  # noqa: E402
 from tfrec.data import DataConfig  # noqa: E402
-from tfrec.training import evaluate_run  # noqa: E402
+from tfrec.evaluation import verdict  # noqa: E402
+from tfrec.training import RunDirectory, evaluate_run  # noqa: E402
 from tfrec.training.trainer import format_metrics  # noqa: E402
 
 
@@ -46,6 +49,7 @@ def main(argv):
     print(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"tfrec.evaluate: {flags.FLAGS.run_dir} ({flags.FLAGS.eval_split}): {format_metrics(metrics)}",
           file=sys.stderr)
+    print(verdict.report(RunDirectory(flags.FLAGS.run_dir).read_metrics()), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -86,10 +86,8 @@ def parse_trainable(trainable, num_layers):
 
 
 def progress_message(done: int, total: int, seconds: float, work_done: float) -> str:
-    """The progress line of an encoding that has done `done` of `total` texts in `seconds`.
-
-    `work_done` is the fraction of the work done (tokens, padding included),
-    which the ETA extrapolates: with texts sorted by length, the last ones cost most.
+    """The progress line of an encoding that has done `done` of `total` texts in `seconds`; the ETA
+    extrapolates `work_done`, the fraction of the tokens done (sorted by length, the last texts cost most).
 
     >>> progress_message(2048, 9742, 134.7, 2048 / 9742)
     'encoded 2,048/9,742 texts, 15.2 texts/s, ETA 8 min'
@@ -106,11 +104,8 @@ def minilm_directory():
 
 
 def tiny_vocabulary():
-    """Returns a small deterministic WordPiece vocabulary (characters).
-
-    Special tokens, lowercase letters, digits and punctuation, each also as a
-    `##` continuation piece: enough to tokenise any lowercased ASCII text.
-    """
+    """A small deterministic WordPiece vocabulary: special tokens, lowercase letters, digits and punctuation,
+    each also as a `##` continuation piece: enough to tokenise any lowercased ASCII text."""
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     characters = list(string.ascii_lowercase + string.digits + string.punctuation)
     return specials + characters + ["##" + c for c in characters]

@@ -32,6 +32,7 @@ quiet.configure(__name__)  # before TensorFlow is imported
 from tfrec import config_flags  # noqa: E402
 from tfrec.config import ConfigError  # noqa: E402
 from tfrec.data import DataConfig, DataError, prepare  # noqa: E402
+from tfrec.evaluation import verdict  # noqa: E402
 from tfrec.models import ModelConfig  # noqa: E402
 from tfrec.training import RunDirectory, TrainConfig, Trainer  # noqa: E402
 from tfrec.training.trainer import format_metrics  # noqa: E402
@@ -95,6 +96,7 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
 def main(argv):
     metrics = train(flags.FLAGS)
     print(f"tfrec.train: {flags.FLAGS.run_dir}: test {format_metrics(metrics)}")
+    print(verdict.report(metrics))
 
 
 if __name__ == "__main__":

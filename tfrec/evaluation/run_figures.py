@@ -17,7 +17,7 @@ from tfrec.evaluation import protocol, references
 
 
 def held_out_figures(model, data, ks: tuple = (10, 100), batch_size: int = 512,
-                     valid: Optional[protocol.HeldOut] = None) -> dict:
+                     valid: Optional[protocol.HeldOut] = None, valid_baselines: Optional[dict] = None) -> dict:
     """The test metrics of `model` on `data`, its valid ones under "valid", the baselines' under "baselines".
 
     Args:
@@ -26,6 +26,7 @@ def held_out_figures(model, data, ks: tuple = (10, 100), batch_size: int = 512,
         ks: cut-offs of the ranking metrics.
         batch_size: examples scored at once.
         valid: the valid `protocol.HeldOut` of `data`, when the caller has it already.
+        valid_baselines: the baselines' valid metrics, when the caller has them already.
 
     Returns:
         dict of metric name -> float, plus "valid" (the same on the valid split, with the baselines'
@@ -35,6 +36,7 @@ def held_out_figures(model, data, ks: tuple = (10, 100), batch_size: int = 512,
     valid = valid or protocol.HeldOut.from_data(data, "valid")
     figures = protocol.evaluate_model(model, test, model.cfg, ks, batch_size)
     figures["valid"] = protocol.evaluate_model(model, valid, model.cfg, ks, batch_size)
-    figures["valid"]["baselines"] = references.reference_metrics(data, model.cfg, ks, split="valid")
+    figures["valid"]["baselines"] = (valid_baselines if valid_baselines is not None
+                                     else references.reference_metrics(data, model.cfg, ks, split="valid"))
     figures["baselines"] = references.reference_metrics(data, model.cfg, ks)
     return figures

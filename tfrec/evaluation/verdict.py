@@ -87,3 +87,15 @@ def comparison_table(metrics: dict, model_name: str = "this model") -> str:
             cells += [f"{figures[m]:16.4f}" if m in figures else f"{'-':>16}" for m in COMPARED]
         lines.append(name.ljust(width) + "  ".join(cells))
     return "\n".join(lines)
+
+
+def report(metrics: dict) -> str:
+    """What a command prints at its end: the comparison table, the verdict and the transition prior's weight."""
+    lines = [comparison_table(metrics)]
+    sentence = verdict(metrics)
+    if sentence:
+        lines.append(sentence)
+    prior = metrics.get("transition_prior")
+    if prior:
+        lines.append(f"transition prior weight {prior['weight']:g} (chosen on validation NDCG@10, then HR@10)")
+    return "\n".join(lines)

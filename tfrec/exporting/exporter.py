@@ -39,6 +39,7 @@ from absl import logging
 
 from tfrec.config import Config
 from tfrec.data import DataConfig
+from tfrec.evaluation import verdict
 from tfrec.exporting import catalogue as catalogue_lib
 from tfrec.exporting import checks, layout, model_card, serving_module, warmup
 from tfrec.models import ModelConfig
@@ -78,6 +79,9 @@ class ExportOptions(Config):
         catalogue_dtype: How the retrieval signatures store the catalogue matrix: float32, bfloat16 (half the
             bytes) or int8 (a quarter, one float32 scale per item); scores are computed in float32 with plain
             TensorFlow ops.
+        allow_below_baseline: Publish a model whose validation HR@10 or NDCG@10 is below the best baseline's
+            (popularity, transitions, item-kNN on the same validation targets); without it such a model is
+            refused.
 
     Example:
 
@@ -95,6 +99,26 @@ class ExportOptions(Config):
     max_size_ratio: float = 1.2
     max_graph_mb: float = 32.0
     catalogue_dtype: str = "float32"
+    allow_below_baseline: bool = False
+
+
+class BelowBaselineError(ValueError):
+    """A run's validation figures are below a baseline's: publishing it would serve users worse."""
+
+
+def check_above_baselines(run_dir: str, metrics: dict, allow: bool = False) -> None:
+    """Raises `BelowBaselineError` naming the figures when the run's model ranks below a baseline on
+    validation (`tfrec.evaluation.verdict.below_baseline`), unless `allow` (then logs them). Runs without
+    baseline figures (ranking models, runs written before they were recorded) pass with a warning."""
+    if not verdict.best_baselines(metrics):
+        logging.warning("%s: metrics.json holds no validation figures of ranking baselines: not compared", run_dir)
+        return
+    gaps = verdict.below_baseline(metrics)
+    if gaps and not allow:
+        raise BelowBaselineError(f"refusing to publish {run_dir}: {'; '.join(gaps)}; a simpler method serves "
+                                 "these users better (pass --allow_below_baseline to publish it anyway)")
+    if gaps:
+        logging.warning("publishing %s although %s (--allow_below_baseline)", run_dir, "; ".join(gaps))
 
 
 @dataclasses.dataclass
@@ -324,6 +348,8 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
         refresh: the before/after figures of a refresh gate, for the model card.
     """
     run_files = run_dir_lib.RunDirectory(run_dir)
+    metrics = run_files.read_metrics()
+    check_above_baselines(run_dir, metrics, options.allow_below_baseline)
     saved = run_files.read_config()
     catalogue = catalogue_lib.Catalogue(run_files.read_vocabulary().item_ids, run_files.read_items()[0])
     retrieval = ModelConfig.from_dict(saved["model_config"]).task in RETRIEVAL_TASKS
@@ -337,7 +363,7 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
     run = run_dir_lib.load_run(run_dir)
     new_items = (new_ids, new_texts, new_titles) if new_ids else None
     run_facts = {"run_dir": os.path.abspath(run_dir), "config": saved,
-                 "metrics": run_files.read_metrics()}
+                 "metrics": metrics}
     return export_model(run.model, export_base, model_name, version=options.version, new_items=new_items,
                         top_k_max=options.top_k_max, max_size_ratio=options.max_size_ratio,
                         max_graph_mb=options.max_graph_mb, run_facts=run_facts, refresh=refresh,

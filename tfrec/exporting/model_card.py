@@ -17,6 +17,8 @@ Example:
 import datetime
 from typing import Optional
 
+from tfrec.evaluation import verdict
+
 INTENDED_USE = {
     "retrieval": "Ranks the whole catalogue for a user's behaviour history (next behaviour: watch, click, buy); "
                  "candidate generation for a feed, 'because you ...' rows and item-to-item suggestions.",
@@ -58,7 +60,8 @@ def build_card(model_config: dict, model_name: str, version: int, num_model_item
         refresh: the before/after figures and verdict of `tfrec.refresh`, when it made the export.
 
     Returns:
-        dict with "model", "intended_use", "limits", "data", "training", "metrics", "baselines",
+        dict with "verdict" (one sentence: the model beside the best baselines on validation, or None),
+        "model", "intended_use", "limits", "data", "training", "metrics", "baselines",
         "refresh", "config".
     """
     facts = run_facts or {}
@@ -68,6 +71,7 @@ def build_card(model_config: dict, model_name: str, version: int, num_model_item
     target = "rating" if model_config.get("ranking_target", "rating") == "rating" else "click probability"
     summary = metrics.pop("data_summary", None)
     return {
+        "verdict": verdict.verdict(metrics),
         "model": {"name": model_name, "version": version, "task": task,
                   "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "items": num_model_items + num_new_items, "items_added_from_text": num_new_items},
@@ -97,6 +101,7 @@ def to_markdown(card: dict) -> str:
     """The card as a short Markdown document (`assets/model_card.md`)."""
     model, data, training = card["model"], card["data"], card["training"]
     lines = [f"# Model card: {model['name']}, version {model['version']}", "",
+             *([card["verdict"], ""] if card.get("verdict") else []),
              f"- Task: {model['task']}; {model['items']} items ({model['items_added_from_text']} added from text "
              f"after training); exported {model['exported_at']}.",
              f"- Intended use: {card['intended_use']}", "", "## Data", ""]

@@ -17,6 +17,7 @@ from tfrec.models.rating_head import RatingHead
 from tfrec.models.recommender import Recommender, build_model
 from tfrec.models.request_encoder import RequestEncoder
 from tfrec.models.retrieval_task import RetrievalTask
+from tfrec.models.transition_prior import TransitionPrior
 
 __all__ = [
     "BehaviourTextTower",
@@ -29,6 +30,7 @@ __all__ = [
     "Recommender",
     "RequestEncoder",
     "RetrievalTask",
+    "TransitionPrior",
     "build_model",
     "history_features",
     "verbalise_history",

@@ -12,9 +12,12 @@ True
 
 import dataclasses
 import re
-from typing import ClassVar
+from typing import ClassVar, Optional
+
+import numpy as np
 
 from tfrec.config import Config, require
+from tfrec.data import schema
 
 TASKS = ("retrieval", "ranking", "multitask")
 HISTORY_ENCODERS = ("transformer", "attention", "mean")
@@ -22,6 +25,8 @@ SOFTMAXES = ("full", "in_batch")
 RANKING_TARGETS = ("rating", "click")
 TEXT_ADAPTORS = ("linear", "moe")
 TRANSITION_PRIORS = ("auto", "off")
+REAL_TIME_FROM = 100_000_000
+"""Timestamps from here on (Unix seconds: March 1973) are times; smaller ones are positions or counters."""
 TRAINABLE = re.compile(r"^(all|none|top:\d+)$")
 
 
@@ -59,9 +64,11 @@ class ModelConfig(Config):
             (attention pooling with the latest item as query) or "mean".
         history_layers: transformer blocks of the behaviour tower.
         history_heads: attention heads of the behaviour tower.
-        use_ratings: feed each behaviour's rating to the behaviour tower.
+        use_ratings: feed each behaviour's rating to the behaviour tower;
+            unset (the default): when the logs have ratings (`for_data`).
         use_time_gaps: feed log-bucketed time gaps (to the previous behaviour
-            and to the next/target time) to the behaviour tower.
+            and to the next/target time) to the behaviour tower; unset (the
+            default): when the timestamps are times, not positions.
         behaviour_text: encode the verbalised recent history with BERT instead
             of the behaviour tower ("rated 5: Star Wars (1977); ...").
         behaviour_text_items: how many recent behaviours are verbalised.
@@ -105,8 +112,8 @@ class ModelConfig(Config):
     history_encoder: str = "transformer"
     history_layers: int = 2
     history_heads: int = 2
-    use_ratings: bool = False
-    use_time_gaps: bool = False
+    use_ratings: Optional[bool] = None
+    use_time_gaps: Optional[bool] = None
     behaviour_text: bool = False
     behaviour_text_items: int = 10
     behaviour_text_length: int = 128
@@ -142,6 +149,37 @@ class ModelConfig(Config):
         """Builds a config from a dict (`Config.from_dict`); a field of `SAVED_BEFORE` a saved config lacks
         takes the value its run was trained with."""
         return super().from_dict({**cls.SAVED_BEFORE, **values})
+
+    def for_data(self, data) -> tuple:
+        """(this config with its unset fields derived from `data`, {field: why it was set so}).
+
+        Args:
+            data: `tfrec.data.PreparedData` or `StreamedData` (its ratings and training timestamps).
+
+        Example:
+
+        >>> config, reasons = ModelConfig(encoder="tiny").for_data(data)  # doctest: +SKIP
+        >>> reasons["use_time_gaps"]  # doctest: +SKIP
+        'True: the timestamps are times (median 2004-11-30)'
+        """
+        changes, reasons = {}, {}
+        if self.use_ratings is not None and self.use_time_gaps is not None:
+            return self, reasons
+        if not hasattr(data, "training_columns"):  # a catalogue alone (e.g. a run directory's): no logs to read
+            unset = [name for name in ("use_ratings", "use_time_gaps") if getattr(self, name) is None]
+            return self.replace(**dict.fromkeys(unset, False)), dict.fromkeys(unset, "False: built without logs")
+        if self.use_ratings is None:
+            changes["use_ratings"] = bool(data.has_ratings)
+            reasons["use_ratings"] = (f"{changes['use_ratings']}: the logs "
+                                      f"{'have' if data.has_ratings else 'have no'} ratings")
+        if self.use_time_gaps is None:
+            times = np.asarray(data.training_columns([schema.TARGET_TIMESTAMP])[schema.TARGET_TIMESTAMP])
+            median = float(np.median(times)) if times.size else 0.0
+            changes["use_time_gaps"] = median >= REAL_TIME_FROM
+            reasons["use_time_gaps"] = (f"True: the timestamps are times (median {median:.0f} s)"
+                                        if changes["use_time_gaps"] else
+                                        f"False: the timestamps are positions or counters (median {median:.0f})")
+        return self.replace(**changes), reasons
 
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""

@@ -36,6 +36,7 @@ Example:
 
 import keras
 import numpy as np
+from absl import logging
 import tensorflow as tf
 from keras.src.losses import loss as loss_module
 
@@ -388,18 +389,23 @@ def build_model(config, data, encode_catalogue=True):
             weights), which saves the minutes of encoding a catalogue.
 
     Returns:
-        a built, uncompiled `Recommender`. Seeds Keras' global random state
-        with `config.seed` first, so equal configs build equal models.
+        a built, uncompiled `Recommender`, its unset config fields derived
+        from `data` (`ModelConfig.for_data`; `model.derived_settings` says
+        why). Seeds Keras' global random state with `config.seed` first, so
+        equal configs build equal models.
 
     Raises:
         ConfigError: an invalid config, or an encoder that refuses it (e.g.
             `encoder_trainable="top:9"` on a 6-layer encoder).
     """
-    config.validate()
+    config, reasons = config.validate().for_data(data)
+    for name, reason in reasons.items():
+        logging.info("ModelConfig.%s=%s", name, reason)
     keras.utils.set_random_seed(config.seed)
     try:
         model = Recommender(config, data.vocab, data.item_texts, data.item_titles, rating_offset=data.rating_mean)
     except (ValueError, FileNotFoundError) as error:  # the encoder refuses its arguments or source
         raise ConfigError(f"ModelConfig.encoder={config.encoder!r}: {error}") from error
+    model.derived_settings = reasons
     model.build(encode_catalogue=encode_catalogue)
     return model

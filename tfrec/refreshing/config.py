@@ -32,6 +32,8 @@ class RefreshConfig(Config):
             count once).
         replay: Share of the users whose older training examples are mixed into the fine-tuning, drawn at
             random (0: only the new logs and the served run's held-out behaviours; 1: every log).
+        allow_below_baseline: Publish a refreshed model that passes the gate although its validation HR@10 or
+            NDCG@10 is below the best baseline's (refused otherwise, as `tfrec.export` refuses it).
     """
 
     serving_run: Optional[str] = None
@@ -43,6 +45,7 @@ class RefreshConfig(Config):
     test_fraction: float = 0.2
     allow_overlap: bool = False
     replay: float = 0.0
+    allow_below_baseline: bool = False
 
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""

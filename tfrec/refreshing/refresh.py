@@ -150,7 +150,8 @@ def _publish(config: RefreshConfig, facts: dict) -> Optional[exporter.ExportResu
     facts = {"served_run": os.path.abspath(config.serving_run),
              "served_version": served_versions[-1] if served_versions else None,
              "min_improvement": config.min_improvement, "replay": config.replay, **facts}
-    exported = (exporter.export_run(config.run_dir, config.export_base, config.model_name, refresh=facts)
+    options = exporter.ExportOptions(allow_below_baseline=config.allow_below_baseline)
+    exported = (exporter.export_run(config.run_dir, config.export_base, config.model_name, options, refresh=facts)
                 if facts["passed"] else None)
     RunDirectory(config.run_dir).write_json(REPORT,
                                             dict(facts, exported_version=exported.version if exported else None))

@@ -7,7 +7,7 @@ Example:
 """
 
 import dataclasses
-from typing import ClassVar
+from typing import Optional, ClassVar
 
 from tfrec.config import Config, require
 from tfrec.evaluation import protocol
@@ -35,7 +35,9 @@ class TrainConfig(Config):
         weight_decay: AdamW decoupled weight decay (not on biases and norms).
         clipnorm: clip the global gradient norm to this value; 0 disables.
         early_stopping_patience: stop after this many epochs without
-            improvement of monitor; 0 disables.
+            improvement of monitor; 0 disables; unset (the default): enough
+            epochs for `auto_settings.PATIENCE_STEPS` steps, at least 8, so
+            that a small, noisy validation set does not stop a run early.
         monitor: validation metric for early stopping and the best weights,
             e.g. val_HR@10 or val_RMSE; auto: val_HR@10 when the model ranks
             the catalogue, else val_RMSE (rating) or val_AUC (click).
@@ -79,7 +81,7 @@ class TrainConfig(Config):
     decay: str = "cosine"
     weight_decay: float = 0.01
     clipnorm: float = 1.0
-    early_stopping_patience: int = 8
+    early_stopping_patience: Optional[int] = None
     monitor: str = "auto"
     eval_ks: tuple[int, ...] = (10, 100)
     eval_batch_size: int = 512
@@ -107,7 +109,8 @@ class TrainConfig(Config):
             self.check_range(name, minimum=1)
         for name in ("epochs", "batch_size", "warmup_steps", "early_stopping_patience", "max_steps", "steps_per_epoch",
                      "checkpoint_every_steps", "log_every_steps", "weight_decay", "clipnorm", "text_adaptation_steps"):
-            self.check_range(name, minimum=0)
+            if getattr(self, name) is not None:
+                self.check_range(name, minimum=0)
         for name in ("text_adaptation_layers", "text_adaptation_batch_size", "text_adaptation_window",
                      "text_adaptation_length"):
             self.check_range(name, minimum=1)

@@ -38,6 +38,9 @@ def write_scalar(tag, value, step):
     tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=SCALAR_METADATA)
 
 
+REFERENCE_METRICS = ("HR@10", "NDCG@10")
+
+
 class ScalarSummaries(keras.callbacks.Callback):
     """Writes the training and validation logs as TensorBoard scalars.
 
@@ -47,12 +50,17 @@ class ScalarSummaries(keras.callbacks.Callback):
         log_dir: the TensorBoard log directory.
         every_steps: also write the batch logs every this many optimizer
             steps; 0 writes per epoch only.
+        references: optional {baseline name: its validation metrics}: each
+            epoch also writes the baseline's `REFERENCE_METRICS` under the
+            run `baseline_NAME`, so that TensorBoard draws them as flat lines
+            on the validation curves' charts.
     """
 
-    def __init__(self, log_dir, every_steps=0):
+    def __init__(self, log_dir, every_steps=0, references=None):
         super().__init__()
         self.log_dir = log_dir
         self.every_steps = every_steps
+        self.references = references or {}
         self._writers = {}
 
     def _writer(self, name):
@@ -83,6 +91,11 @@ class ScalarSummaries(keras.callbacks.Callback):
             for name, value in logs.items():
                 if name.startswith("val_"):
                     write_scalar(f"epoch_{name[len('val_'):]}", value, epoch)
+        for baseline, figures in self.references.items():
+            with self._writer(f"baseline_{baseline}").as_default():
+                for name in REFERENCE_METRICS:
+                    if name in figures:
+                        write_scalar(f"epoch_{name}", figures[name], epoch)
         for writer in self._writers.values():
             writer.flush()
 

@@ -38,7 +38,7 @@ from absl import logging
 
 from tfrec.config import require
 from tfrec.data import pipeline
-from tfrec.evaluation import prior_weight, protocol, run_figures
+from tfrec.evaluation import prior_weight, protocol, references, run_figures
 from tfrec.training import (auto_settings, callbacks, checks, devices, multi_worker, optimizer, summaries,
                             text_adaptation)
 from tfrec.training.config import TrainConfig
@@ -69,7 +69,7 @@ class TrainResult:
 
 
 RUN_FACTS = ("valid", "epochs", "max_epochs", "batch_size", "examples_per_second", "wall_time_seconds", "trained_at",
-             "baselines", "data_summary", "transition_prior")
+             "baselines", "data_summary", "transition_prior", "derived_settings")
 """Keys of `TrainResult.metrics` that describe the run rather than the held-out figures."""
 
 
@@ -98,6 +98,8 @@ class FitPlan:
         train_ds: the repeated, batched training dataset.
         valid: the valid `protocol.HeldOut` the epochs are validated on.
         num_train: training windows (examples the model trains on).
+        valid_baselines: the reference baselines' validation metrics (`references.reference_metrics`).
+        patience: epochs without improvement before early stopping (0: never), auto resolved.
         batch_size, steps_per_epoch, epochs: the schedule, auto values resolved.
     """
 
@@ -106,6 +108,8 @@ class FitPlan:
     train_ds: tf.data.Dataset
     valid: protocol.HeldOut
     num_train: int
+    valid_baselines: dict
+    patience: int
     batch_size: int
     steps_per_epoch: int
     epochs: int
@@ -180,6 +184,7 @@ class Trainer:
     def _prepare(self, model, data, run: Optional[RunDirectory]) -> FitPlan:
         """Checks everything against the data (and a resumed run), adapts the item text encoder if asked,
         then settles the schedule, compiles the model and makes its training dataset."""
+        self._clip_default_ks(data.vocab.num_items)
         cfg = self.config
         monitor = self._check(model, data)
         record = {"data_config": data.config.to_dict(), "model_config": model.cfg.to_dict(),
@@ -194,18 +199,33 @@ class Trainer:
         train_examples = model.train_examples(training)
         num_train = pipeline.count(train_examples)
         batch_size, steps_per_epoch, epochs = self._schedule(model, num_train)
+        patience = cfg.early_stopping_patience
+        if patience is None:
+            patience = auto_settings.auto_patience(steps_per_epoch)
         record["warm_start_from"] = getattr(model, "warm_started_from", None)
         with self.strategy.scope():
             model.compile(optimizer=self._optimizer(epochs * steps_per_epoch))
         train_ds = pipeline.to_tf_dataset(train_examples, batch_size=batch_size, shuffle=True, seed=cfg.seed,
                                           cache=False).repeat()
         logging.info("training %s on %s: %d training windows (of %d training examples), batch %d%s, "
-                     "%d steps per epoch, %d epochs at most%s, %d replica(s), monitor %s", model.cfg.task,
+                     "%d steps per epoch, %d epochs at most%s, %d replica(s), monitor %s, patience %d%s", model.cfg.task,
                      data.name, num_train, data.num_examples("train"), batch_size,
                      "" if cfg.batch_size else " (auto)", steps_per_epoch, epochs, "" if cfg.epochs else " (auto)",
-                     self.strategy.num_replicas_in_sync, monitor)
-        return FitPlan(record, monitor, train_ds, protocol.HeldOut.from_data(data, "valid"), num_train, batch_size,
-                       steps_per_epoch, epochs)
+                     self.strategy.num_replicas_in_sync, monitor, patience,
+                     "" if cfg.early_stopping_patience is not None else " (auto)")
+        valid_baselines = references.reference_metrics(data, model.cfg, cfg.eval_ks, split="valid")
+        return FitPlan(record, monitor, train_ds, protocol.HeldOut.from_data(data, "valid"), num_train,
+                       valid_baselines, patience, batch_size, steps_per_epoch, epochs)
+
+    def _clip_default_ks(self, num_items: int) -> None:
+        """The default cut-offs (`eval_ks`) larger than a small catalogue become its size, said once; cut-offs
+        given explicitly stay, and `_check` refuses them."""
+        ks = self.config.eval_ks
+        if ks == TrainConfig().eval_ks and max(ks) > num_items:
+            clipped = tuple(dict.fromkeys(min(k, num_items) for k in ks))
+            logging.info("TrainConfig.eval_ks=%s: the catalogue has %d items, so the cut-offs are %s",
+                         ",".join(map(str, ks)), num_items, ",".join(map(str, clipped)))
+            self.config = self.config.replace(eval_ks=clipped)
 
     def _schedule(self, model, num_train: int) -> tuple:
         """(batch size, steps per epoch, epochs) of the config, auto values derived from `num_train` windows
@@ -248,7 +268,7 @@ class Trainer:
         `keep_files`: `state` is a run's, which keeps its config, training log, backups and TensorBoard scalars."""
         if keep_files:
             state.write_json(CONFIG, plan.record)
-        best = callbacks.BestWeights(plan.monitor, state.file(CHECKPOINTS), self.config.early_stopping_patience)
+        best = callbacks.BestWeights(plan.monitor, state.file(CHECKPOINTS), plan.patience)
         if best.stopped:  # this directory's run already stopped early: nothing is left to train
             best.restore(model)
             return {}
@@ -276,7 +296,7 @@ class Trainer:
     def _evaluate(self, model, data, plan: FitPlan) -> dict:
         """The held-out figures of the best weights, and the reference baselines' (`run_figures`)."""
         return run_figures.held_out_figures(model, data, self.config.eval_ks, self.config.eval_batch_size,
-                                            valid=plan.valid)
+                                            valid=plan.valid, valid_baselines=plan.valid_baselines)
 
     def _report(self, model, data, plan: FitPlan, figures: dict, records: list, started: float,
                 run: Optional[RunDirectory]) -> dict:
@@ -287,6 +307,10 @@ class Trainer:
             if records else 0.0
         metrics["epochs"] = records[-1]["epoch"] if records else 0
         metrics["max_epochs"] = plan.epochs
+        metrics["derived_settings"] = {**getattr(model, "derived_settings", {}), "early_stopping_patience": (
+            f"{plan.patience}: set" if self.config.early_stopping_patience is not None else
+            f"{plan.patience}: {auto_settings.PATIENCE_STEPS} steps of {plan.steps_per_epoch} per epoch, at least "
+            f"{auto_settings.MIN_PATIENCE}")}
         metrics["batch_size"] = plan.batch_size
         metrics["wall_time_seconds"] = time.time() - started
         metrics["trained_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -345,7 +369,7 @@ class Trainer:
             fit_callbacks += [
                 callbacks.TrainingLog(run.file(TRAINING_LOG)),
                 callbacks.TrainingBackup(run.file(BACKUP), cfg.checkpoint_every_steps),
-                summaries.ScalarSummaries(run.file(TENSORBOARD), cfg.log_every_steps),
+                summaries.ScalarSummaries(run.file(TENSORBOARD), cfg.log_every_steps, plan.valid_baselines),
             ]
         if cfg.max_steps:
             fit_callbacks.append(callbacks.StopAtStep(cfg.max_steps))

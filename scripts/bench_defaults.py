@@ -1,0 +1,132 @@
+"""The defaults against the counting baselines: runs of `python -m tfrec.train` given only the data's flags.
+
+For each run directory (`--runs=NAME=DIR,...`, each trained with no flag but
+the ones its data needs), prints the test and validation HR@10 / NDCG@10 of
+the model as trained (its transition prior weighed on validation), of the same
+network without the prior (weight 0, evaluated again here), and of the
+popularity, transitions and item-kNN baselines on the same targets, with the
+model's margin over the best baseline, the prior's weight and the settings
+derived from the data. The table goes to BENCHMARKS.md (section
+`bench_defaults`) with the commands that trained the runs and the machine.
+
+    nice .venv/bin/python -m tfrec.train --source=movielens:../shared/data/ml-100k --run_dir=runs/defaults-ml100k
+    .venv/bin/python scripts/make_shop_log.py --output_dir=/tmp/shop
+    nice .venv/bin/python -m tfrec.train --source=table:interactions=/tmp/shop/events.csv,items=/tmp/shop/items.jsonl \\
+        --user_col=customer --item_col=sku --event_col=event --time_col=time --time_format=iso \\
+        --text_cols=title,brand,category,description --run_dir=runs/defaults-shop
+    .venv/bin/python scripts/make_heavy_users.py --data_dir=../shared/data/ml-100k --output_dir=/tmp/heavy
+    nice .venv/bin/python -m tfrec.train --source=table:interactions=/tmp/heavy/ratings.csv,items=/tmp/heavy/items.csv \
+        --run_dir=runs/defaults-heavy
+    .venv/bin/python scripts/bench_defaults.py --runs=ml100k=runs/defaults-ml100k,shop=runs/defaults-shop,...
+
+The data sets: MovieLens-100K, Amazon Office (`--time_col=position
+--text_cols=title,brand,categories,description`), the shop log of
+`scripts/make_shop_log.py` (seed 0) and the 150 heaviest MovieLens-100K users
+(`scripts/make_heavy_users.py`).
+"""
+
+import os
+import re
+import sys
+
+from absl import app, flags
+
+import benchlib
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from tfrec.evaluation import protocol  # noqa: E402
+from tfrec.training import RunDirectory, load_run_data  # noqa: E402
+
+BASELINES = ("popularity", "transitions", "item-kNN")
+MEASURES = ("HR@10", "NDCG@10")
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Defines the script's flags in `flag_values`."""
+    flags.DEFINE_list("runs", [], "NAME=RUN_DIR pairs: runs of `python -m tfrec.train` with only the data's flags.",
+                      flag_values=flag_values)
+    flags.DEFINE_string("output", os.path.join(REPO_ROOT, "BENCHMARKS.md"), "Markdown file to write the table to.",
+                        flag_values=flag_values)
+
+
+def network_alone(directory: str) -> dict:
+    """{"test": ..., "valid": ...} metrics of a run's model with its transition prior's weight set to 0."""
+    run, data = load_run_data(directory)
+    model = run.model
+    if model.transition_prior is not None:
+        model.transition_prior.weight.assign(0.0)
+    return {split: protocol.evaluate_model(model, protocol.HeldOut.from_data(data, split), run.model_config, (10,))
+            for split in ("test", "valid")}
+
+
+def row(name: str, directory: str) -> tuple:
+    """(table row, command line) of one run."""
+    run = RunDirectory(directory)
+    metrics, config = run.read_metrics(), run.read_config()
+    alone = network_alone(directory)
+    test, valid = metrics, metrics["valid"]
+    best = {m: max(metrics["baselines"][b][m] for b in BASELINES if b in metrics["baselines"]) for m in MEASURES}
+    margin = " / ".join(f"{test[m] / best[m] - 1:+.0%}" for m in MEASURES)
+    prior = metrics.get("transition_prior") or {}
+    derived = "; ".join(f"{field} {reason.split(':')[0]}" for field, reason in
+                        (metrics.get("derived_settings") or {}).items())
+    cells = [name, _pair(test), _pair(alone["test"]),
+             *(_pair(metrics["baselines"][b]) if b in metrics["baselines"] else "—" for b in BASELINES),
+             margin, _pair(valid), _pair(alone["valid"]), f"{prior.get('weight', 0):g}", derived,
+             f"{metrics['epochs']} of {metrics['max_epochs']}", f"{metrics['wall_time_seconds'] / 60:.1f} min"]
+    data_config = config["data_config"]
+    command = f"python -m tfrec.train --source={_portable(data_config['source'])} (columns: {_columns(data_config)})"
+    return "| " + " | ".join(cells) + " |", f"- {name}: `{command}`"
+
+
+def _portable(source: str) -> str:
+    """`source` with the repository's sibling folders as `../` and other directories as `DATA/`."""
+    parent = os.path.dirname(REPO_ROOT) + os.sep
+    return re.sub(r"(?<=[:=,])(/[^,=]+/)", lambda m: m.group(1).replace(parent, "../", 1)
+                  if m.group(1).startswith(parent + "shared") else "DATA/", source)
+
+
+def _pair(figures: dict) -> str:
+    return " / ".join(f"{figures[m]:.4f}" for m in MEASURES)
+
+
+def _columns(data_config: dict) -> str:
+    defaults = {"user_col": "user_id", "item_col": "item_id", "time_col": "timestamp", "event_col": "event",
+                "time_format": "unix", "text_cols": []}
+    given = [f"--{key}={','.join(value) if isinstance(value, list) else value}"
+             for key, default in defaults.items() if (value := data_config.get(key, default)) != default]
+    return " ".join(given) or "none"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runs = [item.split("=", 1) for item in flags.FLAGS.runs]
+    if not runs or any(len(pair) != 2 for pair in runs):
+        raise app.UsageError("--runs: expected NAME=RUN_DIR pairs")
+    header = ("| data | tfrec defaults, test HR@10 / NDCG@10 | same network without the prior | popularity | "
+              "transitions | item-kNN | margin over the best baseline | valid (defaults) | valid (no prior) | "
+              "prior weight | derived from the data | epochs | train wall time |")
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    commands = []
+    for name, directory in runs:
+        line, command = row(name, directory)
+        lines.append(line)
+        commands.append(command)
+        print(line, flush=True)
+    body = "\n".join([
+        "## The defaults against the counting baselines (`scripts/bench_defaults.py`)", "",
+        "Each run trained by `python -m tfrec.train` with only the flags its data needs (below); test and "
+        "validation figures on the protocol of docs/evaluation.md, one seed. The prior's weight was chosen "
+        "on validation; \"without the prior\" is the same network with weight 0. Margin: test figure over the "
+        "best baseline's, HR@10 / NDCG@10.", "",
+        f"Command: `python scripts/bench_defaults.py --runs={','.join(f'{n}=RUN_DIR' for n, _ in runs)}`; "
+        f"machine: {benchlib.machine()}.", "", *lines, "", "Runs:", *commands])
+    benchlib.write_section(flags.FLAGS.output, "bench_defaults", body)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
