@@ -141,8 +141,9 @@ class TransitionPrior(keras.layers.Layer):
         """
         ids, counts = self._recent(history_ids)
         batch = tf.shape(ids)[0]
-        segments = tf.range(batch)[:, None] * self.num_rows + ids
-        dense = tf.math.unsorted_segment_sum(counts, segments, batch * self.num_rows)
+        # int64: a batch of a thousand queries over a few million items passes 2^31 rows.
+        segments = tf.range(tf.cast(batch, tf.int64))[:, None] * self.num_rows + tf.cast(ids, tf.int64)
+        dense = tf.math.unsorted_segment_sum(counts, segments, tf.cast(batch, tf.int64) * self.num_rows)
         return tf.reshape(dense, [batch, self.num_rows])
 
     def catalogue_scores(self, history_ids):
