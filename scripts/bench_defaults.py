@@ -77,7 +77,9 @@ def row(name: str, directory: str) -> tuple:
              margin, _pair(valid), _pair(alone["valid"]), f"{prior.get('weight', 0):g}", derived,
              f"{metrics['epochs']} of {metrics['max_epochs']}", f"{metrics['wall_time_seconds'] / 60:.1f} min"]
     data_config = config["data_config"]
-    command = f"python -m tfrec.train --source={_portable(data_config['source'])} (columns: {_columns(data_config)})"
+    seed = config["train_config"].get("seed", 0)
+    command = (f"python -m tfrec.train --source={_portable(data_config['source'])}{f' --seed={seed}' if seed else ''}"
+               f" (columns: {_columns(data_config)})")
     return "| " + " | ".join(cells) + " |", f"- {name}: `{command}`"
 
 
