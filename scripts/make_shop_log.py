@@ -8,9 +8,10 @@ description). How it is drawn (seeded, so the same flags write the same files):
   form product lines (neighbouring SKUs of one line are variants and
   accessories of each other), and popularity is Zipf-like.
 - A customer has two or three favourite categories and a number of sessions
-  (a geometric count, so a few customers have long logs); a session stays in
-  one category, most of it in one product line: each click is a neighbour of
-  the last one in the line, or a popular SKU of the category.
+  (a geometric count, so a few customers have long logs); a session starts in
+  one category, and each further click is another SKU of the last one's
+  product line (30%), a popular SKU of the category (30%) or anything the
+  shop sells (40%).
 - A session ends in a purchase of one of its clicked SKUs with probability
   `--purchase_rate`; a purchase makes the next session go to the category's
   complement (printer -> ink, camera -> memory cards) more often than not.
@@ -18,7 +19,7 @@ description). How it is drawn (seeded, so the same flags write the same files):
 
 So the next behaviour is predictable from the last few (product lines,
 complements) and from the text (category, brand, line words), and purchases
-are a small share of events, as in real shops (about 7% here).
+are a small share of events, as in real shops (about 10% here).
 
 Usage:
   .venv/bin/python scripts/make_shop_log.py --output_dir=/tmp/shop
