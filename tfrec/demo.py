@@ -102,10 +102,12 @@ def _learning_curve(run_dir, monitor):
 
 
 def _beside_baselines(metrics):
-    """The model's HR@10 / NDCG@10 beside the baselines' on the same test targets (`metrics["baselines"]`)."""
+    """The model's HR@10 / NDCG@10 beside the baselines' on the same test targets (`metrics["baselines"]`),
+    then the verdict on validation (`tfrec.evaluation.verdict`)."""
     figures = {"this model": metrics, **metrics["baselines"]}
     return "HR@10 / NDCG@10 on the same test users: " + ", ".join(
-        f"{name} {values['HR@10']:.4f} / {values['NDCG@10']:.4f}" for name, values in figures.items())
+        f"{name} {values['HR@10']:.4f} / {values['NDCG@10']:.4f}" for name, values in figures.items()) + (
+        f". {verdict.verdict(metrics) or 'No validation figures of the baselines.'}")
 
 
 def _because(explanation, row, rank, behaviours, ratings, titles):
@@ -164,7 +166,6 @@ def run(values: flags.FlagValues) -> None:
     _stage("evaluate", f"tfrec.training.evaluate_run({values.run_dir!r})")
     print(f"test {format_metrics(evaluate_run(values.run_dir))} (recomputed from the run directory)")
     print(_beside_baselines(result.metrics))
-    print(verdict.verdict(result.metrics) or "no baseline figures to compare with")
     _stage("export", f"tfrec.exporting.export_run({values.run_dir!r}, {values.export_base!r}, {values.model_name!r})")
     exported = exporter.export_run(values.run_dir, values.export_base, values.model_name,
                                    exporter.ExportOptions(allow_below_baseline=values.allow_below_baseline))
