@@ -19,6 +19,12 @@ derived from the data. The table goes to BENCHMARKS.md (section
         --run_dir=runs/defaults-heavy
     .venv/bin/python scripts/bench_defaults.py --runs=ml100k=runs/defaults-ml100k,shop=runs/defaults-shop,...
 
+Target events (`--section=bench_targets`): the same table for runs given
+`--target_events` / `--target_min_rating` (each figure on those targets,
+baselines included), e.g. the shop log's purchases with the clicks as context
+against the same run with `--context_loss_weight=1` (trained on every
+behaviour, scored on purchases).
+
 The data sets: MovieLens-100K, Amazon Office (`--time_col=position
 --text_cols=title,brand,categories,description`), the shop log of
 `scripts/make_shop_log.py` (seed 0) and the 150 heaviest MovieLens-100K users
@@ -40,6 +46,10 @@ from tfrec.evaluation import protocol  # noqa: E402
 from tfrec.training import RunDirectory, load_run_data  # noqa: E402
 
 BASELINES = ("popularity", "transitions", "item-kNN")
+SECTIONS = {
+    "bench_defaults": "The defaults against the counting baselines",
+    "bench_targets": "Target events: the next purchase or liked film, the other behaviours as context",
+}
 MEASURES = ("HR@10", "NDCG@10")
 
 
@@ -49,6 +59,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       flag_values=flag_values)
     flags.DEFINE_string("output", os.path.join(REPO_ROOT, "BENCHMARKS.md"), "Markdown file to write the table to.",
                         flag_values=flag_values)
+    flags.DEFINE_enum("section", "bench_defaults", list(SECTIONS), "BENCHMARKS.md section (and title) to write.",
+                      flag_values=flag_values)
 
 
 def network_alone(directory: str) -> dict:
@@ -78,8 +90,9 @@ def row(name: str, directory: str) -> tuple:
              f"{metrics['epochs']} of {metrics['max_epochs']}", f"{metrics['wall_time_seconds'] / 60:.1f} min"]
     data_config = config["data_config"]
     seed = config["train_config"].get("seed", 0)
-    command = (f"python -m tfrec.train --source={_portable(data_config['source'])}{f' --seed={seed}' if seed else ''}"
-               f" (columns: {_columns(data_config)})")
+    weight = config["model_config"].get("context_loss_weight", 0.0)
+    extra = (f" --seed={seed}" if seed else "") + (f" --context_loss_weight={weight:g}" if weight else "")
+    command = f"python -m tfrec.train --source={_portable(data_config['source'])}{extra} (data flags: {_columns(data_config)})"
     return "| " + " | ".join(cells) + " |", f"- {name}: `{command}`"
 
 
@@ -96,7 +109,8 @@ def _pair(figures: dict) -> str:
 
 def _columns(data_config: dict) -> str:
     defaults = {"user_col": "user_id", "item_col": "item_id", "time_col": "timestamp", "event_col": "event",
-                "time_format": "unix", "text_cols": []}
+                "time_format": "unix", "text_cols": [], "target_events": [], "target_min_rating": None,
+                "seen_exclusion": "targets"}
     given = [f"--{key}={','.join(value) if isinstance(value, list) else value}"
              for key, default in defaults.items() if (value := data_config.get(key, default)) != default]
     return " ".join(given) or "none"
@@ -119,14 +133,15 @@ def main(argv):
         commands.append(command)
         print(line, flush=True)
     body = "\n".join([
-        "## The defaults against the counting baselines (`scripts/bench_defaults.py`)", "",
+        f"## {SECTIONS[flags.FLAGS.section]} (`scripts/bench_defaults.py`)", "",
         "Each run trained by `python -m tfrec.train` with only the flags its data needs (below); test and "
         "validation figures on the protocol of docs/evaluation.md, one seed. The prior's weight was chosen "
         "on validation; \"without the prior\" is the same network with weight 0. Margin: test figure over the "
         "best baseline's, HR@10 / NDCG@10.", "",
-        f"Command: `python scripts/bench_defaults.py --runs={','.join(f'{n}=RUN_DIR' for n, _ in runs)}`; "
+        f"Command: `python scripts/bench_defaults.py --section={flags.FLAGS.section} "
+        f"--runs={','.join(f'{n}=RUN_DIR' for n, _ in runs)}`; "
         f"machine: {benchlib.machine()}.", "", *lines, "", "Runs:", *commands])
-    benchlib.write_section(flags.FLAGS.output, "bench_defaults", body)
+    benchlib.write_section(flags.FLAGS.output, flags.FLAGS.section, body)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ def convert(config, values):
         raise app.UsageError("convert needs --output_dir")
     from tfrec.data import tfrecord  # TensorFlow is only needed here
 
+    if not config.target_rule().selects_all:
+        raise app.UsageError("convert writes the examples of every behaviour: --target_events and "
+                             "--target_min_rating apply to table sources read directly")
     tfrecord.check_output_dir(values.output_dir, values.overwrite)  # before the data is read
     ds = config.load_tables()
     split = config.split_tables(ds)

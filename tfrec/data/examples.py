@@ -9,6 +9,11 @@ history may draw on depends on the target's split, so nothing leaks:
 - valid target: earlier train and valid interactions;
 - test target: earlier train, valid and test interactions.
 
+With a `TargetRule` (`tfrec.data.targets`) the held-out examples are those
+of its target behaviours only; training keeps an example per behaviour (the
+model weighs context targets by `ModelConfig.context_loss_weight`), and
+`prior_items` lists the items the rule excludes.
+
 Example:
 
 >>> from tfrec.data import splits, synthetic, vocabulary
@@ -26,6 +31,7 @@ import pandas as pd
 
 from tfrec.data import schema
 from tfrec.data.splits import SPLIT_NAMES
+from tfrec.data.targets import TargetRule
 
 # Feature name -> (dtype, is a history sequence of length history_length).
 FEATURES = {
@@ -58,7 +64,7 @@ _HISTORY_SOURCES = {
 }
 
 
-def build_examples(ds, split, vocab, history_length=50):
+def build_examples(ds, split, vocab, history_length=50, rule: TargetRule = TargetRule()):
     """Builds the examples of every split in memory.
 
     Args:
@@ -66,16 +72,18 @@ def build_examples(ds, split, vocab, history_length=50):
         split: `Split` of `ds`.
         vocab: `Vocabulary` of `ds`.
         history_length: N, the number of past behaviours kept.
+        rule: the target behaviours (valid and test examples are of those alone).
 
     Returns:
         dict "train"/"valid"/"test" -> dict feature name -> np.ndarray (see `FEATURES`;
         history features are [n, N], the others [n]).
     """
-    return {name: next(iter_examples(ds, split, vocab, history_length, name, chunk_size=None)) for name in SPLIT_NAMES}
+    return {name: next(iter_examples(ds, split, vocab, history_length, name, chunk_size=None, rule=rule))
+            for name in SPLIT_NAMES}
 
 
 def iter_examples(ds, split, vocab, history_length, split_name, chunk_size=65536, row_features=False,
-                  shuffle_seed=None):
+                  shuffle_seed=None, rule: TargetRule = TargetRule()):
     """Yields the examples of one split in chunks, in (user, time, item) order.
 
     Memory stays at a few arrays per interaction plus one chunk of
@@ -90,13 +98,15 @@ def iter_examples(ds, split, vocab, history_length, split_name, chunk_size=65536
         shuffle_seed: None: examples in (user, time, item) order; an int: in
             the random order this seed draws (row features are computed
             before, so they still say each example's place among its user's).
+        rule: the target behaviours: a "valid" or "test" example is one of
+            the split's targets; "train" keeps every behaviour.
 
     Yields:
         dict feature name -> np.ndarray.
     """
     stage = SPLIT_NAMES.index(split_name)
-    pool = _pool(ds, split, vocab, max_stage=stage)
-    targets = np.flatnonzero(pool["stage"] == stage)
+    pool = _pool(ds, split, vocab, max_stage=stage, rule=rule)
+    targets = np.flatnonzero((pool["stage"] == stage) & (pool["target"] | (stage == 0)))
     user_start = np.flatnonzero(np.r_[True, pool["user"][1:] != pool["user"][:-1]])
     first_of_user = np.repeat(user_start, np.diff(np.r_[user_start, len(pool["user"])]))
     rows = _user_rows(pool["user"][targets]) if row_features else {}
@@ -117,7 +127,7 @@ def _user_rows(users):
             USER_ROWS: np.repeat(counts, counts).astype(np.int32)}
 
 
-def _pool(ds, split, vocab, max_stage):
+def _pool(ds, split, vocab, max_stage, rule):
     """The interactions a split's histories may use, as sorted index arrays."""
     frames = [getattr(split, name) for name in SPLIT_NAMES[: max_stage + 1]]
     logs = pd.concat(frames, ignore_index=True)
@@ -126,6 +136,7 @@ def _pool(ds, split, vocab, max_stage):
         "item": vocab.item_index(logs[schema.ITEM_ID]),
         "timestamp": logs[schema.TIMESTAMP].to_numpy(dtype=np.int64),
         "stage": np.repeat(np.arange(len(frames)), [len(f) for f in frames]),
+        "target": rule.mask(logs),
     }
     pool["rating"] = (
         logs[schema.RATING].to_numpy(dtype=np.float32) if ds.has_ratings else np.zeros(len(logs), np.float32)
@@ -160,18 +171,20 @@ def _gather(pool, targets, first_of_user, history_length):
     return {name: examples[name] for name in FEATURES}
 
 
-def prior_items(split, vocab, name, examples):
+def prior_items(split, vocab, name, examples, rule: TargetRule = TargetRule()):
     """The complete set of items each example's user met before its target.
 
     That is every item of the user in the earlier splits (train, and valid when
     evaluating test) plus the user's interactions in split `name` that come
-    before the target in the (timestamp, item) order of the data.
+    before the target in the (timestamp, item) order of the data; with a
+    `rule` that excludes only earlier targets, the items of those behaviours.
 
     Args:
         split: `data.Split`.
         vocab: `data.Vocabulary`.
         name: "valid" or "test".
         examples: `examples[name]` from `data.build_examples`.
+        rule: the `TargetRule` the examples were built with.
 
     Returns:
         list of int32 arrays of item indices, one per example.
@@ -180,6 +193,7 @@ def prior_items(split, vocab, name, examples):
         raise ValueError(f"split name must be one of {sorted(EARLIER_SPLITS)}, got {name!r}")
     earlier = collections.defaultdict(set)
     for frame in (getattr(split, part) for part in EARLIER_SPLITS[name]):
+        frame = frame[rule.excluded_mask(frame)]
         users = vocab.user_index(frame[schema.USER_ID].to_numpy())
         items = vocab.item_index(frame[schema.ITEM_ID].to_numpy())
         for user, item in zip(users.tolist(), items.tolist()):
@@ -188,9 +202,10 @@ def prior_items(split, vocab, name, examples):
     same_users = vocab.user_index(same[schema.USER_ID].to_numpy()).tolist()
     same_items = vocab.item_index(same[schema.ITEM_ID].to_numpy()).tolist()
     same_times = same[schema.TIMESTAMP].to_numpy().tolist()
+    same_targets, same_excluded = rule.mask(same).tolist(), rule.excluded_mask(same).tolist()
     rows_of_user = collections.defaultdict(list)  # in the data's order
-    for user, item, time in zip(same_users, same_items, same_times):
-        rows_of_user[user].append((item, time))
+    for row in zip(same_users, same_items, same_times, same_targets, same_excluded):
+        rows_of_user[row[0]].append(row[1:])
     result = []
     targets = zip(
         examples[schema.USER_INDEX].tolist(),
@@ -199,10 +214,11 @@ def prior_items(split, vocab, name, examples):
     )
     for user, target, time in targets:
         before = set(earlier[user])
-        for item, item_time in rows_of_user[user]:
-            if (item, item_time) == (target, time):
+        for item, item_time, is_target, excluded in rows_of_user[user]:
+            if (item, item_time, is_target) == (target, time, True):
                 break
-            before.add(item)
+            if excluded:
+                before.add(item)
         else:
             raise ValueError(
                 f"{name} example of user index {user}: target item index {target} at "

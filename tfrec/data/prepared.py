@@ -20,10 +20,11 @@ from typing import ClassVar, Optional
 import numpy as np
 import pandas as pd
 
-from tfrec.config import Config, require
+from tfrec.config import Config, ConfigError, require
 from tfrec.data import errors, schema, sources, splits, table, texts
 from tfrec.data.dataset import InteractionData
 from tfrec.data.examples import build_examples, prior_items
+from tfrec.data.targets import EXCLUSIONS, TargetRule
 from tfrec.data.vocabulary import Vocabulary
 
 DATA_DIR_ENV = "TFREC_DATA_DIR"
@@ -71,6 +72,15 @@ class DataConfig(Config):
             any finite number).
         delimiter: table source: CSV/TSV field delimiter (default: from the
             file extension).
+        target_events: the events that are targets, e.g. purchase: only they
+            are held out and scored (and trained on, see
+            `ModelConfig.context_loss_weight`); the others stay in the
+            histories as context. Default: every event.
+        target_min_rating: the lowest rating of a target behaviour (e.g. 4:
+            the next film the user will like); default: any.
+        seen_exclusion: which earlier items a ranking leaves out: targets (the
+            items the user already had as a target, e.g. bought; with every
+            behaviour a target, every item met) or all (every item met).
     """
 
     source: Optional[str] = None
@@ -94,9 +104,12 @@ class DataConfig(Config):
     time_format: str = "unix"
     rating_range: Optional[tuple[float, ...]] = None
     delimiter: Optional[str] = None
+    target_events: tuple[str, ...] = ()
+    target_min_rating: Optional[float] = None
+    seen_exclusion: str = "targets"
 
     CHOICES: ClassVar[dict] = {"split": splits.SPLITS, "on_bad_rows": errors.ON_BAD_ROWS,
-                               "duplicates": errors.DUPLICATES}
+                               "duplicates": errors.DUPLICATES, "seen_exclusion": EXCLUSIONS}
 
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""
@@ -136,10 +149,23 @@ class DataConfig(Config):
         return sources.load(self.resolved_source(), on_bad_rows=self.on_bad_rows, columns=self.columns(),
                             delimiter=self.delimiter, **self.table_options())
 
+    def target_rule(self) -> TargetRule:
+        """The `TargetRule` of `target_events`, `target_min_rating` and `seen_exclusion`."""
+        return TargetRule(tuple(self.target_events), self.target_min_rating, self.seen_exclusion)
+
+    def checked_target_rule(self, tables: InteractionData) -> TargetRule:
+        """`target_rule()`, checked against `tables`: raises `ConfigError` naming the flag otherwise."""
+        try:
+            return self.target_rule().check(tables)
+        except ValueError as error:
+            raise ConfigError(f"{self.name('target_events')}/{self.name('target_min_rating')}: {error}") from error
+
     def split_tables(self, tables: InteractionData) -> splits.Split:
-        """Splits the interactions of `tables` as configured."""
+        """Splits the interactions of `tables` as configured (leave-last-out on the target behaviours)."""
+        rule = self.checked_target_rule(tables)
         return splits.split_interactions(tables, self.split, fractions=self.split_fractions,
-                                         seed=self.split_seed, cold_fraction=self.cold_fraction)
+                                         seed=self.split_seed, cold_fraction=self.cold_fraction,
+                                         targets=None if rule.selects_all else rule.mask(tables.interactions))
 
 
 @dataclasses.dataclass
@@ -181,6 +207,11 @@ class PreparedData:
         """Whether the logs have ratings."""
         return self.tables.has_ratings
 
+    @property
+    def target_rule(self) -> TargetRule:
+        """Which behaviours are the targets (`DataConfig.target_events`, `target_min_rating`)."""
+        return self.config.target_rule()
+
     streamed: ClassVar[bool] = False
     """Whether the training examples stream from files (`StreamedData`) rather than sit in `examples`."""
 
@@ -198,12 +229,15 @@ class PreparedData:
 
     def held_out_prior(self, split: str) -> list:
         """The items each example of `split` ("valid" or "test") follows, which its ranking excludes."""
-        return prior_items(self.split, self.vocab, split, self.examples[split])
+        return prior_items(self.split, self.vocab, split, self.examples[split], self.target_rule)
 
     def summary(self) -> dict:
-        """Sizes of the catalogue, users and split parts, and the fingerprint: what a run records."""
+        """Sizes of the catalogue, users and split parts, the target rule and the held-out targets, and the
+        fingerprint: what a run records."""
         return {"name": self.name, "split": self.split.name, "items": self.vocab.num_items,
                 "users": self.vocab.num_users, **interaction_counts(self.tables, self.split),
+                "target_rule": self.target_rule.to_dict(),
+                **{f"{part}_targets": self.num_examples(part) for part in ("valid", "test")},
                 "fingerprint": self.fingerprint}
 
     def training_not_in(self, trained: pd.DataFrame, replay: float = 0.0, seed: int = 0) -> "PreparedData":
@@ -301,12 +335,15 @@ def prepare(config: DataConfig, tables: Optional[InteractionData] = None,
     if tables is None and sources.source_kind(config.resolved_source()) == sources.STREAMED:
         from tfrec.data import streamed  # TensorFlow reads the files
 
+        require(config.target_rule().selects_all,
+                f"{config.name('target_events')}/{config.name('target_min_rating')}: a tfrecord: source holds the "
+                "examples of every behaviour; convert the data again without a target rule, or read the tables")
         return streamed.load_streamed(config)
     if tables is None:
         tables = config.load_tables()
     if split is None:
         split = config.split_tables(tables)
     vocab = Vocabulary.from_data(tables)
-    examples = build_examples(tables, split, vocab, config.history_length)
+    examples = build_examples(tables, split, vocab, config.history_length, config.checked_target_rule(tables))
     return PreparedData(tables, split, vocab, examples, texts.item_texts(tables.items, vocab),
                         texts.item_titles(tables.items, vocab), config)

@@ -53,8 +53,14 @@ class Split:
         return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
 
 
-def split_interactions(ds, method="leave_last_out", fractions=(0.8, 0.1, 0.1), seed=0, cold_fraction=0.1):
+def split_interactions(ds, method="leave_last_out", fractions=(0.8, 0.1, 0.1), seed=0, cold_fraction=0.1,
+                       targets: Optional[np.ndarray] = None):
     """Splits `ds.interactions`.
+
+    With `targets`, `leave_last_out` holds out each user's last two *target*
+    behaviours (test, then valid): what precedes the first of them trains, the
+    context behaviours after it go with the test (histories, never targets).
+    A user without a target trains only.
 
     Args:
         ds: `InteractionData` (interactions sorted by user, timestamp, item).
@@ -62,6 +68,8 @@ def split_interactions(ds, method="leave_last_out", fractions=(0.8, 0.1, 0.1), s
         fractions: (train, valid, test) shares for `temporal` and `random`.
         seed: seed for `random` and `cold_items`.
         cold_fraction: share of the items with interactions held out by `cold_items`.
+        targets: optional bool per interaction, the target behaviours
+            (`tfrec.data.targets.TargetRule.mask`); None: every behaviour.
 
     Returns:
         `Split`.
@@ -76,9 +84,7 @@ def split_interactions(ds, method="leave_last_out", fractions=(0.8, 0.1, 0.1), s
         raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
     cold = frozenset()
     if method == "leave_last_out":
-        users = logs[schema.USER_ID].to_numpy()
-        from_end = pd.Series(users).groupby(users, sort=False).cumcount(ascending=False).to_numpy()
-        part = np.select([from_end == 0, from_end == 1], [2, 1], 0)
+        part = _leave_last_out(logs[schema.USER_ID].to_numpy(), targets)
     elif method == "temporal":
         times = np.sort(logs[schema.TIMESTAMP].to_numpy())
         bounds = np.cumsum(fractions[:2]) * len(times)
@@ -99,7 +105,22 @@ def split_interactions(ds, method="leave_last_out", fractions=(0.8, 0.1, 0.1), s
     return Split(method, *frames, cold_items=cold)
 
 
-def window_split(interactions: pd.DataFrame, test_start: int, test_end: Optional[int] = None) -> Split:
+def _leave_last_out(users, targets=None):
+    """Part codes (0 train, 1 valid, 2 test) of leave-last-out on the target behaviours."""
+    if targets is None:
+        from_end = pd.Series(users).groupby(users, sort=False).cumcount(ascending=False).to_numpy()
+        return np.select([from_end == 0, from_end == 1], [2, 1], 0)
+    targets = np.asarray(targets, bool)
+    # Targets at or after each behaviour of its user (itself included), and each user's number of targets.
+    at_or_after = pd.Series(targets[::-1].astype(np.int64)).groupby(users[::-1], sort=False).cumsum().to_numpy()[::-1]
+    per_user = pd.Series(targets.astype(np.int64)).groupby(users, sort=False).transform("sum").to_numpy()
+    held_out_target = np.select([at_or_after == 1, at_or_after == 2], [2, 1], 0)
+    after_valid = (at_or_after == 0) | ((at_or_after == 1) & (per_user >= 2))
+    return np.where(targets, held_out_target, np.where(after_valid & (per_user > 0), 2, 0))
+
+
+def window_split(interactions: pd.DataFrame, test_start: int, test_end: Optional[int] = None,
+                 targets: Optional[np.ndarray] = None) -> Split:
     """Train before `test_start` (less each user's last behaviour there: valid), test in [test_start, test_end).
 
     The split of a refresh (`tfrec.refresh`) and of `scripts/bench_refresh.py`: a model trained
@@ -109,6 +130,10 @@ def window_split(interactions: pd.DataFrame, test_start: int, test_end: Optional
         interactions: `InteractionData.interactions` (sorted by user, timestamp, item).
         test_start: first timestamp of the test window.
         test_end: end of the test window (exclusive); None: every later behaviour.
+        targets: optional bool per interaction, the target behaviours: valid
+            is then each user's last target before `test_start`, and the
+            behaviours after it before `test_start` join the test window's
+            part as context.
 
     Returns:
         `Split` named "window"; behaviours at or after `test_end` are in no part.
@@ -122,8 +147,14 @@ def window_split(interactions: pd.DataFrame, test_start: int, test_end: Optional
     """
     times = interactions[schema.TIMESTAMP].to_numpy()
     before = times < test_start
+    targets = np.ones(len(interactions), bool) if targets is None else np.asarray(targets, bool)
     last = np.zeros(len(interactions), bool)
-    last[interactions[before].groupby(schema.USER_ID, sort=False).tail(1).index] = True
-    in_test = ~before if test_end is None else ~before & (times < test_end)
-    part = np.where(before, np.where(last, 1, 0), np.where(in_test, 2, 3))
+    last[interactions[before & targets].groupby(schema.USER_ID, sort=False).tail(1).index] = True
+    # Behaviours before `test_start` that follow their user's valid target are context of the test.
+    after_last = pd.Series(last[::-1].astype(np.int64)).groupby(
+        interactions[schema.USER_ID].to_numpy()[::-1], sort=False).cumsum().to_numpy()[::-1] == 0
+    context_of_test = before & after_last & ~last & pd.Series(last).groupby(
+        interactions[schema.USER_ID].to_numpy(), sort=False).transform("any").to_numpy()
+    in_test = (~before if test_end is None else ~before & (times < test_end)) | context_of_test
+    part = np.where(before & ~context_of_test, np.where(last, 1, 0), np.where(in_test, 2, 3))
     return Split("window", *(interactions[part == code].reset_index(drop=True) for code in range(3)))

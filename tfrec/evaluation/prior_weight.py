@@ -75,7 +75,7 @@ def choose_prior_weight(model, held_out, weights=WEIGHTS, ks=(10,), batch_size: 
             evidence = np.log1p(np.asarray(prior.evidence(batch[schema.HISTORY_ITEM_IDS])))
             for weight in weights:
                 ranks[weight].append(metrics.target_ranks(
-                    network + weight * evidence, batch[schema.TARGET_ITEM_ID], batch[schema.HISTORY_ITEM_IDS],
+                    network + weight * evidence, batch[schema.TARGET_ITEM_ID], held_out.excluded_history(batch),
                     exclude=held_out.prior[start:start + batch_size]))
     finally:
         prior.weight.assign(saved)

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfrec.data import schema
 from tfrec.data.examples import prior_items
+from tfrec.data.targets import TargetRule
 from tfrec.evaluation import metrics
 
 RANKS_CATALOGUE = ("retrieval", "multitask")
@@ -34,22 +35,31 @@ class HeldOut:
         examples: dict of numpy arrays keyed by schema feature names.
         prior: per-example items to exclude from the ranking (`prior_items`).
         num_items: catalogue size.
+        rule: the `TargetRule` of the examples: whether every history item
+            is excluded or only those of earlier targets (listed in `prior`).
     """
 
     name: str
     examples: dict
     prior: list
     num_items: int
+    rule: TargetRule = TargetRule()
 
     @classmethod
-    def from_split(cls, split, vocab, name, examples):
+    def from_split(cls, split, vocab, name, examples, rule: TargetRule = TargetRule()):
         """Builds the held-out set `name` from `build_examples` output `examples`."""
-        return cls(name, examples[name], prior_items(split, vocab, name, examples[name]), vocab.num_items)
+        return cls(name, examples[name], prior_items(split, vocab, name, examples[name], rule), vocab.num_items, rule)
 
     @classmethod
     def from_data(cls, data, name):
         """The held-out set `name` of `tfrec.data.PreparedData` or `StreamedData`."""
-        return cls(name, data.examples[name], data.held_out_prior(name), data.vocab.num_items)
+        rule = getattr(data, "target_rule", TargetRule())
+        return cls(name, data.examples[name], data.held_out_prior(name), data.vocab.num_items, rule)
+
+    def excluded_history(self, batch):
+        """The history rows `metrics.target_ranks` excludes for `batch`: all of them, or None when only
+        earlier targets are excluded (`prior` lists them)."""
+        return batch[schema.HISTORY_ITEM_IDS] if self.rule.excludes_every_seen_item else None
 
 
 def _rows(examples, start, stop):
@@ -106,7 +116,7 @@ def evaluate_model(model, held_out, config, ks=(10, 100), batch_size=1024):
             batch = _rows(examples, start, start + batch_size)
             ranks.append(metrics.target_ranks(
                 np.asarray(model.score_catalogue(batch)), batch[schema.TARGET_ITEM_ID],
-                batch[schema.HISTORY_ITEM_IDS], exclude=prior[start:start + batch_size]))
+                held_out.excluded_history(batch), exclude=prior[start:start + batch_size]))
         result.update(metrics.metrics_from_ranks(np.concatenate(ranks), ks))
     if config.task in PREDICTS_TARGET:
         predict = lambda rows: np.concatenate([  # noqa: E731

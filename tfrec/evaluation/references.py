@@ -58,7 +58,7 @@ def reference_metrics(data, model_config, ks: tuple = (10, 100), split: str = "t
                              data.vocab.num_items, MAX_KNN_ITEMS)
                 continue
             scores = cls(data.vocab.num_items).fit(train).score(held_out.examples)
-            figures[name] = metrics.ranking_metrics(scores, targets, held_out.examples[schema.HISTORY_ITEM_IDS],
+            figures[name] = metrics.ranking_metrics(scores, targets, held_out.excluded_history(held_out.examples),
                                                     ks=ks, exclude=held_out.prior)
     elif model_config.ranking_target == "rating" and data.has_ratings:
         for name, make in RATING_BASELINES.items():

@@ -90,6 +90,10 @@ class ModelConfig(Config):
             with `w` chosen on the validation split after training (0 where
             they do not help; `tfrec.models.TransitionPrior`); "off": the
             network alone. Ranking models ignore it.
+        context_loss_weight: with target events (`DataConfig.target_events`,
+            `target_min_rating`), the loss weight of predicting a context
+            behaviour (e.g. a click) against 1 for a target (a purchase); 0
+            trains on the targets alone, 1 on every behaviour.
         retrieval_weight: loss weight of the retrieval task (multitask).
         ranking_weight: loss weight of the ranking task (multitask).
         seed: initialisation seed.
@@ -128,6 +132,7 @@ class ModelConfig(Config):
     ranking_target: str = "rating"
     dcn_layers: int = 0
     transition_prior: str = "auto"
+    context_loss_weight: float = 0.0
     retrieval_weight: float = 1.0
     ranking_weight: float = 1.0
     seed: int = 0
@@ -197,6 +202,7 @@ class ModelConfig(Config):
         for name in ("history_layers", "hard_negatives", "dcn_layers", "text_refresh_items"):
             self.check_range(name, minimum=0)
         self.check_range("temperature", above=0)
+        self.check_range("context_loss_weight", minimum=0.0)
         require(self.embedding_dim % self.history_heads == 0,
                 f"ModelConfig.embedding_dim={self.embedding_dim} must be divisible by "
                 f"history_heads={self.history_heads}")

@@ -42,6 +42,7 @@ from keras.src.losses import loss as loss_module
 
 from tfrec.config import ConfigError
 from tfrec.data import schema
+from tfrec.data.targets import TargetRule
 from tfrec.models.behaviour_tower import BehaviourTextTower, BehaviourTower
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.config import ModelConfig
@@ -81,6 +82,10 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
             training rating).
         num_items, num_users, num_events: the catalogue's sizes (items and
             users without padding, events with it), needed without `vocab`.
+        target_rule: the `tfrec.data.TargetRule` (or its dict) of the
+            training data: which next behaviours the loss predicts (the
+            others weigh `ModelConfig.context_loss_weight`) and which history
+            items a ranking leaves out. Default: every behaviour.
         **kwargs: base model arguments.
 
     Example:
@@ -90,10 +95,11 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
     """
 
     def __init__(self, config, vocab=None, item_texts=None, item_titles=None, rating_offset=0.0, num_items=None,
-                 num_users=None, num_events=None, **kwargs):
+                 num_users=None, num_events=None, target_rule=None, **kwargs):
         super().__init__(**kwargs)
         cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
         self.cfg = cfg.validate()
+        self.target_rule = target_rule if isinstance(target_rule, TargetRule) else TargetRule.from_dict(target_rule)
         self.vocab = self.item_texts = self.item_titles = self.request_encoder = None
         num_items, self.num_users, self.num_events = self._catalogue_sizes(vocab, num_items, num_users, num_events)
         self.num_rows = num_items + 1
@@ -216,25 +222,54 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
         return tf.math.l2_normalize(queries, axis=-1)
 
     def _loss_positions(self, features, next_ids, training):
-        """bool `[B, N]`: positions whose next-item prediction counts in the loss."""
+        """The positions whose next-item prediction counts in the loss, bool `[B, N]`, and their weights
+        (1 for a target, `context_loss_weight` for a context behaviour), float `[P]` over those positions."""
         ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
         valid = tf.logical_and(ids > 0, next_ids > 0)
-        if training and self.cfg.sequence_training and not self.cfg.behaviour_text:
-            return valid
-        last = tf.one_hot(tf.shape(ids)[1] - 1, tf.shape(ids)[1], on_value=True, off_value=False)
-        return tf.logical_and(valid, last[None, :])
+        if not (training and self.cfg.sequence_training and not self.cfg.behaviour_text):
+            last = tf.one_hot(tf.shape(ids)[1] - 1, tf.shape(ids)[1], on_value=True, off_value=False)
+            valid = tf.logical_and(valid, last[None, :])
+        if self.target_rule.selects_all:
+            return valid, None
+        targets = self._is_target(next_values(features, schema.HISTORY_EVENTS, schema.TARGET_EVENT),
+                                  next_values(features, schema.HISTORY_RATINGS, schema.TARGET_RATING))
+        if self.cfg.context_loss_weight == 0.0:
+            return tf.logical_and(valid, targets), None
+        weights = tf.where(targets, 1.0, self.cfg.context_loss_weight)
+        return valid, tf.boolean_mask(weights, valid)
 
-    def _ranking_losses(self, contexts, inputs, next_ids, positions, catalogue, features, training):
+    def _is_target(self, events, ratings):
+        """bool: which behaviours, given by event index and rating, are targets of `target_rule`."""
+        chosen = tf.ones_like(events, tf.bool)
+        if self.target_rule.events:
+            wanted = tf.constant(self.target_rule.event_indices(self.vocab), events.dtype)
+            chosen = tf.reduce_any(tf.equal(events[..., None], wanted), axis=-1)
+        if self.target_rule.min_rating is not None:
+            chosen = tf.logical_and(chosen, tf.cast(ratings, tf.float32) >= self.target_rule.min_rating)
+        return chosen
+
+    def excluded_history(self, features):
+        """int32 `[B, N]`: the history items a ranking leaves out, 0 for the others (padding included):
+        every item, or with a `target_rule` excluding only earlier targets, those of target behaviours."""
+        ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
+        if self.target_rule.excludes_every_seen_item:
+            return ids
+        return tf.where(self._is_target(features[schema.HISTORY_EVENTS], features[schema.HISTORY_RATINGS]), ids, 0)
+
+    def _ranking_losses(self, contexts, inputs, next_ids, positions, weights, catalogue, features, training):
+        """The ranking loss of the `positions`, and their `weights` (None: equal)."""
         def head(candidates):
             return self._ranking_scores(contexts, inputs, candidates, catalogue, features, training)
 
         if self.ranking_task.target == "rating":
             ratings = tf.cast(next_values(features, schema.HISTORY_RATINGS, schema.TARGET_RATING), tf.float32)
             losses = self.ranking_task(head(next_ids), labels=ratings)
-            return tf.boolean_mask(losses, tf.logical_and(positions, ratings > 0))
+            rated = tf.boolean_mask(ratings > 0, positions)
+            return (tf.boolean_mask(tf.boolean_mask(losses, positions), rated),
+                    None if weights is None else tf.boolean_mask(weights, rated))
         negatives = tf.random.uniform(tf.shape(next_ids), 1, self.num_rows, dtype=tf.int32)
         losses = self.ranking_task(head(next_ids), negative_scores=head(negatives))
-        return tf.boolean_mask(losses, positions)
+        return tf.boolean_mask(losses, positions), weights
 
     def _ranking_scores(self, contexts, inputs, candidate_ids, catalogue, features, training):
         """RatingHead scores `[B, N]` of `candidate_ids` `[B, N]` at each position."""
@@ -274,7 +309,7 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
     def task_losses(self, features, training=False):
         """The mean loss of each task over the predicted positions, `{"retrieval": ..., "ranking": ...}`."""
         next_ids = next_item_ids(features)
-        positions = self._loss_positions(features, next_ids, training)
+        positions, weights = self._loss_positions(features, next_ids, training)
         catalogue = self.item_tower.catalogue(training=training, focus_ids=tf.boolean_mask(next_ids, positions))
         contexts, inputs = self._contexts(features, catalogue, training)
         losses = {}
@@ -283,13 +318,13 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
             targets = tf.boolean_mask(next_ids, positions)
             exclusions = None
             if self.cfg.exclude_seen:
-                exclusions = tf.boolean_mask(earlier_items(features, self.num_rows), positions)
+                exclusions = tf.boolean_mask(earlier_items(self.excluded_history(features), self.num_rows), positions)
             per_query = self.retrieval_task(queries, targets, catalogue, self.item_log_probability,
                                             self.trained_items, exclusions)
-            losses["retrieval"] = global_mean(per_query)
+            losses["retrieval"] = global_mean(per_query, weights)
         if self.has_ranking:
-            losses["ranking"] = global_mean(self._ranking_losses(
-                contexts, inputs, next_ids, positions, catalogue, features, training))
+            losses["ranking"] = global_mean(*self._ranking_losses(
+                contexts, inputs, next_ids, positions, weights, catalogue, features, training))
         return losses
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -369,6 +404,7 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
             "num_items": self.num_rows - 1,
             "num_users": self.num_users,
             "num_events": self.num_events,
+            "target_rule": self.target_rule.to_dict(),
             "name": self.name,
         }
 
@@ -403,7 +439,8 @@ def build_model(config, data, encode_catalogue=True):
         logging.info("ModelConfig.%s=%s", name, reason)
     keras.utils.set_random_seed(config.seed)
     try:
-        model = Recommender(config, data.vocab, data.item_texts, data.item_titles, rating_offset=data.rating_mean)
+        model = Recommender(config, data.vocab, data.item_texts, data.item_titles, rating_offset=data.rating_mean,
+                            target_rule=getattr(data, "target_rule", None))
     except (ValueError, FileNotFoundError) as error:  # the encoder refuses its arguments or source
         raise ConfigError(f"ModelConfig.encoder={config.encoder!r}: {error}") from error
     model.derived_settings = reasons

@@ -28,14 +28,14 @@ def next_item_ids(features):
     return tf.cast(next_values(features, schema.HISTORY_ITEM_IDS, schema.TARGET_ITEM_ID), tf.int32)
 
 
-def earlier_items(features, num_rows):
-    """float `[B, N, num_rows]`: 1 where the item occurs in the history at or before each position."""
-    ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
-    return tf.minimum(tf.cumsum(tf.one_hot(ids, num_rows), axis=1), 1.0)
+def earlier_items(history_ids, num_rows):
+    """float `[B, N, num_rows]`: 1 where an item of `history_ids` `[B, N]` occurs at or before each position."""
+    return tf.minimum(tf.cumsum(tf.one_hot(tf.cast(history_ids, tf.int32), num_rows), axis=1), 1.0)
 
 
-def global_mean(values):
-    """Mean of `values` over the whole global batch, times the number of replicas.
+def global_mean(values, weights=None):
+    """Mean of `values` (weighted by `weights` of the same shape, if given) over the whole global batch,
+    times the number of replicas.
 
     Each replica holds a different number of predicted positions, so its loss
     is its own sum divided by the count summed over all replicas;
@@ -43,7 +43,10 @@ def global_mean(values):
     Keras expects. With one replica this is the plain mean.
     """
     context = tf.distribute.get_replica_context()
-    count = tf.cast(tf.size(values), values.dtype)
+    if weights is not None:
+        weights = tf.cast(weights, values.dtype)
+        values = values * weights
+    count = tf.cast(tf.size(values), values.dtype) if weights is None else tf.reduce_sum(weights)
     replicas = 1
     if context is not None and context.num_replicas_in_sync > 1:
         replicas = context.num_replicas_in_sync

@@ -138,7 +138,9 @@ def _grown_data(config: RefreshConfig, data_config: DataConfig, new_logs: DataCo
     tables = combine(old_tables, new_tables)
     start, end = int(new_times.min()), int(new_times.max())
     test_start = start + int(np.ceil((1 - config.test_fraction) * (end - start)))
-    data = prepare(data_config, tables=tables, split=window_split(tables.interactions, test_start))
+    rule = data_config.checked_target_rule(tables)
+    data = prepare(data_config, tables=tables, split=window_split(
+        tables.interactions, test_start, targets=None if rule.selects_all else rule.mask(tables.interactions)))
     require(len(data.split.test), f"no new behaviour from timestamp {test_start} on to test on")
     return data, old_tables, test_start
 
