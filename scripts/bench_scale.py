@@ -49,6 +49,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["10000", "100000", "1000000"], "Catalogue sizes (items).")
 flags.DEFINE_integer("embedding_dim", 64, "Embedding dimension of the exported catalogues.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16", "int8"], "Catalogue storage dtypes to export.")
+flags.DEFINE_bool("no_prior_rows", True, "Also export each size's float32 catalogue without the transition prior "
+                  "(the network alone) and time it beside the same export with it.")
 flags.DEFINE_integer("k", 10, "Items per recommendation.")
 flags.DEFINE_integer("history_length", 20, "Items in each benchmark history.")
 flags.DEFINE_integer("requests", 200, "Timed gRPC requests per export (after 10 warm-up calls).", lower_bound=10)
@@ -76,15 +78,17 @@ def median_seconds(call, repeats):
     return float(np.median(times))
 
 
-def random_model(num_items, dim, seed=0):
-    """An untrained tiny retrieval model over `num_items` whose catalogue vectors are random unit vectors."""
+def random_model(num_items, dim, seed=0, prior=True):
+    """An untrained tiny retrieval model over `num_items` whose catalogue vectors are random unit vectors;
+    with `prior`, its transition prior holds random counts (4 successors per item) at weight 1."""
     from tfrec import data
     from tfrec.models import ModelConfig, build_model
 
     ids = [f"i{n}" for n in range(1, num_items + 1)]
     texts = [""] + ids
     vocab = data.Vocabulary(ids, ["u1"], ["view"])
-    config = ModelConfig(task="retrieval", encoder="tiny", sequence_length=8, embedding_dim=dim, history_layers=1)
+    config = ModelConfig(task="retrieval", encoder="tiny", sequence_length=8, embedding_dim=dim, history_layers=1,
+                         transition_prior="auto" if prior else "off")
     # The frozen encoder's catalogue pass is skipped (its text vectors stay 0):
     # item vector = l2_normalize(text projection + id embedding), the text part
     # is zeroed, the ids drawn, and `refresh_catalogue` makes random unit vectors.
@@ -96,6 +100,11 @@ def random_model(num_items, dim, seed=0):
     rng = np.random.default_rng(seed)
     tower.id_embedding.embeddings.assign(rng.standard_normal((num_items + 1, dim)).astype(np.float32))
     model.refresh_catalogue()
+    if prior:
+        sources = np.repeat(np.arange(1, num_items + 1), 4)
+        model.transition_prior.fit(sources, rng.integers(1, num_items + 1, len(sources)),
+                                   rng.integers(1, 20, len(sources)).astype(np.float32))
+        model.transition_prior.weight.assign(1.0)
     return model
 
 
@@ -233,8 +242,27 @@ def scale_rows(workdir):
                 "recall": None if reference is None else recall_at_k(answers, reference),
             })
             print(rows[-1], flush=True)
+        if FLAGS.no_prior_rows:
+            rows.append(no_prior_row(size, workdir, histories, product))
+            print(rows[-1], flush=True)
         del model, matrix
     return rows
+
+
+def no_prior_row(size, workdir, histories, floor_call):
+    """The float32 row of a `size`-item model without a transition prior (same catalogue vectors)."""
+    from tfrec.exporting import exporter
+
+    model = random_model(size, FLAGS.embedding_dim, prior=False)
+    name = f"c{size}-noprior"
+    result = exporter.export_model(model, workdir, name, max_size_ratio=1e9)
+    load, p50, p99, floor_ms, rss, peak = served_latency(os.path.join(workdir, name), name, histories, workdir,
+                                                         floor_call)
+    return {"size": size, "dtype": "float32, no prior", "export_mb": result.size.total_bytes / MB,
+            "matrix_mb": result.size.catalogue_matrix_bytes / MB, "export_s": float("nan"), "load_s": load,
+            "p50": p50, "p99": p99, "floor_ms": floor_ms, "bytes_ms": float("nan"),
+            "gmacs": size * FLAGS.embedding_dim / floor_ms / 1e6, "gbps": float("nan"), "rss": rss, "peak": peak,
+            "chunked_ms": float("nan"), "plain_ms": float("nan"), "recall": None}
 
 
 def encoding_texts(count):
@@ -271,7 +299,9 @@ def scale_table(rows):
     lines = [
         f"Command: `{' '.join(['python', 'scripts/bench_scale.py', *sys.argv[1:]])}`  ",
         f"Machine: {benchlib.machine()}  ",
-        f"Catalogues: random unit vectors, dim {FLAGS.embedding_dim}, in an untrained tiny model exported by "
+        f"Catalogues: random unit vectors, dim {FLAGS.embedding_dim}, in an untrained tiny model "
+        "(with a transition prior of random counts, 4 successors per item, weight 1: trained models have one; "
+        "the \"no prior\" rows are the same vectors without it) exported by "
         f"`exporter.export_model`; served by the embedded `tfrec.serve` on loopback gRPC, batch 1, history of "
         f"{FLAGS.history_length} items, k={FLAGS.k}, {FLAGS.requests} requests. Floor = C x d multiply-adds at "
         "the matrix-vector rate measured in this run ([1, d] x [d, C] float32 MatMul in TensorFlow, in the "
@@ -292,7 +322,12 @@ def scale_table(rows):
             f"| {r['p50'] / r['floor_ms']:.2f} | {r['chunked_ms']:.2f} / {r['plain_ms']:.2f} | {recall} |")
     largest = max(r["size"] for r in rows)
     verdict = []
+    alone = {r["size"]: r["p50"] for r in rows if r["dtype"] == "float32, no prior"}
     for r in rows:
+        if r["dtype"] == "float32" and r["size"] in alone:
+            ratio = r["p50"] / alone[r["size"]]
+            verdict.append(f"- {r['size']:,} items: p50 with the transition prior / without = {ratio:.2f} "
+                           f"(goal <= 1.2: {'met' if ratio <= 1.2 else 'NOT met'}).")
         if r["size"] == largest and r["dtype"] == "float32":
             verdict.append(f"- {largest:,} items, float32: p50 / floor = {r['p50'] / r['floor_ms']:.2f} (goal <= 3: "
                            f"{'met' if r['p50'] <= 3 * r['floor_ms'] else 'NOT met'}).")
