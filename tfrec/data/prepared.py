@@ -121,6 +121,11 @@ class DataConfig(Config):
             return f"movielens:{os.environ[DATA_DIR_ENV]}"
         raise errors.SourceError(NO_DATA_MESSAGE)
 
+    def with_absolute_source(self) -> "DataConfig":
+        """This config with the paths of `source` absolute (`sources.absolute`): the form a run
+        directory saves, so later commands find the data from any working directory."""
+        return self.replace(source=sources.absolute(self.source)) if self.source else self
+
     def columns(self) -> table.ColumnMap:
         """The table source's `ColumnMap`."""
         return table.ColumnMap(user=self.user_col, item=self.item_col, time=self.time_col,

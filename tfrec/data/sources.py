@@ -15,6 +15,8 @@ Example:
 'synthetic:users=10,items=20,per_user=5,topics=10,seed=0'
 """
 
+import os
+
 from tfrec.data import errors, movielens, synthetic, table, tfds_source
 
 STREAMED = "tfrecord"
@@ -25,6 +27,26 @@ KINDS = ("movielens", "tfds", "table", "synthetic", STREAMED)
 def source_kind(source: str) -> str:
     """The KIND of a "KIND:VALUE" source ("" when it has none)."""
     return source.partition(":")[0] if ":" in source else ""
+
+
+def absolute(source: str) -> str:
+    """`source` with its file and folder paths made absolute (from the working directory), so a
+    run directory that saves it loads the same data from any directory.
+
+    >>> import os
+    >>> absolute("table:interactions=logs.csv,items=/data/items.csv") == (
+    ...     f"table:interactions={os.path.abspath('logs.csv')},items=/data/items.csv")
+    True
+    >>> absolute("synthetic:users=10")
+    'synthetic:users=10'
+    """
+    kind, _, rest = source.partition(":")
+    if kind in ("movielens", STREAMED) and rest:
+        return f"{kind}:{os.path.abspath(rest)}"
+    if kind == "table":
+        return "table:" + ",".join(f"{role}={os.path.abspath(path)}"
+                                   for role, path in parse_options(rest, source).items())
+    return source
 
 
 def parse_options(text, source):

@@ -187,7 +187,7 @@ class Trainer:
         self._clip_default_ks(data.vocab.num_items)
         cfg = self.config
         monitor = self._check(model, data)
-        record = {"data_config": data.config.to_dict(), "model_config": model.cfg.to_dict(),
+        record = {"data_config": data.config.with_absolute_source().to_dict(), "model_config": model.cfg.to_dict(),
                   "train_config": cfg.to_dict(), "num_replicas": self.strategy.num_replicas_in_sync,
                   "data_name": data.name, "data_fingerprint": data.fingerprint}
         if run:
