@@ -106,6 +106,11 @@ def test_files_that_are_not_regular_files_are_named_for_what_they_are(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(errors.SourceError, match=r"empty: the folder holds no table files"):
         load(tmp_path / "empty", items)
+    unreadable = write(LOGS, tmp_path / "unreadable.csv")
+    unreadable.chmod(0)
+    if not os.access(unreadable, os.R_OK):  # root reads it anyway
+        with pytest.raises(errors.SourceError, match=r"unreadable.csv: cannot read the file \(permission denied\)"):
+            load(unreadable, items)
     with pytest.raises(errors.SourceError, match=r"missing.csv: file not found"):
         load(tmp_path / "missing.csv", items)
     with pytest.raises(errors.SourceError, match=r"unknown table format '.txt.gz'"):

@@ -117,13 +117,15 @@ def _file_bytes(path):
     """The bytes of a file, decompressed when its name ends in one of `COMPRESSIONS`."""
     path = check_regular_file(path)
     codec = COMPRESSIONS.get(path.suffix.lower())
-    if codec is None:
-        return path.read_bytes()
     try:
+        if codec is None:
+            return path.read_bytes()
         with pa.input_stream(str(path), compression=codec) as stream:
             return stream.read()
+    except PermissionError:
+        raise errors.SourceError("cannot read the file (permission denied)", file=path) from None
     except (OSError, pa.ArrowException) as error:
-        raise errors.SourceError(f"not a readable {codec} file ({error})", file=path) from None
+        raise errors.SourceError(f"not a readable {codec or 'table'} file ({error})", file=path) from None
 
 
 def _open_text(path, encoding):
