@@ -155,7 +155,8 @@ def test_from_dataframes_maps_columns_and_leaves_the_frames_alone():
     assert data.vocab.num_users == NUM_USERS and data.vocab.num_items == NUM_ITEMS
     assert data.examples["test"]["history_item_ids"].shape == (NUM_USERS, 5)
     assert data.item_titles[data.vocab.item_index(["i7"])[0]] == items.set_index("sku").loc["i7", "name"]
-    with pytest.raises(errors.UnknownColumnError, match=r"column 'customer' \(DataConfig.user_col=customer\) is not there; the DataFrame has"):
+    with pytest.raises(errors.UnknownColumnError,
+                       match=r"column 'customer' \(DataConfig.user_col=customer\) is not there; the DataFrame has"):
         tfrec.data.from_dataframes(_logs(), _items(), user_col="customer")
 
 

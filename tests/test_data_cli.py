@@ -120,8 +120,9 @@ def test_describe_reads_a_compressed_log_and_a_partitioned_catalogue(tmp_path):
         b"sku,customer,ts\n1,c1,10\n2,c1,20\n3,c1,30\n1,c2,15\n3,c2,25\n2,c2,35\n"))
     for shelf, skus in (("kitchen", ["1", "2"]), ("garden", ["3"])):
         (tmp_path / "items" / f"shelf={shelf}").mkdir(parents=True)
-        pd.DataFrame({"sku": skus, "title": [f"Item {s}" for s in skus], "brand": ["Acme"] * len(skus),
-                      "price": ["9.5"] * len(skus)}).to_parquet(tmp_path / "items" / f"shelf={shelf}" / "part-0.parquet")
+        part = pd.DataFrame({"sku": skus, "title": [f"Item {s}" for s in skus], "brand": ["Acme"] * len(skus),
+                             "price": ["9.5"] * len(skus)})
+        part.to_parquet(tmp_path / "items" / f"shelf={shelf}" / "part-0.parquet")
     (tmp_path / "items" / "_SUCCESS").touch()
     source = f"--source=table:interactions={tmp_path / 'events.csv.gz'},items={tmp_path / 'items'}"
     flags = [source, "--item_col=sku", "--user_col=customer", "--time_col=ts"]

@@ -4,7 +4,7 @@
 |------------------------------------------|-----------------------------------------------|
 | `movielens:DIR`                          | MovieLens 100K / 1M / latest-small files      |
 | `tfds:NAME`                              | tensorflow-datasets, e.g. `tfds:movielens/100k` |
-| `table:interactions=FILE,items=FILE[,users=FILE]` | your CSV / TSV / Parquet / JSONL tables: each FILE a file (text ones may be .gz, .bz2, .zst), a glob (`events/*.csv`) or a folder (Hive partitions `month=2024-01/` become columns) |
+| `table:interactions=FILE,items=FILE[,users=FILE]` | your CSV / TSV / Parquet / JSONL tables (`readers.read_table`: a file, compressed or not, a glob or a partitioned folder) |
 | `synthetic:users=200,items=300,per_user=30,seed=0` | the seeded generator (`synthetic:` for defaults) |
 | `tfrecord:DIR`                           | examples converted by `python -m tfrec.data convert`, streamed (`tfrec.data.prepare` only) |
 
