@@ -223,16 +223,18 @@ def read_jsonl(path, checker=None):
     """
     checker = checker or errors.RowChecker()
     lines = _lines(path, "utf-8")
+    repeated_keys = []  # the repeated keys of the objects of the line being decoded
+    decoder = json.JSONDecoder(object_pairs_hook=lambda pairs: _object(pairs, repeated_keys))  # one for all lines
     records, repeated = [], []
     for line in lines:
-        keys = []  # the repeated keys of the line's objects
+        repeated_keys.clear()
         try:
-            record = json.loads(line, object_pairs_hook=lambda pairs: _object(pairs, keys))
+            record = decoder.decode(line)
         except ValueError:
             record = None
         valid = isinstance(record, dict) and not any(UNDECODABLE.search(key) for key in record)
         records.append(record if valid else None)
-        repeated.append(keys[0] if valid and keys else None)
+        repeated.append(repeated_keys[0] if valid and repeated_keys else None)
     bad = np.array([r is None for r in records], dtype=bool)
     rows = np.arange(1, len(lines) + 1)
     keep = checker.check(
@@ -249,9 +251,10 @@ def read_jsonl(path, checker=None):
 
 def _object(pairs, repeated):
     """The dict of a JSON object's (key, value) pairs; appends its keys that repeat to `repeated`."""
-    counts = collections.Counter(key for key, _ in pairs)
-    repeated.extend(key for key, count in counts.items() if count > 1)
-    return dict(pairs)
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        repeated.extend(key for key, count in collections.Counter(key for key, _ in pairs).items() if count > 1)
+    return record
 
 
 def read_parquet(path):
