@@ -70,6 +70,8 @@ def test_hive_partitioned_parquet_folder_gives_partition_columns(tmp_path):
     raw = readers.read_table(logs)
     assert sorted(zip(raw.frame.user_id, raw.frame.month)) == [
         ("u1", "2024-01"), ("u1", "2024-02"), ("u2", "2024-01"), ("u2", "2024-02"), ("u3", "2024-02")]
+    matched = readers.read_table(logs / "month=*" / "*.parquet")
+    assert sorted(matched.frame.month) == ["2024-01", "2024-01", "2024-02", "2024-02", "2024-02"]
     ds = load(logs, items, columns=data.ColumnMap(text=("title", "shelf")))
     assert ds.interactions.sort_values(["user_id", "timestamp"]).item_id.tolist() == ["a", "b", "a", "c", "b"]
     assert ds.items.to_dict("list")["text.shelf"] == ["kitchen", "kitchen", "pantry"]

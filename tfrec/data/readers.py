@@ -26,6 +26,7 @@ import csv
 import dataclasses
 import glob
 import io
+import itertools
 import json
 import pathlib
 import re
@@ -313,6 +314,16 @@ def table_files(path) -> list:
     return files
 
 
+def _partition_base(path) -> pathlib.Path:
+    """The folder under which `KEY=VALUE` folders are partitions: a folder itself, a glob's folder
+    before its first pattern (`events/month=*/*.parquet`: events), a file's own folder."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        return path
+    fixed = list(itertools.takewhile(lambda part: not _GLOB.search(part), path.parts))
+    return pathlib.Path(*fixed) if len(fixed) < len(path.parts) else path.parent
+
+
 def partition_values(path, base) -> dict:
     """The Hive partition columns of a file under `base`: its `KEY=VALUE` folders.
 
@@ -355,7 +366,8 @@ def read_table(path, checker=None, delimiter=None):
     Args:
         path: a .csv, .tsv/.tab, .parquet/.pq or .jsonl/.ndjson file (text
             ones possibly .gz, .bz2 or .zst), a glob of such files, or a folder
-            of them (Hive partition folders `KEY=VALUE` become columns).
+            of them (Hive partition folders `KEY=VALUE` below the folder, or
+            below a glob's first pattern, become columns).
         checker: `errors.RowChecker` for malformed rows.
         delimiter: overrides the CSV/TSV field delimiter.
     """
@@ -370,11 +382,11 @@ def read_table(path, checker=None, delimiter=None):
         raws = [read_jsonl(file, checker) for file in files]
     else:
         raws = [read_csv(file, delimiter or ("\t" if kind == "tsv" else ","), checker) for file in files]
-    if pathlib.Path(path).is_dir():
-        for file, raw in zip(files, raws):
-            for key, value in partition_values(file, path).items():
-                if key not in raw.frame.columns:
-                    raw.frame[key] = value
+    base = _partition_base(path)
+    for file, raw in zip(files, raws):
+        for key, value in partition_values(file, base).items():
+            if key not in raw.frame.columns:
+                raw.frame[key] = value
     return raws[0] if len(raws) == 1 and files[0] == pathlib.Path(path) else _concatenated(str(path), files, raws)
 
 
