@@ -76,9 +76,11 @@ def _write_csv(frame, path):
 
 def _normalised(message, files):
     """A table-source message as the DataFrame's: `FILE, row N` -> `ROLE DataFrame, row N-1` (files count
-    their header as row 1); values quoted as read from text (`got '9.0'`) unquoted as typed columns show them."""
+    their header as row 1); values quoted as read from text (`got '9.0'`) unquoted as typed columns show them;
+    "the file has" (columns) -> "the DataFrame has"."""
     for role, path in files.items():
         message = message.replace(str(path), f"{role} DataFrame")
+    message = message.replace("the file has", "the DataFrame has")
     message = re.sub(r"(DataFrame, row |on row )(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) - 1}", message)
     return re.sub(r"got '([\d.]+)'", r"got \1", message)
 
@@ -153,7 +155,8 @@ def test_from_dataframes_maps_columns_and_leaves_the_frames_alone():
     assert data.vocab.num_users == NUM_USERS and data.vocab.num_items == NUM_ITEMS
     assert data.examples["test"]["history_item_ids"].shape == (NUM_USERS, 5)
     assert data.item_titles[data.vocab.item_index(["i7"])[0]] == items.set_index("sku").loc["i7", "name"]
-    with pytest.raises(errors.UnknownColumnError, match="column 'customer' .* is not in the file"):
+    with pytest.raises(errors.UnknownColumnError,
+                       match=r"column 'customer' \(DataConfig.user_col=customer\) is not there; the DataFrame has"):
         tfrec.data.from_dataframes(_logs(), _items(), user_col="customer")
 
 

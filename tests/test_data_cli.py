@@ -108,3 +108,38 @@ def test_invalid_data_flag_is_named():
     result = run("describe", SOURCE, "--history_length=0")
     assert result.returncode == 2
     assert "error: --history_length=0: expected a value >= 1" in result.stderr
+
+
+def test_describe_reads_a_compressed_log_and_a_partitioned_catalogue(tmp_path):
+    """A `.csv.gz` log and a Spark-style Parquet folder; describe names the text read and not read."""
+    import gzip
+
+    import pandas as pd
+
+    (tmp_path / "events.csv.gz").write_bytes(gzip.compress(
+        b"sku,customer,ts\n1,c1,10\n2,c1,20\n3,c1,30\n1,c2,15\n3,c2,25\n2,c2,35\n"))
+    for shelf, skus in (("kitchen", ["1", "2"]), ("garden", ["3"])):
+        (tmp_path / "items" / f"shelf={shelf}").mkdir(parents=True)
+        part = pd.DataFrame({"sku": skus, "title": [f"Item {s}" for s in skus], "brand": ["Acme"] * len(skus),
+                             "price": ["9.5"] * len(skus)})
+        part.to_parquet(tmp_path / "items" / f"shelf={shelf}" / "part-0.parquet")
+    (tmp_path / "items" / "_SUCCESS").touch()
+    source = f"--source=table:interactions={tmp_path / 'events.csv.gz'},items={tmp_path / 'items'}"
+    flags = [source, "--item_col=sku", "--user_col=customer", "--time_col=ts"]
+    result = run("describe", *flags)
+    assert result.returncode == 0, result.stderr
+    assert ("item text           read: title; other text columns not read: brand, shelf (add them with "
+            "--text_cols, e.g. --text_cols=title,brand)") in result.stdout
+    stats = json.loads(run("describe", *flags, "--text_cols=title,shelf", "--format=json").stdout)
+    assert stats["interactions"] == 6 and stats["items"] == 3
+    assert stats["text_columns"] == {"read": ["title", "shelf"], "not_read": ["brand"]}
+    unknown = run("describe", *flags, "--text_cols=title,colour")
+    assert unknown.returncode == 2 and "(--text_cols=colour) is not there; the files have" in unknown.stderr
+    assert "DataConfig" not in unknown.stderr
+
+
+def test_a_bad_delimiter_is_one_line_naming_the_flag():
+    result = run("describe", SOURCE, "--delimiter=ab")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: --delimiter='ab': expected one character other than a quote or a line "
+                                     "end, e.g. ';' or a tab")

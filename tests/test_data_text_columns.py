@@ -31,7 +31,8 @@ def test_without_text_cols_an_item_without_title_or_description_is_refused():
 
 
 def test_an_unknown_text_column_is_named():
-    with pytest.raises(errors.UnknownColumnError, match="'colour' \\(given in DataConfig.text_cols\\)"):
+    with pytest.raises(errors.UnknownColumnError,
+                       match=r"'colour' \(DataConfig.text_cols=colour\) is not there; the DataFrame has"):
         tfrec.data.from_dataframes(LOGS, ITEMS, text_cols=("title", "colour"))
 
 

@@ -43,7 +43,7 @@ def test_clean_files_load(tmp_path):
             ITEMS,
             {"columns": data.ColumnMap(rating="stars")},
             errors.UnknownColumnError,
-            ["logs.csv", "column 'stars' (given for rating) is not in the file"],
+            ["logs.csv", "column 'stars' (DataConfig.rating_col=stars) is not there; the file has"],
         ),
         (
             "user_id,item_id,timestamp,rating\nu1,i1,100,4\nu1,i2,200,5,extra\n",
@@ -120,7 +120,7 @@ def test_clean_files_load(tmp_path):
             "item_id,description\ni1,a\n",
             {"columns": data.ColumnMap(title="name")},
             errors.UnknownColumnError,
-            ["items.csv", "column 'name' (given for title)"],
+            ["items.csv", "column 'name' (DataConfig.title_col=name)"],
         ),
     ],
 )
@@ -214,6 +214,8 @@ def test_bad_source_values(tmp_path, source, fragment):
         ({"split_fractions": (0.5, 0.1, 0.1)}, "DataConfig.split_fractions=(0.5, 0.1, 0.1): expected 3 non-negative"),
         ({"cold_fraction": 1.0}, "DataConfig.cold_fraction=1.0: expected a value < 1.0"),
         ({"rating_range": (5.0, 1.0)}, "DataConfig.rating_range=(5.0, 1.0): expected low,high with low < high"),
+        ({"delimiter": "ab"}, "DataConfig.delimiter='ab': expected one character other than a quote or a line end"),
+        ({"delimiter": "\n"}, "DataConfig.delimiter='\\n': expected one character"),
     ],
 )
 def test_data_config_names_the_bad_field(fields, message):
@@ -289,3 +291,24 @@ def test_parquet_typed_columns_validate(tmp_path):
     )
     with pytest.raises(errors.MissingValueError, match=r"logs.parquet, row 2, field 'timestamp'"):
         data.load(f"table:interactions={tmp_path / 'logs.parquet'},items={tmp_path / 'items.parquet'}")
+
+
+def test_an_iso_time_in_a_unix_column_names_the_time_format(tmp_path):
+    logs = "user_id,item_id,timestamp\nu1,i1,2024-03-01T10:00:00Z\n"
+    with pytest.raises(errors.TimestampError, match=r"row 2, field 'timestamp': got '2024-03-01T10:00:00Z', "
+                       r"expected Unix time in seconds; the value reads as an ISO 8601 date: use --time_format=iso"):
+        load_csv(tmp_path, logs=logs)
+    with pytest.raises(errors.TimestampError, match=r"expected Unix time in seconds$"):
+        load_csv(tmp_path, logs="user_id,item_id,timestamp\nu1,i1,soon\n")
+
+
+def test_an_unknown_item_says_how_to_skip_such_rows(tmp_path):
+    with pytest.raises(errors.UnknownItemError, match=r"row 3, field 'item_id': got 'i9', expected an item_id of "
+                       r"the catalogue \(DataConfig.on_bad_rows=skip skips such rows and counts them\)"):
+        load_csv(tmp_path, logs=LOGS.replace("u1,i2", "u1,i9"))
+
+
+def test_a_dataframe_error_speaks_of_the_dataframe():
+    with pytest.raises(errors.MissingColumnError, match=r"items DataFrame: .*; the DataFrame has \['sku'\]"):
+        data.from_dataframes(pd.DataFrame({"user_id": ["u"], "item_id": ["i"], "timestamp": [1]}),
+                             pd.DataFrame({"sku": ["i"]}))

@@ -104,3 +104,38 @@ def test_data_flags_given_to_evaluate_reach_the_data_config_typed():
     given = config_flags.given_values(DataConfig, values)
     assert given == {"rating_range": (2.0, 10.0), "split_fractions": (0.7, 0.2, 0.1)}
     assert DataConfig(**given).validate().rating_range == (2.0, 10.0)
+
+
+def test_a_run_trained_on_relative_paths_evaluates_from_any_directory(tmp_path, monkeypatch):
+    """The run directory stores the source's paths absolute; a missing source is one line, no traceback."""
+    from tfrec import train
+    from tfrec.data import synthetic
+    from train_helpers import train_flags
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    ds = synthetic.generate(users=40, items=60, per_user=10)
+    ds.interactions.to_csv(work / "data" / "events.csv.gz", index=False)
+    ds.items.to_csv(work / "data" / "items.csv", index=False)
+    monkeypatch.chdir(work)
+    train.train(train_flags("--source=table:interactions=data/events.csv.gz,items=data/items.csv",
+                            "--run_dir=run", "--epochs=1"))
+    saved = json.loads((work / "run" / "config.json").read_text())["data_config"]["source"]
+    assert saved == f"table:interactions={work}/data/events.csv.gz,items={work}/data/items.csv"
+
+    def evaluate():
+        return subprocess.run([sys.executable, "-m", "tfrec.evaluate", f"--run_dir={work / 'run'}"],
+                              cwd=elsewhere, env=subprocess_env() | {"PYTHONPATH": str(REPO_ROOT)},
+                              capture_output=True, text=True, timeout=300)
+
+    done = evaluate()
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = json.loads((work / "run" / "metrics.json").read_text())
+    printed = json.loads(done.stdout)
+    assert printed == pytest.approx({k: expected[k] for k in printed}, abs=1e-6)
+    (work / "data" / "events.csv.gz").rename(work / "data" / "moved.csv.gz")
+    failed = evaluate()
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip().splitlines() == [
+        f"tfrec.evaluate: error: {work}/data/events.csv.gz: file not found"]

@@ -184,6 +184,10 @@ def test_command_prints_one_line_per_epoch_and_a_summary_off_a_terminal(tmp_path
     table = "\n".join(lines[summary + 1:])  # the model beside its baselines, and the verdict
     assert all(name in table for name in ("this model", "popularity", "transitions", "item-kNN", "validation"))
     assert re.search(r"^(Above every baseline|Below a baseline) on validation", table, flags=re.M), table
+    # What is prepared before the first epoch line is said (on standard error), in order.
+    assert re.search(r"^tfrec.Trainer: preparing to train retrieval on synthetic:.*\n"
+                     r"(.*\n)*tfrec.Trainer: training retrieval on synthetic:.* \d+ training windows",
+                     result.stderr, flags=re.M), result.stderr
     output = result.stdout + result.stderr
     assert "\x1b" not in output  # no progress bar escape codes
     assert not re.search(r"^[IWEF]\d{4} |absl::InitializeLog|cuda|tensorflow", output, flags=re.M | re.I), \

@@ -76,7 +76,8 @@ def convert(config, values):
         chunks[name] = [held_out]
         prior[name] = examples.prior_items(split, vocab, name, held_out)
     facts = {"source": ds.name, "split": split.name, "skipped": ds.skipped, "fingerprint": tables_fingerprint(ds),
-             "data_config": config.to_dict(), "train_order": "user" if order is None else f"shuffled, seed {order}",
+             "data_config": config.with_absolute_source().to_dict(),
+             "train_order": "user" if order is None else f"shuffled, seed {order}",
              "has_ratings": ds.has_ratings, "rating_mean": training_rating_mean(ds, split),
              "interactions": interaction_counts(ds, split)}
     metadata = tfrecord.write_tfrecords(

@@ -22,7 +22,7 @@ from tfrec import quiet
 quiet.configure(__name__)  # before TensorFlow is imported
 from tfrec import config_flags  # noqa: E402
 from tfrec.config import ConfigError  # noqa: E402
-from tfrec.data import DataConfig  # noqa: E402
+from tfrec.data import DataConfig, DataError  # noqa: E402
 from tfrec.evaluation import verdict  # noqa: E402
 from tfrec.training import RunDirectory, evaluate_run  # noqa: E402
 from tfrec.training.trainer import format_metrics  # noqa: E402
@@ -55,4 +55,4 @@ def main(argv):
 if __name__ == "__main__":
     names = config_flags.defined(define_flags)
     config_flags.run(main, config_flags.help_groups("evaluation flags", names, (DataConfig,)),
-                     errors=(ConfigError, OSError))
+                     errors=(ConfigError, DataError, OSError))

@@ -64,6 +64,9 @@ class InteractionData:
             (str; genres "|"-separated), in natural id order.
         users: DataFrame `user_id` plus feature columns (str), or None.
         skipped: rows skipped under `on_bad_rows="skip"`, count per reason.
+        text_columns: for tables, the catalogue's columns the item text is made
+            of ("read") and its other columns holding text ("not_read"), as
+            named in the file; None when the source has fixed columns.
     """
 
     name: str
@@ -71,6 +74,7 @@ class InteractionData:
     items: pd.DataFrame
     users: pd.DataFrame | None = None
     skipped: dict = dataclasses.field(default_factory=dict)
+    text_columns: dict | None = None
 
     @property
     def has_ratings(self):
@@ -191,6 +195,10 @@ def combine(earlier: InteractionData, later: InteractionData) -> InteractionData
     return InteractionData(f"{earlier.name} + {later.name}", logs, items)
 
 
+# Said where a log commonly holds some rows the tables cannot explain (items since removed...).
+_SKIP_HINT = " (DataConfig.on_bad_rows=skip skips such rows and counts them)"
+
+
 def clean_items(raw, checker, genres_separator="|"):
     """The validated item catalogue of a `RawTable` with canonical column names (see `assemble`)."""
     require_columns(raw, [schema.ITEM_ID], "the item catalogue")
@@ -198,7 +206,7 @@ def clean_items(raw, checker, genres_separator="|"):
     if schema.TITLE not in raw.frame.columns and schema.DESCRIPTION not in raw.frame.columns and not chosen:
         raise errors.MissingColumnError(
             f"the item catalogue needs a '{schema.TITLE}' or '{schema.DESCRIPTION}' column; "
-            f"the file has {list(raw.frame.columns)}",
+            f"{errors.columns_of(raw.file, raw.frame.columns)}",
             file=raw.file,
         )
     keep = np.ones(len(raw.frame), dtype=bool)
@@ -258,8 +266,8 @@ def _clean_interactions(raw, checker, item_ids, user_ids, rating_range, time_for
         table[schema.EVENT] = np.array([e.lower() for e in events], dtype=object)
     table = pd.DataFrame(table)
     for field, known, error, what in (
-        (schema.ITEM_ID, item_ids, errors.UnknownItemError, "an item_id of the catalogue"),
-        (schema.USER_ID, user_ids, errors.UnknownUserError, "a user_id of the user table"),
+        (schema.ITEM_ID, item_ids, errors.UnknownItemError, "an item_id of the catalogue" + _SKIP_HINT),
+        (schema.USER_ID, user_ids, errors.UnknownUserError, "a user_id of the user table" + _SKIP_HINT),
     ):
         if known is not None:
             unknown = ~table[field].isin(set(known)).to_numpy()

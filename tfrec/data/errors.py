@@ -32,7 +32,8 @@ class DataError(ValueError):
 
     Args:
         message: what is wrong and what was expected.
-        file: the file (or source) at fault.
+        file: the file (or source) at fault, or a `readers.FileParts` whose
+            `locate(row)` gives the file of `row` in a table of several files.
         row: 1-based row in that file, or None for file-level errors.
         field: the column at fault, or None.
     """
@@ -40,6 +41,8 @@ class DataError(ValueError):
     reason = "bad_data"
 
     def __init__(self, message, file=None, row=None, field=None):
+        if row is not None and hasattr(file, "locate"):  # a table of several files (`readers.FileParts`)
+            file, row = file.locate(row)
         where = ", ".join(
             part
             for part in (
@@ -196,6 +199,17 @@ class RowChecker:
                 )
             self.skipped[error.reason] += int(bad.sum())
         return ~bad
+
+
+def columns_of(file, columns) -> str:
+    """"the file has [...]" (or "the DataFrame has", "the files have") naming a table's columns.
+
+    >>> columns_of("items DataFrame", ["sku"])
+    "the DataFrame has ['sku']"
+    """
+    if str(file).endswith("DataFrame"):
+        return f"the DataFrame has {list(columns)}"
+    return f"the {'files have' if hasattr(file, 'locate') else 'file has'} {list(columns)}"
 
 
 def show(value):

@@ -16,6 +16,7 @@ Example:
 """
 
 import re
+import unicodedata
 from typing import Optional
 
 import numpy as np
@@ -33,7 +34,7 @@ def require_columns(raw, required: list, what: str) -> None:
     missing = [c for c in required if c not in raw.frame.columns]
     if missing:
         raise errors.MissingColumnError(
-            f"{what} needs column(s) {missing}; the file has {list(raw.frame.columns)}",
+            f"{what} needs column(s) {missing}; {errors.columns_of(raw.file, raw.frame.columns)}",
             file=raw.file,
         )
 
@@ -65,7 +66,9 @@ def text_column(raw, field: str, checker: errors.RowChecker, keep: np.ndarray, r
     Args:
         separator: for a tag field, the separator of tags in a string; tags are
             then rejoined with "|" (a list of tags is accepted too).
-        identifier: an id field, refused when it holds a control character.
+        identifier: an id field, refused when it holds a control character, and
+            NFC-normalised: "café" typed with a combining accent (NFD) and with
+            "é" (NFC) print alike, so they are one id.
     """
     values = raw.frame[field].to_numpy(dtype=object)
     if pd.api.types.infer_dtype(values, skipna=False) == "string":
@@ -98,6 +101,8 @@ def text_column(raw, field: str, checker: errors.RowChecker, keep: np.ndarray, r
             "text valid in the file's encoding",
         )
         text = np.where(keep, text, "")  # rows already skipped: pandas cannot hold undecodable text
+    if identifier and not joined.isascii():
+        text = np.array([unicodedata.normalize("NFC", t) for t in text], dtype=object)
     if identifier and _CONTROL.search(joined):
         found = [_CONTROL.search(t) for t in text]
         bad = np.array([m is not None for m in found], dtype=bool) & keep

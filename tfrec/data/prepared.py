@@ -119,6 +119,9 @@ class DataConfig(Config):
         require(len(fractions) == 3 and (fractions >= 0).all() and np.isclose(fractions.sum(), 1.0),
                 f"{self.name('split_fractions')}: expected 3 non-negative numbers summing to 1")
         self.check_range("cold_fraction", above=0.0, below=1.0)
+        require(self.delimiter is None or (len(self.delimiter) == 1 and self.delimiter not in '\r\n"'),
+                f"{self.name('delimiter')}: expected one character other than a quote or a line end, e.g. ';' "
+                "or a tab")
         require(self.rating_range is None or (len(self.rating_range) == 2 and self.rating_range[0] < self.rating_range[1]),
                 f"{self.name('rating_range')}: expected low,high with low < high")
         return self
@@ -130,6 +133,11 @@ class DataConfig(Config):
         if os.environ.get(DATA_DIR_ENV):
             return f"movielens:{os.environ[DATA_DIR_ENV]}"
         raise errors.SourceError(NO_DATA_MESSAGE)
+
+    def with_absolute_source(self) -> "DataConfig":
+        """This config with the paths of `source` absolute (`sources.absolute`): the form a run
+        directory saves, so later commands find the data from any working directory."""
+        return self.replace(source=sources.absolute(self.source)) if self.source else self
 
     def columns(self) -> table.ColumnMap:
         """The table source's `ColumnMap`."""

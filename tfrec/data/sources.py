@@ -4,7 +4,7 @@
 |------------------------------------------|-----------------------------------------------|
 | `movielens:DIR`                          | MovieLens 100K / 1M / latest-small files      |
 | `tfds:NAME`                              | tensorflow-datasets, e.g. `tfds:movielens/100k` |
-| `table:interactions=FILE,items=FILE[,users=FILE]` | your CSV / TSV / Parquet / JSONL tables |
+| `table:interactions=FILE,items=FILE[,users=FILE]` | your CSV / TSV / Parquet / JSONL tables (`readers.read_table`: a file, compressed or not, a glob or a partitioned folder) |
 | `synthetic:users=200,items=300,per_user=30,seed=0` | the seeded generator (`synthetic:` for defaults) |
 | `tfrecord:DIR`                           | examples converted by `python -m tfrec.data convert`, streamed (`tfrec.data.prepare` only) |
 
@@ -14,6 +14,8 @@ Example:
 >>> ds.name
 'synthetic:users=10,items=20,per_user=5,topics=10,seed=0'
 """
+
+import os
 
 from tfrec.data import errors, movielens, synthetic, table, tfds_source
 
@@ -25,6 +27,26 @@ KINDS = ("movielens", "tfds", "table", "synthetic", STREAMED)
 def source_kind(source: str) -> str:
     """The KIND of a "KIND:VALUE" source ("" when it has none)."""
     return source.partition(":")[0] if ":" in source else ""
+
+
+def absolute(source: str) -> str:
+    """`source` with its file and folder paths made absolute (from the working directory), so a
+    run directory that saves it loads the same data from any directory.
+
+    >>> import os
+    >>> absolute("table:interactions=logs.csv,items=/data/items.csv") == (
+    ...     f"table:interactions={os.path.abspath('logs.csv')},items=/data/items.csv")
+    True
+    >>> absolute("synthetic:users=10")
+    'synthetic:users=10'
+    """
+    kind, _, rest = source.partition(":")
+    if kind in ("movielens", STREAMED) and rest:
+        return f"{kind}:{os.path.abspath(rest)}"
+    if kind == "table":
+        return "table:" + ",".join(f"{role}={os.path.abspath(path)}"
+                                   for role, path in parse_options(rest, source).items())
+    return source
 
 
 def parse_options(text, source):

@@ -31,7 +31,8 @@ def describe(ds, split, examples=None):
     (distribution), history_length (distribution of example history lengths, when
     `examples` is given), text_coverage (share of items with a description),
     items_with_interactions, ratings, events, skipped, split, splits
-    ({train, valid, test} sizes), cold_items.
+    ({train, valid, test} sizes), cold_items, text_columns ({read, not_read}
+    catalogue columns, for tables; see `table.text_columns`).
     """
     logs = ds.interactions
     users = logs[schema.USER_ID].nunique()
@@ -51,6 +52,7 @@ def describe(ds, split, examples=None):
         "split": split.name,
         "splits": split.sizes(),
         "cold_items": len(split.cold_items),
+        "text_columns": ds.text_columns,
     }
     if examples is not None:
         stats["history_length"] = {
@@ -70,6 +72,8 @@ def format_text(stats):
         f"per user            {_format_distribution(stats['interactions_per_user'])}",
         f"text coverage       {stats['text_coverage']:.1%} of items have a description",
     ]
+    if stats.get("text_columns"):
+        lines.append(f"item text           {_format_text_columns(stats['text_columns'])}")
     if stats["ratings"]:
         lines.append(f"ratings             {_format_distribution(stats['ratings'])}")
     if stats["events"]:
@@ -87,6 +91,15 @@ def format_text(stats):
     for name, dist in stats.get("history_length", {}).items():
         lines.append(f"history ({name})".ljust(20) + _format_distribution(dist))
     return "\n".join(lines)
+
+
+def _format_text_columns(columns):
+    """ "read: title, genres; other text columns not read: brand (add them with --text_cols)" """
+    text = f"read: {', '.join(columns['read']) or 'none'}"
+    if columns["not_read"]:
+        text += (f"; other text columns not read: {', '.join(columns['not_read'])} (add them with --text_cols, "
+                 "e.g. --text_cols=" + ",".join(columns["read"] + columns["not_read"][:1]) + ")")
+    return text
 
 
 def _format_distribution(dist):

@@ -129,8 +129,33 @@ def assemble_tables(name, raws, columns=None, checker=None, **assemble_options):
     """
     columns = columns or ColumnMap()
     checker = checker or errors.RowChecker()
+    text = text_columns(raws["items"].frame, columns)
     tables = {role: _mapped(raw, columns.fields(role), role) for role, raw in raws.items()}
-    return assemble(name, tables["interactions"], tables["items"], tables.get("users"), checker, **assemble_options)
+    ds = assemble(name, tables["interactions"], tables["items"], tables.get("users"), checker, **assemble_options)
+    ds.text_columns = text
+    return ds
+
+
+def text_columns(items: pd.DataFrame, columns: ColumnMap) -> dict:
+    """The catalogue columns the item text is made of, and its other columns that hold text.
+
+    "read": `columns.text`, else those of the title, genres and description
+    columns the file has; "not_read": the other columns (the item id aside)
+    whose values are strings, at least one with a letter (e.g. brand, category).
+
+    >>> items = pd.DataFrame({"sku": ["1"], "title": ["Mug"], "brand": ["Acme"], "price": ["3.5"]})
+    >>> text_columns(items, ColumnMap(item="sku"))
+    {'read': ['title'], 'not_read': ['brand']}
+    """
+    read = list(columns.text) or [c for c in (columns.title, columns.genres, columns.description) if c in items]
+    not_read = [c for c in items.columns if c not in read and c != columns.item and _holds_text(items[c])]
+    return {"read": read, "not_read": not_read}
+
+
+def _holds_text(values: pd.Series) -> bool:
+    present = values.dropna()
+    return (len(present) > 0 and present.map(lambda v: isinstance(v, str)).all()
+            and present.str.contains(r"[^\W\d_]", regex=True).any())
 
 
 def _mapped(raw, fields, role):
@@ -142,18 +167,16 @@ def _mapped(raw, fields, role):
             renames[canonical] = column
         elif canonical.startswith(schema.TEXT_COLUMN_PREFIX):
             raise errors.UnknownColumnError(
-                f"column {column!r} (given in DataConfig.text_cols) is not in the file; it has {sorted(present)}",
-                file=raw.file,
-            )
+                f"column {column!r} (DataConfig.text_cols={column}) is not there; "
+                f"{errors.columns_of(raw.file, sorted(present))}", file=raw.file)
         elif column != canonical:
             raise errors.UnknownColumnError(
-                f"column {column!r} (given for {canonical}) is not in the file; it has {sorted(present)}",
-                file=raw.file,
-            )
+                f"column {column!r} (DataConfig.{_COLUMN_FIELD[canonical]}={column}) is not there; "
+                f"{errors.columns_of(raw.file, sorted(present))}", file=raw.file)
         elif required:
             raise errors.MissingColumnError(
                 f"the {role} table needs a {canonical!r} column (or name its column with "
-                f"DataConfig.{_COLUMN_FIELD[canonical]}=...); the file has {sorted(present)}",
+                f"DataConfig.{_COLUMN_FIELD[canonical]}=...); {errors.columns_of(raw.file, sorted(present))}",
                 file=raw.file,
             )
     if role == "users":
@@ -163,8 +186,13 @@ def _mapped(raw, fields, role):
     return raw
 
 
-_COLUMN_FIELD = {
+_COLUMN_FIELD = {  # the `DataConfig` field naming the file column of each canonical field
     schema.USER_ID: "user_col",
     schema.ITEM_ID: "item_col",
     schema.TIMESTAMP: "time_col",
+    schema.RATING: "rating_col",
+    schema.EVENT: "event_col",
+    schema.TITLE: "title_col",
+    schema.DESCRIPTION: "description_col",
+    schema.GENRES: "genres_col",
 }

@@ -53,6 +53,8 @@ def timestamp_column(raw, checker, keep: np.ndarray, time_format: str) -> np.nda
         expected = "Unix time in " + ("seconds" if time_format == "unix" else "milliseconds")
         values, empty, seconds = numeric_column(raw, field, checker, keep, expected)
         bad = ~empty & ~np.isfinite(seconds)
+        if (keep & bad).any():
+            expected += _date_hint(values[int(np.flatnonzero(keep & bad)[0])])
         if time_format == "unix_ms":
             _check_not_seconds(raw, values, seconds, keep & ~empty & ~bad)
             seconds = seconds / 1000.0
@@ -83,6 +85,13 @@ def _time_format_hint(seconds, time_format, latest):
     if time_format == "unix" and _RECENT <= seconds / 1000 <= latest:
         return "; the value reads as milliseconds: use --time_format=unix_ms"
     return ""
+
+
+def _date_hint(value):
+    """A hint naming the time format of a value that is not a Unix time but reads as a date."""
+    if pd.isna(pd.to_datetime(str(value), format="ISO8601", utc=True, errors="coerce")):
+        return ""
+    return "; the value reads as an ISO 8601 date: use --time_format=iso"
 
 
 def _check_not_seconds(raw, values, milliseconds, valid):

@@ -155,7 +155,10 @@ class RunDirectory:
         for section, config_class in (("data_config", data.DataConfig), ("model_config", ModelConfig),
                                       ("train_config", TrainConfig)):
             # Through the config class: a run written before a field existed holds its default.
-            old, new = config_class.from_dict(existing.get(section, {})).to_dict(), record[section]
+            old = config_class.from_dict(existing.get(section, {}))
+            if section == "data_config":  # a run saved before sources were stored absolute
+                old = old.with_absolute_source()
+            old, new = old.to_dict(), record[section]
             for name in sorted(set(old) | set(new)):
                 if section == "train_config" and name in RESUMABLE_CHANGES:
                     continue

@@ -186,8 +186,11 @@ class Trainer:
         then settles the schedule, compiles the model and makes its training dataset."""
         self._clip_default_ks(data.vocab.num_items)
         cfg = self.config
+        self._progress("preparing to train %s on %s (%d training examples): checks, %smodel adaptation to the "
+                       "examples, input pipeline, compilation", model.cfg.task, data.name, data.num_examples("train"),
+                       "text adaptation, " if cfg.text_adaptation_steps else "")
         monitor = self._check(model, data)
-        record = {"data_config": data.config.to_dict(), "model_config": model.cfg.to_dict(),
+        record = {"data_config": data.config.with_absolute_source().to_dict(), "model_config": model.cfg.to_dict(),
                   "train_config": cfg.to_dict(), "num_replicas": self.strategy.num_replicas_in_sync,
                   "data_name": data.name, "data_fingerprint": data.fingerprint}
         if run:
@@ -207,7 +210,7 @@ class Trainer:
             model.compile(optimizer=self._optimizer(epochs * steps_per_epoch))
         train_ds = pipeline.to_tf_dataset(train_examples, batch_size=batch_size, shuffle=True, seed=cfg.seed,
                                           cache=False).repeat()
-        logging.info("training %s on %s: %d training windows (of %d training examples), batch %d%s, "
+        self._progress("training %s on %s: %d training windows (of %d training examples), batch %d%s, "
                      "%d steps per epoch, %d epochs at most%s, %d replica(s), monitor %s, patience %d%s", model.cfg.task,
                      data.name, num_train, data.num_examples("train"), batch_size,
                      "" if cfg.batch_size else " (auto)", steps_per_epoch, epochs, "" if cfg.epochs else " (auto)",
@@ -216,6 +219,13 @@ class Trainer:
         valid_baselines = references.reference_metrics(data, model.cfg, cfg.eval_ks, split="valid")
         return FitPlan(record, monitor, train_ds, protocol.HeldOut.from_data(data, "valid"), num_train,
                        valid_baselines, patience, batch_size, steps_per_epoch, epochs)
+
+    def _progress(self, message: str, *args) -> None:
+        """Says what the fit is doing: on standard error when `TrainConfig.verbose`, else in the absl log."""
+        if self.config.verbose:
+            print("tfrec.Trainer: " + message % args, file=sys.stderr, flush=True)
+        else:
+            logging.info(message, *args)
 
     def _clip_default_ks(self, num_items: int) -> None:
         """The default cut-offs (`eval_ks`) larger than a small catalogue become its size, said once; cut-offs
