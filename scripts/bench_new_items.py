@@ -9,8 +9,11 @@ held-out item after at least one earlier behaviour of its user; its history
 the user's previous behaviours (new items included: they are served now).
 The exported `recommend` signature ranks the whole served catalogue, the
 history excluded: HR@100 over those targets, beside the expectation of a
-random ranking of the same candidates. The model's own test HR@10 (every
-target of its split) shows what the setting costs on known items.
+random ranking of the same candidates, and beside the text nearest
+neighbours of the history's last item (MiniLM vectors of the item texts, the
+same candidates and exclusions: what the pretrained encoder alone finds). The
+model's own test HR@10 (every target of its split) shows what the setting
+costs on known items.
 
 Usage:
   nice .venv/bin/python scripts/bench_new_items.py --dataset=ml100k --rows=defaults,id_dropout_0.5
@@ -33,7 +36,10 @@ sys.path.insert(0, REPO_ROOT)
 
 import tensorflow as tf  # noqa: E402
 
-from tfrec.data import prepare, schema  # noqa: E402
+from tfrec.baselines.text_profile import TextProfile  # noqa: E402
+from tfrec.data import Vocabulary, prepare, schema  # noqa: E402
+from tfrec.data.texts import item_texts  # noqa: E402
+from tfrec.text_encoder import TextEncoder  # noqa: E402
 from tfrec.exporting import exporter  # noqa: E402
 from tfrec.training import Trainer  # noqa: E402
 
@@ -113,6 +119,23 @@ def _hit_rate(export_path, histories, targets, num_items):
     return hits / len(targets), expected / len(targets)
 
 
+def _text_neighbour_hit_rate(tables, histories, targets, sequence_length):
+    """HR@K of ranking the whole catalogue by the cosine of its MiniLM text vectors with the history's last item."""
+    vocab = Vocabulary.from_data(tables)
+    vectors = TextEncoder(sequence_length=sequence_length).cached_vectors(item_texts(tables.items, vocab)[1:])
+    baseline = TextProfile(np.concatenate([np.zeros_like(vectors[:1]), vectors]), recent=1).fit({})
+    hits = 0
+    for start in range(0, len(targets), BATCH):
+        part = np.stack([vocab.item_index(row) for row in histories[start:start + BATCH]])
+        scores = baseline.score({schema.HISTORY_ITEM_IDS: part})
+        scores[:, 0] = -np.inf
+        np.put_along_axis(scores, part, -np.inf, axis=1)
+        top = np.argsort(-scores, axis=1)[:, :K]
+        wanted = vocab.item_index(targets[start:start + BATCH])
+        hits += int((top == wanted[:, None]).any(axis=1).sum())
+    return hits / len(targets)
+
+
 def run_row(name):
     data_config, model_config, train_config = benchlib.train_configs(
         *DATASETS[FLAGS.dataset][1], *FLAGS.train_flags, *ROWS[name][1], f"--seed={FLAGS.seed}")
@@ -130,8 +153,10 @@ def run_row(name):
         export = exporter.export_run(run_dir, scratch, "model", exporter.ExportOptions(update_catalog=update))
         histories, targets = _targets(tables, held, data_config.history_length)
         hit_rate, random_rate = _hit_rate(export.path, histories, targets, export.num_items)
+    text_rate = _text_neighbour_hit_rate(tables, histories, targets, model_config.sequence_length)
     record = {"row": name, "dataset": FLAGS.dataset, "held_out_items": len(held), "targets": len(targets),
-              f"HR@{K}": hit_rate, "random": random_rate, "test_HR@10": result.metrics["HR@10"],
+              f"HR@{K}": hit_rate, "random": random_rate, "text_neighbours": text_rate,
+              "test_HR@10": result.metrics["HR@10"],
               "test_NDCG@10": result.metrics["NDCG@10"], "epochs": result.metrics["epochs"], "seconds": seconds}
     path = os.path.join(FLAGS.results_dir, FLAGS.dataset, f"{name}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -139,21 +164,27 @@ def run_row(name):
     print(json.dumps(record), flush=True)
 
 
+def _figure(value):
+    return "not measured" if value is None else f"{value:.4f}"
+
+
 def section():
     lines = ["## New items from a catalogue update (`scripts/bench_new_items.py`)", "",
              __doc__.split("Usage:")[0].strip().split("\n", 1)[1].strip(), ""]
     for dataset, (title, _) in DATASETS.items():
         lines += [f"### {title}", "", f"| model | new items | targets | HR@{K} on new items | random ranking | "
-                  "ratio | test HR@10 (known items) | epochs |", "|---|---|---|---|---|---|---|---|"]
+                  "ratio | text nearest neighbours | test HR@10 (known items) | epochs |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, (label, _) in ROWS.items():
             path = os.path.join(FLAGS.results_dir, dataset, f"{name}.json")
             if not os.path.exists(path):
-                lines.append(f"| {label} | | | not run yet (`--dataset={dataset} --rows={name}`) | | | | |")
+                lines.append(f"| {label} | | | not run yet (`--dataset={dataset} --rows={name}`) | | | | | |")
                 continue
             with open(path) as f:
                 r = json.load(f)
             lines.append(f"| {label} | {r['held_out_items']} | {r['targets']} | {r[f'HR@{K}']:.4f} | "
-                         f"{r['random']:.4f} | {r[f'HR@{K}'] / r['random']:.1f}x | {r['test_HR@10']:.4f} | "
+                         f"{r['random']:.4f} | {r[f'HR@{K}'] / r['random']:.1f}x | "
+                         f"{_figure(r.get('text_neighbours'))} | {r['test_HR@10']:.4f} | "
                          f"{r['epochs']} |")
         lines.append("")
     lines += [f"Settings: the defaults plus `{' '.join(FLAGS.train_flags)}` and the row's; seed {FLAGS.seed}.", "",

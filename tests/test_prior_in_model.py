@@ -95,7 +95,8 @@ def _fit(chain, run_dir, train_config=TrainConfig(epochs=1, batch_size=32, verbo
 def test_the_trainer_weighs_the_prior_on_validation(chain, tmp_path):
     metrics = _fit(chain, tmp_path / "run")
     prior = metrics["transition_prior"]
-    assert prior["weight"] > 0 and set(prior["valid"]) >= {"0.0", str(prior["weight"])}
+    assert prior["weight"] > 0 and set(prior["valid"]) == {"counts", "shares"}
+    assert set(prior["valid"][prior["form"]]) >= {"0.0", str(prior["weight"])}
     assert metrics["valid"]["HR@10"] >= metrics["valid"]["baselines"]["transitions"]["HR@10"]
 
 

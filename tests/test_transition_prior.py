@@ -1,11 +1,12 @@
 """The transition-count prior reproduces the transitions baseline's evidence, sparsely."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfrec.baselines.transitions import Transitions
 from tfrec.data.sequences import transition_counts
-from tfrec.models.transition_prior import TransitionPrior, neighbours_for, top_neighbours
+from tfrec.models.transition_prior import FORMS, TransitionPrior, neighbours_for, top_neighbours
 
 NUM_ITEMS = 50
 
@@ -33,11 +34,23 @@ def test_every_neighbour_kept_gives_the_baselines_scores():
                                rtol=1e-5)
 
 
-def test_candidate_scores_equal_the_catalogue_scores_at_the_candidates():
+def test_the_shares_form_votes_with_each_successors_share_of_its_source():
+    prior = TransitionPrior(num_rows=4, neighbours=2, last_n=1)
+    prior.update_counts(*top_neighbours(np.array([1, 1]), np.array([2, 3]), np.array([3.0, 1.0]), 4, 2))
+    prior.set_form("shares")
+    assert prior.form == "shares"
+    np.testing.assert_allclose(prior.evidence(tf.constant([[1]])).numpy(), [[0.0, 0.0, 7.5, 2.5]])
+    prior.set_form("counts")
+    np.testing.assert_allclose(prior.evidence(tf.constant([[1]])).numpy(), [[0.0, 0.0, 3.0, 1.0]])
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_candidate_scores_equal_the_catalogue_scores_at_the_candidates(form):
     rng = np.random.default_rng(2)
     histories, candidates = rng.integers(0, NUM_ITEMS + 1, (6, 8)), rng.integers(1, NUM_ITEMS + 1, (6, 5))
     for neighbours in (3, NUM_ITEMS):
         prior = _prior(_train(), neighbours)
+        prior.set_form(form)
         dense = prior.catalogue_scores(tf.constant(histories)).numpy()
         np.testing.assert_allclose(prior.candidate_scores(tf.constant(histories), tf.constant(candidates)).numpy(),
                                    np.take_along_axis(dense, candidates, axis=1), rtol=1e-5, atol=1e-6)

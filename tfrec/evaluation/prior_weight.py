@@ -2,17 +2,18 @@
 
 A model that holds a `TransitionPrior` ranks by `q . e + w * log(1 + E)`.
 `choose_prior_weight` scores the validation examples once with the network
-alone and once for the count evidence `E`, then ranks the validation targets
-(the protocol of docs/evaluation.md) for every weight of a grid and keeps the
-best by validation NDCG@10, then HR@10; ties go to the smaller weight, and 0
-(the network alone) is always a candidate, so the prior is used only where it
-helps on held-out data.
+alone and once for the evidence `E` of each form (`TransitionPrior.FORMS`:
+raw counts, or each successor's share), then ranks the validation targets
+(the protocol of docs/evaluation.md) for every form and weight of a grid and
+keeps the best by validation NDCG@10, then HR@10; ties go to the smaller
+weight and the first form, and 0 (the network alone) is always a candidate,
+so the prior is used only where it helps on held-out data.
 
 Example:
 
 >>> choice = choose_prior_weight(model, tfrec.evaluation.protocol.HeldOut.from_data(data, "valid"))
->>> choice.weight, choice.table[choice.weight]["NDCG@10"]  # doctest: +SKIP
-(0.1, 0.3443)
+>>> choice.form, choice.weight, choice.table[choice.form][choice.weight]["NDCG@10"]  # doctest: +SKIP
+('counts', 0.1, 0.3443)
 """
 
 import dataclasses
@@ -21,6 +22,7 @@ import numpy as np
 
 from tfrec.data import schema
 from tfrec.evaluation import metrics
+from tfrec.models.transition_prior import FORMS
 
 WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 """Candidate weights: the scores are cosines in [-1, 1], so 0.1 lets one log-count step move an item as far as
@@ -30,25 +32,29 @@ CRITERIA = ("NDCG@10", "HR@10")
 
 @dataclasses.dataclass
 class PriorWeightChoice:
-    """The chosen weight and the validation figures of every candidate.
+    """The chosen form and weight, and the validation figures of every candidate.
 
     Attributes:
+        form: the chosen form of the evidence (`TransitionPrior.FORMS`).
         weight: the chosen weight (0: the network alone).
-        table: weight -> validation metrics (`metrics.metrics_from_ranks`).
+        table: form -> weight -> validation metrics (`metrics.metrics_from_ranks`).
     """
 
+    form: str
     weight: float
     table: dict
 
     def summary(self) -> str:
         """One line: the choice and the validation NDCG@10 / HR@10 with and without the prior."""
-        alone, chosen = self.table[0.0], self.table[self.weight]
-        return (f"transition prior weight {self.weight:g} (validation NDCG@10 {chosen['NDCG@10']:.4f}, HR@10 "
-                f"{chosen['HR@10']:.4f}; network alone {alone['NDCG@10']:.4f}, {alone['HR@10']:.4f})")
+        alone, chosen = self.table[self.form][0.0], self.table[self.form][self.weight]
+        return (f"transition prior weight {self.weight:g}, form {self.form} (validation NDCG@10 "
+                f"{chosen['NDCG@10']:.4f}, HR@10 {chosen['HR@10']:.4f}; network alone {alone['NDCG@10']:.4f}, "
+                f"{alone['HR@10']:.4f})")
 
 
-def choose_prior_weight(model, held_out, weights=WEIGHTS, ks=(10,), batch_size: int = 1024) -> PriorWeightChoice:
-    """Picks the prior's weight on `held_out` (the validation set).
+def choose_prior_weight(model, held_out, weights=WEIGHTS, ks=(10,), batch_size: int = 1024,
+                        forms=FORMS) -> PriorWeightChoice:
+    """Picks the prior's form and weight on `held_out` (the validation set).
 
     Args:
         model: a retrieval or multitask `Recommender` with a `transition_prior`.
@@ -56,29 +62,37 @@ def choose_prior_weight(model, held_out, weights=WEIGHTS, ks=(10,), batch_size: 
         weights: candidate weights (0 is added when missing).
         ks: cut-offs of the table's metrics (10 is always included).
         batch_size: examples scored at once.
+        forms: candidate forms of the evidence.
 
     Returns:
-        `PriorWeightChoice`; the model is left with its prior weight as it was.
+        `PriorWeightChoice`; the model is left with its prior's form and weight as they were.
     """
     weights = sorted({0.0, *map(float, weights)})
     ks = tuple(sorted({10, *ks}))
     prior = model.transition_prior
-    saved = float(prior.weight.numpy())
+    saved = float(prior.weight.numpy()), prior.form
     examples = held_out.examples
     count = len(examples[schema.TARGET_ITEM_ID])
-    ranks = {weight: [] for weight in weights}
+    ranks = {form: {weight: [] for weight in weights} for form in forms}
     prior.weight.assign(0.0)
     try:
         for start in range(0, count, batch_size):
             batch = {name: np.asarray(values)[start:start + batch_size] for name, values in examples.items()}
             network = np.asarray(model.score_catalogue(batch))
-            evidence = np.log1p(np.asarray(prior.evidence(batch[schema.HISTORY_ITEM_IDS])))
-            for weight in weights:
-                ranks[weight].append(metrics.target_ranks(
-                    network + weight * evidence, batch[schema.TARGET_ITEM_ID], held_out.excluded_history(batch),
-                    exclude=held_out.prior[start:start + batch_size]))
+            excluded = held_out.excluded_history(batch)
+            for form in forms:
+                prior.set_form(form)
+                evidence = np.log1p(np.asarray(prior.evidence(batch[schema.HISTORY_ITEM_IDS])))
+                for weight in weights:
+                    ranks[form][weight].append(metrics.target_ranks(
+                        network + weight * evidence, batch[schema.TARGET_ITEM_ID], excluded,
+                        exclude=held_out.prior[start:start + batch_size]))
     finally:
-        prior.weight.assign(saved)
-    table = {weight: metrics.metrics_from_ranks(np.concatenate(ranks[weight]), ks) for weight in weights}
-    best = max(weights, key=lambda weight: (*(round(table[weight][c], 6) for c in CRITERIA), -weight))
-    return PriorWeightChoice(best, table)
+        prior.weight.assign(saved[0])
+        prior.set_form(saved[1])
+    table = {form: {weight: metrics.metrics_from_ranks(np.concatenate(ranks[form][weight]), ks) for weight in weights}
+             for form in forms}
+    form, weight = max(((form, weight) for form in forms for weight in weights),
+                       key=lambda pair: (*(round(table[pair[0]][pair[1]][c], 6) for c in CRITERIA), -pair[1],
+                                         -forms.index(pair[0])))
+    return PriorWeightChoice(form, weight, table)

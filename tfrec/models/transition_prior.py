@@ -8,6 +8,11 @@ the model ranks by
 
     score_j = q . e_j + weight * log(1 + E_j)
 
+In the "shares" form `T[i, j]` is replaced by `SHARE_SCALE` times item j's
+share of the stored successors of i (how likely j follows i, whatever i's
+popularity); the form and the weight are chosen on validation
+(`tfrec.evaluation.prior_weight`).
+
 The network ranks broadly (it generalises across items and reads text); the
 counts rank sharply where the log holds direct evidence (product lines,
 sessions, bursts of related behaviours). `weight` is chosen on validation
@@ -38,6 +43,9 @@ MIN_NEIGHBOURS = 4
 LAST_N = 5
 DECAY = 0.8
 WINDOW = 3
+FORMS = ("counts", "shares")
+"""How the stored transitions vote: raw counts, or each item's share of its source's successors."""
+SHARE_SCALE = 10.0
 
 
 def neighbours_for(num_rows: int) -> int:
@@ -98,7 +106,20 @@ class TransitionPrior(keras.layers.Layer):
         self.neighbour_counts = self.add_weight(shape=(self.num_rows, self.neighbours), initializer="zeros",
                                                 trainable=False, name="neighbour_counts")
         self.weight = self.add_weight(shape=(), initializer="zeros", trainable=False, name="weight")
+        # 1.0: the "shares" form, 0.0: "counts" (a weight, so the exported signatures follow it).
+        self.shares = self.add_weight(shape=(), initializer="zeros", trainable=False, name="shares")
         self.built = True
+
+    @property
+    def form(self) -> str:
+        """The form of the evidence, one of `FORMS`."""
+        return FORMS[int(round(float(self.shares.numpy())))]
+
+    def set_form(self, form: str) -> None:
+        """Makes the evidence use `form` (one of `FORMS`)."""
+        if form not in FORMS:
+            raise ValueError(f"TransitionPrior.set_form: expected one of {FORMS}, got {form!r}")
+        self.shares.assign(float(FORMS.index(form)))
 
     def update_counts(self, ids, counts) -> None:
         """Stores `[num_rows, neighbours]` successor ids (each row sorted) and their counts (`top_neighbours`)."""
@@ -129,7 +150,9 @@ class TransitionPrior(keras.layers.Layer):
         ages = tf.range(tf.shape(recent)[1] - 1, -1, -1)
         decays = tf.pow(tf.constant(self.decay), tf.cast(ages, tf.float32))
         ids = tf.gather(tf.convert_to_tensor(self.neighbour_ids), recent)
-        counts = tf.gather(tf.convert_to_tensor(self.neighbour_counts), recent) * decays[None, :, None]
+        counts = tf.gather(tf.convert_to_tensor(self.neighbour_counts), recent)
+        shares = SHARE_SCALE * counts / tf.maximum(tf.reduce_sum(counts, axis=-1, keepdims=True), 1.0)
+        counts = (counts + self.shares * (shares - counts)) * decays[None, :, None]
         batch = tf.shape(recent)[0]
         return tf.reshape(ids, [batch, -1]), tf.reshape(counts, [batch, -1])
 

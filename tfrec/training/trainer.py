@@ -292,16 +292,18 @@ class Trainer:
         return fitted.history
 
     def _calibrate(self, model, plan: FitPlan) -> Optional[dict]:
-        """Sets the weight of the model's transition prior to the best on validation (`choose_prior_weight`);
+        """Sets the form and weight of the model's transition prior to the best on validation (`choose_prior_weight`);
         returns the choice for `metrics.json`, or None for a model without a prior."""
         if getattr(model, "transition_prior", None) is None:
             return None
         choice = prior_weight.choose_prior_weight(model, plan.valid, batch_size=self.config.eval_batch_size)
         model.transition_prior.weight.assign(choice.weight)
+        model.transition_prior.set_form(choice.form)
         logging.info("%s", choice.summary())
-        return {"weight": choice.weight, "neighbours": model.transition_prior.neighbours,
-                "valid": {str(weight): {name: figures[name] for name in prior_weight.CRITERIA}
-                          for weight, figures in choice.table.items()}}
+        return {"weight": choice.weight, "form": choice.form, "neighbours": model.transition_prior.neighbours,
+                "valid": {form: {str(weight): {name: figures[name] for name in prior_weight.CRITERIA}
+                                 for weight, figures in by_weight.items()}
+                          for form, by_weight in choice.table.items()}}
 
     def _evaluate(self, model, data, plan: FitPlan) -> dict:
         """The held-out figures of the best weights, and the reference baselines' (`run_figures`)."""
