@@ -29,7 +29,7 @@ Example:
 >>> prior = TransitionPrior(num_rows=4, neighbours=2)
 >>> prior.update_counts(*top_neighbours(np.array([1, 1, 2]), np.array([2, 3, 3]), np.array([5.0, 1.0, 2.0]), 4, 2))
 >>> _ = prior.weight.assign(1.0)
->>> np.round(prior.catalogue_scores(tf.constant([[0, 1]])).numpy(), 3).tolist()
+>>> np.round(prior.catalogue_scores(tf.constant([[0, 1]])).numpy().astype(float), 3).tolist()
 [[0.0, 0.0, 1.792, 0.693]]
 """
 
