@@ -180,7 +180,7 @@ class Server:
         self.scheduler = None
         if options.batching_parameters is not None:
             self.scheduler = BatchScheduler.from_parameters(options.batching_parameters)
-        self.metrics = ServingMetrics()
+        self.metrics = ServingMetrics(model_names=lambda: self.manager.model_names)
         self.manager = ModelManager(options.model_config, on_change=self._set_health, scheduler=self.scheduler,
                                     on_event=self.metrics.model_event)
         self._executor = futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc")
