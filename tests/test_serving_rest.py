@@ -383,6 +383,29 @@ def test_https_and_bearer_token(secure, stub):
         _http(port, "GET", "/v1/models/tiny")
 
 
+def test_status_without_the_token_shows_states_not_load_errors(tmp_path):
+    base = tmp_path / "tiny"
+    sf.save_version(str(base), 1, seed=0, warmup=False)
+    (base / "2").mkdir()
+    (base / "2" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    server = _start(tmp_path, auth_token=TOKEN)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # until version 1 serves and version 2 has failed
+            answers = {auth: _http(server.rest_port, "GET", "/v1/models/tiny", headers=headers)[2]
+                       for auth, headers in ((False, {}), (True, {"Authorization": f"Bearer {TOKEN}"}))}
+            if [v["state"] for v in answers[True].get("model_version_status", [])] == ["END", "AVAILABLE"]:
+                break
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    anonymous, operator = (answers[auth]["model_version_status"] for auth in (False, True))
+    assert [(v["version"], v["state"]) for v in anonymous] == [("2", "END"), ("1", "AVAILABLE")]
+    assert anonymous[0]["status"] == {"error_code": operator[0]["status"]["error_code"], "error_message": ""}
+    message = operator[0]["status"]["error_message"]
+    assert "cannot load .../tiny/2" in message and str(tmp_path) not in message, message
+
+
 def test_a_slow_body_times_out_without_holding_the_server(secure):
     server, context = secure
     with socket.create_connection(("localhost", server.rest_port)) as raw:

@@ -23,12 +23,15 @@ canonical code (INVALID_ARGUMENT 400, UNAUTHENTICATED 401, NOT_FOUND 404,
 RESOURCE_EXHAUSTED 429, INTERNAL 500, UNIMPLEMENTED 501, UNAVAILABLE 503...);
 a body over `max_message_bytes` gets 413, an unknown route 404, a wrong
 method 405, a request not in within the deadline 408, a connection beyond
-`max_connections` 503 (see `tfrec.server.http_server` for every limit). With a bearer token, every route but model status (left open for
-health checkers, as the gRPC health service is) needs the header
-`Authorization: Bearer <token>`; with a certificate the port speaks HTTPS
-only. Connections live on the server's event loop (a stalled client holds
-no thread) and requests run on a thread pool. Nothing else is served: no
-files, no directory listings.
+`max_connections` 503 (see `tfrec.server.http_server` for every limit).
+With a bearer token, every route but model status (left open for health
+checkers, as the gRPC health service is) needs the header
+`Authorization: Bearer <token>`; without it, model status shows the
+versions' states and error codes, not the error texts, and absolute paths in
+status errors are cut to their last two components either way. With a
+certificate the port speaks HTTPS only. Connections live on the server's
+event loop (a stalled client holds no thread) and requests run on a thread
+pool. Nothing else is served: no files, no directory listings.
 
 The routes and their handlers are here; `tfrec.server.http_server` is the
 transport (connections, bodies, TLS, the HTTP status of each error) and
@@ -56,6 +59,7 @@ from tfrec.server.json_tensor import json_inputs, outputs_json, parse_predict_bo
 from tfrec.serving_errors import ServingError
 
 MAX_VERSION = (1 << 63) - 1
+_ABSOLUTE_PATH = re.compile(r"(?<![\w/:.~])/[^\s'\"]+")
 
 _VERSION = r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
 _PREDICT_ROUTE = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<method>predict|classify|regress)",
@@ -132,10 +136,14 @@ class RestApiServer:
         raise HttpError(404, f"no route {path!r}: this server answers GET /v1/models/NAME[/versions/N|/labels/L]"
                               "[/metadata] and POST /v1/models/NAME[/versions/N|/labels/L]:predict")
 
+    def _authenticated(self, authorization: str) -> bool:
+        """Whether `authorization` is 'Bearer <token>' (False when the server has no token)."""
+        given = authorization.encode("utf-8", "surrogateescape")
+        return self._expected is not None and hmac.compare_digest(given, self._expected)
+
     def check_token(self, authorization: str) -> None:
         """UNAUTHENTICATED unless `authorization` is 'Bearer <token>' (when the server has a token)."""
-        given = authorization.encode("utf-8", "surrogateescape")
-        if self._expected is not None and not hmac.compare_digest(given, self._expected):
+        if self._expected is not None and not self._authenticated(authorization):
             raise ServingError(grpc.StatusCode.UNAUTHENTICATED,
                                "missing or wrong bearer token (header 'Authorization: Bearer <token>')")
 
@@ -154,7 +162,15 @@ class RestApiServer:
         return 200, page, content_type
 
     def _status(self, match, body, headers):
-        response = self._models.model_status(_model_spec(match))
+        """Model status, open to health checkers: without the token (when the server has one) the versions'
+        states and error codes only; the error texts otherwise, absolute paths shortened in both cases."""
+        try:
+            response = self._models.model_status(_model_spec(match))
+        except ServingError as e:
+            raise ServingError(e.code, without_paths(e.message)) from None
+        detailed = self._expected is None or self._authenticated(headers.get("Authorization", ""))
+        for version in response.model_version_status:
+            version.status.error_message = without_paths(version.status.error_message) if detailed else ""
         return 200, json_format.MessageToDict(response, always_print_fields_with_no_presence=True), JSON
 
     def _metadata(self, match, body, headers):
@@ -182,6 +198,21 @@ class RestApiServer:
 
         response = self._prediction.predict(request, api="rest", fill_inputs=fill_inputs)
         return 200, outputs_json(response.outputs, row), JSON
+
+
+def without_paths(text: str) -> str:
+    """`text` with each absolute path cut to its last two components, so the server's layout stays its own.
+
+    Example:
+
+    >>> without_paths("cannot load /srv/models/tiny/3: bad file")
+    'cannot load .../tiny/3: bad file'
+    """
+    def shorten(match):
+        path = match[0].rstrip(":,.;)")
+        return ".../" + "/".join([part for part in path.split("/") if part][-2:]) + match[0][len(path):]
+
+    return _ABSOLUTE_PATH.sub(shorten, text)
 
 
 def _model_spec(match) -> model_pb2.ModelSpec:

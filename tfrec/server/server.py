@@ -41,6 +41,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from tfrec.config import Config, ConfigError, require
 from tfrec.server.batching import BatchScheduler
+from tfrec.server.config import bearer_token_problem
 from tfrec.server.grpc_interceptors import BearerToken, ReadTimeout
 from tfrec.server.metrics import DEFAULT_PATH, ServingMetrics
 from tfrec.server.model_manager import ModelManager
@@ -138,6 +139,8 @@ class ServerOptions(Config):
             require(getattr(self, name) >= 1, f"{self.name(name)}: expected at least 1")
         for name in ("grpc_read_timeout_seconds", "rest_read_timeout_seconds"):
             require(getattr(self, name) > 0, f"{self.name(name)}: expected a positive number of seconds")
+        problem = bearer_token_problem(self.auth_token) if self.auth_token is not None else None
+        require(problem is None, f"ServerOptions.auth_token: {problem}")
         require(bool(self.ssl_cert) == bool(self.ssl_key),
                 f"{self.name('ssl_cert')} and ssl_key={self.ssl_key!r}: TLS needs both the certificate and its "
                 "private key")
