@@ -44,6 +44,7 @@ JSON = "application/json"
 MAX_HEADERS = 64
 MAX_HEADER_BYTES = 8190
 SERVER_NAME = "tfrec-serving"
+_LINGER_SECONDS = 2.0  # how long a refused connection's bytes are read and dropped before the close
 
 # TF Serving's HTTP status for each canonical code (model_servers/http_server.cc).
 HTTP_STATUS = {
@@ -93,6 +94,15 @@ def raw_response(status: int, message: str) -> bytes:
             f"Content-Type: {JSON}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
+def answer_and_close(transport: asyncio.Transport, answer: bytes, linger_seconds: float) -> None:
+    """Writes `answer`, half-closes, and closes `linger_seconds` later: closing at once with the client's bytes
+    unread would reset the connection, and the client could lose the answer."""
+    transport.write(answer)
+    if transport.can_write_eof():
+        transport.write_eof()
+    asyncio.get_running_loop().call_later(linger_seconds, transport.close)
+
+
 class HttpError(Exception):
     """An HTTP-level refusal (no canonical code stands for it)."""
 
@@ -115,6 +125,7 @@ class _Connection(RequestHandler):
         self._deadline = 0.0
         self._timer = None
         self._busy = False
+        self._expired = False
 
     def _arm(self):
         loop = asyncio.get_running_loop()
@@ -124,15 +135,17 @@ class _Connection(RequestHandler):
     def _expire(self):
         self._timer = None
         if self.transport is not None and not self._busy:
-            self.transport.write(raw_response(408, f"the request did not arrive within "
-                                                   f"{self._deadline_seconds:g} s"))
-            self.transport.close()
+            self._expired = True
+            answer_and_close(self.transport, raw_response(408, f"the request did not arrive within "
+                                                               f"{self._deadline_seconds:g} s"), _LINGER_SECONDS)
 
     def connection_made(self, transport):
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._expired:
+            return  # dropped until the close
         if self._timer is None and not self._busy:
             self._arm()
         super().data_received(data)
@@ -169,16 +182,11 @@ class _Connection(RequestHandler):
 class _Refusal(asyncio.Protocol):
     """A connection beyond the limit: answered 503, its request read and dropped until the client closes."""
 
-    def __init__(self, message: str, linger_seconds: float):
-        self._message, self._linger = message, linger_seconds
-        self._transport = None
+    def __init__(self, message: str):
+        self._message = message
 
     def connection_made(self, transport):
-        self._transport = transport
-        transport.write(raw_response(503, self._message))
-        if transport.can_write_eof():
-            transport.write_eof()
-        asyncio.get_running_loop().call_later(self._linger, transport.close)
+        answer_and_close(transport, raw_response(503, self._message), _LINGER_SECONDS)
 
     def data_received(self, data):
         pass  # dropped: closing with unread bytes would reset the connection before the client reads the answer
@@ -208,8 +216,7 @@ class HttpServer:
 
     def _protocol(self):
         if len(self._server.connections) >= self._max_connections:
-            return _Refusal(f"more than max_connections={self._max_connections} open connections; retry later",
-                            self._deadline)
+            return _Refusal(f"more than max_connections={self._max_connections} open connections; retry later")
         return _Connection(self._server, loop=asyncio.get_running_loop(), deadline_seconds=self._deadline,
                            keepalive_timeout=2 * self._deadline, lingering_time=self._deadline, access_log=None,
                            max_headers=MAX_HEADERS, max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES)
