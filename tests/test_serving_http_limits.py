@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from test_serving_rest import PREDICT, _start, _wait_available, models, server  # noqa: F401 - fixtures
+from test_serving_rest import _start, _wait_available, models, server  # noqa: F401 - fixtures
 
 DEADLINE = 1.0
 MAX_CONNECTIONS = 8

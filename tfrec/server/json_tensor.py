@@ -137,8 +137,8 @@ def _shape(value, where, copies=1):
         count *= size
         nodes += count
     if nodes > MAX_VALUES:
-        raise _invalid(f"{where}: {nodes} values and lists (shape {[copies] if copies > 1 else []}{shape}); at most "
-                       f"{MAX_VALUES} are accepted per input")
+        raise _invalid(f"{where}: {nodes} values and lists (shape {[copies] + shape if copies > 1 else shape}); at "
+                       f"most {MAX_VALUES} are accepted per input")
     return shape
 
 
