@@ -17,7 +17,8 @@ refused):
   against `tfrec.server.Server` serving a real `tfrec.export` (declared
   shapes, dtypes, non-UTF-8, unknown model/signature/version, oversize, 20
   stalled clients, bearer token and TLS, REST bodies, and raw-socket attacks
-  on the REST port: request smuggling, slowloris, 200 simultaneous clients);
+  on the REST port: request smuggling, slowloris, 200 simultaneous clients;
+  the metric series that made-up model and signature names add);
 * reload: a client loop while `python -m tfrec.export` writes new versions,
   a version copied in without a rename, a corrupt latest version at restart,
   and that version repaired in place.
@@ -57,6 +58,7 @@ from absl import app, flags  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("data", "flags", "kills", "requests", "reload")
 REST_DEADLINE = 5  # seconds a REST request may take to arrive on the requests-class server (slowloris case)
+METRICS_PATH = "/monitoring/prometheus/metrics"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("classes", list(CLASSES), f"Classes of cases to run, of {', '.join(CLASSES)}.")
@@ -833,6 +835,32 @@ def rest_flood(port, clients=200):
                       crash=any(r.crash for r in results), hang=any(r.hang for r in results))
 
 
+def metric_series_added(port, requests):
+    """Sends `requests` ((path, body) pairs) and counts the scrape page's series before and after, as an `Attempt`
+    whose facts are the number of series added."""
+    import http.client
+
+    def series():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FLAGS.request_timeout)
+        try:
+            connection.request("GET", METRICS_PATH)
+            page = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        return {line.rsplit(" ", 1)[0] for line in page.splitlines() if line and not line.startswith(("#", "process_"))}
+
+    before = series()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FLAGS.request_timeout)
+    try:
+        for path, body in requests:
+            connection.request("POST", path, body=body)
+            connection.getresponse().read()
+    finally:
+        connection.close()
+    added = len(series() - before)
+    return rc.Attempt(True, f"{len(requests)} requests added {added} series", added)
+
+
 def certificate(directory):
     """A self-signed certificate for localhost and 127.0.0.1 (openssl); (cert path, key path)."""
     cert, key = os.path.join(directory, "server.crt"), os.path.join(directory, "server.key")
@@ -893,7 +921,11 @@ def run_requests(recorder, work, export_base):
     shutil.copytree(os.path.join(export_base, "m", "1"), os.path.join(base, "1"))
     with open(os.path.join(base, "1", "assets", "item_ids.txt")) as f:
         catalogue = [line.rstrip("\n") for line in f if line.strip()]
-    server = serve("m", base, rest_read_timeout_seconds=REST_DEADLINE)
+    from tfrec.server import protos
+
+    monitoring = protos.MonitoringConfig()
+    monitoring.prometheus_config.enable, monitoring.prometheus_config.path = True, METRICS_PATH
+    server = serve("m", base, rest_read_timeout_seconds=REST_DEADLINE, monitoring_config=monitoring)
     try:
         wait_serving(f"127.0.0.1:{server.port}", "m")
         requests = Requests(server, catalogue)
@@ -919,6 +951,17 @@ def run_requests(recorder, work, export_base):
         recorder.timed("requests", f"REST slowloris (a header line a second, {REST_DEADLINE} s deadline)",
                        rc.refuse("HTTP 408", "did not arrive"),
                        lambda: rest_raw(server.rest_port, slow, pause=1.0, timeout=4 * REST_DEADLINE), via="REST")
+        columnar = json.dumps({"inputs": {"history": [catalogue[:2]], "k": 3}})
+        few_series = rc.Expect(check=lambda added: None if added <= 10 else f"{added} series added",
+                               says="at most 10 series added")
+        recorder.timed("requests", "REST 3,000 made-up model names: metric series", few_series,
+                       lambda: metric_series_added(server.rest_port, [(f"/v1/models/made-up-{i}:predict", columnar)
+                                                                      for i in range(3000)]), via="REST")
+        recorder.timed("requests", "REST 1,000 made-up signature names: metric series", few_series,
+                       lambda: metric_series_added(server.rest_port, [
+                           ("/v1/models/m:predict", json.dumps({"signature_name": f"made-up-{i}",
+                                                                "inputs": json.loads(columnar)["inputs"]}))
+                           for i in range(1000)]), via="REST")
         recorder.timed("requests", "REST 200 simultaneous clients",
                        rc.Expect(check=lambda statuses: None if set(statuses) <= {"HTTP 200", "HTTP 503"}
                                  else f"answers {dict(statuses)}", says="each answered 200 or 503"),

@@ -80,7 +80,7 @@ class RestApiServer:
         max_workers: threads decoding and running the admitted requests.
         request_deadline_seconds: how long a request may take to arrive
             (request line, headers and body together; 408 after it); an idle
-            keep-alive connection closes after it too.
+            keep-alive connection closes after twice it.
         max_connections: open connections; a connection beyond gets 503.
         backlog: the listen backlog (connections not accepted yet).
         auth_token: bearer token every route but model status needs, or None.

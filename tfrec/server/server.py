@@ -90,7 +90,7 @@ class ServerOptions(Config):
         rest_read_timeout_seconds: how long a REST request may take to arrive
             (request line, headers and body together, not per read): 408 and
             the connection closes after it; an idle keep-alive connection
-            closes after it too.
+            closes after twice it.
         rest_max_connections: open REST connections; one beyond gets 503.
         rest_listen_backlog: REST connections waiting to be accepted.
         monitoring_config: checked `protos.MonitoringConfig`, or None; when its
