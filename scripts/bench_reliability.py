@@ -16,7 +16,9 @@ refused):
 * requests: the stock `tensorflow_serving` stubs over gRPC and raw HTTP
   against `tfrec.server.Server` serving a real `tfrec.export` (declared
   shapes, dtypes, non-UTF-8, unknown model/signature/version, oversize, 20
-  stalled clients, bearer token and TLS, REST bodies);
+  stalled clients, bearer token and TLS, REST bodies, and raw-socket attacks
+  on the REST port: request smuggling, slowloris, 200 simultaneous clients;
+  the metric series that made-up model and signature names add);
 * reload: a client loop while `python -m tfrec.export` writes new versions,
   a version copied in without a rename, a corrupt latest version at restart,
   and that version repaired in place.
@@ -55,6 +57,8 @@ from absl import app, flags  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("data", "flags", "kills", "requests", "reload")
+REST_DEADLINE = 5  # seconds a REST request may take to arrive on the requests-class server (slowloris case)
+METRICS_PATH = "/monitoring/prometheus/metrics"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("classes", list(CLASSES), f"Classes of cases to run, of {', '.join(CLASSES)}.")
@@ -673,6 +677,9 @@ class Requests:
             ("reload config without --allow_config_reload", self.models.HandleReloadConfigRequest,
              model_management_pb2.ReloadConfigRequest(config=reload_config),
              refuse("PERMISSION_DENIED", "allow_config_reload")),
+            ("GetModelMetadata of bytes that are no protobuf",
+             self.channel.unary_unary("/tensorflow.serving.PredictionService/GetModelMetadata"),
+             b"\xff\xff\xff\xff not a protobuf", refuse("INVALID_ARGUMENT", "not a valid request message")),
         ]
 
     def rest_cases(self):
@@ -710,6 +717,16 @@ class Requests:
             ("REST declared-shape bomb (k as a huge nested list)", "POST", "/v1/models/m:predict",
              json.dumps({"inputs": {"history": [self.catalogue[:2]], "k": [[3] * 1000] * 100}}).encode(), {},
              refuse("HTTP 400", "'k'|k")),
+            ("REST JSON nested 2,000 deep", "POST", "/v1/models/m:predict",
+             b'{"inputs": {"history": ' + b"[" * 2000 + b"]" * 2000 + b', "k": 3}}', {}, refuse("HTTP 400", "nested")),
+            ("REST lone surrogate in an id", "POST", "/v1/models/m:predict",
+             b'{"inputs": {"history": [["\\ud800"]], "k": 3}}', {}, refuse("HTTP 400", "'history'", "surrogate")),
+            ("REST 100,000-digit k", "POST", "/v1/models/m:predict",
+             b'{"inputs": {"history": [["x"]], "k": ' + b"9" * 100_000 + b"}}", {},
+             refuse("HTTP 400", "'k'", "100000-digit")),
+            ("REST 1M empty history ids", "POST", "/v1/models/m:predict",
+             b'{"inputs": {"history": [[' + b",".join([b'""'] * 1_000_000) + b']], "k": 3}}', {},
+             refuse("HTTP 400", "'history'", "at most")),
         ]
 
 
@@ -764,6 +781,84 @@ def rest_stalled(port, count=20):
     finally:
         for s in sockets:
             s.close()
+
+
+def rest_raw(port, data, pause=0.0, timeout=None):
+    """`data` (bytes, or a list of byte chunks sent `pause` s apart) on a raw socket, as an `Attempt`: accepted
+    = the first answer is 200; a reset or no answer a crash; a second answer on the connection (a smuggled
+    request) is in the message."""
+    chunks = [data] if isinstance(data, bytes) else data
+    answer = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout or FLAGS.request_timeout) as sock:
+            try:
+                for chunk in chunks:
+                    sock.sendall(chunk)
+                    time.sleep(pause)
+            except OSError:
+                pass  # the server answered and closed before the client finished
+            while True:
+                part = sock.recv(65536)
+                if not part:
+                    break
+                answer += part
+    except (socket.timeout, TimeoutError):
+        if not answer:
+            return rc.Attempt(False, "no answer", hang=True)
+    except OSError as error:
+        if not answer:
+            return rc.Attempt(False, f"connection failed: {error!r}", crash=True)
+    status = answer.split(b" ", 2)[1].decode(errors="replace") if answer.startswith(b"HTTP/") else "?"
+    answers = answer.count(b"HTTP/1.")
+    body = answer.split(b"\r\n\r\n", 1)[-1][:200].decode(errors="replace")
+    text = f"HTTP {status}: {body}" + (f" ({answers} answers on one connection)" if answers > 1 else "")
+    return rc.Attempt(status == "200", text, crash=status == "?" or status.startswith("5") and status != "503")
+
+
+def rest_flood(port, clients=200):
+    """`clients` connections opened at once, each sending a model status request: every one must get an HTTP
+    answer (200, or 503 beyond the connection limit), none a reset."""
+    request = b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    results = [None] * clients
+
+    def one(index):
+        results[index] = rest_raw(port, request, timeout=30)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = collections.Counter(r.message.split(":", 1)[0] if not r.crash else "reset" for r in results)
+    text = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+    return rc.Attempt(all(not r.crash and not r.hang for r in results), text, statuses,
+                      crash=any(r.crash for r in results), hang=any(r.hang for r in results))
+
+
+def metric_series_added(port, requests):
+    """Sends `requests` ((path, body) pairs) and counts the scrape page's series before and after, as an `Attempt`
+    whose facts are the number of series added."""
+    import http.client
+
+    def series():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FLAGS.request_timeout)
+        try:
+            connection.request("GET", METRICS_PATH)
+            page = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        return {line.rsplit(" ", 1)[0] for line in page.splitlines() if line and not line.startswith(("#", "process_"))}
+
+    before = series()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FLAGS.request_timeout)
+    try:
+        for path, body in requests:
+            connection.request("POST", path, body=body)
+            connection.getresponse().read()
+    finally:
+        connection.close()
+    added = len(series() - before)
+    return rc.Attempt(True, f"{len(requests)} requests added {added} series", added)
 
 
 def certificate(directory):
@@ -826,7 +921,11 @@ def run_requests(recorder, work, export_base):
     shutil.copytree(os.path.join(export_base, "m", "1"), os.path.join(base, "1"))
     with open(os.path.join(base, "1", "assets", "item_ids.txt")) as f:
         catalogue = [line.rstrip("\n") for line in f if line.strip()]
-    server = serve("m", base)
+    from tfrec.server import protos
+
+    monitoring = protos.MonitoringConfig()
+    monitoring.prometheus_config.enable, monitoring.prometheus_config.path = True, METRICS_PATH
+    server = serve("m", base, rest_read_timeout_seconds=REST_DEADLINE, monitoring_config=monitoring)
     try:
         wait_serving(f"127.0.0.1:{server.port}", "m")
         requests = Requests(server, catalogue)
@@ -841,6 +940,32 @@ def run_requests(recorder, work, export_base):
         recorder.timed("requests", "20 stalled REST clients (half a request)",
                        rc.Expect(check=lambda facts: None, says="model status answers"),
                        lambda: rest_stalled(server.rest_port), via="REST")
+        smuggled = b"GET /v1/models/m HTTP/1.1\r\nHost: x\r\n\r\n"
+        for name, framing in (("two Content-Length headers", b"Content-Length: 2\r\nContent-Length: 47\r\n"),
+                              ("Content-Length and Transfer-Encoding", b"Content-Length: 2\r\n"
+                                                                       b"Transfer-Encoding: chunked\r\n")):
+            recorder.timed("requests", f"REST smuggling: {name}", rc.refuse("HTTP 400", "Content-Length"),
+                           lambda: rest_raw(server.rest_port, b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n"
+                                            + framing + b"\r\n{}0\r\n\r\n" + smuggled), via="REST")
+        slow = [b"GET /v1/models/m HTTP/1.1\r\n"] + [b"X-Slow-%d: 1\r\n" % i for i in range(4 * REST_DEADLINE)]
+        recorder.timed("requests", f"REST slowloris (a header line a second, {REST_DEADLINE} s deadline)",
+                       rc.refuse("HTTP 408", "did not arrive"),
+                       lambda: rest_raw(server.rest_port, slow, pause=1.0, timeout=4 * REST_DEADLINE), via="REST")
+        columnar = json.dumps({"inputs": {"history": [catalogue[:2]], "k": 3}})
+        few_series = rc.Expect(check=lambda added: None if added <= 10 else f"{added} series added",
+                               says="at most 10 series added")
+        recorder.timed("requests", "REST 3,000 made-up model names: metric series", few_series,
+                       lambda: metric_series_added(server.rest_port, [(f"/v1/models/made-up-{i}:predict", columnar)
+                                                                      for i in range(3000)]), via="REST")
+        recorder.timed("requests", "REST 1,000 made-up signature names: metric series", few_series,
+                       lambda: metric_series_added(server.rest_port, [
+                           ("/v1/models/m:predict", json.dumps({"signature_name": f"made-up-{i}",
+                                                                "inputs": json.loads(columnar)["inputs"]}))
+                           for i in range(1000)]), via="REST")
+        recorder.timed("requests", "REST 200 simultaneous clients",
+                       rc.Expect(check=lambda statuses: None if set(statuses) <= {"HTTP 200", "HTTP 503"}
+                                 else f"answers {dict(statuses)}", says="each answered 200 or 503"),
+                       lambda: rest_flood(server.rest_port), via="REST")
         recorder.timed("requests", "recommend after the bad requests", rc.Expect(check=requests.recommends(1, 3),
                                                                                  says="still serving"),
                        lambda: grpc_attempt(requests.predict.Predict, requests.request()), via="gRPC")

@@ -134,6 +134,19 @@ def test_bad_access_flags_are_named(models, args, message):
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"t\xc3\xb6ken\n", "expected printable ASCII without spaces; character 2 is '\\xc3'"),
+    (b" \n", "expected a token, got nothing"),
+])
+def test_a_token_file_that_cannot_authenticate_anyone_is_refused_at_start(models, tmp_path, content, message):
+    token_file = tmp_path / "token"
+    token_file.write_bytes(content)
+    result = _serve([f"--model_name=tiny", f"--model_base_path={models / 'tiny'}", "--server=embedded",
+                     f"--auth_token_file={token_file}"])
+    assert result.returncode != 0 and f"--auth_token_file={token_file}: {message}" in result.stderr, \
+        result.stderr[-2000:]
+
+
 def test_the_real_binary_runs_only_when_binding_every_interface_is_asked_for(models, tmp_path):
     fake = tmp_path / "bin" / "tensorflow_model_server"  # stands in for the binary absent here
     fake.parent.mkdir()

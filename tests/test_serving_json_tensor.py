@@ -64,3 +64,21 @@ def test_outputs_come_back_in_the_request_format():
     assert outputs_json(outputs, row=False) == {"outputs": {"item_ids": [["x", "y"]], "scores": [[0.5, 0.25]]}}
     binary = {"text_bytes": tf.make_tensor_proto([b"ab"])}
     assert outputs_json(binary, row=False) == {"outputs": [{"b64": "YWI="}]}
+
+
+def test_hostile_bodies_are_refused_naming_the_field():
+    _refused(lambda: parse_predict_body(b'{"inputs": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+             "nested 1001 deep; at most 258")
+    _refused(lambda: parse_predict_body(b'{"inputs": {"history": [["a", "\\ud800"]]}}'),
+             r"'inputs'\['history'\]\[0\]\[1\]: the value .* holds a lone surrogate")
+    assert parse_predict_body('{"inputs": ["\\ud83d\\ude00 ]]]"]}'.encode())[2] == ["\U0001F600 ]]]"]  # a pair is fine
+    _, row, data = parse_predict_body(b'{"inputs": {"history": [["a"]], "k": ' + b"9" * 100000 + b"}}")
+    _refused(lambda: json_inputs(SCORE, row, data), "'inputs' input 'k': a 100000-digit integer is out of the range")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"inputs": {"history": [' + b",".join([b'""'] * (1 << 20)) + b'], "k": 1}}',
+    b'{"instances": [' + b",".join([b'{"history": [""], "k": 1}'] * (1 << 18)) + b"]}",
+])
+def test_an_input_of_too_many_values_is_refused_before_conversion(body):
+    _refused(lambda: json_inputs(SCORE, *parse_predict_body(body)[1:]), "at most 262144 are accepted per input")

@@ -172,6 +172,9 @@ def test_corrupt_newest_version_at_startup_serves_the_newest_loadable_and_repair
     ("rest_api_port", 70000, r"rest_api_port=70000: expected a TCP port"),
     ("max_workers", 0, r"max_workers=0: expected at least 1"),
     ("grpc_read_timeout_seconds", 0.0, r"grpc_read_timeout_seconds=0.0: expected a positive number"),
+    ("rest_max_connections", 0, r"rest_max_connections=0: expected at least 1"),
+    ("auth_token", "t\u00f6ken", r"auth_token: expected printable ASCII without spaces; character 2 is '\\xf6'"),
+    ("auth_token", "", r"auth_token: expected a token, got nothing"),
 ])
 def test_server_options_out_of_range_are_refused_by_name(field, value, expected):
     with pytest.raises(config.ConfigError, match=expected):

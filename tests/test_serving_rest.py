@@ -27,6 +27,7 @@ from tensorflow_serving.config import model_server_config_pb2
 import serving_fixtures as sf
 from test_serving_access import _certificate
 from tfrec.server import config, protos
+from tfrec.server.metrics import LOAD_ATTEMPT_COUNT, REQUEST_COUNT, REQUEST_LATENCY
 from tfrec.server.server import Server, ServerOptions
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -318,7 +319,7 @@ def _request_counts(port):
     """(api, method, signature, status, version) -> count of the request counter, for model 'tiny'."""
     status, headers, page = _http(port, "GET", METRICS_PATH)
     assert status == 200 and headers["Content-Type"].startswith("text/plain"), page
-    family = _families(page)["tfrec_serving_request_count"]
+    family = _families(page)["tfrec_request_count"]
     return {(s.labels["api"], s.labels["method"], s.labels["signature_name"], s.labels["status"], s.labels["version"]):
             s.value for s in family.samples if s.name.endswith("_total") and s.labels["model_name"] == "tiny"}
 
@@ -328,7 +329,7 @@ def test_metrics_count_the_requests_sent(server, stub):
     sent = {
         ("rest", "predict", "score", "OK", "1"): 3,
         ("rest", "predict", "serving_default", "INVALID_ARGUMENT", "1"): 2,
-        ("rest", "predict", "serving_default", "NOT_FOUND", ""): 1,
+        ("rest", "predict", "unknown", "NOT_FOUND", "unknown"): 1,  # version 9 does not exist
         ("rest", "metadata", "", "OK", "1"): 1,
         ("grpc", "predict", "embed_items", "OK", "1"): 2,
         ("grpc", "metadata", "", "OK", "1"): 1,
@@ -349,11 +350,15 @@ def test_metrics_count_the_requests_sent(server, stub):
     keys = set(after) | set(sent)
     assert {key: after.get(key, 0) - before.get(key, 0) for key in keys} == {key: sent.get(key, 0) for key in keys}
     page = _http(server.rest_port, "GET", METRICS_PATH)[2]
-    latency = _families(page)["tfrec_serving_request_latency_seconds"]
-    counts = {s.labels["signature_name"]: s.value for s in latency.samples
-              if s.name.endswith("_count") and s.labels["api"] == "rest" and s.labels["method"] == "predict"}
-    assert counts["score"] >= 3
-    events = _families(page)["tfrec_serving_model_event_count"]
+    tf_serving = {s.labels["status"]: s.value for s in _families(page)[REQUEST_COUNT].samples
+                  if s.labels["model_name"] == "tiny"}  # Predict only, as TF Serving counts
+    assert tf_serving["OK"] >= 5 and tf_serving["INVALID_ARGUMENT"] >= 2 and tf_serving["NOT_FOUND"] >= 1
+    latency = {(s.labels["API"], s.labels["entrypoint"]): s.value for s in _families(page)[REQUEST_LATENCY].samples
+               if s.name.endswith("_count") and s.labels["model_name"] == "tiny"}
+    assert latency[("Predict", "REST")] >= 3 and latency[("GetModelMetadata", "GRPC")] >= 1
+    assert [(s.labels, s.value) for s in _families(page)[LOAD_ATTEMPT_COUNT].samples] == [
+        ({"model_path": "tiny/1", "status": "success"}, 1.0)]
+    events = _families(page)["tfrec_model_event_count"]
     assert [(s.labels, s.value) for s in events.samples if s.name.endswith("_total")] == [
         ({"model_name": "tiny", "version": "1", "event": "load", "outcome": "success"}, 1.0)]
 
@@ -376,6 +381,29 @@ def test_https_and_bearer_token(secure, stub):
     assert _http(port, "GET", METRICS_PATH, headers=auth, context=context)[0] == 404  # metrics off
     with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):  # plaintext on the HTTPS port
         _http(port, "GET", "/v1/models/tiny")
+
+
+def test_status_without_the_token_shows_states_not_load_errors(tmp_path):
+    base = tmp_path / "tiny"
+    sf.save_version(str(base), 1, seed=0, warmup=False)
+    (base / "2").mkdir()
+    (base / "2" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    server = _start(tmp_path, auth_token=TOKEN)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # until version 1 serves and version 2 has failed
+            answers = {auth: _http(server.rest_port, "GET", "/v1/models/tiny", headers=headers)[2]
+                       for auth, headers in ((False, {}), (True, {"Authorization": f"Bearer {TOKEN}"}))}
+            if [v["state"] for v in answers[True].get("model_version_status", [])] == ["END", "AVAILABLE"]:
+                break
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    anonymous, operator = (answers[auth]["model_version_status"] for auth in (False, True))
+    assert [(v["version"], v["state"]) for v in anonymous] == [("2", "END"), ("1", "AVAILABLE")]
+    assert anonymous[0]["status"] == {"error_code": operator[0]["status"]["error_code"], "error_message": ""}
+    message = operator[0]["status"]["error_message"]
+    assert "cannot load .../tiny/2" in message and str(tmp_path) not in message, message
 
 
 def test_a_slow_body_times_out_without_holding_the_server(secure):

@@ -258,6 +258,18 @@ def test_other_rpcs_errors(server, stub):
     assert err.value.code == grpc.StatusCode.NOT_FOUND and "no version 9" in err.value.message
 
 
+@pytest.mark.parametrize("method", ["/tensorflow.serving.PredictionService/GetModelMetadata",
+                                    "/tensorflow.serving.PredictionService/Predict",
+                                    "/tensorflow.serving.ModelService/GetModelStatus"])
+def test_a_request_that_does_not_parse_is_invalid_argument(server, method):
+    with grpc.insecure_channel(server.target) as channel:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"\xff\xff\xff\xff not a protobuf", timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+    assert "are not a valid request message" in info.value.details()
+
+
 def test_hot_reload_without_failed_requests(server):
     results, failures, stop = [], [], threading.Event()
 

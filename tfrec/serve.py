@@ -122,15 +122,16 @@ def _model_config(values):
 
 
 def _auth_token(path):
-    """The token in `path` (surrounding whitespace dropped); UsageError if unreadable or empty."""
+    """The token in `path` (surrounding whitespace dropped); UsageError naming the file if it is unreadable,
+    empty, or not one printable-ASCII token."""
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise app.UsageError(f"--auth_token_file={path}: cannot read it ({e})") from None
-    if not token or any(c.isspace() for c in token):
-        raise app.UsageError(f"--auth_token_file={path}: expected one token with no spaces, got "
-                             f"{'nothing' if not token else 'whitespace inside'}")
+        with open(path, "rb") as f:
+            token = f.read().strip().decode("latin-1")  # one character per byte, so a bad byte is named
+    except OSError as e:
+        raise app.UsageError(f"--auth_token_file={path}: cannot read it ({e.strerror})") from None
+    problem = config_lib.bearer_token_problem(token)
+    if problem is not None:
+        raise app.UsageError(f"--auth_token_file={path}: {problem}")
     return token
 
 

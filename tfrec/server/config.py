@@ -6,6 +6,7 @@ The embedded server reads the same files as `tensorflow_model_server`:
 `--monitoring_config_file` (text-format `MonitoringConfig`). Each reader parses
 the file with the protobuf message and checks the values the model server
 would reject, raising `tfrec.config.ConfigError` naming the file, line or field.
+`bearer_token_problem` checks the server's bearer token.
 
 Example:
 
@@ -14,6 +15,8 @@ Example:
 >>> cfg.model_config_list.config[0].name
 'retrieval'
 """
+
+from typing import Optional
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -152,3 +155,20 @@ def read_monitoring_config(path: str):
     if path_value and not path_value.startswith("/"):
         raise ConfigError(f"{path}: prometheus_config.path {path_value!r} must start with '/'")
     return cfg
+
+
+def bearer_token_problem(token: str) -> Optional[str]:
+    """Why `token` cannot be a bearer token, or None: it travels in an HTTP header and gRPC metadata, so it
+    must be non-empty printable ASCII without spaces (only the offending character is named, never the token).
+
+    Example:
+
+    >>> bearer_token_problem("s3cret"), bearer_token_problem("two words")
+    (None, "expected printable ASCII without spaces; character 4 is ' '")
+    """
+    if not token:
+        return "expected a token, got nothing"
+    for index, char in enumerate(token, start=1):
+        if not 33 <= ord(char) <= 126:
+            return f"expected printable ASCII without spaces; character {index} is {ascii(char)}"
+    return None

@@ -1,4 +1,5 @@
-"""The gRPC server interceptors: the bearer-token check and the bound on waiting for a request message.
+"""The gRPC server interceptors: the bearer-token check, and the bound on waiting for a request message (which
+is parsed there too, so a message that does not parse is INVALID_ARGUMENT rather than gRPC's UNKNOWN).
 
 Example:
 
@@ -10,6 +11,7 @@ import asyncio
 import hmac
 
 import grpc
+from google.protobuf.message import DecodeError
 
 
 class BearerToken(grpc.aio.ServerInterceptor):
@@ -39,14 +41,15 @@ class ReadTimeout(grpc.aio.ServerInterceptor):
     gRPC receives a unary request before the method runs, with no limit; this
     serves such a method as request-streaming instead, reads the one message
     itself, and ends the call with DEADLINE_EXCEEDED when it does not arrive
-    within `seconds`.
+    within `seconds`, INVALID_ARGUMENT when its bytes do not parse as the
+    method's request message.
     """
 
     def __init__(self, seconds: float):
         self._seconds = seconds
         self._wrapped = {}  # (method, handler) -> its request-streaming handler, built once
 
-    async def _read(self, context, method):
+    async def _read(self, context, method, deserialize):
         try:
             request = await asyncio.wait_for(context.read(), self._seconds)
         except asyncio.TimeoutError:
@@ -55,7 +58,13 @@ class ReadTimeout(grpc.aio.ServerInterceptor):
                                 "(the server's grpc_read_timeout_seconds)")
         if request is grpc.aio.EOF:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the call ended without a request message")
-        return request
+        if deserialize is None:
+            return request
+        try:
+            return deserialize(request)
+        except DecodeError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"{method}: the request's {len(request)} bytes are not a valid request message ({e})")
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -68,14 +77,14 @@ class ReadTimeout(grpc.aio.ServerInterceptor):
 
     def _request_streaming(self, handler, method):
         """`handler` served as request-streaming, its one message read by `_read`."""
+        deserialize = handler.request_deserializer  # applied in _read: the transport passes the raw bytes
         if handler.response_streaming:
             async def stream(requests, context):
-                await handler.unary_stream(await self._read(context, method), context)
+                await handler.unary_stream(await self._read(context, method, deserialize), context)
 
-            return grpc.stream_stream_rpc_method_handler(stream, handler.request_deserializer,
-                                                         handler.response_serializer)
+            return grpc.stream_stream_rpc_method_handler(stream, None, handler.response_serializer)
 
         async def unary(requests, context):
-            return await handler.unary_unary(await self._read(context, method), context)
+            return await handler.unary_unary(await self._read(context, method, deserialize), context)
 
-        return grpc.stream_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_unary_rpc_method_handler(unary, None, handler.response_serializer)

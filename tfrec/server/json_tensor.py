@@ -5,7 +5,12 @@
 into TensorProtos of the signature's declared dtypes (binary strings as
 `{"b64": "..."}`), and `outputs_json` writes a Predict's outputs back in the
 request's format. Every refusal is a `ServingError` INVALID_ARGUMENT naming
-the input and element at fault.
+the input and element at fault. The body must be strict UTF-8 JSON nested at
+most `MAX_DEPTH` deep (checked before parsing), whose strings are valid
+Unicode (a lone surrogate escape such as `"\\ud800"` is refused naming the
+field) and whose integers have at most `MAX_INT_DIGITS` digits (longer ones
+are refused by the input they are given for); an input of more than
+`MAX_VALUES` values and lists is refused before any value is converted.
 
 Example:
 
@@ -15,6 +20,7 @@ Example:
 
 import base64
 import json
+import re
 from typing import Callable, Mapping, Tuple
 
 import grpc
@@ -25,6 +31,26 @@ from tensorflow.core.framework import tensor_pb2
 from tfrec.serving_errors import ServingError
 
 MAX_RANK = 254  # TensorFlow's TensorShape limit
+MAX_DEPTH = MAX_RANK + 4  # a rank-254 input inside {"instances": [{"name": ...}]}
+MAX_INT_DIGITS = 20  # uint64's largest value has 20 digits
+MAX_VALUES = 1 << 18  # values and lists of one input: far above a history batch, converted in well under a second
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class HugeInt:
+    """A JSON integer with more than `MAX_INT_DIGITS` digits: kept as its digit count, never converted."""
+
+    def __init__(self, text: str):
+        self.digits = len(text.lstrip("-"))
+
+    def __repr__(self):
+        return f"<a {self.digits}-digit integer>"
+
+
+def _parse_int(text: str):
+    return HugeInt(text) if len(text) > MAX_INT_DIGITS + 1 else int(text)
 
 
 def _invalid(message):
@@ -32,7 +58,7 @@ def _invalid(message):
 
 
 def _json_text(value, limit=80):
-    text = json.dumps(value)
+    text = json.dumps(value, default=repr)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -41,7 +67,7 @@ def _converter(dtype: tf.DType, where: str) -> Callable:
     if dtype == tf.string:
         def to_bytes(value):
             if isinstance(value, str):
-                return value.encode("utf-8")
+                return value.encode("utf-8")  # parse_predict_body refused lone surrogates
             if _is_b64(value):
                 try:
                     return base64.b64decode(value["b64"], validate=True)
@@ -60,6 +86,9 @@ def _converter(dtype: tf.DType, where: str) -> Callable:
         low, high = dtype.min, dtype.max
 
         def to_int(value):
+            if isinstance(value, HugeInt):
+                raise _invalid(f"{where}: a {value.digits}-digit integer is out of the range of {dtype.name} "
+                               f"[{low}, {high}]")
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _invalid(f"{where}: JSON value {_json_text(value)} is not an integer; expected {dtype.name}")
             if not low <= value <= high:
@@ -71,6 +100,9 @@ def _converter(dtype: tf.DType, where: str) -> Callable:
         exact = (1 << (info.nmant + 1)) - 1  # the largest integer the type holds exactly
 
         def to_float(value):
+            if isinstance(value, HugeInt):
+                raise _invalid(f"{where}: a {value.digits}-digit integer cannot be a {dtype.name} without loss of "
+                               "precision")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise _invalid(f"{where}: JSON value {_json_text(value)} is not a number; expected {dtype.name}")
             if (abs(value) > exact if isinstance(value, int)
@@ -91,14 +123,28 @@ def _is_named(value) -> bool:
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def _dense(value, convert, where):
-    """(shape, flat values) of a JSON value, nested lists checked to be a dense tensor."""
+def _shape(value, where, copies=1):
+    """The shape of a JSON value taken from its first elements, refused (naming `where`) when `copies` of it
+    would hold more than `MAX_VALUES` values and lists."""
     shape, probe = [], value
     while isinstance(probe, list):
         shape.append(len(probe))
         if len(shape) > MAX_RANK:
             raise _invalid(f"{where}: lists nested more than {MAX_RANK} deep")
         probe = probe[0] if probe else None
+    count, nodes = copies, copies
+    for size in shape:
+        count *= size
+        nodes += count
+    if nodes > MAX_VALUES:
+        raise _invalid(f"{where}: {nodes} values and lists (shape {[copies] + shape if copies > 1 else shape}); at "
+                       f"most {MAX_VALUES} are accepted per input")
+    return shape
+
+
+def _dense(value, convert, where):
+    """(shape, flat values) of a JSON value, nested lists checked to be a dense tensor."""
+    shape = _shape(value, where)
     flat = []
 
     def walk(item, level):
@@ -163,6 +209,9 @@ def _row_inputs(signature, instances) -> dict:
         row = instance if named else {names[0]: instance}
         if sorted(row) != names:
             raise _invalid(f"'instances'[{index}] has inputs {sorted(row)}; 'instances'[0] has {names}")
+        if index == 0:  # the whole batch's size, before any value is converted
+            for name in dtypes:
+                _shape(row[name], f"'instances' input {name!r}", copies=len(instances))
         for name, dtype in dtypes.items():
             where = f"'instances'[{index}] input {name!r}"
             shape, flat = _dense(row[name], _converter(dtype, where), where)
@@ -198,13 +247,18 @@ def parse_predict_body(body: bytes) -> Tuple[str, bool, object]:
     if not body.strip():
         raise _invalid("JSON parse error: the request body is empty")
     try:
-        request = json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _invalid(f"the request body is not UTF-8 JSON (byte {e.start}: {body[e.start:e.start + 1]!r})") from None
+    depth = _depth(body)  # before parsing: the parser and the codec recurse
+    if depth > MAX_DEPTH:
+        raise _invalid(f"the request body's JSON is nested {depth} deep; at most {MAX_DEPTH} is accepted")
+    try:
+        request = json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as e:
         raise _invalid(f"JSON parse error: {e.msg} at offset {e.pos}") from None
-    except UnicodeDecodeError:
-        raise _invalid("the request body is not UTF-8 JSON") from None
-    except RecursionError:
-        raise _invalid("the request body's JSON is nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(request, "")
     if not isinstance(request, dict):
         raise _invalid(f"the request body is {_json_text(request)}; expected a JSON object "
                        '{"instances": [...]} or {"inputs": ...}')
@@ -220,6 +274,32 @@ def parse_predict_body(body: bytes) -> Tuple[str, bool, object]:
                        f"format); it has {'both' if 'inputs' in request else 'neither'}")
     row = "instances" in request
     return signature_name, row, request["instances" if row else "inputs"]
+
+
+def _depth(body: bytes) -> int:
+    """How deep the JSON's arrays and objects nest (brackets inside strings ignored; 0 when it has too few
+    brackets to nest deeper than MAX_DEPTH), without parsing it."""
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return 0  # too few to nest too deep: not scanned
+    code = np.frombuffer(_STRING.sub(b'""', body), dtype=np.uint8)
+    steps = np.isin(code, (ord("["), ord("{"))).astype(np.int32) - np.isin(code, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _refuse_lone_surrogates(value, where: str) -> None:
+    """INVALID_ARGUMENT naming the first string (key or value) of `value` that is not valid Unicode."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        at = f"{where}[{key!r}]" if where else repr(key)
+        for text, what in ((key, "key"), (item, "value")):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise _invalid(f"{at}: the {what} {_json_text(text)} holds a lone surrogate "
+                                   f"({text[e.start]!r} at character {e.start}); expected valid Unicode "
+                                   "(a surrogate pair for characters beyond U+FFFF)") from None
+        _refuse_lone_surrogates(item, at)
 
 
 def json_inputs(signature, row: bool, data) -> dict:

@@ -52,7 +52,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._metrics = metrics
 
     @contextlib.contextmanager
-    def _tracked(self, api, method, model_name, signature_name=""):
+    def _tracked(self, api, method, model_name, signature_name=None):
         with self._metrics.track(api, method, model_name, signature_name) as call:
             try:
                 yield call
@@ -81,8 +81,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         with self._tracked(api, "predict", request.model_spec.name, signature_name) as call:
             with self._manager.acquire(request.model_spec) as servable:
                 call.version = servable.version
+                signature = servable.signature(signature_name)  # NOT_FOUND for a name the version lacks
+                call.signature_name = signature_name
                 if fill_inputs is not None:
-                    fill_inputs(servable.signature(signature_name), request)
+                    fill_inputs(signature, request)
                 _check_size(request, "Predict request", request.inputs, self._max_bytes)
                 outputs = servable.run(signature_name, request.inputs, request.output_filter)
             response = predict_pb2.PredictResponse()

@@ -22,12 +22,16 @@ Errors are TF Serving's `{"error": "message"}` with its HTTP status for each
 canonical code (INVALID_ARGUMENT 400, UNAUTHENTICATED 401, NOT_FOUND 404,
 RESOURCE_EXHAUSTED 429, INTERNAL 500, UNIMPLEMENTED 501, UNAVAILABLE 503...);
 a body over `max_message_bytes` gets 413, an unknown route 404, a wrong
-method 405. With a bearer token, every route but model status (left open for
-health checkers, as the gRPC health service is) needs the header
-`Authorization: Bearer <token>`; with a certificate the port speaks HTTPS
-only. Each connection has its own thread and socket timeout, so a stalled
-client holds only its own connection. Nothing else is served: no files, no
-directory listings.
+method 405, a request not in within the deadline 408, a connection beyond
+`max_connections` 503 (see `tfrec.server.http_server` for every limit).
+With a bearer token, every route but model status (left open for health
+checkers, as the gRPC health service is) needs the header
+`Authorization: Bearer <token>`; without it, model status shows the
+versions' states and error codes, not the error texts, and absolute paths in
+status errors are cut to their last two components either way. With a
+certificate the port speaks HTTPS only. Connections live on the server's
+event loop (a stalled client holds no thread) and requests run on a thread
+pool. Nothing else is served: no files, no directory listings.
 
 The routes and their handlers are here; `tfrec.server.http_server` is the
 transport (connections, bodies, TLS, the HTTP status of each error) and
@@ -41,20 +45,21 @@ Example:
 
 import hmac
 import re
-import socket
 import threading
 import urllib.parse
+from concurrent import futures
 from typing import Optional
 
 import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
 
-from tfrec.server.http_server import JSON, HttpError, HttpServer, ssl_context
+from tfrec.server.http_server import JSON, HttpError, HttpServer, bound_socket, ssl_context
 from tfrec.server.json_tensor import json_inputs, outputs_json, parse_predict_body
 from tfrec.serving_errors import ServingError
 
 MAX_VERSION = (1 << 63) - 1
+_ABSOLUTE_PATH = re.compile(r"(?<![\w/:.~])/[^\s'\"]+")
 
 _VERSION = r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
 _PREDICT_ROUTE = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<method>predict|classify|regress)",
@@ -71,10 +76,13 @@ class RestApiServer:
         metrics: `metrics.ServingMetrics`.
         host: interface to bind; port: TCP port (0 picks a free one).
         max_message_bytes: largest request body (413 above it).
-        max_concurrent_requests: requests processed at once (429 above it).
-        read_timeout_seconds: how long a connection may wait for the client's
-            bytes (request line, headers, body); an idle keep-alive connection
-            closes after it.
+        max_concurrent_requests: requests admitted at once (429 above it).
+        max_workers: threads decoding and running the admitted requests.
+        request_deadline_seconds: how long a request may take to arrive
+            (request line, headers and body together; 408 after it); an idle
+            keep-alive connection closes after twice it.
+        max_connections: open connections; a connection beyond gets 503.
+        backlog: the listen backlog (connections not accepted yet).
         auth_token: bearer token every route but model status needs, or None.
         ssl_cert, ssl_key: PEM files: the port speaks HTTPS only. Both or neither.
         metrics_path: path of the Prometheus scrape page, or None for none.
@@ -85,42 +93,35 @@ class RestApiServer:
     Example:
 
     >>> rest = RestApiServer(prediction, models, metrics, host="127.0.0.1", port=8501)  # doctest: +SKIP
-    >>> rest.start(); rest.stop()                                                      # doctest: +SKIP
+    >>> asyncio.run_coroutine_threadsafe(rest.start(), loop).result()                    # doctest: +SKIP
     """
 
     def __init__(self, prediction, models, metrics, *, host: str, port: int, max_message_bytes: int = 4 << 20,
-                 max_concurrent_requests: int = 256, read_timeout_seconds: float = 30.0,
-                 auth_token: Optional[str] = None, ssl_cert: Optional[str] = None, ssl_key: Optional[str] = None,
-                 metrics_path: Optional[str] = None):
+                 max_concurrent_requests: int = 256, max_workers: int = 16, request_deadline_seconds: float = 30.0,
+                 max_connections: int = 1024, backlog: int = 1024, auth_token: Optional[str] = None,
+                 ssl_cert: Optional[str] = None, ssl_key: Optional[str] = None, metrics_path: Optional[str] = None):
         self._prediction, self._models, self._metrics = prediction, models, metrics
         self.max_message_bytes = max_message_bytes
-        self.read_timeout_seconds = read_timeout_seconds
         self.metrics_path = metrics_path
         self.scheme = "https" if ssl_cert else "http"
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
         self._max_concurrent = max_concurrent_requests
         self._expected = f"Bearer {auth_token}".encode() if auth_token else None
         context = ssl_context(ssl_cert, ssl_key) if ssl_cert else None
-        bind_host = host.strip("[]")
-        try:
-            family = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM)[0][0]
-            self._httpd = HttpServer((bind_host, port), family, self, context)
-        except OSError as e:
-            raise OSError(f"cannot listen on {host}:{port} for the REST API: {e}") from e
-        self.port = self._httpd.server_address[1]
-        self._thread = None
+        sock = bound_socket(host, port)
+        self.port = sock.getsockname()[1]
+        self._executor = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rest")
+        self._http = HttpServer(self, sock, context, self._executor, request_deadline_seconds=request_deadline_seconds,
+                                max_connections=max_connections, backlog=backlog)
 
-    def start(self) -> None:
-        """Starts answering in a daemon thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="rest-api", daemon=True)
-        self._thread.start()
+    async def start(self) -> None:
+        """Starts answering on the running event loop."""
+        await self._http.start()
 
-    def stop(self) -> None:
-        """Stops accepting connections and closes the port (requests running finish on their own threads)."""
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-        self._httpd.server_close()
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Closes the port, then the connections once their running requests finish (up to `grace_seconds`)."""
+        await self._http.stop(grace_seconds)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def route(self, path: str):
         """(method, needs token, handler, match) of `path`; a 404 `HttpError` for any other path."""
@@ -135,9 +136,14 @@ class RestApiServer:
         raise HttpError(404, f"no route {path!r}: this server answers GET /v1/models/NAME[/versions/N|/labels/L]"
                               "[/metadata] and POST /v1/models/NAME[/versions/N|/labels/L]:predict")
 
+    def _authenticated(self, authorization: str) -> bool:
+        """Whether `authorization` is 'Bearer <token>' (False when the server has no token)."""
+        given = authorization.encode("utf-8", "surrogateescape")
+        return self._expected is not None and hmac.compare_digest(given, self._expected)
+
     def check_token(self, authorization: str) -> None:
         """UNAUTHENTICATED unless `authorization` is 'Bearer <token>' (when the server has a token)."""
-        if self._expected is not None and not hmac.compare_digest(authorization.encode(), self._expected):
+        if self._expected is not None and not self._authenticated(authorization):
             raise ServingError(grpc.StatusCode.UNAUTHENTICATED,
                                "missing or wrong bearer token (header 'Authorization: Bearer <token>')")
 
@@ -156,7 +162,15 @@ class RestApiServer:
         return 200, page, content_type
 
     def _status(self, match, body, headers):
-        response = self._models.model_status(_model_spec(match))
+        """Model status, open to health checkers: without the token (when the server has one) the versions'
+        states and error codes only; the error texts otherwise, absolute paths shortened in both cases."""
+        try:
+            response = self._models.model_status(_model_spec(match))
+        except ServingError as e:
+            raise ServingError(e.code, without_paths(e.message)) from None
+        detailed = self._expected is None or self._authenticated(headers.get("Authorization", ""))
+        for version in response.model_version_status:
+            version.status.error_message = without_paths(version.status.error_message) if detailed else ""
         return 200, json_format.MessageToDict(response, always_print_fields_with_no_presence=True), JSON
 
     def _metadata(self, match, body, headers):
@@ -184,6 +198,21 @@ class RestApiServer:
 
         response = self._prediction.predict(request, api="rest", fill_inputs=fill_inputs)
         return 200, outputs_json(response.outputs, row), JSON
+
+
+def without_paths(text: str) -> str:
+    """`text` with each absolute path cut to its last two components, so the server's layout stays its own.
+
+    Example:
+
+    >>> without_paths("cannot load /srv/models/tiny/3: bad file")
+    'cannot load .../tiny/3: bad file'
+    """
+    def shorten(match):
+        path = match[0].rstrip(":,.;)")
+        return ".../" + "/".join([part for part in path.split("/") if part][-2:]) + match[0][len(path):]
+
+    return _ABSOLUTE_PATH.sub(shorten, text)
 
 
 def _model_spec(match) -> model_pb2.ModelSpec:

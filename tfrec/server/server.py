@@ -8,7 +8,7 @@ standard `grpc.health.v1.Health` service (each model name is SERVING once a
 version of it is loaded; the overall service "" is SERVING once every
 configured model is). With `rest_api_port`, a second port serves TF
 Serving's REST API (`tfrec.server.rest`: model status, metadata, `:predict`,
-through the same Predict code) and, when the monitoring config enables them,
+through the same Predict code; aiohttp on the same event loop as gRPC) and, when the monitoring config enables them,
 the Prometheus metrics of `tfrec.server.metrics`. Clients written for
 `tensorflow_model_server` work unchanged against it.
 
@@ -41,6 +41,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 
 from tfrec.config import Config, ConfigError, require
 from tfrec.server.batching import BatchScheduler
+from tfrec.server.config import bearer_token_problem
 from tfrec.server.grpc_interceptors import BearerToken, ReadTimeout
 from tfrec.server.metrics import DEFAULT_PATH, ServingMetrics
 from tfrec.server.model_manager import ModelManager
@@ -64,7 +65,7 @@ class ServerOptions(Config):
         poll_wait_seconds: seconds between base-path scans (0: scan once).
         max_workers: gRPC model executions at once (threads running Predict,
             metadata, status and reload calls; more wait in a queue; the REST
-            port has its own threads).
+            port has its own pool of as many threads).
         max_concurrent_rpcs: RPCs admitted at once (running, queued, or still
             receiving their request); more get RESOURCE_EXHAUSTED.
         grpc_read_timeout_seconds: how long a gRPC call may wait for its
@@ -86,8 +87,12 @@ class ServerOptions(Config):
             one; `Server.rest_port` tells which), or None for no REST API. It
             shares `auth_token` (not needed for model status), the TLS files,
             `max_message_bytes` and `max_concurrent_rpcs`.
-        rest_read_timeout_seconds: how long a REST connection may wait for the
-            client's bytes before it is closed.
+        rest_read_timeout_seconds: how long a REST request may take to arrive
+            (request line, headers and body together, not per read): 408 and
+            the connection closes after it; an idle keep-alive connection
+            closes after twice it.
+        rest_max_connections: open REST connections; one beyond gets 503.
+        rest_listen_backlog: REST connections waiting to be accepted.
         monitoring_config: checked `protos.MonitoringConfig`, or None; when its
             `prometheus_config` is enabled, the REST port serves the metrics at
             its path (default "/monitoring/prometheus/metrics").
@@ -110,6 +115,8 @@ class ServerOptions(Config):
     ssl_key: Optional[str] = None
     rest_api_port: Optional[int] = None
     rest_read_timeout_seconds: float = 30.0
+    rest_max_connections: int = 1024
+    rest_listen_backlog: int = 1024
     monitoring_config: object = None
 
     @property
@@ -127,10 +134,13 @@ class ServerOptions(Config):
             port = getattr(self, name)
             require(port is None or 0 <= port <= 65535,
                     f"{self.name(name)}: expected a TCP port in 0..65535 (0: a free one)")
-        for name in ("max_workers", "max_concurrent_rpcs", "max_message_bytes"):
+        for name in ("max_workers", "max_concurrent_rpcs", "max_message_bytes", "rest_max_connections",
+                     "rest_listen_backlog"):
             require(getattr(self, name) >= 1, f"{self.name(name)}: expected at least 1")
         for name in ("grpc_read_timeout_seconds", "rest_read_timeout_seconds"):
             require(getattr(self, name) > 0, f"{self.name(name)}: expected a positive number of seconds")
+        problem = bearer_token_problem(self.auth_token) if self.auth_token is not None else None
+        require(problem is None, f"ServerOptions.auth_token: {problem}")
         require(bool(self.ssl_cert) == bool(self.ssl_key),
                 f"{self.name('ssl_cert')} and ssl_key={self.ssl_key!r}: TLS needs both the certificate and its "
                 "private key")
@@ -173,7 +183,7 @@ class Server:
         self.scheduler = None
         if options.batching_parameters is not None:
             self.scheduler = BatchScheduler.from_parameters(options.batching_parameters)
-        self.metrics = ServingMetrics()
+        self.metrics = ServingMetrics(model_names=lambda: self.manager.model_names)
         self.manager = ModelManager(options.model_config, on_change=self._set_health, scheduler=self.scheduler,
                                     on_event=self.metrics.model_event)
         self._executor = futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="rpc")
@@ -191,7 +201,9 @@ class Server:
                 self._rest = RestApiServer(
                     prediction, models, self.metrics, host=options.host, port=options.rest_api_port,
                     max_message_bytes=options.max_message_bytes, max_concurrent_requests=options.max_concurrent_rpcs,
-                    read_timeout_seconds=options.rest_read_timeout_seconds, auth_token=options.auth_token,
+                    max_workers=options.max_workers, request_deadline_seconds=options.rest_read_timeout_seconds,
+                    max_connections=options.rest_max_connections, backlog=options.rest_listen_backlog,
+                    auth_token=options.auth_token,
                     ssl_cert=options.ssl_cert, ssl_key=options.ssl_key, metrics_path=options.metrics_path)
         except BaseException:
             self._close_loop()
@@ -259,7 +271,7 @@ class Server:
             self.options.host, self.port, ", ".join(self.manager.model_names),
         )
         if self._rest is not None:
-            self._rest.start()
+            self._in_loop(self._rest.start())
             metrics = self.options.metrics_path
             logging.info("Running REST API at %s://%s:%d%s", self._rest.scheme, self.options.host, self._rest.port,
                          f" (Prometheus metrics at {metrics})" if metrics else "")
@@ -273,7 +285,7 @@ class Server:
         logging.info("Shutting down: finishing running requests (up to %.1f s)", self.options.grace_seconds)
         self._in_loop(self._health.enter_graceful_shutdown())
         if self._rest is not None:
-            self._rest.stop()
+            self._in_loop(self._rest.stop(self.options.grace_seconds))
         self._in_loop(self._grpc.stop(self.options.grace_seconds))
         self.manager.stop()
         if self.scheduler is not None:
