@@ -42,7 +42,7 @@ import benchlib
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from tfrec.evaluation import protocol  # noqa: E402
+from tfrec.evaluation import prior_weight, protocol  # noqa: E402
 from tfrec.training import RunDirectory, load_run_data  # noqa: E402
 
 BASELINES = ("popularity", "transitions", "item-kNN")
@@ -59,35 +59,52 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       flag_values=flag_values)
     flags.DEFINE_string("output", os.path.join(REPO_ROOT, "BENCHMARKS.md"), "Markdown file to write the table to.",
                         flag_values=flag_values)
+    flags.DEFINE_bool("recalibrate", False, "Choose each run's prior form and weight again on validation with this "
+                      "code's calibration step (runs trained before a change to it), and report those figures.",
+                      flag_values=flag_values)
     flags.DEFINE_enum("section", "bench_defaults", list(SECTIONS), "BENCHMARKS.md section (and title) to write.",
                       flag_values=flag_values)
 
 
-def network_alone(directory: str) -> dict:
-    """{"test": ..., "valid": ...} metrics of a run's model with its transition prior's weight set to 0."""
+def reevaluated(directory: str) -> tuple:
+    """A run's model figures again: ({"test", "valid"} of the network alone (prior weight 0), and with
+    --recalibrate, {"test", "valid", "weight", "form"} of its prior chosen again on validation by this code's
+    calibration step (`choose_prior_weight`, as `Trainer.fit` does after training), else None)."""
     run, data = load_run_data(directory)
     model = run.model
-    if model.transition_prior is not None:
-        model.transition_prior.weight.assign(0.0)
-    return {split: protocol.evaluate_model(model, protocol.HeldOut.from_data(data, split), run.model_config, (10,))
-            for split in ("test", "valid")}
+    held_out = {split: protocol.HeldOut.from_data(data, split) for split in ("test", "valid")}
+
+    def figures():
+        return {split: protocol.evaluate_model(model, held, run.model_config, (10,)) for split, held in held_out.items()}
+
+    prior, recalibrated = model.transition_prior, None
+    if prior is not None and flags.FLAGS.recalibrate:
+        choice = prior_weight.choose_prior_weight(model, held_out["valid"])
+        prior.weight.assign(choice.weight)
+        prior.set_form(choice.form)
+        recalibrated = {**figures(), "weight": choice.weight, "form": choice.form}
+    if prior is not None:
+        prior.weight.assign(0.0)
+    return figures(), recalibrated
 
 
 def row(name: str, directory: str) -> tuple:
     """(table row, command line) of one run."""
     run = RunDirectory(directory)
     metrics, config = run.read_metrics(), run.read_config()
-    alone = network_alone(directory)
+    alone, recalibrated = reevaluated(directory)
+    prior = metrics.get("transition_prior") or {}
     test, valid = metrics, metrics["valid"]
+    if recalibrated:
+        test, valid, prior = recalibrated["test"], recalibrated["valid"], recalibrated
     best = {m: max(metrics["baselines"][b][m] for b in BASELINES if b in metrics["baselines"]) for m in MEASURES}
     margin = " / ".join(f"{test[m] / best[m] - 1:+.0%}" for m in MEASURES)
-    prior = metrics.get("transition_prior") or {}
     derived = "; ".join(f"{field} {reason.split(':')[0]}" for field, reason in
                         (metrics.get("derived_settings") or {}).items())
     cells = [name, _pair(test), _pair(alone["test"]),
              *(_pair(metrics["baselines"][b]) if b in metrics["baselines"] else "—" for b in BASELINES),
-             margin, _pair(valid), _pair(alone["valid"]), f"{prior.get('weight', 0):g}", derived,
-             f"{metrics['epochs']} of {metrics['max_epochs']}", f"{metrics['wall_time_seconds'] / 60:.1f} min"]
+             margin, _pair(valid), _pair(alone["valid"]), f"{prior.get('weight', 0):g} {prior.get('form', 'counts')}",
+             derived, f"{metrics['epochs']} of {metrics['max_epochs']}", f"{metrics['wall_time_seconds'] / 60:.1f} min"]
     data_config = config["data_config"]
     seed = config["train_config"].get("seed", 0)
     weight = config["model_config"].get("context_loss_weight", 0.0)
@@ -124,7 +141,7 @@ def main(argv):
         raise app.UsageError("--runs: expected NAME=RUN_DIR pairs")
     header = ("| data | tfrec defaults, test HR@10 / NDCG@10 | same network without the prior | popularity | "
               "transitions | item-kNN | margin over the best baseline | valid (defaults) | valid (no prior) | "
-              "prior weight | derived from the data | epochs | train wall time |")
+              "prior weight and form | derived from the data | epochs | train wall time |")
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     commands = []
     for name, directory in runs:
@@ -135,10 +152,13 @@ def main(argv):
     body = "\n".join([
         f"## {SECTIONS[flags.FLAGS.section]} (`scripts/bench_defaults.py`)", "",
         "Each run trained by `python -m tfrec.train` with only the flags its data needs (below); test and "
-        "validation figures on the protocol of docs/evaluation.md, one seed. The prior's weight was chosen "
-        "on validation; \"without the prior\" is the same network with weight 0. Margin: test figure over the "
+        "validation figures on the protocol of docs/evaluation.md, one seed. The prior's weight and form were "
+        "chosen on validation" + (" again by the current calibration step (--recalibrate; the networks as "
+                                  "trained)" if flags.FLAGS.recalibrate else "") +
+        "; \"without the prior\" is the same network with weight 0. Margin: test figure over the "
         "best baseline's, HR@10 / NDCG@10.", "",
-        f"Command: `python scripts/bench_defaults.py --section={flags.FLAGS.section} "
+        f"Command: `python scripts/bench_defaults.py --section={flags.FLAGS.section}"
+        f"{' --recalibrate' if flags.FLAGS.recalibrate else ''} "
         f"--runs={','.join(f'{n}=RUN_DIR' for n, _ in runs)}`; "
         f"machine: {benchlib.machine()}.", "", *lines, "", "Runs:", *commands])
     benchlib.write_section(flags.FLAGS.output, flags.FLAGS.section, body)

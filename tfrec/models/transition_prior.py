@@ -187,6 +187,15 @@ class TransitionPrior(keras.layers.Layer):
         evidence = tf.reduce_sum(tf.reshape(values, [-1, count, tf.shape(candidates)[1]]), axis=1)
         return self.weight * tf.math.log1p(evidence)
 
+    def load_own_variables(self, store):
+        """Keras' loading, plus the weights of a prior saved before it had a form (the counts form)."""
+        if len(store.keys()) == len(self.variables) - 1:
+            for index, variable in enumerate(self.variables[:-1]):
+                variable.assign(store[str(index)])
+            self.shares.assign(0.0)
+            return
+        super().load_own_variables(store)
+
     def get_config(self):
         return dict(super().get_config(), num_rows=self.num_rows, neighbours=self.neighbours,
                     last_n=self.last_n, decay=self.decay)
