@@ -94,7 +94,7 @@ def test_explain_over_grpc_equals_in_process(served, task):
 
 def test_recommend_over_grpc_equals_in_process(served):
     server, loaded = served
-    expected = loaded["retrieval"].signatures["serving_default"](history=_padded(HISTORIES), k=tf.constant(5))
+    expected = loaded["retrieval"].signatures["serving_default"](history=_padded(HISTORIES), k=tf.constant([5] * 2))
     with RecommenderClient(server.target, "retrieval") as client:
         got = client.recommend(HISTORIES, k=5)
     np.testing.assert_array_equal(got.item_ids, expected["item_ids"].numpy().astype(str))
@@ -116,7 +116,7 @@ def test_text_signatures_over_grpc_equal_in_process(served):
     np.testing.assert_allclose(
         embeddings.embeddings, signatures["embed_items"](text=tf.constant(TEXTS))["embeddings"].numpy(), atol=1e-5
     )
-    expected = signatures["recommend_from_text"](text=tf.constant(TEXTS), k=tf.constant(3))
+    expected = signatures["recommend_from_text"](text=tf.constant(TEXTS), k=tf.constant([3] * 2))
     np.testing.assert_array_equal(from_text.item_ids, expected["item_ids"].numpy().astype(str))
 
 
@@ -151,7 +151,7 @@ CLIENT_CONTEXT = {"ratings": RATINGS, "timestamps": TIMESTAMPS, "events": EVENTS
 def test_recommend_with_context_over_grpc_equals_in_process(served):
     server, loaded = served
     expected = loaded["retrieval"].signatures["recommend_in_context"](
-        history=_padded(HISTORIES), k=tf.constant(5), **_context())
+        history=_padded(HISTORIES), k=tf.constant([5] * 2), **_context())
     with RecommenderClient(server.target, "retrieval") as client:
         got = client.recommend(HISTORIES, k=5, **CLIENT_CONTEXT)
         plain = client.recommend(HISTORIES, k=5)
