@@ -66,7 +66,8 @@ def main(argv):
                 print(f"{'history':>8} {'peak RSS MB':>12} {'seconds':>8}  answer")
                 print(f"{0:>8} {_peak_mb(server.pid):>12.0f} {'':>8}  (idle)")
                 for length in map(int, _LENGTHS.value.split(",")):
-                    history = [f"i{i}" for i in rng.integers(1, NUM_ITEMS + 1, length)]
+                    # From the first half of the catalogue: the other half is left to recommend.
+                    history = [f"i{i}" for i in rng.integers(1, NUM_ITEMS // 2 + 1, length)]
                     start = time.monotonic()
                     try:
                         answer = f"{len(client.recommend([history], k=10).item_ids[0])} items"

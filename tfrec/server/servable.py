@@ -121,7 +121,8 @@ class Signature:
 
 def broadcast_scalars(specs: dict, inputs: dict) -> dict:
     """`inputs` with each scalar given for a `[None]` input (e.g. `k` as one int) repeated to the batch
-    size of the other inputs, as older clients and REST callers send it; the rest as they are.
+    size of the other inputs, as older clients and REST callers send it; the rest as they are, every
+    input in name order (so the first bad one named is always the same).
 
     Example:
 
@@ -130,11 +131,11 @@ def broadcast_scalars(specs: dict, inputs: dict) -> dict:
     >>> tf.make_ndarray(broadcast_scalars(specs, inputs)["k"]).tolist()
     [3, 3]
     """
+    broadcast = {name: inputs[name] for name in sorted(inputs)}
     batch = {proto.tensor_shape.dim[0].size for proto in inputs.values() if proto.tensor_shape.dim}
-    if len(batch) != 1:
-        return inputs
+    if len(batch) != 1 or not 0 <= min(batch) <= MAX_INPUT_ELEMENTS:  # else the batch input's check names it
+        return broadcast
     (rows,) = batch
-    broadcast = dict(inputs)
     for name, proto in inputs.items():
         spec = specs[name]
         if not proto.tensor_shape.dim and spec.shape.rank == 1 and spec.shape[0] is None:
