@@ -5,11 +5,12 @@ dimensions, 2,000 items), serves it with `python -m tfrec.serve
 --server=embedded` and sends `recommend` requests of one history of N item
 ids, N growing; after each it reads the server's peak resident memory
 (`VmHWM` of /proc/PID/status, the peak since start: N grows, so each figure
-is the peak of the longest history so far). Run it against another checkout
-by putting that checkout first on PYTHONPATH.
+is the peak of the longest history so far); then `explain` requests of one
+history of each `--explain_lengths` ids and one candidate. Run it against
+another checkout by putting that checkout first on PYTHONPATH.
 
 Example:
-    nice python scripts/bench_long_history.py --lengths=1000,4000,8000,12000
+    nice python scripts/bench_long_history.py --lengths=1000,4000,8000,12000 --explain_lengths=100,256,600
 """
 
 import os
@@ -33,6 +34,7 @@ from tfrec.models import ModelConfig, build_model  # noqa: E402
 from tfrec.serving_errors import ServingError  # noqa: E402
 
 _LENGTHS = flags.DEFINE_string("lengths", "1000,4000,8000,12000", "History lengths to send, in increasing order.")
+_EXPLAIN_LENGTHS = flags.DEFINE_string("explain_lengths", "", "History lengths to explain, in increasing order.")
 NUM_ITEMS = 2000
 
 
@@ -63,21 +65,26 @@ def main(argv):
             with RecommenderClient(f"127.0.0.1:{port}", "long", timeout=600) as client:
                 client.wait_until_available(process=server)
                 rng = np.random.default_rng(0)
-                print(f"{'history':>8} {'peak RSS MB':>12} {'seconds':>8}  answer")
-                print(f"{0:>8} {_peak_mb(server.pid):>12.0f} {'':>8}  (idle)")
-                for length in map(int, _LENGTHS.value.split(",")):
+                print(f"{'request':>9} {'history':>8} {'peak RSS MB':>12} {'seconds':>8}  answer")
+                print(f"{'':>9} {0:>8} {_peak_mb(server.pid):>12.0f} {'':>8}  (idle)")
+                requests = [("recommend", int(n)) for n in _LENGTHS.value.split(",") if n]
+                requests += [("explain", int(n)) for n in _EXPLAIN_LENGTHS.value.split(",") if n]
+                for kind, length in requests:
                     # From the first half of the catalogue: the other half is left to recommend.
                     history = [f"i{i}" for i in rng.integers(1, NUM_ITEMS // 2 + 1, length)]
                     start = time.monotonic()
                     try:
-                        answer = f"{len(client.recommend([history], k=10).item_ids[0])} items"
+                        if kind == "recommend":
+                            answer = f"{len(client.recommend([history], k=10).item_ids[0])} items"
+                        else:
+                            answer = f"explained ({client.explain([history], [['i2000']]).influence.shape})"
                     except ServingError as error:
-                        answer = f"{error.code.name}: {error.message[:80]}"
+                        answer = f"{error.code.name}: {error.message[-90:]}"
                     if server.poll() is not None:
-                        print(f"{length:>8} {'killed':>12} {time.monotonic() - start:>8.1f}  server exited "
+                        print(f"{kind:>9} {length:>8} {'killed':>12} {time.monotonic() - start:>8.1f}  server exited "
                               f"{server.returncode}")
                         return
-                    print(f"{length:>8} {_peak_mb(server.pid):>12.0f} {time.monotonic() - start:>8.1f}  {answer}")
+                    print(f"{kind:>9} {length:>8} {_peak_mb(server.pid):>12.0f} {time.monotonic() - start:>8.1f}  {answer}")
         finally:
             server.terminate()
             server.wait(60)
