@@ -75,7 +75,7 @@ def main(encoder="tiny", epochs=3, workdir=None):
     # 6. Export for TF Serving and ask the export the same question.
     exported = tfrec.exporting.export_model(model, os.path.join(workdir, "exports"), "quickstart")
     served = tfrec.exporting.load(exported.path).signatures["recommend"]
-    answer = served(history=tf.constant([history]), k=tf.constant(5))
+    answer = served(history=tf.constant([history]), k=tf.constant([5]))
     served_ids = [value.decode() for value in answer["item_ids"].numpy()[0]]
     print("served by", exported.path, "->", served_ids)
     return result.metrics, list(item_ids[0]), served_ids

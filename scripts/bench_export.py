@@ -57,9 +57,9 @@ def _latencies(loaded, ids, text):
     signatures = loaded.signatures
     if "recommend" in signatures:
         return {
-            "recommend": _median_ms(signatures["recommend"], history=history, k=tf.constant(10)),
+            "recommend": _median_ms(signatures["recommend"], history=history, k=tf.constant([10])),
             "recommend_from_text": _median_ms(
-                signatures["recommend_from_text"], text=tf.constant([text]), k=tf.constant(10)),
+                signatures["recommend_from_text"], text=tf.constant([text]), k=tf.constant([10])),
         }
     return {"score": _median_ms(signatures["score"], history=history, candidates=tf.constant([ids[21:121]]))}
 

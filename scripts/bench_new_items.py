@@ -111,7 +111,7 @@ def _hit_rate(export_path, histories, targets, num_items):
     hits, expected = 0, 0.0
     for start in range(0, len(targets), BATCH):
         part = histories[start:start + BATCH]
-        out = recommend(history=tf.constant(part.tolist()), k=tf.constant(K))
+        out = recommend(history=tf.constant(part.tolist()), k=tf.fill([len(part)], K))
         ranked = out["item_ids"].numpy().astype(str)
         hits += int(sum(t in row for t, row in zip(targets[start:start + BATCH], ranked)))
         candidates = num_items - np.array([len(set(h) - {""}) for h in part])

@@ -197,8 +197,9 @@ def exported_answers(path, histories, k):
     from tfrec.exporting import exporter
 
     recommend = exporter.load(path).signatures["recommend"]
-    answers = [recommend(history=tf.constant(histories[start:start + 50]), k=tf.constant(k))["item_ids"].numpy()
-               for start in range(0, len(histories), 50)]
+    batches = [histories[start:start + 50] for start in range(0, len(histories), 50)]
+    answers = [recommend(history=tf.constant(batch), k=tf.fill([len(batch)], k))["item_ids"].numpy()
+               for batch in batches]
     return np.concatenate(answers, axis=0)
 
 

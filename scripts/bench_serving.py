@@ -126,7 +126,7 @@ def main(argv):
     rows = [list(history)]
 
     def in_process():
-        out = recommend(history=tf.constant(rows), k=tf.constant(k, tf.int32))
+        out = recommend(history=tf.constant(rows), k=tf.constant([k] * len(rows), tf.int32))
         return out["item_ids"].numpy(), out["scores"].numpy()
 
     timed_loop(in_process, 50)

@@ -2,8 +2,8 @@
 
 `TinyRecommender` follows the serving contract of `tfrec.export`: a catalogue
 embedding table looked up from string item ids through a StaticHashTable,
-signatures `serving_default` (history [B, N] tf.string + k int32 ->
-item_ids, scores), `recommend_from_text`, `embed_items` and `score`. Unknown ids
+signatures `serving_default` (history [B, N] tf.string + k int32 [B] ->
+item_ids, scores [B, max k], a row's columns past its k "" and -inf), `recommend_from_text`, `embed_items` and `score`. Unknown ids
 and k out of range fail inside the graph with InvalidArgumentError naming them.
 """
 
@@ -55,6 +55,7 @@ class TinyRecommender(tf.Module):
         checks = [
             tf.debugging.assert_less_equal(k, self.num_items, message="k is larger than the catalogue"),
             tf.debugging.assert_positive(k, message="k must be positive"),
+            tf.debugging.assert_equal(tf.size(k), tf.shape(query)[0], message="k must hold one value per row"),
         ]
         with tf.control_dependencies(checks):
             k = tf.identity(k)
@@ -62,13 +63,15 @@ class TinyRecommender(tf.Module):
         banned = tf.reduce_max(tf.one_hot(exclude, self.num_items + 1), axis=1)
         banned = tf.maximum(banned, tf.one_hot(tf.zeros_like(exclude[:, 0]), self.num_items + 1))
         scores = tf.where(banned > 0, tf.fill(tf.shape(scores), -1e9), scores)
-        top = tf.math.top_k(scores, k)
-        return {"item_ids": tf.gather(self.item_ids, top.indices), "scores": top.values}
+        top = tf.math.top_k(scores, tf.reduce_max(k))
+        wanted = tf.range(tf.shape(top.values)[1])[None, :] < k[:, None]
+        return {"item_ids": tf.where(wanted, tf.gather(self.item_ids, top.indices), ""),
+                "scores": tf.where(wanted, top.values, float("-inf"))}
 
     @tf.function(
         input_signature=[
             tf.TensorSpec([None, None], tf.string, name="history"),
-            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None], tf.int32, name="k"),
         ]
     )
     def recommend(self, history, k):
@@ -80,7 +83,7 @@ class TinyRecommender(tf.Module):
         return self._top_k(query, tf.concat([idx, tf.zeros_like(idx[:, :1])], 1), k)
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([], tf.int32, name="k")]
+        input_signature=[tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([None], tf.int32, name="k")]
     )
     def recommend_from_text(self, text, k):
         query = self._text_embeddings(text)

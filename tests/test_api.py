@@ -65,8 +65,9 @@ def test_dataframes_to_recommendations_without_flags(prepared):
     assert all(len(set(row)) == 5 for row in item_ids.tolist())
     assert not set(item_ids[0]) & set(histories[0]) and "i100" not in item_ids[1]  # seen items are excluded
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    assert model.recommend([["i1", "nope"]], k=5).skipped_items == [["nope"]]
     with pytest.raises(ValueError, match=re.escape("unknown item ids in history: ['nope']")):
-        model.recommend([["i1", "nope"]], k=5)
+        model.recommend([["i1", "nope"]], k=5, unknown_items="error")
 
 
 def _write_csv(frame, path):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import tfrec
-from tfrec.data import errors
+from tfrec.data import errors, summary, texts
 
 LOGS = pd.DataFrame({"user_id": ["u1"] * 3 + ["u2"] * 3, "item_id": ["a", "b", "c", "b", "c", "a"],
                      "timestamp": [1, 2, 3, 1, 2, 3]})
@@ -49,3 +49,16 @@ def test_text_cols_reach_the_table_source(tmp_path):
                                    text_cols=("brand", "title"))
     data = tfrec.data.prepare(config)
     assert data.item_texts[data.vocab.item_ids.index("a")] == "Swingline. Stapler"
+
+
+def test_overlong_titles_and_texts_are_cut_at_load_and_counted():
+    items = ITEMS.assign(title=["S" * 5_000_000, "Pen", "Cap"], description=["", "ink " * 10_000, ""])
+    data = tfrec.data.from_dataframes(LOGS, items)
+    index = {item: i for i, item in enumerate(data.vocab.item_ids)}
+    assert len(data.item_titles[index["a"]]) == texts.MAX_TITLE_CHARS
+    assert len(data.item_texts[index["a"]]) == len(data.item_texts[index["b"]]) == texts.MAX_TEXT_CHARS
+    assert data.item_titles[index["b"]] == "Pen" and data.item_texts[index["c"]] == "Cap"
+    assert texts.cut_counts(data.tables.items) == {"texts": 2, "titles": 1}
+    stats = summary.describe(data.tables, data.split)
+    assert stats["cut_texts"] == {"texts": 2, "titles": 1}
+    assert "2 item texts at 20,000 characters, 1 titles at 1,000" in summary.format_text(stats)

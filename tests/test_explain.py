@@ -90,12 +90,20 @@ def test_the_exported_explain_signature_equals_model_explain(retrieval, ranking,
                                        influence[b, :, :len(history)], atol=1e-5)
         with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids.*nosuch"):
             loaded.signatures["explain"](history=padded, candidates=tf.constant([["nosuch", "m1"], ["m2", "m3"]]))
-        with pytest.raises(tf.errors.InvalidArgumentError, match="at least one behaviour"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="at least one known behaviour"):
             loaded.signatures["explain"](history=tf.constant([["", ""]]), candidates=tf.constant([["m1"]]))
         with pytest.raises(tf.errors.InvalidArgumentError, match="items the model was trained on"):
             loaded.signatures["explain"](history=tf.constant([["m1"]]), candidates=tf.constant([[""]]))
-        with pytest.raises(tf.errors.InvalidArgumentError, match="at most 5000 behaviours per request"):
-            loaded.signatures["explain"](history=tf.constant([["m1"] * 5001]), candidates=tf.constant([["m2"]]))
+        # Cut to the model's window of 512 behaviours, occlusion still reads 512 x 512^2 attention pairs.
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"at most 16777216 per request.*got\] \[134217728\]"):
+            loaded.signatures["explain"](history=tf.constant([["m1"] * 600]), candidates=tf.constant([["m2"]]))
+        # An unknown behaviour is skipped: no influence, the others' as without it.
+        skipped = loaded.signatures["explain"](history=tf.constant([["m1", "new sku", "m4"]]),
+                                               candidates=tf.constant([["m2"]]))
+        without = model.explain([["m1", "m4"]], [["m2"]])[0]
+        assert skipped["skipped_items"].numpy().tolist() == [[b"new sku"]]
+        np.testing.assert_allclose(skipped["influence"].numpy()[0, :, [0, 2]].T, without[0], atol=1e-5)
+        assert skipped["influence"].numpy()[0, 0, 1] == 0
 
 
 @pytest.mark.parametrize("histories, candidates, method, message", [
@@ -106,7 +114,8 @@ def test_the_exported_explain_signature_equals_model_explain(retrieval, ranking,
     ([["m1"]], [["m3"]], "shapley", r"method='shapley': expected one of"),
     ([[""]], [["m3"]], "occlusion", r"histories\[0\] is empty"),
     ([["m1"]], [[""]], "occlusion", "a candidate is the padding id"),
-    ([["nosuch"]], [["m3"]], "occlusion", r"unknown item ids in history: \['nosuch'\]"),
+    ([["nosuch"]], [["m3"]], "occlusion", r"histories\[0\] holds no item of the catalogue"),
+    ([["m1"] * 600], [["m3"]], "occlusion", r"at most 16777216 per request.*got 134217728"),
 ])
 def test_bad_explain_requests_are_named(retrieval, histories, candidates, method, message):
     with pytest.raises(ValueError, match=message):

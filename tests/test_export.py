@@ -198,7 +198,7 @@ def test_export_directory_holds_model_assets_and_warmup(retrieval):
 def test_recommend_matches_the_model_and_excludes_history(retrieval):
     model, _, _, loaded = retrieval
     expected_ids, expected_scores = _model_top_k(model, _features(HISTORY_INDICES), 5)
-    out = loaded.signatures["serving_default"](history=tf.constant(HISTORY_IDS), k=tf.constant(5))
+    out = loaded.signatures["serving_default"](history=tf.constant(HISTORY_IDS), k=tf.constant([5] * 2))
     assert out["item_ids"].numpy().astype(str).tolist() == expected_ids.tolist()
     np.testing.assert_allclose(out["scores"].numpy(), expected_scores, atol=1e-5)
     for row, history in zip(out["item_ids"].numpy().astype(str), HISTORY_IDS):
@@ -209,10 +209,10 @@ def test_recommend_in_context_gives_the_model_the_ratings_times_and_user(retriev
     model, _, _, loaded = retrieval
     expected_ids, expected_scores = _model_top_k(model, _context_features(HISTORY_INDICES), 5)
     history = tf.constant(HISTORY_IDS)
-    out = loaded.signatures["recommend_in_context"](history=history, k=tf.constant(5), **CONTEXT)
+    out = loaded.signatures["recommend_in_context"](history=history, k=tf.constant([5] * 2), **CONTEXT)
     assert out["item_ids"].numpy().astype(str).tolist() == expected_ids.tolist()
     np.testing.assert_allclose(out["scores"].numpy(), expected_scores, atol=1e-5)
-    plain = loaded.signatures["recommend"](history=history, k=tf.constant(5))
+    plain = loaded.signatures["recommend"](history=history, k=tf.constant([5] * 2))
     assert np.abs(plain["scores"].numpy() - out["scores"].numpy()).max() > 1e-3  # the context counts
 
 
@@ -236,7 +236,7 @@ def test_model_recommend_equals_the_exported_signatures(retrieval, histories, co
     assert ids.shape == (len(histories), k) and scores.dtype == np.float32
     history = tf.constant(_padded_right(histories, ""))
     if context is None:
-        outputs = [loaded.signatures[name](history=history, k=tf.constant(k))
+        outputs = [loaded.signatures[name](history=history, k=tf.constant([k] * len(histories)))
                    for name in ("recommend", "serving_default")]
     else:
         width = history.shape[1]
@@ -244,7 +244,7 @@ def test_model_recommend_equals_the_exported_signatures(retrieval, histories, co
         timestamps = context.get("timestamps", [[0] * width] * len(histories))
         events = context.get("events", [[""] * width] * len(histories))
         outputs = [loaded.signatures["recommend_in_context"](
-            history=history, k=tf.constant(k),
+            history=history, k=tf.constant([k] * len(histories)),
             history_ratings=tf.constant(_padded_right(ratings, 0), tf.float32),
             history_timestamps=tf.constant(_padded_right(timestamps, 0), tf.int64),
             history_events=tf.constant(_padded_right(events, "")),
@@ -280,19 +280,21 @@ def test_bad_context_is_an_invalid_argument(retrieval, name, value, message):
     _, _, _, loaded = retrieval
     inputs = dict(CONTEXT, **{name: value})
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        loaded.signatures["recommend_in_context"](history=tf.constant(HISTORY_IDS), k=tf.constant(5), **inputs)
+        loaded.signatures["recommend_in_context"](history=tf.constant(HISTORY_IDS), k=tf.constant([5] * 2), **inputs)
 
 
 def test_every_item_can_be_recommended_once_k_is_the_remaining_count(retrieval):
     _, _, _, loaded = retrieval
-    out = loaded.signatures["recommend"](history=tf.constant([["m1", "m2"]]), k=tf.constant(NUM_ITEMS - 2))
+    out = loaded.signatures["recommend"](history=tf.constant([["m1", "m2"]]), k=tf.constant([NUM_ITEMS - 2]))
     assert sorted(out["item_ids"].numpy()[0].astype(str)) == sorted(f"m{i}" for i in range(3, NUM_ITEMS + 1))
 
 
-def test_unknown_item_id_is_an_invalid_argument_naming_it(retrieval):
+def test_unknown_history_items_are_skipped_and_reported(retrieval):
     _, _, _, loaded = retrieval
-    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids in history.*nope"):
-        loaded.signatures["recommend"](history=tf.constant([["m1", "nope"]]), k=tf.constant(3))
+    out = loaded.signatures["recommend"](history=tf.constant([["m1", "nope"]]), k=tf.constant([3]))
+    want = loaded.signatures["recommend"](history=tf.constant([["m1"]]), k=tf.constant([3]))
+    assert out["skipped_items"].numpy().tolist() == [[b"nope"]]
+    np.testing.assert_array_equal(out["item_ids"].numpy(), want["item_ids"].numpy())
 
 
 @pytest.mark.parametrize(
@@ -304,7 +306,7 @@ def test_unknown_item_id_is_an_invalid_argument_naming_it(retrieval):
 def test_bad_k_is_an_invalid_argument_saying_why(retrieval, k, message):
     _, _, _, loaded = retrieval
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        loaded.signatures["recommend"](history=tf.constant([["m1", "m2"]]), k=tf.constant(k))
+        loaded.signatures["recommend"](history=tf.constant([["m1", "m2"]]), k=tf.constant([k]))
 
 
 def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
@@ -312,7 +314,7 @@ def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
     texts = catalogue.item_texts[1:4]
     out = loaded.signatures["embed_items"](text=tf.constant(texts))["embeddings"].numpy()
     np.testing.assert_allclose(out, model.text_item_embeddings(tf.constant(texts)).numpy(), atol=1e-5)
-    top = loaded.signatures["recommend_from_text"](text=tf.constant(texts), k=tf.constant(3))
+    top = loaded.signatures["recommend_from_text"](text=tf.constant(texts), k=tf.constant([3] * 3))
     catalogue_matrix = model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy()
     expected = np.argsort(-(out @ catalogue_matrix.T), axis=1)[:, :3] + 1
     assert top["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in expected]
@@ -321,7 +323,7 @@ def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
 def test_a_moe_text_adaptor_model_exports_with_the_models_answers(tmp_path):
     model, catalogue, _, loaded = _exported("retrieval", tmp_path, "moe", text_adaptor="moe", text_experts=3)
     expected_ids, expected_scores = _model_top_k(model, _features(HISTORY_INDICES), 5)
-    out = loaded.signatures["serving_default"](history=tf.constant(HISTORY_IDS), k=tf.constant(5))
+    out = loaded.signatures["serving_default"](history=tf.constant(HISTORY_IDS), k=tf.constant([5] * 2))
     assert out["item_ids"].numpy().astype(str).tolist() == expected_ids.tolist()
     np.testing.assert_allclose(out["scores"].numpy(), expected_scores, atol=1e-5)
     texts = catalogue.item_texts[1:4]
@@ -333,12 +335,12 @@ def test_behaviour_text_models_recommend_from_text_with_their_query_encoder(tmp_
     model, vocab, texts = _build("retrieval", behaviour_text=True, behaviour_text_length=32)
     loaded = exporter.load(exporter.export_model(model, str(tmp_path), "m").path)
     text = ["alien space. love paris"]
-    out = loaded.signatures["recommend_from_text"](text=tf.constant(text), k=tf.constant(3))
+    out = loaded.signatures["recommend_from_text"](text=tf.constant(text), k=tf.constant([3]))
     queries = model.text_query_embeddings(tf.constant(text)).numpy()
     scores = queries @ model.item_embeddings(np.arange(1, NUM_ITEMS + 1)).numpy().T
     np.testing.assert_allclose(out["scores"].numpy(), -np.sort(-scores, axis=1)[:, :3], atol=1e-5)
     ids, scores = model.recommend(HISTORY_LISTS, k=3)
-    out = loaded.signatures["recommend"](history=tf.constant(HISTORY_IDS), k=tf.constant(3))
+    out = loaded.signatures["recommend"](history=tf.constant(HISTORY_IDS), k=tf.constant([3] * 2))
     assert out["item_ids"].numpy().astype(str).tolist() == ids.tolist()
     np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
 
@@ -382,7 +384,7 @@ def test_history_events_reach_a_model_trained_on_several_event_types(tmp_path):
     loaded = exporter.load(exporter.export_model(model, str(tmp_path), "m").path)
     events = tf.constant([["buy", "view", "", ""], ["view", "", "buy", "buy"]])
     out = loaded.signatures["recommend_in_context"](
-        history=tf.constant(HISTORY_IDS), k=tf.constant(5), **dict(CONTEXT, history_events=events))
+        history=tf.constant(HISTORY_IDS), k=tf.constant([5] * 2), **dict(CONTEXT, history_events=events))
     features = _context_features(HISTORY_INDICES)
     features[schema.HISTORY_EVENTS] = np.array([[0, 0, 2, 1], [0, 1, 2, 2]], np.int32)
     _, scores = _model_top_k(model, features, 5)
@@ -392,7 +394,7 @@ def test_history_events_reach_a_model_trained_on_several_event_types(tmp_path):
     # With several event types, "" stands for none of them (index 0).
     features[schema.HISTORY_EVENTS] = np.zeros_like(features[schema.HISTORY_EVENTS])
     out = loaded.signatures["recommend_in_context"](
-        history=tf.constant(HISTORY_IDS), k=tf.constant(5), **dict(CONTEXT, history_events=tf.fill([2, 4], "")))
+        history=tf.constant(HISTORY_IDS), k=tf.constant([5] * 2), **dict(CONTEXT, history_events=tf.fill([2, 4], "")))
     np.testing.assert_allclose(out["scores"].numpy(), _model_top_k(model, features, 5)[1], atol=1e-5)
     no_events = dict(CONTEXT_LISTS, events=[[""] * 4] * 2)
     np.testing.assert_allclose(model.recommend(HISTORY_LISTS, k=5, **no_events)[1], out["scores"].numpy(),
@@ -423,9 +425,9 @@ def test_update_catalog_adds_new_items_embedded_from_text(retrieval, tmp_path):
     result = exporter.export_model(model, base, "movies", new_items=new_items)
     assert result.version == first.version + 1 and result.num_items == NUM_ITEMS + 2
     loaded = exporter.load(result.path)
-    top = loaded.signatures["recommend_from_text"](text=tf.constant(["robot robot space alien"]), k=tf.constant(1))
+    top = loaded.signatures["recommend_from_text"](text=tf.constant(["robot robot space alien"]), k=tf.constant([1]))
     assert top["item_ids"].numpy()[0, 0] == b"new1"
-    out = loaded.signatures["recommend"](history=tf.constant([["new2", "m1"]]), k=tf.constant(NUM_ITEMS))
+    out = loaded.signatures["recommend"](history=tf.constant([["new2", "m1"]]), k=tf.constant([NUM_ITEMS]))
     returned = set(out["item_ids"].numpy()[0].astype(str))
     assert "new1" in returned and not {"new2", "m1"} & returned
     with open(os.path.join(result.path, "assets", "item_ids.txt")) as f:
@@ -528,8 +530,8 @@ _RELOAD = textwrap.dedent("""
     import tensorflow as tf
     loaded = tf.saved_model.load(sys.argv[1])
     history = tf.constant({history})
-    rec = loaded.signatures["serving_default"](history=history, k=tf.constant(5))
-    text = loaded.signatures["recommend_from_text"](text=tf.constant({texts}), k=tf.constant(5))
+    rec = loaded.signatures["serving_default"](history=history, k=tf.constant([5] * len({history})))
+    text = loaded.signatures["recommend_from_text"](text=tf.constant({texts}), k=tf.constant([5] * len({texts})))
     emb = loaded.signatures["embed_items"](text=tf.constant({texts}))
     np.savez(sys.argv[2], ids=rec["item_ids"].numpy().astype(str), scores=rec["scores"].numpy(),
              text_ids=text["item_ids"].numpy().astype(str), text_scores=text["scores"].numpy(),

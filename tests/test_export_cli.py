@@ -73,11 +73,11 @@ def test_cli_exports_new_versions_with_an_updated_catalogue(run_dir, first_expor
     assert sorted(os.listdir(os.path.join(base, "movies"))) == ["1", "5"]
     assert first_export.version == 1 and first_export.path == os.path.join(base, "movies", "1")
     second = exporter.load(os.path.join(base, "movies", "5"))
-    out = second.signatures["recommend"](history=tf.constant([["new-1"]]), k=tf.constant(first_export.num_items))
+    out = second.signatures["recommend"](history=tf.constant([["new-1"]]), k=tf.constant([first_export.num_items]))
     assert "new-1" not in out["item_ids"].numpy()[0].astype(str)
     embedded = second.signatures["embed_items"](text=tf.constant(["a film about robots in space"]))
     top = second.signatures["recommend_from_text"](text=tf.constant(["a film about robots in space"]),
-                                                    k=tf.constant(1))
+                                                    k=tf.constant([1]))
     assert top["item_ids"].numpy()[0, 0] == b"new-1"
     np.testing.assert_allclose(top["scores"].numpy()[0, 0],
                                np.sum(embedded["embeddings"].numpy() ** 2), atol=1e-5)
@@ -92,7 +92,7 @@ def test_export_of_a_run_recommends_like_the_loaded_model(run_dir, first_export)
     assert item_ids.shape == scores.shape == (2, 10)
     assert not set(item_ids[0]) & set(histories[0]) and ids[7] not in item_ids[1]  # the history is excluded
     padded = [[""] * (3 - len(history)) + history for history in histories]
-    out = loaded.signatures["serving_default"](history=tf.constant(padded), k=tf.constant(10))
+    out = loaded.signatures["serving_default"](history=tf.constant(padded), k=tf.constant([10] * 2))
     assert out["item_ids"].numpy().astype(str).tolist() == item_ids.tolist()
     np.testing.assert_allclose(out["scores"].numpy(), scores, atol=1e-5)
 
@@ -107,7 +107,7 @@ def test_catalogue_dtype_flag_exports_a_bfloat16_catalogue_answering_like_float3
         assert json.load(f)["catalogue_dtype"] == "bfloat16"
     ids = load_run(run_dir).vocab.item_ids
     history = tf.constant([[ids[4], ids[9], ids[2]]])
-    answers = [exporter.load(path).signatures["serving_default"](history=history, k=tf.constant(10))
+    answers = [exporter.load(path).signatures["serving_default"](history=history, k=tf.constant([10]))
                for path in (first_export.path, small.path)]
     full, half = (set(out["item_ids"].numpy()[0]) for out in answers)
     assert len(full & half) >= 8
@@ -146,7 +146,7 @@ def test_catalogue_updates_accumulate_across_versions(run_dir, tmp_path):
     assert first.num_new_items == 3 and second.num_new_items == again.num_new_items == 6
     assert _served_ids(second) == _served_ids(plain) + new == _served_ids(again)
     loaded = exporter.load(second.path)
-    out = loaded.signatures["recommend"](history=tf.constant([["n1", "n5"]]), k=tf.constant(second.num_items - 2))
+    out = loaded.signatures["recommend"](history=tf.constant([["n1", "n5"]]), k=tf.constant([second.num_items - 2]))
     assert {"n2", "n3", "n4", "n6"} <= set(out["item_ids"].numpy()[0].astype(str))
     with open(os.path.join(second.path, "assets", "items.jsonl")) as f:
         texts = {r["item_id"]: r["text"] for r in map(json.loads, f)}

@@ -520,15 +520,36 @@ def test_recommend_without_exclusion_ranks_the_whole_catalogue(retrieval_model):
 
 
 @pytest.mark.parametrize("histories, k, message", [
-    ([["i1", "nope"], ["i2"]], 3, r"unknown item ids in history: \['nope'\]"),
-    ([["i1"]], 0, r"k=0: expected 1 <= k <= 24"),
-    ([["i1"]], NUM_ITEMS + 1, r"k=25: expected 1 <= k <= 24"),
-    ([["i1", "i2"]], NUM_ITEMS - 1, r"k=23 exceeds the number of catalogue items left after excluding the history"),
+    ([["i1"]], 0, r"k=\[0\]: expected 1 <= k <= 24"),
+    ([["i1"]], NUM_ITEMS + 1, r"k=\[25\]: expected 1 <= k <= 24"),
+    ([["i1"], ["i2"]], [3, 0], r"k=\[3, 0\]: expected 1 <= k <= 24"),
+    ([["i1"], ["i2"]], [3], r"k holds 1 values for 2 rows"),
+    ([["i1", "i2"]], NUM_ITEMS - 1, r"k=\[23\] exceeds the number of catalogue items left after excluding the history"),
     ("i1", 3, r"histories: expected a list of lists"),
 ])
-def test_recommend_rejects_unknown_items_and_bad_k(retrieval_model, histories, k, message):
+def test_recommend_rejects_bad_k(retrieval_model, histories, k, message):
     with pytest.raises(ValueError, match=message):
         retrieval_model.recommend(histories, k=k)
+
+
+def test_recommend_skips_unknown_items_unless_strict(retrieval_model):
+    answer = retrieval_model.recommend([["i1", "nope", "i3"], ["gone"]], k=3)
+    assert answer.skipped_items == [["nope"], ["gone"]]
+    known = retrieval_model.recommend([["i1", "i3"], []], k=3)
+    np.testing.assert_array_equal(answer[0], known[0])
+    with pytest.raises(ValueError, match=r"unknown item ids in history: \['gone', 'nope'\]"):
+        retrieval_model.recommend([["i1", "nope"], ["gone"]], k=3, unknown_items="error")
+
+
+def test_a_long_history_is_read_from_its_newest_behaviours_and_excluded_whole(retrieval_model):
+    window = retrieval_model.request_encoder.max_history_length
+    old = [f"i{i}" for i in range(1, 5)]
+    recent = [f"i{5 + i % 10}" for i in range(window)]
+    ids, scores = retrieval_model.recommend([old + recent], k=5)
+    want_ids, want_scores = retrieval_model.recommend([recent], k=NUM_ITEMS, exclude_seen=False)
+    allowed = [(i, s) for i, s in zip(want_ids[0], want_scores[0]) if i not in old + recent][:5]
+    assert ids[0].tolist() == [i for i, _ in allowed]  # the old behaviours are not read, but excluded
+    np.testing.assert_allclose(scores[0], [s for _, s in allowed], atol=1e-5)
 
 
 def test_recommend_rejects_unknown_events_and_misaligned_context(retrieval_model):

@@ -66,7 +66,7 @@ def test_in_process_recommend_equals_the_served_answer_with_the_prior(model, tmp
     result = exporter.export_model(model, str(tmp_path), "chain")
     served = exporter.load(result.path).signatures["serving_default"]
     padded = [[""] * (3 - len(h)) + h for h in histories]
-    answer = served(history=tf.constant(padded), k=tf.constant(5))
+    answer = served(history=tf.constant(padded), k=tf.constant([5] * 3))
     assert answer["item_ids"].numpy().astype(str).tolist() == item_ids.tolist()
     np.testing.assert_allclose(answer["scores"].numpy(), scores, atol=1e-5)
 

@@ -49,14 +49,14 @@ def model():
 
 def test_the_model_and_its_export_encode_requests_with_one_layer_and_answer_alike(model, tmp_path):
     vocab = model.vocab
-    served = catalogue_lib.Catalogue(vocab.item_ids, model.item_texts, model.item_titles)
+    served_catalogue = catalogue_lib.Catalogue(vocab.item_ids, model.item_texts, model.item_titles)
     files = {name: os.path.join(tmp_path, name) for name in ("ids", "titles", "users", "events")}
-    served.write_ids(files["ids"])
-    served.write_titles(files["titles"])
+    served_catalogue.write_ids(files["ids"])
+    served_catalogue.write_titles(files["titles"])
     catalogue_lib.write_lines(files["users"], vocab.user_ids[1:])
     catalogue_lib.write_lines(files["events"], vocab.events[1:])
     model.refresh_catalogue()
-    module = RecommenderServing(model, served, files["ids"], NUM_ITEMS, max_k=NUM_ITEMS, users_file=files["users"],
+    module = RecommenderServing(model, served_catalogue, files["ids"], NUM_ITEMS, max_k=NUM_ITEMS, users_file=files["users"],
                                 events_file=files["events"], titles_file=files["titles"],
                                 catalogue_embeddings=exporter.catalogue_embeddings(model, NUM_ITEMS))
     assert type(module.request_encoder) is type(model.request_encoder) is RequestEncoder
@@ -65,8 +65,8 @@ def test_the_model_and_its_export_encode_requests_with_one_layer_and_answer_alik
     context = [tf.constant(pad(RATINGS, 0.0), tf.float32), tf.constant(pad(TIMESTAMPS, 0), tf.int64),
                tf.constant(pad(EVENTS)), tf.constant(NOW, tf.int64), tf.constant(USERS)]
     for answer, (ids, scores) in (
-            (module.recommend(history, tf.constant(5)), model.recommend(HISTORIES, k=5)),
-            (module.recommend_in_context(history, *context, tf.constant(5)),
+            (module.recommend(history, tf.constant([5] * 2)), model.recommend(HISTORIES, k=5)),
+            (module.recommend_in_context(history, *context, tf.constant([5] * 2)),
              model.recommend(HISTORIES, k=5, ratings=RATINGS, timestamps=TIMESTAMPS, events=EVENTS, now=NOW,
                              user_ids=USERS))):
         assert answer["item_ids"].numpy().astype(str).tolist() == ids.tolist()
@@ -77,25 +77,58 @@ def test_the_model_and_its_export_encode_requests_with_one_layer_and_answer_alik
                                       now=NOW, user_ids=USERS)
     np.testing.assert_allclose(explained["scores"].numpy(), scores, atol=1e-5)
     np.testing.assert_allclose(explained["influence"].numpy()[1], influence[1], atol=1e-5)
-    # The same checks, named per path: a ValueError in process, an InvalidArgumentError in the graph.
+    # An unknown history item is skipped alike on both paths, and reported.
+    answer = model.recommend([["m1", "nope", "m2"], ["m4"]], k=[3, 1])
+    served = module.recommend(tf.constant([["m1", "nope", "m2"], ["", "", "m4"]]), tf.constant([3, 1]))
+    assert answer.skipped_items == [["nope"], []]
+    assert served["skipped_items"].numpy().tolist() == [[b"nope"], [b""]]
+    assert served["item_ids"].numpy().astype(str).tolist() == answer[0].tolist()
+    assert answer[0][1].tolist()[1:] == ["", ""] and np.isneginf(answer[1][1, 1:]).all()  # row 1: k=1
+    np.testing.assert_allclose(answer[1], model.recommend([["m1", "m2"], ["m4"]], k=[3, 1])[1], atol=1e-6)
+    # Strict mode: the same checks, named per path (ValueError in process, InvalidArgumentError in the graph).
     with pytest.raises(ValueError, match=r"unknown item ids in history: \['nope'\]"):
-        model.recommend([["m1", "nope"]], k=3)
+        model.recommend([["m1", "nope"]], k=3, unknown_items="error")
+    strict = RecommenderServing(model, served_catalogue, files["ids"], NUM_ITEMS, max_k=NUM_ITEMS,
+                                users_file=files["users"], events_file=files["events"], titles_file=files["titles"],
+                                catalogue_embeddings=exporter.catalogue_embeddings(model, NUM_ITEMS),
+                                unknown_items="error")
     with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids in history.*nope"):
-        module.recommend(tf.constant([["m1", "nope"]]), tf.constant(3))
+        strict.recommend(tf.constant([["m1", "nope"]]), tf.constant([3]))
 
 
 def test_request_encoder_builds_the_features_and_round_trips_its_config():
     encoder = RequestEncoder(["i1", "i2", "i3"], ["u1"], ["view"], default_event=1, max_k=2)
     encoded = encoder({"history": tf.constant([["", "i3", "i1"]]), "user_id": tf.constant(["u1"]),
                        "k": tf.constant(2)})
-    assert encoded["history"].numpy().tolist() == [[0, 3, 1]]
-    assert encoded["features"]["history_item_ids"].numpy().tolist() == [[0, 3, 1]]
-    assert encoded["features"]["history_events"].numpy().tolist() == [[0, 1, 1]]
+    assert encoded["history"].numpy().tolist() == [[3, 1]]  # the known items, padding trimmed
+    assert encoded["features"]["history_item_ids"].numpy().tolist() == [[3, 1]]
+    assert encoded["features"]["history_events"].numpy().tolist() == [[1, 1]]
     assert encoded["features"]["user_index"].numpy().tolist() == [1]
-    with pytest.raises(ValueError, match=r"k=3: expected 1 <= k <= 2"):
+    with pytest.raises(ValueError, match=r"k=\[3\]: expected 1 <= k <= 2"):
         encoder({"history": tf.constant([["i1"]]), "k": tf.constant(3)})
+    with pytest.raises(ValueError, match=r"k holds 1 values for 2 rows"):
+        encoder({"history": tf.constant([["i1"], ["i2"]]), "k": tf.constant([1])})
     restored = RequestEncoder.from_config(encoder.get_config())
     assert restored.get_config() == encoder.get_config()
+
+
+def test_request_encoder_skips_unknown_items_with_their_context_and_cuts_to_the_window():
+    encoder = RequestEncoder(["i1", "i2", "i3", "i4"], ["u1"], ["view", "buy"], max_history_length=2)
+    encoded = encoder({"history": tf.constant([["i4", "new", "i3", "i1"], ["", "i2", "x", "y"]]),
+                       "history_ratings": tf.constant([[1, 2, 3, 4], [0, 5, 6, 7]], tf.float32),
+                       "history_events": tf.constant([["buy", "view", "buy", "view"], ["", "buy", "view", "buy"]]),
+                       "k": tf.constant(1)})
+    assert encoded["skipped_items"].numpy().tolist() == [[b"", b"new"], [b"x", b"y"]]
+    assert encoded["history"].numpy().tolist() == [[4, 3, 1], [0, 0, 2]]  # every known item: for exclusion
+    assert encoded["model_history"].numpy().tolist() == [[3, 1], [0, 2]]  # the newest two known ones
+    assert encoded["context"]["ratings"].numpy().tolist() == [[3, 4], [0, 5]]  # skipped with their items
+    assert encoded["context"]["events"].numpy().tolist() == [[2, 1], [0, 2]]
+    assert encoded["positions"].numpy().tolist() == [[-1, -1, 0, 1], [-1, 1, -1, -1]]
+    assert encoded["k"].numpy().tolist() == [1, 1]  # a scalar k is broadcast to the rows
+    with pytest.raises(ValueError, match=r"unknown item ids in history: \['new'\]"):
+        encoder({"history": tf.constant([["i1", "new"]])}, unknown_items="error")
+    with pytest.raises(ValueError, match="unknown_items='drop'"):
+        RequestEncoder(["i1"], ["u1"], ["view"], unknown_items="drop")
 
 
 def test_the_config_holds_no_catalogue():

@@ -22,7 +22,7 @@ def recommend(model):
 
 
 def _inputs(history, k=4):
-    return {"history": tf.constant([history]), "k": tf.constant(k, tf.int32)}
+    return {"history": tf.constant([history]), "k": tf.constant([k], tf.int32)}
 
 
 def _run_concurrently(scheduler, function, inputs):
@@ -51,9 +51,11 @@ def test_concurrent_calls_are_merged_and_equal_unbatched(recommend):
         scheduler.stop()
     assert scheduler.calls == 16 and scheduler.batches_run < 16
     for got, x in zip(results, inputs):
-        want = call_unbatched(recommend, x)
-        assert got["item_ids"].tolist() == want["item_ids"].tolist()
-        np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-5, atol=1e-6)
+        # k is per row, so calls of any k merge; a row is as wide as its batch's largest k, padded past its own.
+        want, k = call_unbatched(recommend, x), int(x["k"][0])
+        assert got["item_ids"][:, :k].tolist() == want["item_ids"].tolist() and not got["item_ids"][:, k:].any()
+        np.testing.assert_allclose(got["scores"][:, :k], want["scores"], rtol=1e-5, atol=1e-6)
+    assert any(got["item_ids"].shape[1] == 6 for got, x in zip(results, inputs) if x["k"][0] == 4)
 
 
 def test_a_bad_call_fails_alone(recommend):

@@ -187,7 +187,7 @@ def test_concurrent_plain_clients_batched_by_the_server_match_in_process(server)
         t.join()
     recommend = server.model.signatures["serving_default"]
     for history, got in zip(histories, results):
-        want = recommend(history=tf.constant([history]), k=tf.constant(4))
+        want = recommend(history=tf.constant([history]), k=tf.constant([4]))
         assert got.item_ids.tolist() == [[b.decode() for b in want["item_ids"].numpy()[0]]]
         np.testing.assert_allclose(got.scores, want["scores"].numpy(), rtol=1e-5, atol=1e-6)
 

@@ -94,7 +94,7 @@ def test_explain_over_grpc_equals_in_process(served, task):
 
 def test_recommend_over_grpc_equals_in_process(served):
     server, loaded = served
-    expected = loaded["retrieval"].signatures["serving_default"](history=_padded(HISTORIES), k=tf.constant(5))
+    expected = loaded["retrieval"].signatures["serving_default"](history=_padded(HISTORIES), k=tf.constant([5] * 2))
     with RecommenderClient(server.target, "retrieval") as client:
         got = client.recommend(HISTORIES, k=5)
     np.testing.assert_array_equal(got.item_ids, expected["item_ids"].numpy().astype(str))
@@ -116,7 +116,7 @@ def test_text_signatures_over_grpc_equal_in_process(served):
     np.testing.assert_allclose(
         embeddings.embeddings, signatures["embed_items"](text=tf.constant(TEXTS))["embeddings"].numpy(), atol=1e-5
     )
-    expected = signatures["recommend_from_text"](text=tf.constant(TEXTS), k=tf.constant(3))
+    expected = signatures["recommend_from_text"](text=tf.constant(TEXTS), k=tf.constant([3] * 2))
     np.testing.assert_array_equal(from_text.item_ids, expected["item_ids"].numpy().astype(str))
 
 
@@ -151,7 +151,7 @@ CLIENT_CONTEXT = {"ratings": RATINGS, "timestamps": TIMESTAMPS, "events": EVENTS
 def test_recommend_with_context_over_grpc_equals_in_process(served):
     server, loaded = served
     expected = loaded["retrieval"].signatures["recommend_in_context"](
-        history=_padded(HISTORIES), k=tf.constant(5), **_context())
+        history=_padded(HISTORIES), k=tf.constant([5] * 2), **_context())
     with RecommenderClient(server.target, "retrieval") as client:
         got = client.recommend(HISTORIES, k=5, **CLIENT_CONTEXT)
         plain = client.recommend(HISTORIES, k=5)
@@ -170,21 +170,76 @@ def test_score_with_context_over_grpc_equals_in_process(served):
     np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-5, atol=1e-5)
 
 
-def _rest_predict(port, model, signature, inputs):
-    """POST /v1/models/MODEL:predict in the columnar format; the decoded JSON answer."""
-    body = {"signature_name": signature,
-            "inputs": {name: np.char.decode(v.astype(bytes)).tolist() if v.dtype == object else v.tolist()
-                       for name, v in inputs.items()}}
+def _post_predict(port, model, body):
+    """POST /v1/models/MODEL:predict with the JSON `body`; (HTTP status, decoded JSON answer)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         connection.request("POST", f"/v1/models/{model}:predict", json.dumps(body),
                            {"Content-Type": "application/json"})
         response = connection.getresponse()
-        answer = json.loads(response.read())
+        return response.status, json.loads(response.read())
     finally:
         connection.close()
-    assert response.status == 200, answer
+
+
+def _rest_predict(port, model, signature, inputs):
+    """POST /v1/models/MODEL:predict in the columnar format; the decoded JSON answer."""
+    body = {"signature_name": signature,
+            "inputs": {name: np.char.decode(v.astype(bytes)).tolist() if v.dtype == object else v.tolist()
+                       for name, v in inputs.items()}}
+    status, answer = _post_predict(port, model, body)
+    assert status == 200, answer
     return answer["outputs"]
+
+
+def test_unknown_history_items_are_skipped_and_reported_over_rest_and_grpc(served):
+    server, loaded = served
+    # A history of one unseen SKU: answered from nothing (a new user), the SKU reported.
+    status, answer = _post_predict(server.rest_port, "retrieval", {"inputs": {"history": [["999999"]], "k": 3}})
+    assert status == 200, answer
+    assert answer["outputs"]["skipped_items"] == [["999999"]] and len(answer["outputs"]["item_ids"][0]) == 3
+    histories = [["m3", "new-1", "m5"], ["m7", "m8", "m9", "m1"]]
+    with RecommenderClient(server.target, "retrieval") as client:
+        got = client.recommend(histories, k=4)
+        want = client.recommend(HISTORIES, k=4)
+        in_context = client.recommend(histories, k=4, ratings=[[5, 2, 1], RATINGS[1]])
+        explained = client.explain(histories, [["m10"], ["m11"]])
+    assert got.skipped_items == in_context.skipped_items == explained.skipped_items == [["new-1"], []]
+    np.testing.assert_array_equal(got.item_ids, want.item_ids)
+    np.testing.assert_allclose(got.scores, want.scores, atol=1e-6)
+    assert explained.influence[0, 0, 1] == 0 and explained.influence[0, 0, [0, 2]].all()
+    with RecommenderClient(server.target, "ranking") as client:
+        scores = client.score(histories, [["m2"], ["m4"]])
+        plain = client.score(HISTORIES, [["m2"], ["m4"]])
+    assert scores.skipped_items == [["new-1"], []]
+    np.testing.assert_allclose(scores.scores, plain.scores, atol=1e-5)
+
+
+def test_k_per_row_in_the_rest_row_format_and_over_grpc(served):
+    server, _ = served
+    rows = [{"history": ["", "", "m3", "m5"], "k": 2}, {"history": ["m7", "m8", "m9", "m1"], "k": 4}]
+    status, answer = _post_predict(server.rest_port, "retrieval", {"instances": rows})
+    assert status == 200, answer
+    first, second = answer["predictions"]
+    assert len(first["item_ids"]) == len(second["item_ids"]) == 4  # max(k) columns
+    assert first["item_ids"][2:] == ["", ""] and all(second["item_ids"]) and all(first["item_ids"][:2])
+    with RecommenderClient(server.target, "retrieval") as client:
+        got = client.recommend(HISTORIES, k=[2, 4])
+        with client.batching(max_batch_size=8, max_delay_ms=50) as batched:
+            alone = batched.recommend([HISTORIES[0]], k=2)
+    assert got.item_ids[0].tolist() == first["item_ids"] and got.item_ids[1].tolist() == second["item_ids"]
+    assert alone.item_ids.tolist() == [first["item_ids"][:2]]
+    context = dict(history_ratings=[0, 0, 5, 1], history_timestamps=[0, 0, 1000, 90000],
+                   history_events=["", "", "view", "buy"], timestamp=100000, user_id="u1")
+    for body, model in (({"signature_name": "recommend_in_context", "instances": [dict(rows[0], **context)]},
+                         "retrieval"),
+                        ({"signature_name": "score", "instances": [{"history": ["m3", "m5"], "candidates": ["m2"]}]},
+                         "ranking"),
+                        ({"signature_name": "explain", "instances": [{"history": ["m3", "m5"], "candidates": ["m2"]}]},
+                         "ranking")):
+        status, answer = _post_predict(server.rest_port, model, body)
+        assert status == 200, (body, answer)
+        assert len(answer["predictions"]) == 1 and answer["predictions"][0]["skipped_items"] == [""]
 
 
 @pytest.mark.parametrize("task", ["retrieval", "ranking"])

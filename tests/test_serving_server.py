@@ -82,7 +82,7 @@ def test_answers_equal_in_process_savedmodel(server):
         text_recs = client.recommend_from_text(["space opera", "a love story"], k=4)
         embeddings = client.embed_items(["space opera"])
         scores = client.score([["item1", "item2"]], [["item5", "item6", "item7"]])
-    expected = server.models[2].signatures["serving_default"](history=tf.constant(padded), k=tf.constant(5))
+    expected = server.models[2].signatures["serving_default"](history=tf.constant(padded), k=tf.constant([5] * 3))
     assert recs.version == 2 and recs.item_ids.shape == (3, 5)
     assert recs.item_ids.tolist() == [[b.decode() for b in row] for row in expected["item_ids"].numpy()]
     np.testing.assert_allclose(recs.scores, expected["scores"].numpy(), rtol=1e-6)
@@ -90,7 +90,7 @@ def test_answers_equal_in_process_savedmodel(server):
     assert recs.to_lists()[1][0] == (recs.item_ids[1][0], pytest.approx(float(recs.scores[1][0])))
     signatures = server.models[2].signatures
     expected_text = signatures["recommend_from_text"](
-        text=tf.constant(["space opera", "a love story"]), k=tf.constant(4)
+        text=tf.constant(["space opera", "a love story"]), k=tf.constant([4, 4])
     )
     np.testing.assert_allclose(text_recs.scores, expected_text["scores"].numpy(), rtol=1e-6)
     expected_emb = signatures["embed_items"](text=tf.constant(["space opera"]))["embeddings"].numpy()
@@ -103,7 +103,7 @@ def test_answers_equal_in_process_savedmodel(server):
 
 def test_versions_and_labels_route_to_the_right_model(server):
     history = [["item4", "item5"]]
-    expected = server.models[1].signatures["serving_default"](history=tf.constant(history), k=tf.constant(3))
+    expected = server.models[1].signatures["serving_default"](history=tf.constant(history), k=tf.constant([3]))
     for kwargs in ({"version": 1}, {"version_label": "stable"}):
         with RecommenderClient(server.target, "tiny", **kwargs) as client:
             recs = client.recommend(history, k=3)
@@ -122,7 +122,7 @@ def test_metadata_status_and_health(server):
     assert meta.version == 1
     recommend = meta.signatures["serving_default"]
     assert recommend["inputs"]["history"].dtype == "string" and recommend["inputs"]["history"].shape == (None, None)
-    assert recommend["inputs"]["k"].shape == ()
+    assert recommend["inputs"]["k"].shape == (None,)
     assert set(recommend["outputs"]) == {"item_ids", "scores"}
     assert {"recommend_from_text", "embed_items", "score"} <= set(meta.signatures)
     assert [(s.version, s.state, s.error_code) for s in status] == [(2, "AVAILABLE", 0), (1, "AVAILABLE", 0)]
@@ -183,10 +183,10 @@ BAD_REQUESTS = {
         "INVALID_ARGUMENT",
         f"input 'history' {SIGNATURE} has shape [2] (rank 1); expected rank 2 [?, ?]",
     ),
-    "k not a scalar": (
-        _with_input("k", [3], tf.int32),
+    "k a matrix": (
+        _with_input("k", [[3]], tf.int32),
         "INVALID_ARGUMENT",
-        f"input 'k' {SIGNATURE} has shape [1] (rank 1); expected rank 0",
+        f"input 'k' {SIGNATURE} has shape [1, 1] (rank 2); expected rank 1 [?]",
     ),
     "unknown model": (_request(model="nope"), "NOT_FOUND", "model 'nope' is not served"),
     "unknown version": (
@@ -222,7 +222,7 @@ BAD_REQUESTS = {
     "unknown output filter": (_request(output_filter=["logits"]), "INVALID_ARGUMENT", "has no output 'logits'"),
     # Declared shapes are checked before TensorFlow fills them from a single value.
     "80-byte k declaring [20000, 20000]": (_crafted("k", [20000, 20000], int_val=[3]), "INVALID_ARGUMENT",
-                                           "expected rank 0"),
+                                           "expected rank 1"),
     "history declaring a million behaviours": (_crafted("history", [1, 1000000], string_val=[b"item1"]),
                                                "INVALID_ARGUMENT", "declares shape [1, 1000000] (1000000 elements) "
                                                "but carries 1 values"),

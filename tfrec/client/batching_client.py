@@ -1,8 +1,9 @@
 """`BatchingClient`: merges many small concurrent `recommend` calls into one Predict.
 
 Worker threads of a `tfrec.request_merging.RequestMerger` collect requests
-with the same `k` for up to `max_delay_ms` or `max_batch_size` rows, send one
-Predict through the `RecommenderClient` and hand each caller its rows. It saves
+for up to `max_delay_ms` or `max_batch_size` rows, whatever their `k` (the
+signatures take one `k` per row), send one Predict through the
+`RecommenderClient` and hand each caller its rows, cut to its own `k`. It saves
 the per-request cost of gRPC on both ends, which server-side batching
 (`--enable_batching`) cannot.
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from tfrec.client.recommender_client import RecommenderClient
 
 _Pending = collections.namedtuple("_Pending", "rows k")
+_KEY = "recommend"  # every call merges with every other: `k` travels per row
 
 
 def _is_invalid_argument(error: Exception) -> bool:
@@ -37,7 +39,7 @@ def _is_invalid_argument(error: Exception) -> bool:
 class BatchingClient:
     """Merges concurrent small `recommend` calls into one Predict.
 
-    Calls with the same `k` that arrive within `max_delay_ms` of the oldest
+    Calls (any `k`) that arrive within `max_delay_ms` of the oldest
     waiting one are padded to a common history length and sent together (up to
     `max_batch_size` rows); each caller receives its own rows. If a merged
     Predict fails with INVALID_ARGUMENT (one caller's unknown item id), each
@@ -81,10 +83,10 @@ class BatchingClient:
         """Predicts sent so far (not counting the one-by-one retries after INVALID_ARGUMENT)."""
         return self._merger.batches
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10) -> Recommendations:
+    def recommend(self, histories: Sequence[Sequence[str]], k=10) -> Recommendations:
         """Same as `RecommenderClient.recommend`, possibly answered by a merged Predict."""
-        rows, k = pad_histories(histories), check_k(k)
-        return self._merger.run(k, _Pending(rows, k), len(rows))
+        rows = pad_histories(histories)
+        return self._merger.run(_KEY, _Pending(rows, check_k(k, len(rows))), len(rows))
 
     def close(self) -> None:
         """Sends what is queued, then stops the background threads."""
@@ -97,6 +99,10 @@ class BatchingClient:
         self.close()
 
     def _send(self, batch):
-        """One Predict for the calls of `batch` (same `k`; `recommend` left-pads them to one length)."""
-        recs = self.client.recommend([row for pending in batch for row in pending.rows], batch[0].k)
-        return [recs.rows(s.start, s.stop) for s in row_slices([len(pending.rows) for pending in batch])]
+        """One Predict for the calls of `batch` (`recommend` left-pads them to one length), each caller's
+        answer cut to its largest `k`."""
+        recs = self.client.recommend([row for pending in batch for row in pending.rows],
+                                     [k for pending in batch for k in pending.k])
+        return [recs.rows(s.start, s.stop).top(max(pending.k))
+                for s, pending in zip(row_slices([len(pending.rows) for pending in batch]), batch)]
+

@@ -41,7 +41,7 @@ from tfrec.client.requests import (
     check_k,
     check_texts,
     context_inputs,
-    int32_scalar,
+    int32_vector,
     pad_histories,
     string_tensor,
     uses_context,
@@ -171,31 +171,37 @@ class RecommenderClient:
     def _recommendations(self, prediction):
         titles = prediction.outputs.get("item_titles")
         return Recommendations(_decoded(prediction.outputs["item_ids"]), prediction.outputs["scores"],
-                               prediction.version, None if titles is None else _decoded(titles))
+                               prediction.version, None if titles is None else _decoded(titles),
+                               _skipped(prediction))
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, **context) -> Recommendations:
+    def recommend(self, histories: Sequence[Sequence[str]], k=10, **context) -> Recommendations:
         """Top-k items for each history (signature `serving_default`, or
         `recommend_in_context` when any context argument is given).
 
         Args:
             histories: one list of item ids per query, most recent last (ragged is fine).
-            k: how many items per query.
+            k: how many items per query: an int, or a list of one per query.
             **context: optional `ratings`, `timestamps`, `events`, `now`,
                 `user_ids` (see `context_inputs`).
 
         Returns:
-            `Recommendations` ([B, K] item_ids and scores, version).
+            `Recommendations` ([B, max k] item_ids and scores, a row with a
+            smaller k padded with "" and -inf; version; the history item ids
+            the model's catalogue did not know, skipped, in `skipped_items`).
         """
-        inputs = {"history": string_tensor(pad_histories(histories)), "k": int32_scalar(check_k(k))}
+        padded, k = pad_histories(histories), check_k(k, len(histories))
+        inputs = {"history": string_tensor(padded), "k": int32_vector(k)}
         if not uses_context(context):
-            return self._recommendations(self.predict(inputs))
+            return self._recommendations(self.predict(inputs)).top(max(k))
         inputs.update(context_inputs(histories, **context))
-        return self._recommendations(self.predict(inputs, "recommend_in_context"))
+        return self._recommendations(self.predict(inputs, "recommend_in_context")).top(max(k))
 
-    def recommend_from_text(self, texts: Sequence[str], k: int = 10) -> Recommendations:
-        """Top-k items for free-text queries (signature `recommend_from_text`)."""
-        inputs = {"text": string_tensor(check_texts(texts, "texts")), "k": int32_scalar(check_k(k))}
-        return self._recommendations(self.predict(inputs, "recommend_from_text"))
+    def recommend_from_text(self, texts: Sequence[str], k=10) -> Recommendations:
+        """Top-k items for free-text queries (signature `recommend_from_text`; `k` as `recommend`)."""
+        texts = check_texts(texts, "texts")
+        k = check_k(k, len(texts))
+        inputs = {"text": string_tensor(texts), "k": int32_vector(k)}
+        return self._recommendations(self.predict(inputs, "recommend_from_text")).top(max(k))
 
     def _candidate_request(self, histories, candidates, context, signature):
         """One Predict of `signature` (or `<signature>_in_context` when any context is given) on
@@ -229,7 +235,7 @@ class RecommenderClient:
             `Scores` (float32 [B, M], version).
         """
         prediction = self._candidate_request(histories, candidates, context, "score")
-        return Scores(prediction.outputs["scores"], prediction.version)
+        return Scores(prediction.outputs["scores"], prediction.version, _skipped(prediction))
 
     def explain(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]],
                 **context) -> Explanation:
@@ -254,7 +260,7 @@ class RecommenderClient:
         influence = np.zeros_like(served)
         for row, history in enumerate(histories):
             influence[row, :, :len(history)] = served[row, :, served.shape[2] - len(history):]
-        return Explanation(influence, prediction.outputs["scores"], prediction.version)
+        return Explanation(influence, prediction.outputs["scores"], prediction.version, _skipped(prediction))
 
     def embed_items(self, texts: Sequence[str]) -> Embeddings:
         """Embeds item texts (signature `embed_items`): `Embeddings` (float32 [B, d], version)."""
@@ -330,3 +336,10 @@ class RecommenderClient:
 def _decoded(values):
     """A bytes array decoded to str, same shape."""
     return np.array([b.decode() for b in values.ravel()], dtype=str).reshape(values.shape)
+
+
+def _skipped(prediction):
+    """The `skipped_items` output as one list of str per row (padding dropped); None from an export
+    made before signatures reported them."""
+    skipped = prediction.outputs.get("skipped_items")
+    return None if skipped is None else [[v.decode() for v in row if v] for row in skipped]

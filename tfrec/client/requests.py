@@ -40,9 +40,10 @@ def string_tensor(rows: Sequence) -> tensor_pb2.TensorProto:
     return proto
 
 
-def int32_scalar(value: int) -> tensor_pb2.TensorProto:
-    """A scalar tf.int32 TensorProto."""
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, int_val=[value], tensor_shape={})
+def int32_vector(values: Sequence[int]) -> tensor_pb2.TensorProto:
+    """A [B] tf.int32 TensorProto."""
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, int_val=list(values),
+                                  tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[{"size": len(values)}]))
 
 
 def check_texts(values: Sequence[str], what: str) -> list:
@@ -179,8 +180,19 @@ def uses_context(context: dict) -> bool:
     return any(value is not None for value in context.values())
 
 
-def check_k(k: int) -> int:
-    """`k` as an int; ValueError unless it is a positive int."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k is {k!r}; expected a positive int")
-    return int(k)
+def check_k(k, rows: int) -> list:
+    """`k` as one int per row (the `k` input `[B]` of the signatures): an int is repeated, a list must hold
+    `rows` values; ValueError naming the value unless each is a positive int.
+
+    Example:
+
+    >>> check_k(5, rows=2), check_k([3, 10], rows=2)
+    ([5, 5], [3, 10])
+    """
+    values = [k] * rows if isinstance(k, (int, np.integer)) else k
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != rows:
+        raise ValueError(f"k is {k!r}; expected a positive int, or one per row ({rows})")
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{'k' if values is not k else f'k[{i}]'} is {value!r}; expected a positive int")
+    return [int(value) for value in values]

@@ -30,12 +30,15 @@ class Recommendations:
         version: model version that answered.
         item_titles: np.ndarray of str, [B, K], the titles of `item_ids` from the
             export's catalogue (None from an export made before answers carried them).
+        skipped_items: per row, the history item ids the export's catalogue did not know,
+            skipped (None from an export made before answers reported them).
     """
 
     item_ids: np.ndarray
     scores: np.ndarray
     version: int
     item_titles: Optional[np.ndarray] = None
+    skipped_items: Optional[list] = None
 
     def to_lists(self) -> list:
         """[[(item_id, score), ...] per row] as plain Python values."""
@@ -46,15 +49,24 @@ class Recommendations:
     def rows(self, start: int, stop: int) -> "Recommendations":
         """The recommendations of rows start..stop-1."""
         titles = None if self.item_titles is None else self.item_titles[start:stop]
-        return Recommendations(self.item_ids[start:stop], self.scores[start:stop], self.version, titles)
+        skipped = None if self.skipped_items is None else self.skipped_items[start:stop]
+        return Recommendations(self.item_ids[start:stop], self.scores[start:stop], self.version, titles, skipped)
+
+    def top(self, count: int) -> "Recommendations":
+        """The first `count` columns (an answer merged with larger-k requests is wider than its own k)."""
+        titles = None if self.item_titles is None else self.item_titles[:, :count]
+        return dataclasses.replace(self, item_ids=self.item_ids[:, :count], scores=self.scores[:, :count],
+                                   item_titles=titles)
 
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """Candidate scores: `scores` np.ndarray float32 [B, M] and the serving `version`."""
+    """Candidate scores: `scores` np.ndarray float32 [B, M], the serving `version` and the
+    `skipped_items` of each history (as `Recommendations`)."""
 
     scores: np.ndarray
     version: int
+    skipped_items: Optional[list] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +79,13 @@ class Explanation:
             the history's end).
         scores: np.ndarray float32 [B, M], the candidates' scores.
         version: model version that answered.
+        skipped_items: as `Recommendations` (their influence columns are 0).
     """
 
     influence: np.ndarray
     scores: np.ndarray
     version: int
+    skipped_items: Optional[list] = None
 
     def strongest(self, row: int, candidate: int, count: int = 3) -> list:
         """[(behaviour position, influence)] of the `count` behaviours that raised the score most."""

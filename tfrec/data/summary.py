@@ -11,7 +11,7 @@ Example:
 
 import numpy as np
 
-from tfrec.data import schema
+from tfrec.data import schema, texts
 
 _QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
@@ -30,7 +30,8 @@ def describe(ds, split, examples=None):
     Keys: name, users, items, interactions, density, interactions_per_user
     (distribution), history_length (distribution of example history lengths, when
     `examples` is given), text_coverage (share of items with a description),
-    items_with_interactions, ratings, events, skipped, split, splits
+    items_with_interactions, ratings, events, skipped, cut_texts (item texts and
+    titles cut at `texts.MAX_TEXT_CHARS` / `MAX_TITLE_CHARS`), split, splits
     ({train, valid, test} sizes), cold_items, text_columns ({read, not_read}
     catalogue columns, for tables; see `table.text_columns`).
     """
@@ -49,6 +50,7 @@ def describe(ds, split, examples=None):
         "ratings": _distribution(logs[schema.RATING]) if ds.has_ratings else None,
         "events": logs[schema.EVENT].value_counts().to_dict() if ds.has_events else None,
         "skipped": dict(ds.skipped),
+        "cut_texts": texts.cut_counts(ds.items),
         "split": split.name,
         "splits": split.sizes(),
         "cold_items": len(split.cold_items),
@@ -82,6 +84,10 @@ def format_text(stats):
     lines.append(
         "skipped rows        " + (", ".join(f"{k}: {v:,}" for k, v in sorted(skipped.items())) if skipped else "none")
     )
+    cut = stats.get("cut_texts") or {}
+    if any(cut.values()):
+        lines.append(f"cut texts           {cut['texts']:,} item texts at {texts.MAX_TEXT_CHARS:,} characters, "
+                     f"{cut['titles']:,} titles at {texts.MAX_TITLE_CHARS:,}")
     sizes = stats["splits"]
     lines.append(
         f"split {stats['split']:<13} "

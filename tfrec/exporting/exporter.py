@@ -44,6 +44,7 @@ from tfrec.exporting import catalogue as catalogue_lib
 from tfrec.exporting import checks, layout, model_card, serving_module, warmup
 from tfrec.models import ModelConfig
 from tfrec.models.catalogue_retrieval import CATALOGUE_DTYPES
+from tfrec.models.request_encoder import UNKNOWN_ITEMS
 from tfrec.models.recommender import RETRIEVAL_TASKS
 from tfrec.training import run_dir as run_dir_lib
 
@@ -82,6 +83,9 @@ class ExportOptions(Config):
         allow_below_baseline: Publish a model whose validation HR@10 or NDCG@10 is below the best baseline's
             (popularity, transitions, item-kNN on the same validation targets); without it such a model is
             refused.
+        unknown_items: What the signatures do with history item ids the catalogue does not know: skip (drop
+            them with their context, answer from the rest and report them in the skipped_items output) or error
+            (fail the request with INVALID_ARGUMENT naming them).
 
     Example:
 
@@ -90,7 +94,7 @@ class ExportOptions(Config):
     tfrec.config.ConfigError: ExportOptions.catalogue_dtype='int4': expected one of ['float32', 'bfloat16', 'int8']
     """
 
-    CHOICES: ClassVar[dict] = {"catalogue_dtype": CATALOGUE_DTYPES}
+    CHOICES: ClassVar[dict] = {"catalogue_dtype": CATALOGUE_DTYPES, "unknown_items": UNKNOWN_ITEMS}
 
     version: Optional[int] = None
     update_catalog: Optional[str] = None
@@ -100,6 +104,7 @@ class ExportOptions(Config):
     max_graph_mb: float = 32.0
     catalogue_dtype: str = "float32"
     allow_below_baseline: bool = False
+    unknown_items: str = "skip"
 
 
 class BelowBaselineError(ValueError):
@@ -187,8 +192,8 @@ def _warmup_requests(module, catalogue, vocab, max_k):
     inputs = {}
     if module.is_retrieval:
         k = min(10, max_k, catalogue.num_items - len(history))
-        inputs[serving_module.RECOMMEND] = {"history": [history], "k": k}
-        inputs[serving_module.RECOMMEND_FROM_TEXT] = {"text": text, "k": min(10, max_k)}
+        inputs[serving_module.RECOMMEND] = {"history": [history], "k": [k]}
+        inputs[serving_module.RECOMMEND_FROM_TEXT] = {"text": text, "k": [min(10, max_k)]}
         inputs[serving_module.EMBED_ITEMS] = {"text": text}
         inputs[serving_module.RECOMMEND_IN_CONTEXT] = dict(inputs[serving_module.RECOMMEND], **_context(history, vocab))
     if module.is_ranking:
@@ -213,6 +218,7 @@ def export_model(
     run_facts=None,
     refresh=None,
     catalogue_dtype="float32",
+    unknown_items="skip",
 ):
     """Exports `model` and its catalogue to `export_base/model_name/VERSION`.
 
@@ -233,6 +239,8 @@ def export_model(
         refresh: the before/after figures of a refresh gate, for the model card.
         catalogue_dtype: how the retrieval matrix is stored (`float32`,
             `bfloat16` or `int8`, see `tfrec.models.catalogue_retrieval`).
+        unknown_items: "skip" or "error": what the signatures do with
+            history item ids the catalogue does not know (`ExportOptions`).
 
     Returns:
         `ExportResult`.
@@ -274,6 +282,7 @@ def export_model(
         module = serving_module.RecommenderServing(
             model, served, ids_file, num_model_items, titles_file=titles_file,
             catalogue_embeddings=embeddings, max_k=max_k, catalogue_dtype=catalogue_dtype,
+            unknown_items=unknown_items,
             users_file=catalogue_lib.write_lines(os.path.join(scratch, USERS_ASSET), vocab.user_ids[1:]),
             events_file=catalogue_lib.write_lines(os.path.join(scratch, EVENTS_ASSET), vocab.events[1:]),
         )
@@ -292,6 +301,8 @@ def export_model(
             "num_model_items": num_model_items,
             "new_item_ids": list(new_ids),
             "max_k": max_k if is_retrieval else None,
+            "unknown_items": unknown_items,
+            "max_history_length": module.request_encoder.max_history_length,
             "embedding_dim": None if embeddings is None else int(embeddings.shape[1]),
             "catalogue_dtype": catalogue_dtype if is_retrieval else None,
             "requires": ["tensorflow_text"],
@@ -367,7 +378,7 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
     return export_model(run.model, export_base, model_name, version=options.version, new_items=new_items,
                         top_k_max=options.top_k_max, max_size_ratio=options.max_size_ratio,
                         max_graph_mb=options.max_graph_mb, run_facts=run_facts, refresh=refresh,
-                        catalogue_dtype=options.catalogue_dtype)
+                        catalogue_dtype=options.catalogue_dtype, unknown_items=options.unknown_items)
 
 
 def carried_items(export_base, model_name, catalogue):

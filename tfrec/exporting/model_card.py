@@ -33,8 +33,9 @@ def _limits(model_config: dict, history_length: Optional[int], num_model_items: 
     limits = [
         f"Recommends only the {num_model_items + num_new_items} catalogue items of this export; an item added "
         "later needs a new export (`--update_catalog`).",
-        f"Trained on windows of {history_length or 'N'} behaviours: a longer history is read whole (positions "
-        "past 511 share one embedding), beyond the lengths it was tested on; send the most recent ones.",
+        f"Trained on windows of {history_length or 'N'} behaviours: a longer history is read up to its newest "
+        "512 (the positions the model tells apart), beyond the lengths it was tested on; send the most recent "
+        "ones.",
         "Learnt from logged behaviour: it repeats the exposure and popularity biases of the logs it was "
         "trained on, and was tested offline only (next behaviour of held-out users), not in an A/B test.",
     ]

@@ -12,17 +12,21 @@ extra ops), stored in float32, bfloat16 or int8 (`catalogue_dtype`).
 Signatures (inputs -> outputs):
 
 - retrieval `recommend` (= `serving_default`): `history` string [B, N] padded
-  with "", `k` int32 [] -> `item_ids` string [B, K], `scores` float32 [B, K],
-  `item_titles` string [B, K] (the catalogue's titles: callers need no second
-  lookup); history items are never recommended.
+  with "", `k` int32 [B] (one per row) -> `item_ids` string [B, K],
+  `scores` float32 [B, K], `item_titles` string [B, K] (the catalogue's
+  titles: callers need no second lookup), `skipped_items` string [B, S];
+  K = max(k), a row's columns past its own k hold "" and score -inf;
+  history items are never recommended.
 - retrieval `recommend_from_text`: `text` string [B], `k` -> `item_ids`, `scores`, `item_titles`.
 - retrieval `embed_items`: `text` string [B] -> `embeddings` float32 [B, d].
 - ranking `score`: `history` string [B, N], `candidates` string [B, M] ->
-  `scores` float32 [B, M].
+  `scores` float32 [B, M], `skipped_items`.
 - `explain`: `history` string [B, N], `candidates` string [B, M] ->
   `influence` float32 [B, M, N] (the candidate's score minus its score
-  without that behaviour; 0 at padding), `scores` float32 [B, M] (the score
-  the model ranks by: retrieval score, or rating / click probability).
+  without that behaviour; 0 at padding, at a skipped item and before the
+  model's window), `scores` float32 [B, M] (the score
+  the model ranks by: retrieval score, or rating / click probability),
+  `skipped_items`.
 - `recommend_in_context`, `score_in_context` and `explain_in_context`: the same, plus what else
   the model may have read in training: `history_ratings` float32 [B, N],
   `history_timestamps` int64 [B, N] and `history_events` string [B, N]
@@ -35,8 +39,19 @@ A history item's event "" stands for the training data's only event type when
 it had one (MovieLens: every row is a rating), so a single-event model sees at
 serving exactly what it saw in training through every signature.
 
-Unknown item ids or event names and a bad `k` raise `InvalidArgumentError`
-(TF Serving answers INVALID_ARGUMENT) whose message names the offending value.
+Every signature taking a history skips the history item ids the catalogue
+does not know (a new SKU; items added by `--update_catalog` are in the
+catalogue's ids file, hence known) with their context, answers from the rest,
+and reports them in `skipped_items` string [B, S] (S >= 1: each row's skipped
+ids in request order, padded with ""); with `unknown_items="error"` they fail
+the request instead. A history is read from its newest
+`RequestEncoder.max_history_length` known behaviours (the exclusion of seen
+items covers all of them), so a long history costs no more than the window.
+
+Unknown candidate ids or event names and a bad `k` raise `InvalidArgumentError`
+(TF Serving answers INVALID_ARGUMENT) whose message names the offending value;
+so does a request above a work bound: `explain` above
+`influence.MAX_EXPLAIN_COST`, text signatures above `MAX_TEXT_TOKENS`.
 
 What is saved: the catalogue tables and matrix, and exactly the `tf.Variable`s
 the traced signatures read (`used_variables`), each once. The model itself is
@@ -49,7 +64,7 @@ Example:
 
 >>> module = RecommenderServing(model, catalogue, "item_ids.txt",  # doctest: +SKIP
 ...                             num_model_items=2, catalogue_embeddings=emb, max_k=2)
->>> module.recommend(tf.constant([["i1", ""]]), tf.constant(5))  # doctest: +SKIP
+>>> module.recommend(tf.constant([["i1", ""]]), tf.constant([5]))  # doctest: +SKIP
 {'item_ids': <tf.Tensor: shape=(1, 5), dtype=string ...>, 'scores': ...}
 """
 
@@ -61,9 +76,9 @@ from tfrec.exporting import checks
 from tfrec.models import request_encoder as encoder_lib
 from tfrec.models.catalogue_retrieval import CatalogueRetrieval
 from tfrec.models.features import candidate_features
-from tfrec.models.influence import occlusion_influence
+from tfrec.models.influence import checked_cost, occlusion_influence
 from tfrec.models.item_tower import text_item_vectors
-from tfrec.models.request_encoder import RequestEncoder, checked_top_k, vocabulary_table
+from tfrec.models.request_encoder import RequestEncoder, checked_top_k, request_columns, require, vocabulary_table
 
 RECOMMEND = "recommend"
 RECOMMEND_FROM_TEXT = "recommend_from_text"
@@ -73,14 +88,15 @@ RECOMMEND_IN_CONTEXT = "recommend_in_context"
 SCORE_IN_CONTEXT = "score_in_context"
 EXPLAIN = "explain"
 EXPLAIN_IN_CONTEXT = "explain_in_context"
-MAX_EXPLAIN_ROWS = 5_000  # behaviours per explain request, over all its histories
 MAX_EXPLAIN_CANDIDATES = 100
+# Tokens one text request may make the text encoder read (texts x tokens per text): 256 texts of 128 tokens.
+MAX_TEXT_TOKENS = 1 << 15
 SERVING_DEFAULT = "serving_default"
 
 _HISTORY = tf.TensorSpec([None, None], tf.string, name="history")
 _CANDIDATES = tf.TensorSpec([None, None], tf.string, name="candidates")
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
-_K = tf.TensorSpec([], tf.int32, name="k")
+_K = tf.TensorSpec([None], tf.int32, name="k")
 _HISTORY_RATINGS = tf.TensorSpec([None, None], tf.float32, name="history_ratings")
 _HISTORY_TIMESTAMPS = tf.TensorSpec([None, None], tf.int64, name="history_timestamps")
 _TIMESTAMP = tf.TensorSpec([None], tf.int64, name="timestamp")
@@ -157,10 +173,13 @@ class RecommenderServing(tf.Module):
         catalogue_dtype: how the retrieval matrix is stored, one of
             `tfrec.models.catalogue_retrieval.CATALOGUE_DTYPES` (`bfloat16`:
             half the bytes, `int8`: a quarter; scores computed in float32).
+        unknown_items: "skip" (unknown history item ids are dropped and
+            reported in `skipped_items`) or "error" (they fail the request).
     """
 
     def __init__(self, model, catalogue, ids_file, num_model_items, catalogue_embeddings=None, max_k=None,
-                 users_file=None, events_file=None, titles_file=None, catalogue_dtype="float32"):
+                 users_file=None, events_file=None, titles_file=None, catalogue_dtype="float32",
+                 unknown_items="skip"):
         super().__init__()
         self.is_retrieval, self.is_ranking = model.has_retrieval, model.has_ranking
         if self.is_ranking and num_model_items != catalogue.num_items:
@@ -177,7 +196,7 @@ class RecommenderServing(tf.Module):
         # Line i of each file holds the id of index i + 1 (index 0 is padding).
         self.request_encoder = RequestEncoder(ids_file, users_file, events_file, default_event=model.default_event,
                                               num_model_items=num_model_items, max_k=max_k,
-                                              name="request_encoder")
+                                              unknown_items=unknown_items, name="request_encoder")
         if self.is_retrieval:
             self.id_table = vocabulary_table(ids_file, reverse=True)
             if titles_file is None:
@@ -268,8 +287,9 @@ class RecommenderServing(tf.Module):
         """Top-k catalogue items for behaviour histories (history items excluded)."""
         request = self._encode(history, context, k=k)
         # Items added after training are excluded but unknown to the towers (`model_history`).
-        return self._answer(self._model.query_embeddings(request["features"]), request["k"],
-                            exclude=request["history"], bonus=self._model.prior_scores(request["features"]))
+        answer = self._answer(self._model.query_embeddings(request["features"]), request["k"],
+                              exclude=request["history"], bonus=self._model.prior_scores(request["features"]))
+        return dict(answer, skipped_items=request["skipped_items"])
 
     def _recommend_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp,
                               user_id, k):
@@ -282,16 +302,30 @@ class RecommenderServing(tf.Module):
         Uses the model's behaviour-text encoder when it has one, else the
         item-text tower (the text is then matched like an item description).
         """
-        if self._model.cfg.behaviour_text:
-            queries = self._model.text_query_embeddings(text)
-        else:  # the text alone: the id part new items share would favour them
-            queries = text_item_vectors(self.encode_item_texts(text))
-        return self._answer(queries, self.request_encoder.checked_k(k))
+        cfg = self._model.cfg
+        with tf.control_dependencies(self._checked_texts(text, cfg.behaviour_text_length if cfg.behaviour_text
+                                                         else cfg.sequence_length)):
+            if cfg.behaviour_text:
+                queries = self._model.text_query_embeddings(text)
+            else:  # the text alone: the id part new items share would favour them
+                queries = text_item_vectors(self.encode_item_texts(text))
+        return self._answer(queries, self.request_encoder.checked_k(k, tf.shape(text)[0]))
 
     def _embed_items(self, text):
         """Item embeddings of item texts (same space as the catalogue matrix): the text and the
         id part of a new item (`Recommender.text_item_embeddings`)."""
-        return {"embeddings": text_item_vectors(self.encode_item_texts(text), self._untrained_id)}
+        with tf.control_dependencies(self._checked_texts(text, self._model.cfg.sequence_length)):
+            return {"embeddings": text_item_vectors(self.encode_item_texts(text), self._untrained_id)}
+
+    @staticmethod
+    def _checked_texts(text, tokens_per_text):
+        """The check that `text` `[B]` costs at most `MAX_TEXT_TOKENS` tokens (B x `tokens_per_text`), run
+        before the texts are tokenised."""
+        most = MAX_TEXT_TOKENS // tokens_per_text
+        return require(tf.size(text) <= most, lambda: f"at most {most} texts per request",
+                       [f"at most {most} texts per request ({MAX_TEXT_TOKENS} tokens of the text encoder, "
+                        f"{tokens_per_text} per text); got", tf.size(text), "texts: send them in batches"],
+                       name="check_text_count")
 
     def _score_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp, user_id,
                           candidates):
@@ -309,7 +343,8 @@ class RecommenderServing(tf.Module):
         )
         with tf.control_dependencies([check]):  # one example per (history, candidate) pair
             scores = self._model.score(candidate_features(request["features"], request["candidates"]))
-        return {"scores": tf.cast(tf.reshape(scores, tf.shape(request["candidates"])), tf.float32)}
+        return {"scores": tf.cast(tf.reshape(scores, tf.shape(request["candidates"])), tf.float32),
+                "skipped_items": request["skipped_items"]}
 
     def _explain_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp, user_id,
                             candidates):
@@ -329,22 +364,20 @@ class RecommenderServing(tf.Module):
         )
         behaviours = tf.debugging.Assert(
             tf.reduce_all(tf.reduce_any(history_indices > 0, axis=1)),
-            ["every history needs at least one behaviour to explain (a row holds only padding \"\")"],
+            ["every history needs at least one known behaviour to explain (a row holds only padding \"\" or "
+             "unknown items)"],
             name="check_explain_history",
         )
-        # Occlusion scores B x N shortened histories (times M candidates for ranking): bounded.
-        shape = tf.shape(history_indices)
-        small = tf.logical_and(shape[0] * shape[1] <= MAX_EXPLAIN_ROWS,
-                               tf.shape(candidate_indices)[1] <= MAX_EXPLAIN_CANDIDATES)
-        size = tf.debugging.Assert(
-            small,
-            [f"explain takes at most {MAX_EXPLAIN_ROWS} behaviours per request (histories x width) and "
-             f"{MAX_EXPLAIN_CANDIDATES} candidates per history; got shape", shape, "and candidates",
-             tf.shape(candidate_indices)],
-            name="check_explain_size",
+        candidates_check = tf.debugging.Assert(
+            tf.shape(candidate_indices)[1] <= MAX_EXPLAIN_CANDIDATES,
+            [f"explain takes at most {MAX_EXPLAIN_CANDIDATES} candidates per history; got",
+             tf.shape(candidate_indices)[1]],
+            name="check_explain_candidates_count",
         )
+        cost = checked_cost(self._model, request["model_history"], candidate_indices)
         # Items added after training are unknown to the towers (`model_history`): no influence.
-        with tf.control_dependencies([check, behaviours, size]):
+        with tf.control_dependencies([check, behaviours, candidates_check, *cost]):
             influence, scores = occlusion_influence(self._model, request["model_history"], candidate_indices,
                                                     request["context"])
-        return {"influence": tf.cast(influence, tf.float32), "scores": tf.cast(scores, tf.float32)}
+        return {"influence": tf.cast(request_columns(influence, request["positions"]), tf.float32),
+                "scores": tf.cast(scores, tf.float32), "skipped_items": request["skipped_items"]}

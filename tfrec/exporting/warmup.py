@@ -6,7 +6,7 @@ the first real requests do not pay for graph initialisation. One
 
 Example:
 
->>> write(export_dir, "movies", [("recommend", {"history": [["i1"]], "k": 5})])  # doctest: +SKIP
+>>> write(export_dir, "movies", [("recommend", {"history": [["i1"]], "k": [5]})])  # doctest: +SKIP
 """
 
 import os

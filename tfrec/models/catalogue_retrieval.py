@@ -158,7 +158,10 @@ class CatalogueRetrieval(keras_rs.layers.BruteForceRetrieval):
             best_indices.append(indices + start)
         # Chunks in row order: among equal scores the lower index stays first, as in one top_k.
         scores, indices = tf.concat(best_scores, axis=1), tf.concat(best_indices, axis=1)
-        hit = tf.reduce_any(indices[:, :, None] == banned[:, None, :], axis=2)
+        # Membership by binary search in the sorted banned rows: memory linear in the history's length.
+        banned = tf.sort(banned, axis=1)
+        at = tf.minimum(tf.searchsorted(banned, indices), tf.shape(banned)[1] - 1)
+        hit = tf.equal(tf.gather(banned, at, batch_dims=1), indices)
         scores = tf.where(hit, tf.constant(float("-inf"), scores.dtype), scores)
         scores, positions = tf.math.top_k(scores, k=k)
         return scores, tf.gather(indices, positions, batch_dims=1)

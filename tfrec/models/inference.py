@@ -7,9 +7,16 @@ that never trained take `untrained_id_vector`). Requests name items by id: they 
 layer the exported signatures encode theirs with, so an in-process answer is
 the served one by construction.
 
+History item ids the catalogue does not know are skipped (the rest of the
+history kept) and reported in the answer's `skipped_items`, unless
+`unknown_items="error"`; histories longer than the model's window are read
+from their newest `RequestEncoder.max_history_length` behaviours.
+
 Example:
 
 >>> item_ids, scores = model.recommend([["i1", "i7", "i3"]], k=5)
+>>> model.recommend([["i1", "a new sku"]], k=5).skipped_items
+[['a new sku']]
 >>> influence, scores = model.explain([["i1", "i7", "i3"]], [["i9", "i4"]])
 """
 
@@ -23,6 +30,30 @@ from tfrec.models.retrieval_task import PADDING_LOGIT
 from tfrec.request_format import PADDING_ID, pad, padded_width
 
 PREDICT_BATCH = 256
+
+
+class Answer(tuple):
+    """An in-process answer: the pair it always was (`item_ids, scores = ...`), plus `skipped_items`,
+    one list per history of its item ids the catalogue did not know (skipped, in request order).
+
+    Example:
+
+    >>> answer = Answer((["i3"], [0.5]), skipped_items=[["new"]])
+    >>> ids, scores = answer
+    >>> answer.skipped_items
+    [['new']]
+    """
+
+    def __new__(cls, values, skipped_items):
+        answer = super().__new__(cls, values)
+        answer.skipped_items = skipped_items
+        return answer
+
+
+def skipped_lists(skipped_items) -> list:
+    """The `skipped_items` string tensor or array `[B, S]` (padded with "") as one list of str per row."""
+    rows = np.asarray(skipped_items)
+    return [[v.decode() if isinstance(v, bytes) else str(v) for v in row if v not in (b"", "")] for row in rows]
 
 
 def request_inputs(histories, ratings=None, timestamps=None, events=None, now=None, user_ids=None) -> dict:
@@ -125,7 +156,7 @@ class RecommenderInference:
         return tf.math.l2_normalize(self.query_projection(contexts), axis=-1)
 
     def recommend(self, histories, k=10, exclude_seen=True, ratings=None, timestamps=None, events=None,
-                  now=None, user_ids=None):
+                  now=None, user_ids=None, unknown_items=None):
         """The top-k catalogue items after each history, by item id.
 
         Answers what the exported `recommend` signature answers for the same
@@ -133,30 +164,39 @@ class RecommenderInference:
 
         Args:
             histories: list of lists of item ids (str), most recent last.
-            k: items per history, 1 <= k <= catalogue size.
-            exclude_seen: never recommend an item of the history.
+            k: items per history, 1 <= k <= catalogue size: one int, or a
+                list of one per history.
+            exclude_seen: never recommend an item of the history (the whole
+                history, also behaviours older than the model's window).
             ratings, timestamps, events: optional lists aligned with each
                 history (float ratings, int Unix seconds, event names).
             now: optional list of request times (int Unix seconds), one per history.
             user_ids: optional list of user ids (an id unseen in training is a new user).
+            unknown_items: "skip" or "error" for history item ids the
+                catalogue does not know (default: the encoder's, "skip").
 
         Returns:
-            (item_ids: np.ndarray of str `[B, k]`, scores: np.ndarray float32 `[B, k]`).
+            `Answer` `(item_ids: np.ndarray of str [B, max k], scores:
+            np.ndarray float32 [B, max k])`, a row with a smaller `k` padded
+            with "" and -inf; `.skipped_items`: the unknown ids skipped.
 
         Raises:
-            ValueError: unknown item ids or events, bad `k` or misaligned context.
+            ValueError: unknown item ids (with `unknown_items="error"`) or
+                events, bad `k` or misaligned context.
         """
         if not self.has_retrieval:
             raise ValueError("recommend needs a retrieval or multitask model")
         inputs = request_inputs(histories, ratings, timestamps, events, now, user_ids)
-        request = self.request_encoder(dict(inputs, **{encoder_lib.K: tf.constant(k, tf.int32)}))
+        request = self.request_encoder(dict(inputs, **{encoder_lib.K: tf.constant(k, tf.int32)}),
+                                       unknown_items=unknown_items)
         scores, indices = encoder_lib.checked_top_k(
             self.catalogue, self.query_embeddings(request["features"]), request["k"],
             exclude=request["history"] if exclude_seen else None, bonus=self.prior_scores(request["features"]))
-        return np.asarray(self.vocab.item_ids, dtype=object)[indices.numpy()], scores.numpy()
+        return Answer((np.asarray(self.vocab.item_ids, dtype=object)[indices.numpy()], scores.numpy()),
+                      skipped_lists(request["skipped_items"]))
 
     def explain(self, histories, item_ids, method="occlusion", steps=16, ratings=None, timestamps=None,
-                events=None, now=None, user_ids=None):
+                events=None, now=None, user_ids=None, unknown_items=None):
         """How much each behaviour of each history moves each candidate's score.
 
         The score is the one the model ranks by (`tfrec.models.influence`):
@@ -169,17 +209,19 @@ class RecommenderInference:
             method: "occlusion" (the score without the behaviour) or
                 "integrated_gradients" (over the behaviour's embedding).
             steps: integrated-gradients path points.
-            ratings, timestamps, events, now, user_ids: the context, as `recommend`.
+            ratings, timestamps, events, now, user_ids, unknown_items: as `recommend`.
 
         Returns:
-            (influence: np.ndarray float32 `[B, K, L]`, column l is the
-            behaviour `histories[b][l]`, 0 past its history's end;
-            scores: np.ndarray float32 `[B, K]`).
+            `Answer` `(influence: np.ndarray float32 [B, K, L]`, column l is
+            the behaviour `histories[b][l]`, 0 past its history's end and for
+            a skipped item or one older than the model's window;
+            `scores: np.ndarray float32 [B, K])`; `.skipped_items` as `recommend`.
 
         Raises:
-            ValueError: an empty history, unknown items or events, candidate
-                lists that are not one of the same length per history, or an
-                unknown method.
+            ValueError: a history with no known behaviour, unknown items (with
+                `unknown_items="error"`) or events, candidate lists that are
+                not one of the same length per history, an unknown method, or
+                a request costing more than `influence.MAX_EXPLAIN_COST`.
 
         Example:
 
@@ -195,17 +237,22 @@ class RecommenderInference:
             raise ValueError(f"histories[{empty[0]}] is empty: there is no behaviour to explain")
         _check_candidates(histories, item_ids)
         inputs[encoder_lib.CANDIDATES] = tf.constant([[str(i) for i in row] for row in item_ids], tf.string)
-        request = self.request_encoder(inputs)
+        request = self.request_encoder(inputs, unknown_items=unknown_items)
+        empty = np.flatnonzero(~np.any(request["history"].numpy() > 0, axis=1))
+        if empty.size:
+            raise ValueError(f"histories[{empty[0]}] holds no item of the catalogue: there is no behaviour to "
+                             "explain")
+        influence_lib.checked_cost(self, request["model_history"], request["candidates"], method, steps)
         arguments = (self, request["model_history"], request["candidates"], request["context"])
         if method == "occlusion":
             influence, scores = influence_lib.occlusion_influence(*arguments)
         else:
             influence, scores = influence_lib.integrated_gradients(*arguments, steps)
-        influence, width = influence.numpy(), request["history"].shape[1]
-        aligned = np.zeros_like(influence)
+        influence = encoder_lib.request_columns(influence, request["positions"]).numpy()
+        width, aligned = influence.shape[2], np.zeros_like(influence)
         for row, history in enumerate(histories):
             aligned[row, :, :len(history)] = influence[row, :, width - len(history):]
-        return aligned, scores.numpy()
+        return Answer((aligned, scores.numpy()), skipped_lists(request["skipped_items"]))
 
     def score_catalogue(self, features):
         """Scores of every catalogue index for each example, numpy `[B, num_rows]`.

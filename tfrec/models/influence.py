@@ -19,6 +19,13 @@ and item embedding dot product, plus the transition prior's term when the
 model has one) for retrieval and multitask models, the
 predicted rating or click probability for ranking models.
 
+Both cost far more than a recommendation: occlusion scores B x L shortened
+histories (times K candidates for ranking), integrated gradients B x K x
+steps, each reading L behaviours with attention over L x L pairs.
+`checked_cost` refuses a request above `MAX_EXPLAIN_COST` of those pairs
+before anything is allocated; the in-process `Recommender.explain` and the
+exported `explain` signatures both call it.
+
 Example:
 
 >>> influence, scores = occlusion_influence(model, tf.constant([[3, 5, 9]]), tf.constant([[12, 40]]))
@@ -30,8 +37,37 @@ import tensorflow as tf
 
 from tfrec.data import schema
 from tfrec.models.features import candidate_features, history_features
+from tfrec.models.request_encoder import require
 
 METHODS = ("occlusion", "integrated_gradients")
+# Attention pairs (per head and layer) one explain request may cost: 1 history of 256 behaviours by occlusion.
+MAX_EXPLAIN_COST = 1 << 24
+
+
+def explain_cost(model, indices, candidates, method="occlusion", steps=16):
+    """int64 scalar: histories the towers read to explain `indices` `[B, L]` for `candidates` `[B, K]`
+    by `method` (B x L, x K for ranking, for occlusion; B x K x steps for integrated gradients), times
+    the L x L attention pairs of each."""
+    shape = tf.cast(tf.shape(indices), tf.int64)
+    count = tf.cast(tf.shape(candidates)[1], tf.int64)
+    if method == "occlusion":
+        histories = shape[0] * shape[1] * (1 if model.has_retrieval else count)
+    else:
+        histories = shape[0] * count * steps
+    return histories * shape[1] * shape[1]
+
+
+def checked_cost(model, indices, candidates, method="occlusion", steps=16) -> list:
+    """Fails (ValueError eagerly, InvalidArgumentError in a graph) when `explain_cost` exceeds
+    `MAX_EXPLAIN_COST`, naming the limit; returns the check ops for `tf.control_dependencies`."""
+    cost = explain_cost(model, indices, candidates, method, steps)
+    what = (f"explain ({method}) costs histories read x behaviours^2 attention pairs, at most "
+            f"{MAX_EXPLAIN_COST} per request (explain fewer or shorter histories, or fewer candidates); got")
+    return require(cost <= MAX_EXPLAIN_COST,
+                   lambda: f"{what} {int(cost)} for histories {list(indices.shape)} and candidates "
+                           f"{list(candidates.shape)}",
+                   [what, cost, "for histories", tf.shape(indices), "and candidates", tf.shape(candidates)],
+                   name="check_explain_cost")
 
 
 def candidate_scores(model, features, candidates, history_vectors=None):

@@ -2,9 +2,21 @@
 
 A request names items by id: histories `[B, N]` of item ids left-padded with
 "" (`tfrec.request_format`), optionally the history's ratings, timestamps and
-event names, the request time, the user and `k`. This layer looks the ids up,
+event names, the request time, the user and `k` (one per row, `[B]`; a
+scalar is broadcast). This layer looks the ids up,
 checks the request and builds the schema features the towers read
-(`tfrec.models.features.history_features`). One class serves every path, as a
+(`tfrec.models.features.history_features`).
+
+Two rules bound and soften what a live request may hold:
+
+- History item ids the catalogue does not know (a new SKU) are skipped with
+  their ratings, timestamps and events, the rest of the history kept in
+  order, and reported in `skipped_items` (`unknown_items="skip"`, the
+  default); `unknown_items="error"` fails the request naming them instead.
+- Only the newest `max_history_length` known behaviours of a history reach
+  the model (default `MAX_HISTORY_LENGTH`, the positions the behaviour tower
+  tells apart), so the work per row is bounded whatever the request's width;
+  the exclusion of already-seen items still covers the whole history. One class serves every path, as a
 keras-hub preprocessor serves training, predict and the exported graph:
 `Recommender.recommend`, `explain` and the exported signatures
 (`tfrec.exporting.serving_module`) all encode their requests with it, the
@@ -19,9 +31,9 @@ input, which TF Serving answers as INVALID_ARGUMENT.
 Example:
 
 >>> encoder = RequestEncoder(["i1", "i2", "i3"], user_ids=["u1"], events=["view"])
->>> encoded = encoder({"history": tf.constant([["", "i3", "i1"]]), "k": tf.constant(2)})
->>> encoded["history"].numpy().tolist(), encoded["features"]["history_length"].numpy().tolist()
-([[0, 3, 1]], [2])
+>>> encoded = encoder({"history": tf.constant([["", "i3", "new", "i1"]]), "k": tf.constant(2)})
+>>> encoded["history"].numpy().tolist(), encoded["skipped_items"].numpy().tolist(), encoded["k"].numpy().tolist()
+([[3, 1]], [[b'new']], [2])
 """
 
 from typing import Callable, Sequence, Union
@@ -29,6 +41,7 @@ from typing import Callable, Sequence, Union
 import keras
 import tensorflow as tf
 
+from tfrec.models.behaviour_tower import MAX_POSITIONS
 from tfrec.models.features import history_features
 from tfrec.request_format import PADDING_ID
 
@@ -50,6 +63,10 @@ _UNKNOWN = {
 }
 
 Vocabulary = Union[str, Sequence[str]]
+# What a request's unknown history item ids do: dropped and reported, or the request fails.
+UNKNOWN_ITEMS = ("skip", "error")
+# Newest behaviours of a history the model reads: the positions the behaviour tower tells apart.
+MAX_HISTORY_LENGTH = MAX_POSITIONS
 
 
 def vocabulary_table(vocabulary: Vocabulary, reverse: bool = False) -> tf.lookup.StaticHashTable:
@@ -90,14 +107,19 @@ def require(condition, eager_message: Callable[[], str], graph_message: list, na
 
 
 def checked_top_k(retrieval, queries, k, exclude=None, bonus=None):
-    """`retrieval.top_k(queries, k, exclude, bonus)`, failing when fewer than `k` items are left after `exclude`."""
-    scores, indices = retrieval.top_k(queries, k, exclude, bonus)
-    checks = require(tf.reduce_all(tf.math.is_finite(scores)),
-                     lambda: f"k={int(k)} exceeds the number of catalogue items left after excluding the history",
+    """`retrieval.top_k` at `max(k)` with each row cut to its own `k` (int32 `[B]`): `(scores, indices)`
+    `[B, max(k)]`, a row's columns past its `k` padded with score -inf and index 0; fails when a row has
+    fewer than its `k` items left after `exclude`."""
+    scores, indices = retrieval.top_k(queries, tf.reduce_max(k), exclude, bonus)
+    wanted = tf.range(tf.shape(scores)[1])[None, :] < k[:, None]
+    checks = require(tf.reduce_all(tf.logical_or(tf.math.is_finite(scores), tf.logical_not(wanted))),
+                     lambda: f"k={k.numpy().tolist()} exceeds the number of catalogue items left after excluding "
+                             "the history",
                      ["k =", k, "exceeds the number of catalogue items left after excluding the history"],
                      name="check_k_after_exclusion")
     with tf.control_dependencies(checks):
-        return tf.identity(scores), tf.identity(indices)
+        return (tf.where(wanted, scores, tf.constant(float("-inf"), scores.dtype)),
+                tf.where(wanted, indices, tf.zeros_like(indices)))
 
 
 def _count(vocabulary: Vocabulary) -> int:
@@ -105,6 +127,27 @@ def _count(vocabulary: Vocabulary) -> int:
         with tf.io.gfile.GFile(vocabulary) as lines:
             return sum(1 for _ in lines)
     return len(vocabulary)
+
+
+def _compacted(keep, values, fill):
+    """`values` `[B, N]` with each row's `keep` entries moved right (order kept), the rest `fill`."""
+    order = tf.argsort(tf.cast(keep, tf.int32), axis=1, stable=True)
+    kept = tf.gather(tf.where(keep, values, tf.fill(tf.shape(values), tf.constant(fill, values.dtype))), order,
+                     batch_dims=1)
+    return kept, order
+
+
+def request_columns(values, positions):
+    """`values` `[B, K, L]` over the model's history columns as `[B, K, N]` over the request's
+    history columns (`RequestEncoder`'s `positions`), 0 where a request column reached no model column.
+
+    Example:
+
+    >>> request_columns(tf.constant([[[1.0, 2.0]]]), tf.constant([[-1, 0, 1]])).numpy().tolist()
+    [[[0.0, 1.0, 2.0]]]
+    """
+    gathered = tf.gather(values, tf.maximum(positions, 0), axis=2, batch_dims=1)
+    return tf.where((positions >= 0)[:, None, :], gathered, tf.zeros_like(gathered))
 
 
 @keras.saving.register_keras_serializable(package="tfrec")
@@ -123,6 +166,10 @@ class RequestEncoder(keras.layers.Layer):
             (default: every item); later ones (added after training) are read
             as padding by the towers but stay in `history`.
         max_k: the largest `k` accepted (default: the number of items).
+        unknown_items: "skip" (history item ids not in `item_ids` are dropped
+            and reported in `skipped_items`) or "error" (they fail the request).
+        max_history_length: newest known behaviours of a history the model
+            reads (`MAX_HISTORY_LENGTH` by default).
         **kwargs: base layer arguments.
 
     Call args:
@@ -131,21 +178,28 @@ class RequestEncoder(keras.layers.Layer):
             `candidates` string `[B, M]`, `history_ratings` float32 `[B, N]`,
             `history_timestamps` int64 `[B, N]`, `history_events` string
             `[B, N]`, `timestamp` int64 `[B]` (the request time), `user_id`
-            string `[B]`, `k` int32 `[]`.
+            string `[B]`, `k` int32 `[B]` (or `[]`, broadcast to every row).
+        unknown_items: overrides the layer's `unknown_items` for this call.
 
     Returns:
         dict: `features`, the schema features of the history as the model
-        reads it (`history_features`); `history`, int32 `[B, N]` catalogue
-        indices of the request's columns (0 = padding); `model_history`, the
-        same with the items the model does not know as 0; `context`, the
-        checked context of `history_features` (`ratings`, `timestamps`,
-        `events`, `now`, `users`: those given); and, when given, `candidates`
-        int32 `[B, M]` and the checked `k`.
+        reads it (`history_features`); `history`, int32 `[B, N']` catalogue
+        indices of the request's known items, right-aligned, every one of them
+        (for excluding seen items); `model_history`, int32 `[B, L]` its newest
+        `L <= max_history_length` columns with the items the model does not
+        know as 0; `positions`, int32 `[B, N]`, the `model_history` column of
+        each request column (-1: padding, skipped or older than the window);
+        `skipped_items`, string `[B, S]` (S >= 1) the skipped ids of each row
+        in request order, padded with ""; `context`, the checked context of
+        `history_features` aligned with `model_history` (`ratings`,
+        `timestamps`, `events`, `now`, `users`: those given); and, when given,
+        `candidates` int32 `[B, M]` and the checked `k` int32 `[B]`.
 
     Raises:
         ValueError (eagerly) or InvalidArgumentError (in a graph): unknown
-            item ids or event names (named, at most 20), context not aligned
-            with `history`, `k` outside `[1, max_k]`.
+            item ids with `unknown_items="error"`, unknown candidates or event
+            names (named, at most 20), context not aligned with `history`,
+            `k` outside `[1, max_k]` or not one per row.
 
     Example:
 
@@ -153,46 +207,72 @@ class RequestEncoder(keras.layers.Layer):
     """
 
     def __init__(self, item_ids: Vocabulary, user_ids: Vocabulary, events: Vocabulary, default_event: int = 0,
-                 num_model_items: int = None, max_k: int = None, **kwargs):
+                 num_model_items: int = None, max_k: int = None, unknown_items: str = "skip",
+                 max_history_length: int = MAX_HISTORY_LENGTH, **kwargs):
         super().__init__(**kwargs)
+        _check_unknown_items(unknown_items)
+        if max_history_length < 1:
+            raise ValueError(f"max_history_length={max_history_length}: expected at least 1")
         self.item_ids, self.user_ids, self.events = item_ids, user_ids, events
         self.num_items = _count(item_ids)
         self.default_event = default_event
         self.num_model_items = self.num_items if num_model_items is None else num_model_items
         self.max_k = self.num_items if max_k is None else max_k
+        self.unknown_items = unknown_items
+        self.max_history_length = max_history_length
         self.item_table = vocabulary_table(item_ids)
         self.user_table = vocabulary_table(user_ids)
         self.event_table = vocabulary_table(events)
         self.built = True  # no weights
 
-    def call(self, inputs):
-        indices = self._indices(self.item_table, inputs[HISTORY], HISTORY)
-        model_history = tf.where(indices > self.num_model_items, tf.zeros_like(indices), indices)
-        context = self._context(indices, {name: inputs[name] for name in CONTEXT_INPUTS if name in inputs})
+    def call(self, inputs, unknown_items: str = None):
+        unknown_items = _check_unknown_items(unknown_items or self.unknown_items)
+        ids = inputs[HISTORY]
+        looked_up = self._indices(self.item_table, ids, HISTORY, fail=unknown_items == "error")
+        unknown = tf.logical_and(tf.equal(looked_up, -1), tf.not_equal(ids, PADDING_ID))
+        raw_context = {name: inputs[name] for name in CONTEXT_INPUTS if name in inputs}
+        context = self._context(looked_up, raw_context)
+        keep = looked_up > 0
+        history, order = _compacted(keep, looked_up, 0)
+        counts = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
+        width, known_width = tf.shape(ids)[1], tf.maximum(tf.reduce_max(counts), 1)
+        length = tf.minimum(known_width, self.max_history_length)
+        # Request column j sits at column argsort(order)[j] of `history`; the model reads its last `length`.
+        column = tf.argsort(order, axis=1, stable=True) - (width - length)
+        model_history = history[:, width - length:]
+        model_history = tf.where(model_history > self.num_model_items, tf.zeros_like(model_history), model_history)
+        for name in ("ratings", "timestamps", "events"):
+            if name in context:
+                context[name] = _compacted(keep, context[name], 0)[0][:, width - length:]
         encoded = {
             "features": history_features(model_history, context=context, default_event=self.default_event),
-            "history": indices,
+            "history": history[:, width - known_width:],
             "model_history": model_history,
+            "positions": tf.where(tf.logical_and(keep, column >= 0), column, -tf.ones_like(column)),
+            "skipped_items": _compacted(unknown, ids, PADDING_ID)[0][
+                :, width - tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(unknown, tf.int32), axis=1)), 1):],
             "context": context,
         }
         if CANDIDATES in inputs:
             encoded["candidates"] = self._indices(self.item_table, inputs[CANDIDATES], CANDIDATES)
         if K in inputs:
-            encoded["k"] = self.checked_k(inputs[K])
+            encoded["k"] = self.checked_k(inputs[K], tf.shape(ids)[0])
         return encoded
 
-    def _indices(self, table, ids, name):
-        """int32 indices (position + 1) of string `ids`, "" -> 0; fails naming the unknown ids."""
+    def _indices(self, table, ids, name, fail=True):
+        """int32 indices (position + 1) of string `ids`, "" -> 0, unknown -> -1; unless not `fail`, fails
+        naming the unknown ids."""
         empty = tf.equal(ids, PADDING_ID)
         indices = table.lookup(ids) + 1
         unknown = tf.logical_and(tf.equal(indices, 0), tf.logical_not(empty))
         served, in_process = _UNKNOWN[name]
-        checks = require(
+        checks = [] if not fail else require(
             tf.logical_not(tf.reduce_any(unknown)),
             lambda: f"unknown {in_process}: {sorted({v.decode() for v in tf.boolean_mask(ids, unknown).numpy()})[:20]}",
             [f"unknown {served}:", tf.boolean_mask(ids, unknown)], name=f"check_{name}_ids", summarize=20)
         with tf.control_dependencies(checks):
-            return tf.cast(tf.where(empty, tf.zeros_like(indices), indices), tf.int32)
+            indices = tf.where(empty, tf.zeros_like(indices), tf.where(unknown, -tf.ones_like(indices), indices))
+            return tf.cast(indices, tf.int32)
 
     def _context(self, indices, inputs):
         """The `history_features` context of the context `inputs` given, after checking their shapes."""
@@ -225,15 +305,20 @@ class RequestEncoder(keras.layers.Layer):
             context["users"] = tf.cast(self.user_table.lookup(inputs[USER_ID]) + 1, tf.int32)
         return context
 
-    def checked_k(self, k):
-        """`k` as int32, failing unless 1 <= k <= `max_k` (requests that name no history, e.g. by text)."""
+    def checked_k(self, k, rows):
+        """`k` as int32 `[rows]` (a scalar is broadcast), failing unless one per row with 1 <= k <= `max_k`."""
         k = tf.cast(k, tf.int32)
-        checks = require(tf.logical_and(k >= 1, k <= self.max_k),
-                         lambda: f"k={int(k)}: expected 1 <= k <= {self.max_k} (the catalogue size)",
-                         [f"k must be in [1, {self.max_k}] (catalogue of {self.num_items} items), got k =", k],
-                         name="check_k")
+        if k.shape.rank == 0:
+            k = tf.fill([rows], k)
+        checks = require(tf.equal(tf.size(k), rows),
+                         lambda: f"k holds {int(tf.size(k))} values for {int(rows)} rows; expected one per row",
+                         ["k must hold one value per row: got", tf.size(k), "for rows:", rows], name="check_k_rows")
+        checks += require(tf.reduce_all(tf.logical_and(k >= 1, k <= self.max_k)),
+                          lambda: f"k={k.numpy().tolist()}: expected 1 <= k <= {self.max_k} (the catalogue size)",
+                          [f"k must be in [1, {self.max_k}] (catalogue of {self.num_items} items), got k =", k],
+                          name="check_k", summarize=20)
         with tf.control_dependencies(checks):
-            return tf.identity(k)
+            return tf.reshape(k, [-1])
 
     def get_config(self):
         config = super().get_config()
@@ -244,5 +329,13 @@ class RequestEncoder(keras.layers.Layer):
             "default_event": self.default_event,
             "num_model_items": self.num_model_items,
             "max_k": self.max_k,
+            "unknown_items": self.unknown_items,
+            "max_history_length": self.max_history_length,
         })
         return config
+
+
+def _check_unknown_items(unknown_items: str) -> str:
+    if unknown_items not in UNKNOWN_ITEMS:
+        raise ValueError(f"unknown_items={unknown_items!r}: expected one of {list(UNKNOWN_ITEMS)}")
+    return unknown_items

@@ -7,9 +7,12 @@ on one of `num_batch_threads` threads, and each caller gets its rows back
 (the queue and the merging are `tfrec.request_merging.RequestMerger`'s).
 
 Unlike TF Serving's BatchingSession it also batches signatures with scalar
-inputs (the recommend signature's `k`): only calls whose scalar inputs are
+inputs (older exports' scalar `k`): only calls whose scalar inputs are
 equal and whose other inputs agree beyond dimension 0 (e.g. the same history
-length) are merged; any other call simply forms its own batch. If a merged call
+length) are merged; any other call simply forms its own batch. tfrec's
+signatures take `k` per row (`[B]`), so calls of any `k` merge, and each row
+comes back as wide as its batch's largest `k` (padded with "" past its own,
+as TF Serving's batching answers too; `RecommenderClient` cuts it back). If a merged call
 fails with INVALID_ARGUMENT (one caller's unknown item id), its requests are run
 one by one so only the faulty one fails. `allowed_batch_sizes` and
 `pad_variable_length_inputs` are not applied (no padding: requests of

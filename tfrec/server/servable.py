@@ -21,6 +21,7 @@ import os
 import re
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import types_pb2
@@ -81,6 +82,7 @@ class Signature:
         missing = sorted(set(self.inputs) - set(inputs))
         if missing:
             raise _invalid(f"signature {self.name!r} needs input {missing[0]!r}; got {sorted(inputs)}")
+        inputs = broadcast_scalars(self.inputs, inputs)
         return {name: self._to_tensor(name, proto) for name, proto in inputs.items()}
 
     def _to_tensor(self, name, proto):
@@ -115,6 +117,35 @@ class Signature:
         if array.ndim >= 1 and array.shape[0] == 0:
             raise _invalid(f"{where} has an empty batch (shape {list(array.shape)})")
         return tf.constant(array, dtype=spec.dtype)
+
+
+def broadcast_scalars(specs: dict, inputs: dict) -> dict:
+    """`inputs` with each scalar given for a `[None]` input (e.g. `k` as one int) repeated to the batch
+    size of the other inputs, as older clients and REST callers send it; the rest as they are, every
+    input in name order (so the first bad one named is always the same).
+
+    Example:
+
+    >>> specs = {"history": tf.TensorSpec([None, None], tf.string), "k": tf.TensorSpec([None], tf.int32)}
+    >>> inputs = {"history": tf.make_tensor_proto([["a"], ["b"]]), "k": tf.make_tensor_proto(3)}
+    >>> tf.make_ndarray(broadcast_scalars(specs, inputs)["k"]).tolist()
+    [3, 3]
+    """
+    broadcast = {name: inputs[name] for name in sorted(inputs)}
+    batch = {proto.tensor_shape.dim[0].size for proto in inputs.values() if proto.tensor_shape.dim}
+    if len(batch) != 1 or not 0 <= min(batch) <= MAX_INPUT_ELEMENTS:  # else the batch input's check names it
+        return broadcast
+    (rows,) = batch
+    for name, proto in inputs.items():
+        spec = specs[name]
+        if not proto.tensor_shape.dim and spec.shape.rank == 1 and spec.shape[0] is None:
+            try:
+                value = tf.make_ndarray(proto)
+            except (ValueError, TypeError):
+                continue  # malformed: `_to_tensor` names it
+            if value.size == 1:
+                broadcast[name] = tf.make_tensor_proto(np.full([rows], value.item(), value.dtype))
+    return broadcast
 
 
 # The value field of each dtype a signature takes (TensorProto keeps one repeated field per kind).
