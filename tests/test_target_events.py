@@ -119,3 +119,24 @@ def test_a_purchase_run_reports_purchase_targets_beside_baselines_on_them(shop, 
     assert summary["target_rule"] == {"events": ["purchase"], "min_rating": None, "exclude": "targets"}
     assert summary["test_targets"] == len(shop.examples["test"][schema.TARGET_ITEM_ID]) < summary["test_interactions"]
     assert set(metrics["baselines"]) >= {"popularity", "transitions"}
+
+
+def test_recommend_excludes_what_was_bought_in_process_and_served_alike(shop, tmp_path):
+    from tfrec.exporting import exporter
+
+    model = build_model(ModelConfig(task="retrieval", **TINY), shop)
+    model.refresh_catalogue()
+    everything = shop.vocab.num_items
+    bought, clicked = shop.vocab.item_ids[1], shop.vocab.item_ids[2]
+    history, events = [[bought, clicked]], [["purchase", "click"]]
+    ids, _ = model.recommend(history, k=everything - 1, events=events)
+    assert bought not in ids[0] and clicked in ids[0]
+    ids, _ = model.recommend(history, k=everything - 2)  # no event types: every seen item is left out
+    assert bought not in ids[0] and clicked not in ids[0]
+    served = exporter.load(exporter.export_model(model, str(tmp_path), "shop").path).signatures["recommend_in_context"]
+    answer = served(history=tf.constant(history), history_ratings=tf.zeros([1, 2]),
+                    history_timestamps=tf.constant([[1, 2]], tf.int64), history_events=tf.constant(events),
+                    timestamp=tf.constant([3], tf.int64), user_id=tf.constant(["c0"]), k=tf.constant([everything - 1]))
+    in_process, _ = model.recommend(history, k=everything - 1, events=events, ratings=[[0.0, 0.0]],
+                                    timestamps=[[1, 2]], now=[3], user_ids=["c0"])
+    assert [item.decode() for item in answer["item_ids"].numpy()[0]] == list(in_process[0])

@@ -284,11 +284,12 @@ class RecommenderServing(tf.Module):
         return {"item_ids": self.id_table.lookup(rows), "scores": scores, "item_titles": self.title_table.lookup(rows)}
 
     def _recommend(self, history, k, context=None):
-        """Top-k catalogue items for behaviour histories (history items excluded)."""
+        """Top-k catalogue items for behaviour histories (seen items excluded: `Recommender.seen_to_exclude`)."""
         request = self._encode(history, context, k=k)
         # Items added after training are excluded but unknown to the towers (`model_history`).
         answer = self._answer(self._model.query_embeddings(request["features"]), request["k"],
-                              exclude=request["history"], bonus=self._model.prior_scores(request["features"]))
+                              exclude=self._model.seen_to_exclude(request),
+                              bonus=self._model.prior_scores(request["features"]))
         return dict(answer, skipped_items=request["skipped_items"])
 
     def _recommend_in_context(self, history, history_ratings, history_timestamps, history_events, timestamp,

@@ -167,7 +167,9 @@ class RecommenderInference:
             k: items per history, 1 <= k <= catalogue size: one int, or a
                 list of one per history.
             exclude_seen: never recommend an item of the history (the whole
-                history, also behaviours older than the model's window).
+                history, also behaviours older than the model's window); with
+                target events (`DataConfig.target_events`) and `events` given,
+                only the items of target behaviours (bought, not only clicked).
             ratings, timestamps, events: optional lists aligned with each
                 history (float ratings, int Unix seconds, event names).
             now: optional list of request times (int Unix seconds), one per history.
@@ -191,7 +193,7 @@ class RecommenderInference:
                                        unknown_items=unknown_items)
         scores, indices = encoder_lib.checked_top_k(
             self.catalogue, self.query_embeddings(request["features"]), request["k"],
-            exclude=request["history"] if exclude_seen else None, bonus=self.prior_scores(request["features"]))
+            exclude=self.seen_to_exclude(request) if exclude_seen else None, bonus=self.prior_scores(request["features"]))
         return Answer((np.asarray(self.vocab.item_ids, dtype=object)[indices.numpy()], scores.numpy()),
                       skipped_lists(request["skipped_items"]))
 

@@ -248,6 +248,20 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
             chosen = tf.logical_and(chosen, tf.cast(ratings, tf.float32) >= self.target_rule.min_rating)
         return chosen
 
+    def seen_to_exclude(self, request):
+        """int32 `[B, H]`: the items of an encoded request's whole history (`RequestEncoder`) that a ranking
+        leaves out, 0 for the others: every item, or with a `target_rule` excluding only earlier targets,
+        those whose behaviour was a target (e.g. bought); every item when the request lacks the events or
+        ratings the rule reads."""
+        history, context = request["history"], request["history_context"]
+        rule = self.target_rule
+        if (rule.excludes_every_seen_item or (rule.events and "events" not in context)
+                or (rule.min_rating is not None and "ratings" not in context)):
+            return history
+        events = context.get("events", tf.zeros_like(history))
+        ratings = context.get("ratings", tf.zeros_like(history, tf.float32))
+        return tf.where(self._is_target(events, ratings), history, 0)
+
     def excluded_history(self, features):
         """int32 `[B, N]`: the history items a ranking leaves out, 0 for the others (padding included):
         every item, or with a `target_rule` excluding only earlier targets, those of target behaviours."""

@@ -185,7 +185,9 @@ class RequestEncoder(keras.layers.Layer):
         dict: `features`, the schema features of the history as the model
         reads it (`history_features`); `history`, int32 `[B, N']` catalogue
         indices of the request's known items, right-aligned, every one of them
-        (for excluding seen items); `model_history`, int32 `[B, L]` its newest
+        (for excluding seen items); `history_context`, the `ratings` and
+        `events` given, aligned with `history` (which seen items are
+        excluded may depend on them); `model_history`, int32 `[B, L]` its newest
         `L <= max_history_length` columns with the items the model does not
         know as 0; `positions`, int32 `[B, N]`, the `model_history` column of
         each request column (-1: padding, skipped or older than the window);
@@ -241,12 +243,16 @@ class RequestEncoder(keras.layers.Layer):
         column = tf.argsort(order, axis=1, stable=True) - (width - length)
         model_history = history[:, width - length:]
         model_history = tf.where(model_history > self.num_model_items, tf.zeros_like(model_history), model_history)
+        # The ratings and events of the whole known history, aligned with `history` (what exclusion reads).
+        history_context = {name: _compacted(keep, context[name], 0)[0][:, width - known_width:]
+                           for name in ("ratings", "events") if name in context}
         for name in ("ratings", "timestamps", "events"):
             if name in context:
                 context[name] = _compacted(keep, context[name], 0)[0][:, width - length:]
         encoded = {
             "features": history_features(model_history, context=context, default_event=self.default_event),
             "history": history[:, width - known_width:],
+            "history_context": history_context,
             "model_history": model_history,
             "positions": tf.where(tf.logical_and(keep, column >= 0), column, -tf.ones_like(column)),
             "skipped_items": _compacted(unknown, ids, PADDING_ID)[0][
