@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrec import data
+from tfrec import data, version_files
 from tfrec.data import errors, schema
 from tfrec.exporting import catalogue as catalogue_lib
 from tfrec.exporting import checks, exporter, layout, warmup
@@ -176,7 +176,11 @@ def test_a_failed_export_leaves_no_version_behind(tmp_path):
 def test_export_directory_holds_model_assets_and_warmup(retrieval):
     _, catalogue, result, _ = retrieval
     files = set(os.listdir(result.path))
-    assert {"saved_model.pb", "variables", "assets", "assets.extra"} <= files
+    assert {"saved_model.pb", "variables", "assets", "assets.extra", "manifest.json"} <= files
+    version_files.check_version(result.path)
+    with open(os.path.join(result.path, "manifest.json")) as f:
+        listed = json.load(f)["files"]
+    assert {"saved_model.pb", "assets/item_ids.txt", "assets.extra/tf_serving_warmup_requests"} <= set(listed)
     assets = os.listdir(os.path.join(result.path, "assets"))
     assert {"item_ids.txt", "item_titles.txt", "user_ids.txt", "events.txt", "items.jsonl", "vocabulary.json",
             "export_info.json", "model_card.json", "model_card.md"} <= set(assets)
