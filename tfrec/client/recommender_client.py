@@ -7,6 +7,11 @@ embedded `tfrec.serve` server. Every call has a deadline (`timeout` seconds per
 attempt) and is retried with exponential backoff on UNAVAILABLE and
 DEADLINE_EXCEEDED (all calls here are read-only, hence safe to repeat); any
 other failure raises `ServingError` with the gRPC code and the server's message.
+Every answer is checked against its request before it is read
+(`tfrec.client.answers`): a missing output, another dtype, a row count or
+width other than the request's, a tensor declaring more values than it
+carries or text that is not UTF-8 raise `ServingError` (INTERNAL) naming the
+output.
 
 `recommend` and `score` also take the history's `ratings`, `timestamps` and
 `events`, the request time `now` and the `user_ids`: given any of them, the
@@ -36,6 +41,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from tfrec.client.answers import Expected, decode_outputs
 from tfrec.client.batching_client import BatchingClient
 from tfrec.client.requests import (
     check_k,
@@ -158,20 +164,31 @@ class RecommenderClient:
 
         Returns:
             `Prediction` with NumPy outputs and the version that served.
+
+        Raises:
+            ServingError: the server's error, or INTERNAL naming an output
+                that declares more values than it carries.
         """
+        return self._predict(inputs, signature_name, output_filter)
+
+    def _predict(self, inputs, signature_name, output_filter=(), expected=None):
+        """`predict`, its answer checked against `expected` (output name -> `answers.Expected`)."""
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._model_spec(request.model_spec, signature_name)
         for name, value in inputs.items():
             proto = value if isinstance(value, tensor_pb2.TensorProto) else tf.make_tensor_proto(value)
             request.inputs[name].CopyFrom(proto)
         response = self._call(self._prediction.Predict, request)
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        outputs = decode_outputs(response.outputs, expected, f"{self.model_name!r} signature {signature_name!r}")
         return Prediction(outputs, response.model_spec.version.value)
 
-    def _recommendations(self, prediction):
-        titles = prediction.outputs.get("item_titles")
-        return Recommendations(_decoded(prediction.outputs["item_ids"]), prediction.outputs["scores"],
-                               prediction.version, None if titles is None else _decoded(titles))
+    def _recommend(self, inputs, signature_name, rows, k):
+        """Recommendations of one Predict of `signature_name`: [rows, k] ids, scores and (optional) titles."""
+        expected = {"item_ids": Expected("string", (rows, k)), "scores": Expected("float32", (rows, k)),
+                    "item_titles": Expected("string", (rows, k), required=False)}
+        prediction = self._predict(inputs, signature_name, expected=expected)
+        outputs = prediction.outputs
+        return Recommendations(outputs["item_ids"], outputs["scores"], prediction.version, outputs.get("item_titles"))
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, **context) -> Recommendations:
         """Top-k items for each history (signature `serving_default`, or
@@ -186,20 +203,23 @@ class RecommenderClient:
         Returns:
             `Recommendations` ([B, K] item_ids and scores, version).
         """
-        inputs = {"history": string_tensor(pad_histories(histories)), "k": int32_scalar(check_k(k))}
+        padded = pad_histories(histories)
+        inputs = {"history": string_tensor(padded), "k": int32_scalar(check_k(k))}
         if not uses_context(context):
-            return self._recommendations(self.predict(inputs))
+            return self._recommend(inputs, "serving_default", len(padded), k)
         inputs.update(context_inputs(histories, **context))
-        return self._recommendations(self.predict(inputs, "recommend_in_context"))
+        return self._recommend(inputs, "recommend_in_context", len(padded), k)
 
     def recommend_from_text(self, texts: Sequence[str], k: int = 10) -> Recommendations:
         """Top-k items for free-text queries (signature `recommend_from_text`)."""
-        inputs = {"text": string_tensor(check_texts(texts, "texts")), "k": int32_scalar(check_k(k))}
-        return self._recommendations(self.predict(inputs, "recommend_from_text"))
+        texts = check_texts(texts, "texts")
+        inputs = {"text": string_tensor(texts), "k": int32_scalar(check_k(k))}
+        return self._recommend(inputs, "recommend_from_text", len(texts), k)
 
-    def _candidate_request(self, histories, candidates, context, signature):
+    def _candidate_request(self, histories, candidates, context, signature, with_influence=False):
         """One Predict of `signature` (or `<signature>_in_context` when any context is given) on
-        histories and one equal-length candidate row per history."""
+        histories and one equal-length candidate row per history; its answer holds [B, M] `scores`
+        (and, `with_influence`, [B, M, N] `influence`, N the padded history width)."""
         candidates = [check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
         padded = pad_histories(histories)
         if len(candidates) != len(padded):
@@ -213,7 +233,11 @@ class RecommenderClient:
         if uses_context(context):
             inputs.update(context_inputs(histories, **context))
             signature = f"{signature}_in_context"
-        return self.predict(inputs, signature)
+        rows, width = len(padded), len(candidates[0])
+        expected = {"scores": Expected("float32", (rows, width))}
+        if with_influence:
+            expected["influence"] = Expected("float32", (rows, width, len(padded[0])))
+        return self._predict(inputs, signature, expected=expected)
 
     def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]], **context) -> Scores:
         """Scores candidate items per history (signature `score`, or
@@ -249,7 +273,7 @@ class RecommenderClient:
         empty = [i for i, history in enumerate(histories) if not history] if not isinstance(histories, str) else []
         if empty:
             raise ValueError(f"histories[{empty[0]}] is empty: there is no behaviour to explain")
-        prediction = self._candidate_request(histories, candidates, context, "explain")
+        prediction = self._candidate_request(histories, candidates, context, "explain", with_influence=True)
         served = prediction.outputs["influence"]
         influence = np.zeros_like(served)
         for row, history in enumerate(histories):
@@ -258,7 +282,9 @@ class RecommenderClient:
 
     def embed_items(self, texts: Sequence[str]) -> Embeddings:
         """Embeds item texts (signature `embed_items`): `Embeddings` (float32 [B, d], version)."""
-        prediction = self.predict({"text": string_tensor(check_texts(texts, "texts"))}, "embed_items")
+        texts = check_texts(texts, "texts")
+        prediction = self._predict({"text": string_tensor(texts)}, "embed_items",
+                                   expected={"embeddings": Expected("float32", (len(texts), None))})
         return Embeddings(prediction.outputs["embeddings"], prediction.version)
 
     def status(self) -> list:
@@ -326,7 +352,3 @@ class RecommenderClient:
         """A `BatchingClient` over this client (see its docstring)."""
         return BatchingClient(self, max_batch_size, max_delay_ms, max_in_flight)
 
-
-def _decoded(values):
-    """A bytes array decoded to str, same shape."""
-    return np.array([b.decode() for b in values.ravel()], dtype=str).reshape(values.shape)

@@ -179,8 +179,11 @@ def uses_context(context: dict) -> bool:
     return any(value is not None for value in context.values())
 
 
+MAX_K = 2**31 - 1  # k travels as an int32 scalar
+
+
 def check_k(k: int) -> int:
-    """`k` as an int; ValueError unless it is a positive int."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k is {k!r}; expected a positive int")
+    """`k` as an int; ValueError naming `k` unless it is an int in 1..`MAX_K`."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise ValueError(f"k is {k!r}; expected a positive int of at most {MAX_K} (an int32)")
     return int(k)
