@@ -15,8 +15,9 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 
-from tfrec import version_files
+from tfrec import disk_space, version_files
 from tfrec.exporting import catalogue as catalogue_lib
 from tfrec.exporting import exporter, layout
 
@@ -136,3 +137,19 @@ def test_an_export_losing_a_race_for_its_version_says_so_and_leaves_nothing(tmp_
             (tmp_path / "m" / os.path.basename(stage.path) / "saved_model.pb").write_text("ours")
     assert os.listdir(tmp_path / "m") == ["1"]
     assert (tmp_path / "m" / "1" / "saved_model.pb").read_text() == "theirs"
+
+
+def test_a_full_disk_met_while_writing_is_one_storage_error(tmp_path):
+    with pytest.raises(disk_space.StorageError, match=r"^export: writing .*m failed: No space left on device"):
+        with disk_space.storage_errors(str(tmp_path / "m"), "export"):
+            with open("/dev/full", "w") as f:  # a device that is always full
+                f.write("x")
+                f.flush()
+    with pytest.raises(disk_space.StorageError, match=r"^export: writing .*m failed: No space left"):
+        with disk_space.storage_errors(str(tmp_path / "m"), "export"):
+            raise tf.errors.ResourceExhaustedError(None, None, "saved_model.pb; No space left on device")
+    with pytest.raises(tf.errors.ResourceExhaustedError, match="OOM"):  # not a disk's: left as it is
+        with disk_space.storage_errors(str(tmp_path / "m"), "export"):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+    with pytest.raises(disk_space.StorageError, match=r"^export: \d+ MB free in \S+; it needs about 1000000 MB"):
+        disk_space.require_free(str(tmp_path / "not" / "made" / "yet"), 10**12, "export")

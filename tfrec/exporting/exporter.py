@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfrec import version_files
+from tfrec import disk_space, version_files
 from tfrec.config import Config
 from tfrec.data import DataConfig
 from tfrec.evaluation import verdict
@@ -61,6 +61,7 @@ CARD_ASSET = "model_card.json"
 CARD_MARKDOWN_ASSET = "model_card.md"
 EMBEDDING_BATCH_SIZE = 128
 PROGRESS_EVERY = 100_000  # items between two progress log lines when embedding a catalogue
+GRAPH_ALLOWANCE_BYTES = 16 << 20  # saved_model.pb, warm-up requests and model card, beyond weights and catalogue
 
 
 @dataclasses.dataclass
@@ -243,6 +244,9 @@ def export_model(
     Raises:
         checks.ExportCheckError: forbidden op types or an oversized export.
         ValueError, FileExistsError: bad arguments.
+        disk_space.StorageError: the export base is not writable or has too
+            little free space (checked first), or filled up while writing;
+            nothing is left behind.
     """
     vocab = model.vocab
     catalogue = catalogue_lib.Catalogue(vocab.item_ids, model.item_texts, model.item_titles)
@@ -269,7 +273,11 @@ def export_model(
     model.refresh_catalogue()
     embeddings = catalogue_embeddings(model, num_model_items, new_texts) if is_retrieval else None
 
-    with layout.staged_version(export_base, model_name, version) as stage, \
+    model_dir, what = os.path.join(export_base, model_name), f"export of model {model_name!r}"
+    disk_space.require_writable(model_dir, what)
+    disk_space.require_free(model_dir, _export_bytes(model, served, embeddings), what)
+    with disk_space.storage_errors(model_dir, what), \
+            layout.staged_version(export_base, model_name, version) as stage, \
             tempfile.TemporaryDirectory() as scratch:
         ids_file, titles_file = os.path.join(scratch, IDS_ASSET), os.path.join(scratch, TITLES_ASSET)
         served.write_ids(ids_file)
@@ -336,6 +344,14 @@ def export_model(
     )
 
 
+def _export_bytes(model, served, embeddings):
+    """About what an export of `model` serving catalogue `served` writes: weights, catalogue matrix, item
+    files (ids, titles and texts twice over), the graph; a tenth more for what the estimate misses."""
+    text_bytes = sum(len(t.encode("utf-8")) for t in served.item_texts) + sum(len(i) + 2 for i in served.item_ids)
+    matrix = 0 if embeddings is None else embeddings.nbytes
+    return int(1.1 * (checks.weights_bytes(model.weights) + matrix + 3 * text_bytes + GRAPH_ALLOWANCE_BYTES))
+
+
 def export_run(run_dir: str, export_base: str, model_name: str, options: ExportOptions = ExportOptions(),
                refresh: Optional[dict] = None) -> ExportResult:
     """Exports the model of a training run directory to `export_base/model_name/VERSION` (see `export_model`).
@@ -351,6 +367,7 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
         options: `ExportOptions` (version, catalogue update, size limits, catalogue dtype).
         refresh: the before/after figures of a refresh gate, for the model card.
     """
+    disk_space.require_writable(os.path.join(export_base, model_name), f"export of model {model_name!r}")  # first
     run_files = run_dir_lib.RunDirectory(run_dir)
     metrics = run_files.read_metrics()
     check_above_baselines(run_dir, metrics, options.allow_below_baseline)
