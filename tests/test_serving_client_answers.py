@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from tfrec.client import RecommenderClient, ServingError
 
@@ -30,6 +30,9 @@ class _ScriptedPredict(prediction_service_pb2_grpc.PredictionServiceServicer):
         for name, proto in self.outputs.items():
             response.outputs[name].CopyFrom(proto)
         return response
+
+    def GetModelMetadata(self, request, context):  # noqa: N802 - gRPC's method name
+        return get_model_metadata_pb2.GetModelMetadataResponse()  # no signature_def
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +131,9 @@ def test_k_is_checked_before_sending_and_named(scripted, k):
     with pytest.raises(ValueError, match=r"^k is .*; expected a positive int of at most 2147483647"):
         client.recommend([["a"]], k=k)
     assert len(servicer.requests) == sent
+
+
+def test_metadata_without_signatures_is_a_serving_error(scripted):
+    _, client = scripted
+    with pytest.raises(ServingError, match=r"malformed answer to GetModelMetadata of 'm': no SignatureDefMap"):
+        client.metadata()

@@ -331,12 +331,19 @@ class RecommenderClient:
         self._model_spec(request.model_spec)
         response = self._call(self._prediction.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
+        if "signature_def" not in response.metadata or not response.metadata["signature_def"].Unpack(signature_map):
+            raise ServingError(grpc.StatusCode.INTERNAL, f"malformed answer to GetModelMetadata of "
+                                                         f"{self.model_name!r}: no SignatureDefMap 'signature_def'")
 
         def info(tensor_info):
             shape = tensor_info.tensor_shape
             dims = None if shape.unknown_rank else tuple(d.size if d.size >= 0 else None for d in shape.dim)
-            return TensorInfo(tf.dtypes.as_dtype(tensor_info.dtype).name, dims)
+            try:
+                return TensorInfo(tf.dtypes.as_dtype(tensor_info.dtype).name, dims)
+            except TypeError:
+                raise ServingError(grpc.StatusCode.INTERNAL, f"malformed answer to GetModelMetadata of "
+                                                             f"{self.model_name!r}: tensor {tensor_info.name!r} has "
+                                                             f"unknown dtype number {tensor_info.dtype}") from None
 
         signatures = {
             name: {

@@ -243,7 +243,8 @@ class ModelManager:
 
     def _ensure_loaded(self, name, path, state):
         """Loads `state`'s version unless it is available or failed on these very files
-        `MAX_LOAD_ATTEMPTS` times; returns whether it is available."""
+        `MAX_LOAD_ATTEMPTS` times (an available version whose files changed is loaded again,
+        `_reload`); returns whether it is available."""
         fingerprint = version_fingerprint(path)
         with self._cond:
             available, changed = state.state == State.AVAILABLE, fingerprint != state.fingerprint
