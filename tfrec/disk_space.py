@@ -12,7 +12,7 @@ Example:
 
 >>> require_free(".", 10**18, "the export")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-tfrec.disk_space.StorageError: the export: ... MB free in ...; it needs about 1000000000000 MB
+tfrec.disk_space.StorageError: the export: ... MB free in ...; it needs about 1000000000000 MB (free some space, ...)
 """
 
 import contextlib

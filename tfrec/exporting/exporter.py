@@ -391,7 +391,7 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
                         catalogue_dtype=options.catalogue_dtype)
 
 
-def newest_complete_version(model_dir):
+def newest_complete_version(model_dir: str) -> Optional[int]:
     """The newest version of `model_dir` that `version_files.check_version` passes, or None; each newer,
     incomplete one is logged with the reason it is passed over."""
     for version in reversed(layout.existing_versions(model_dir)):

@@ -78,7 +78,7 @@ def _stages(model_dir):
     return stages
 
 
-def remove_stale_stages(model_dir, min_age_seconds=STALE_STAGE_SECONDS):
+def remove_stale_stages(model_dir: str, min_age_seconds: float = STALE_STAGE_SECONDS) -> list:
     """Removes the temporary directories of exports whose process is gone (on this host) and that have not
     changed for `min_age_seconds`; returns their paths."""
     removed = []

@@ -267,7 +267,7 @@ class StopOnDivergence(keras.callbacks.Callback):
         learning_rate, clipnorm: the optimizer settings, for the message.
     """
 
-    def __init__(self, learning_rate, clipnorm):
+    def __init__(self, learning_rate: float, clipnorm: float):
         super().__init__()
         self.learning_rate = learning_rate
         self.clipnorm = clipnorm
