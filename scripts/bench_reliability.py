@@ -297,7 +297,33 @@ def flag_cases(work, run_dir, export_base):
         ("serve --port=-1", "tfrec.serve", ["--server=embedded", "--model_name=m",
                                            f"--model_base_path={export_base}/m", "--port=-1"], None, refuse("port")),
     ]
+    cases += version_flag_cases(work, run_dir, export_base, train)
     return cases
+
+
+def version_flag_cases(work, run_dir, export_base, train):
+    """The flag cases of training that cannot go on and of export bases holding odd directories."""
+    odd_base = os.path.join(work, "odd-base")
+
+    def odd_directories():  # an intact version 1, an empty 2, and names of other scripts' digits
+        shutil.rmtree(odd_base, ignore_errors=True)
+        shutil.copytree(os.path.join(export_base, "m", "1"), os.path.join(odd_base, "m", "1"))
+        for name in ("2", "\u0667", "\u00b2"):
+            os.makedirs(os.path.join(odd_base, "m", name))
+
+    def wrote_version_3(facts):
+        return None if "(version 3)" in facts["stdout"] else f"expected version 3: {facts['stdout'][-200:]}"
+
+    return [
+        ("--learning_rate=1e8 --clipnorm=0 (the loss diverges)", *train("--learning_rate=1e8", "--clipnorm=0"),
+         rc.refuse("diverged", "learning_rate")),
+        ("export into a read-only --export_base", "tfrec.export",
+         [f"--run_dir={run_dir}", "--export_base=/sys/tfrec-exports", "--model_name=m"], None,
+         rc.refuse("/sys", "cannot write")),
+        ("export beside an empty version and Unicode-digit directories", "tfrec.export",
+         [f"--run_dir={run_dir}", f"--export_base={odd_base}", "--model_name=m"], odd_directories,
+         rc.Expect(check=wrote_version_3, says="version 3 written (2 is empty, \u0667 and \u00b2 are no versions)")),
+    ]
 
 
 FLAG_CLI_SAMPLE = ("--history_length=0", "a positional argument", "resume with a changed --learning_rate")
@@ -1073,7 +1099,7 @@ def run_reload(recorder, work, run_dir, export_base):
     request.inputs["k"].CopyFrom(tf.make_tensor_proto(3, dtype=tf.int32))
     no_failures = rc.Expect(check=lambda facts: facts, says="0 failed requests, the new version served")
 
-    def case(name, server, action, want_version):
+    def case(name, server, action, want_version, expect=no_failures):
         start_time = time.monotonic()
         load = Load(f"127.0.0.1:{server.port}", "r", request)
         try:
@@ -1086,7 +1112,7 @@ def run_reload(recorder, work, run_dir, export_base):
         if not problem and not reached:
             problem = f"still answering with version {load.last}, not {want_version}"
         attempt = rc.Attempt(True, load.summary(), problem)
-        recorder.add("reload", name, no_failures, attempt, time.monotonic() - start_time, via="gRPC")
+        recorder.add("reload", name, expect, attempt, time.monotonic() - start_time, via="gRPC")
 
     def exports():
         for version in (2, 3):
@@ -1130,8 +1156,24 @@ def run_reload(recorder, work, run_dir, export_base):
             copy_slowly(os.path.join(base, "4"), os.path.join(base, "5"), 0.0)
 
         case("corrupt version repaired in place", server, repair, 5)
+        case("new version with a truncated item_ids.txt", server, lambda: truncated_catalogue(root, base, target), 5,
+             rc.Expect(check=lambda facts: facts, says="0 failed requests, version 6 refused, 5 serving"))
     finally:
         server.stop()
+
+
+def truncated_catalogue(root, base, target):
+    """Publishes a copy of version 5 as 6 with half its item_ids.txt; returns what is wrong unless the server
+    refuses version 6 (END) and version 5 keeps serving."""
+    staging = os.path.join(root, "staging-6")
+    shutil.copytree(os.path.join(base, "5"), staging)
+    ids = os.path.join(staging, "assets", "item_ids.txt")
+    with open(ids, "rb+") as f:
+        f.truncate(os.path.getsize(ids) // 2)
+    os.rename(staging, os.path.join(base, "6"))
+    time.sleep(5)  # ten polls
+    states = served_state(target, "r")
+    return None if states.get(6) == "END" and states.get(5) == "AVAILABLE" else f"status {states}"
 
 
 # ---------------------------------------------------------------- tables

@@ -6,6 +6,7 @@ model is exported once per module and shared by the tests.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrec import data
+from tfrec import data, disk_space, version_files
 from tfrec.data import errors, schema
 from tfrec.exporting import catalogue as catalogue_lib
 from tfrec.exporting import checks, exporter, layout, warmup
@@ -170,13 +171,26 @@ def test_a_failed_export_leaves_no_version_behind(tmp_path):
     assert os.listdir(tmp_path / "m") == []
 
 
+def test_an_export_without_room_is_refused_before_writing(retrieval, tmp_path, monkeypatch):
+    model = retrieval[0]
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))  # 1 kB left
+    with pytest.raises(disk_space.StorageError, match=r"^export of model 'movies': 0 MB free in .*; it needs about"):
+        exporter.export_model(model, str(tmp_path), "movies")
+    assert not os.path.exists(tmp_path / "movies") or os.listdir(tmp_path / "movies") == []
+
+
 # ----- signatures -----
 
 
 def test_export_directory_holds_model_assets_and_warmup(retrieval):
     _, catalogue, result, _ = retrieval
     files = set(os.listdir(result.path))
-    assert {"saved_model.pb", "variables", "assets", "assets.extra"} <= files
+    assert {"saved_model.pb", "variables", "assets", "assets.extra", "manifest.json"} <= files
+    version_files.check_version(result.path)
+    with open(os.path.join(result.path, "manifest.json")) as f:
+        listed = json.load(f)["files"]
+    assert {"saved_model.pb", "assets/item_ids.txt", "assets.extra/tf_serving_warmup_requests"} <= set(listed)
     assets = os.listdir(os.path.join(result.path, "assets"))
     assert {"item_ids.txt", "item_titles.txt", "user_ids.txt", "events.txt", "items.jsonl", "vocabulary.json",
             "export_info.json", "model_card.json", "model_card.md"} <= set(assets)

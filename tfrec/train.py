@@ -29,7 +29,7 @@ from absl import flags
 from tfrec import quiet
 
 quiet.configure(__name__)  # before TensorFlow is imported
-from tfrec import config_flags  # noqa: E402
+from tfrec import config_flags, disk_space  # noqa: E402
 from tfrec.config import ConfigError  # noqa: E402
 from tfrec.data import DataConfig, DataError, prepare  # noqa: E402
 from tfrec.evaluation import verdict  # noqa: E402
@@ -72,10 +72,14 @@ def train(flag_values: flags.FlagValues = flags.FLAGS) -> dict:
     Raises:
         ConfigError: a flag value (or its combination with the data) is
             invalid, named as its flag; raised before any training step.
+            `TrainingDivergedError`, one of them, when the loss becomes NaN.
+        disk_space.StorageError: the run directory is not writable (checked
+            first), or has no room for a backup of the training state.
     """
     if not flag_values.run_dir:
         raise ConfigError("--run_dir is required")
     run = RunDirectory(flag_values.run_dir)  # checked before minutes of data loading and encoding
+    disk_space.require_writable(run.path, f"--run_dir={run.path}")
     with config_flags.named_as_flags():
         data_config, model_config, train_config = configs_from_flags(flag_values)
         trainer = Trainer(train_config)
@@ -101,4 +105,4 @@ def main(argv):
 
 if __name__ == "__main__":
     config_flags.run(main, config_flags.help_groups("run flags", config_flags.defined(define_flags), CONFIGS),
-                     errors=(ConfigError,))
+                     errors=(ConfigError, disk_space.StorageError))

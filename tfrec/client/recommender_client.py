@@ -7,6 +7,11 @@ embedded `tfrec.serve` server. Every call has a deadline (`timeout` seconds per
 attempt) and is retried with exponential backoff on UNAVAILABLE and
 DEADLINE_EXCEEDED (all calls here are read-only, hence safe to repeat); any
 other failure raises `ServingError` with the gRPC code and the server's message.
+Every answer is checked against its request before it is read
+(`tfrec.client.answers`): a missing output, another dtype, a row count or
+width other than the request's, a tensor declaring more values than it
+carries or text that is not UTF-8 raise `ServingError` (INTERNAL) naming the
+output.
 
 `recommend` and `score` also take the history's `ratings`, `timestamps` and
 `events`, the request time `now` and the `user_ids`: given any of them, the
@@ -36,6 +41,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from tfrec.client.answers import Expected, decode_outputs
 from tfrec.client.batching_client import BatchingClient
 from tfrec.client.requests import (
     check_k,
@@ -158,21 +164,36 @@ class RecommenderClient:
 
         Returns:
             `Prediction` with NumPy outputs and the version that served.
+
+        Raises:
+            ServingError: the server's error, or INTERNAL naming an output
+                that declares more values than it carries.
         """
+        return self._predict(inputs, signature_name, output_filter)
+
+    def _predict(self, inputs, signature_name, output_filter=(), expected=None):
+        """`predict`, its answer checked against `expected` (output name -> `answers.Expected`)."""
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._model_spec(request.model_spec, signature_name)
         for name, value in inputs.items():
             proto = value if isinstance(value, tensor_pb2.TensorProto) else tf.make_tensor_proto(value)
             request.inputs[name].CopyFrom(proto)
         response = self._call(self._prediction.Predict, request)
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        outputs = decode_outputs(response.outputs, expected, f"{self.model_name!r} signature {signature_name!r}")
         return Prediction(outputs, response.model_spec.version.value)
 
-    def _recommendations(self, prediction):
-        titles = prediction.outputs.get("item_titles")
-        return Recommendations(_decoded(prediction.outputs["item_ids"]), prediction.outputs["scores"],
-                               prediction.version, None if titles is None else _decoded(titles),
-                               _skipped(prediction))
+    def _recommend(self, inputs, signature_name, rows, k):
+        """Recommendations of one Predict of `signature_name`: [rows, >= max k] ids, scores and (optional)
+        titles, cut to the widest of the rows' `k` (`Recommendations.top`)."""
+        expected = {"item_ids": Expected("string", (rows, None)), "scores": Expected("float32", (rows, None)),
+                    "item_titles": Expected("string", (rows, None), required=False)}
+        prediction = self._predict(inputs, signature_name, expected=expected)
+        outputs = prediction.outputs
+        if outputs["item_ids"].shape[1] < max(k):
+            raise ServingError(grpc.StatusCode.INTERNAL, f"malformed answer to {self.model_name!r} signature "
+                               f"{signature_name!r}: {outputs['item_ids'].shape[1]} items per row; expected {max(k)}")
+        return Recommendations(outputs["item_ids"], outputs["scores"], prediction.version, outputs.get("item_titles"),
+                               _skipped(prediction)).top(max(k))
 
     def recommend(self, histories: Sequence[Sequence[str]], k=10, **context) -> Recommendations:
         """Top-k items for each history (signature `serving_default`, or
@@ -192,20 +213,21 @@ class RecommenderClient:
         padded, k = pad_histories(histories), check_k(k, len(histories))
         inputs = {"history": string_tensor(padded), "k": int32_vector(k)}
         if not uses_context(context):
-            return self._recommendations(self.predict(inputs)).top(max(k))
+            return self._recommend(inputs, "serving_default", len(padded), k)
         inputs.update(context_inputs(histories, **context))
-        return self._recommendations(self.predict(inputs, "recommend_in_context")).top(max(k))
+        return self._recommend(inputs, "recommend_in_context", len(padded), k)
 
     def recommend_from_text(self, texts: Sequence[str], k=10) -> Recommendations:
         """Top-k items for free-text queries (signature `recommend_from_text`; `k` as `recommend`)."""
         texts = check_texts(texts, "texts")
         k = check_k(k, len(texts))
         inputs = {"text": string_tensor(texts), "k": int32_vector(k)}
-        return self._recommendations(self.predict(inputs, "recommend_from_text")).top(max(k))
+        return self._recommend(inputs, "recommend_from_text", len(texts), k)
 
-    def _candidate_request(self, histories, candidates, context, signature):
+    def _candidate_request(self, histories, candidates, context, signature, with_influence=False):
         """One Predict of `signature` (or `<signature>_in_context` when any context is given) on
-        histories and one equal-length candidate row per history."""
+        histories and one equal-length candidate row per history; its answer holds [B, M] `scores`
+        (and, `with_influence`, [B, M, N] `influence`, N the padded history width)."""
         candidates = [check_texts(row, f"candidates[{i}]") for i, row in enumerate(candidates)]
         padded = pad_histories(histories)
         if len(candidates) != len(padded):
@@ -219,7 +241,11 @@ class RecommenderClient:
         if uses_context(context):
             inputs.update(context_inputs(histories, **context))
             signature = f"{signature}_in_context"
-        return self.predict(inputs, signature)
+        rows, width = len(padded), len(candidates[0])
+        expected = {"scores": Expected("float32", (rows, width))}
+        if with_influence:
+            expected["influence"] = Expected("float32", (rows, width, len(padded[0])))
+        return self._predict(inputs, signature, expected=expected)
 
     def score(self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]], **context) -> Scores:
         """Scores candidate items per history (signature `score`, or
@@ -255,7 +281,7 @@ class RecommenderClient:
         empty = [i for i, history in enumerate(histories) if not history] if not isinstance(histories, str) else []
         if empty:
             raise ValueError(f"histories[{empty[0]}] is empty: there is no behaviour to explain")
-        prediction = self._candidate_request(histories, candidates, context, "explain")
+        prediction = self._candidate_request(histories, candidates, context, "explain", with_influence=True)
         served = prediction.outputs["influence"]
         influence = np.zeros_like(served)
         for row, history in enumerate(histories):
@@ -264,7 +290,9 @@ class RecommenderClient:
 
     def embed_items(self, texts: Sequence[str]) -> Embeddings:
         """Embeds item texts (signature `embed_items`): `Embeddings` (float32 [B, d], version)."""
-        prediction = self.predict({"text": string_tensor(check_texts(texts, "texts"))}, "embed_items")
+        texts = check_texts(texts, "texts")
+        prediction = self._predict({"text": string_tensor(texts)}, "embed_items",
+                                   expected={"embeddings": Expected("float32", (len(texts), None))})
         return Embeddings(prediction.outputs["embeddings"], prediction.version)
 
     def status(self) -> list:
@@ -311,12 +339,19 @@ class RecommenderClient:
         self._model_spec(request.model_spec)
         response = self._call(self._prediction.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
+        if "signature_def" not in response.metadata or not response.metadata["signature_def"].Unpack(signature_map):
+            raise ServingError(grpc.StatusCode.INTERNAL, f"malformed answer to GetModelMetadata of "
+                                                         f"{self.model_name!r}: no SignatureDefMap 'signature_def'")
 
         def info(tensor_info):
             shape = tensor_info.tensor_shape
             dims = None if shape.unknown_rank else tuple(d.size if d.size >= 0 else None for d in shape.dim)
-            return TensorInfo(tf.dtypes.as_dtype(tensor_info.dtype).name, dims)
+            try:
+                return TensorInfo(tf.dtypes.as_dtype(tensor_info.dtype).name, dims)
+            except TypeError:
+                raise ServingError(grpc.StatusCode.INTERNAL, f"malformed answer to GetModelMetadata of "
+                                                             f"{self.model_name!r}: tensor {tensor_info.name!r} has "
+                                                             f"unknown dtype number {tensor_info.dtype}") from None
 
         signatures = {
             name: {
@@ -332,10 +367,6 @@ class RecommenderClient:
         """A `BatchingClient` over this client (see its docstring)."""
         return BatchingClient(self, max_batch_size, max_delay_ms, max_in_flight)
 
-
-def _decoded(values):
-    """A bytes array decoded to str, same shape."""
-    return np.array([b.decode() for b in values.ravel()], dtype=str).reshape(values.shape)
 
 
 def _skipped(prediction):

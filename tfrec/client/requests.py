@@ -180,9 +180,12 @@ def uses_context(context: dict) -> bool:
     return any(value is not None for value in context.values())
 
 
+MAX_K = 2**31 - 1  # k travels as int32
+
+
 def check_k(k, rows: int) -> list:
     """`k` as one int per row (the `k` input `[B]` of the signatures): an int is repeated, a list must hold
-    `rows` values; ValueError naming the value unless each is a positive int.
+    `rows` values; ValueError naming the value unless each is an int in 1..`MAX_K`.
 
     Example:
 
@@ -193,6 +196,7 @@ def check_k(k, rows: int) -> list:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != rows:
         raise ValueError(f"k is {k!r}; expected a positive int, or one per row ({rows})")
     for i, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{'k' if values is not k else f'k[{i}]'} is {value!r}; expected a positive int")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_K:
+            raise ValueError(f"{'k' if values is not k else f'k[{i}]'} is {value!r}; expected a positive int "
+                             f"of at most {MAX_K} (an int32)")
     return [int(value) for value in values]

@@ -39,6 +39,10 @@ DEFAULT_BATCH_SIZE = 1024
 """Rows of the score matrix processed at once (bounds the temporary masks)."""
 
 
+class NonFiniteScoresError(ValueError):
+    """Scores hold NaN or infinity (a model whose training diverged scores so)."""
+
+
 def _as_exclusion_lists(exclude, n):
     """Normalises `exclude` to a list of `n` int arrays (or None).
 
@@ -141,7 +145,7 @@ def target_ranks(
         block = scores[start:stop]
         if not np.all(np.isfinite(block)):
             row = start + int(np.argwhere(~np.isfinite(block))[0, 0])
-            raise ValueError(f"scores: row {row} holds a non-finite value; scores must be finite")
+            raise NonFiniteScoresError(f"scores: row {row} holds a non-finite value; scores must be finite")
         rows = np.arange(stop - start)
         candidate = np.ones(block.shape, dtype=bool)
         candidate[:, 0] = False

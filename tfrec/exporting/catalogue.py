@@ -143,13 +143,23 @@ def read_update(path, catalogue, data_config=None):
 
 
 def read_jsonl(path):
-    """The (ids, texts, titles) of an `items.jsonl` written by `Catalogue.write_jsonl`, in index order."""
+    """The (ids, texts, titles) of an `items.jsonl` written by `Catalogue.write_jsonl`, in index order.
+
+    Raises:
+        ValueError: naming `path` and the line, for a line that is not a JSON object with `item_id` and `text`
+            (e.g. a file cut off mid-line).
+    """
     ids, item_texts, titles = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                record = json.loads(line)
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
                 ids.append(record[ITEM_ID])
                 item_texts.append(record[TEXT])
-                titles.append(record.get(TITLE) or texts.title_from_text(record[TEXT]))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}, line {number}: expected a JSON object with {ITEM_ID!r} and {TEXT!r} "
+                                 f"(is the file truncated?): {e!r}") from None
+            titles.append(record.get(TITLE) or texts.title_from_text(record[TEXT]))
     return ids, item_texts, titles

@@ -25,6 +25,8 @@ import sys
 
 from tensorflow.core.protobuf import saved_model_pb2
 
+from tfrec import disk_space
+
 # Prints the op names registered by core TensorFlow, a separator line, then
 # those registered once tensorflow_text is imported too.
 _LIST_REGISTERED_OPS = """
@@ -126,12 +128,7 @@ def check_ops(export_dir):
 
 def weights_bytes(variables):
     """Bytes of the distinct `variables` (keras or tf), each counted once."""
-    seen = {}
-    for variable in variables:
-        seen.setdefault(id(variable), variable)
-    return sum(
-        int(v.numpy().nbytes) for v in seen.values()
-    )
+    return disk_space.variables_bytes(variables)
 
 
 def directory_bytes(path):

@@ -10,7 +10,9 @@ sibling name, renamed when complete and checked):
   graph's lookup tables; `item_titles.txt`, `user_ids.txt` and `events.txt` likewise), `items.jsonl` (item_id, text per catalogue item),
   `vocabulary.json` (the training vocabulary), `export_info.json`, `model_card.json` and
   `model_card.md` (`tfrec.exporting.model_card`);
-- `assets.extra/tf_serving_warmup_requests`: one PredictRequest per signature.
+- `assets.extra/tf_serving_warmup_requests`: one PredictRequest per signature;
+- `manifest.json`, written last: the size and SHA-256 of every other file
+  (`tfrec.version_files`), checked by the server before the version serves.
 
 The export fails when the graph holds an op outside core TensorFlow and TF
 Text, or when it is larger than `max_size_ratio` times the weights it
@@ -37,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfrec import disk_space, version_files
 from tfrec.config import Config
 from tfrec.data import DataConfig
 from tfrec.evaluation import verdict
@@ -48,17 +51,18 @@ from tfrec.models.request_encoder import UNKNOWN_ITEMS
 from tfrec.models.recommender import RETRIEVAL_TASKS
 from tfrec.training import run_dir as run_dir_lib
 
-IDS_ASSET = "item_ids.txt"
-TITLES_ASSET = "item_titles.txt"
+IDS_ASSET = version_files.IDS_ASSET
+TITLES_ASSET = version_files.TITLES_ASSET
 USERS_ASSET = "user_ids.txt"
 EVENTS_ASSET = "events.txt"
-ITEMS_ASSET = "items.jsonl"
+ITEMS_ASSET = version_files.ITEMS_ASSET
 VOCABULARY_ASSET = run_dir_lib.VOCABULARY
-INFO_ASSET = "export_info.json"
+INFO_ASSET = version_files.INFO_ASSET
 CARD_ASSET = "model_card.json"
 CARD_MARKDOWN_ASSET = "model_card.md"
 EMBEDDING_BATCH_SIZE = 128
 PROGRESS_EVERY = 100_000  # items between two progress log lines when embedding a catalogue
+GRAPH_ALLOWANCE_BYTES = 16 << 20  # saved_model.pb, warm-up requests and model card, beyond weights and catalogue
 
 
 @dataclasses.dataclass
@@ -248,6 +252,9 @@ def export_model(
     Raises:
         checks.ExportCheckError: forbidden op types or an oversized export.
         ValueError, FileExistsError: bad arguments.
+        disk_space.StorageError: the export base is not writable or has too
+            little free space (checked first), or filled up while writing;
+            nothing is left behind.
     """
     vocab = model.vocab
     catalogue = catalogue_lib.Catalogue(vocab.item_ids, model.item_texts, model.item_titles)
@@ -274,7 +281,11 @@ def export_model(
     model.refresh_catalogue()
     embeddings = catalogue_embeddings(model, num_model_items, new_texts) if is_retrieval else None
 
-    with layout.staged_version(export_base, model_name, version) as stage, \
+    model_dir, what = os.path.join(export_base, model_name), f"export of model {model_name!r}"
+    disk_space.require_writable(model_dir, what)
+    disk_space.require_free(model_dir, _export_bytes(model, served, embeddings), what)
+    with disk_space.storage_errors(model_dir, what), \
+            layout.staged_version(export_base, model_name, version) as stage, \
             tempfile.TemporaryDirectory() as scratch:
         ids_file, titles_file = os.path.join(scratch, IDS_ASSET), os.path.join(scratch, TITLES_ASSET)
         served.write_ids(ids_file)
@@ -332,6 +343,7 @@ def export_model(
         logging.info("size of %s: %s", stage.final_path, size.summary())
         for warning in checks.check_size(size, max_size_ratio, max_graph_mb * 1e6):
             logging.warning("%s", warning)
+        version_files.write_manifest(stage.path)
     return ExportResult(
         path=stage.final_path,
         version=stage.version,
@@ -341,6 +353,14 @@ def export_model(
         ops=ops,
         size=size,
     )
+
+
+def _export_bytes(model, served, embeddings):
+    """About what an export of `model` serving catalogue `served` writes: weights, catalogue matrix, item
+    files (ids, titles and texts twice over), the graph; a tenth more for what the estimate misses."""
+    text_bytes = sum(len(t.encode("utf-8")) for t in served.item_texts) + sum(len(i) + 2 for i in served.item_ids)
+    matrix = 0 if embeddings is None else embeddings.nbytes
+    return int(1.1 * (checks.weights_bytes(model.weights) + matrix + 3 * text_bytes + GRAPH_ALLOWANCE_BYTES))
 
 
 def export_run(run_dir: str, export_base: str, model_name: str, options: ExportOptions = ExportOptions(),
@@ -358,6 +378,7 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
         options: `ExportOptions` (version, catalogue update, size limits, catalogue dtype).
         refresh: the before/after figures of a refresh gate, for the model card.
     """
+    disk_space.require_writable(os.path.join(export_base, model_name), f"export of model {model_name!r}")  # first
     run_files = run_dir_lib.RunDirectory(run_dir)
     metrics = run_files.read_metrics()
     check_above_baselines(run_dir, metrics, options.allow_below_baseline)
@@ -381,16 +402,31 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
                         catalogue_dtype=options.catalogue_dtype, unknown_items=options.unknown_items)
 
 
+def newest_complete_version(model_dir: str) -> Optional[int]:
+    """The newest version of `model_dir` that `version_files.check_version` passes, or None; each newer,
+    incomplete one is logged with the reason it is passed over."""
+    for version in reversed(layout.existing_versions(model_dir)):
+        try:
+            version_files.check_version(os.path.join(model_dir, str(version)))
+        except version_files.IncompleteVersionError as e:
+            logging.warning("passing over version %d: it is incomplete (%s)", version, e)
+            continue
+        return version
+    return None
+
+
 def carried_items(export_base, model_name, catalogue):
-    """(ids, texts, titles) of the items of the newest version of `model_name` that `catalogue` lacks, in
-    that version's order."""
-    versions = layout.existing_versions(os.path.join(export_base, model_name))
-    path = versions and os.path.join(export_base, model_name, str(versions[-1]), "assets", ITEMS_ASSET)
+    """(ids, texts, titles) of the items of the newest complete version of `model_name` that `catalogue`
+    lacks, in that version's order (`newest_complete_version`: an empty, broken or half-copied newer
+    version is passed over with a warning, never taken for a catalogue without the added items)."""
+    model_dir = os.path.join(export_base, model_name)
+    version = newest_complete_version(model_dir)
+    path = None if version is None else os.path.join(model_dir, str(version), "assets", ITEMS_ASSET)
     if not path or not os.path.exists(path):
         return [], [], []
     known = set(catalogue.item_ids)
     rows = [row for row in zip(*catalogue_lib.read_jsonl(path)) if row[0] not in known]
     if rows:
         logging.info("keeping %d items of version %d the run does not know (embedded from their text)",
-                     len(rows), versions[-1])
+                     len(rows), version)
     return [list(column) for column in zip(*rows)] if rows else ([], [], [])

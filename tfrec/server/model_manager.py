@@ -1,7 +1,7 @@
 """Which versions of which models are loaded, and the polling that changes it.
 
 `ModelManager` follows TF Serving's model lifecycle: it scans each model's
-`base_path` for version directories (integer names holding a
+`base_path` for version directories (names of ASCII digits holding a
 `saved_model.pb`; anything else, such as a temporary directory being written,
 is ignored), applies the model's `model_version_policy` (`latest {num_versions}`
 (default 1), `all`, `specific {versions}`), loads and warms the aspired
@@ -36,7 +36,6 @@ Example:
 import contextlib
 import dataclasses
 import os
-import re
 import threading
 from typing import Callable, Optional
 
@@ -44,6 +43,7 @@ import grpc
 from absl import logging
 from tensorflow_serving.apis import get_model_status_pb2
 
+from tfrec import version_files
 from tfrec.server import config as config_lib
 from tfrec.server.servable import ServableVersion
 from tfrec.serving_errors import ServingError
@@ -75,12 +75,9 @@ class ManagedModel:
     warned_empty: bool = False
 
 
-_VERSION_DIR = re.compile(r"0|[1-9][0-9]*")
-
-
 def versions_on_disk(base_path: str) -> list:
     """Sorted version numbers under `base_path`: directories named by a decimal
-    integer (no sign, no leading zero) holding a saved_model.pb."""
+    integer in ASCII digits (no sign, no leading zero) holding a saved_model.pb."""
     try:
         names = os.listdir(base_path)
     except OSError:
@@ -88,20 +85,21 @@ def versions_on_disk(base_path: str) -> list:
     return sorted(
         int(name)
         for name in names
-        if _VERSION_DIR.fullmatch(name) and os.path.isfile(os.path.join(base_path, name, "saved_model.pb"))
+        if version_files.is_version_name(name) and os.path.isfile(os.path.join(base_path, name, "saved_model.pb"))
     )
 
 
 def version_fingerprint(path: str) -> tuple:
-    """(relative path, size, mtime in ns) of every file under `path`, sorted: it changes when
-    a file is written, added, removed or renamed."""
+    """(relative path, size, mtime and ctime in ns, inode) of every file under `path`, sorted: it changes
+    when a file is written, added, removed, renamed or replaced (even by a copy keeping size and mtime)."""
     entries = []
     for root, _, files in os.walk(path):
         for name in files:
             full = os.path.join(root, name)
             with contextlib.suppress(FileNotFoundError):  # removed while scanning: absent from the fingerprint
                 info = os.stat(full)
-                entries.append((os.path.relpath(full, path), info.st_size, info.st_mtime_ns))
+                entries.append((os.path.relpath(full, path), info.st_size, info.st_mtime_ns, info.st_ctime_ns,
+                                info.st_ino))
     return tuple(sorted(entries))
 
 
@@ -245,11 +243,17 @@ class ModelManager:
 
     def _ensure_loaded(self, name, path, state):
         """Loads `state`'s version unless it is available or failed on these very files
-        `MAX_LOAD_ATTEMPTS` times; returns whether it is available."""
-        with self._cond:
-            if state.state == State.AVAILABLE:
-                return True
+        `MAX_LOAD_ATTEMPTS` times (an available version whose files changed is loaded again,
+        `_reload`); returns whether it is available."""
         fingerprint = version_fingerprint(path)
+        with self._cond:
+            available, changed = state.state == State.AVAILABLE, fingerprint != state.fingerprint
+            if available:
+                state.fingerprint = fingerprint
+        if available:
+            if changed:
+                self._reload(name, path, state)
+            return True
         with self._cond:
             if state.error is None or fingerprint != state.fingerprint:
                 state.attempts = 0  # never loaded, unloaded by policy earlier, or its files changed since it failed
@@ -276,6 +280,24 @@ class ModelManager:
             name, state.version, servable.warmup_requests,
         )
         return True
+
+    def _reload(self, name, path, state):
+        """Loads the changed files of available version `state` and swaps them in; on failure the loaded
+        model keeps serving. Requests running on the old servable finish on it."""
+        logging.warning("The files of model %r version %d changed on disk since it loaded (replaced in place?): "
+                        "loading them again; the model loaded before serves meanwhile", name, state.version)
+        try:
+            servable = ServableVersion.load(name, state.version, path, self._scheduler)
+        except ServingError as e:
+            logging.error("Failed to load the changed files of model %r version %d; the model loaded before keeps "
+                          "serving (retried when the files change again): %s", name, state.version, e.message)
+            self._on_event(name, state.version, "load", False)
+            return
+        with self._cond:
+            state.servable = servable
+        self._on_event(name, state.version, "load", True)
+        logging.info("Reloaded model %r version %d from its changed files (%d warm-up requests replayed)",
+                     name, state.version, servable.warmup_requests)
 
     def _unload(self, name, state):
         with self._cond:

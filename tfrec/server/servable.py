@@ -1,7 +1,8 @@
 """One loaded version of a SavedModel and the Predict logic over its signatures.
 
 `ServableVersion.load` imports the TF Text ops (exported graphs tokenise
-inside), loads `base_path/VERSION/` with the `serve` tag, reads its
+inside), checks the version's files (`tfrec.version_files.check_version`:
+its manifest, its catalogue's line counts), loads `base_path/VERSION/` with the `serve` tag, reads its
 SignatureDefs for `GetModelMetadata`, and replays
 `assets.extra/tf_serving_warmup_requests` (TFRecord of `PredictionLog`, as TF
 Serving does) so the first real request does not pay for tracing. `run` checks
@@ -28,6 +29,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from tfrec import version_files
 from tfrec.server.batching import call_unbatched
 from tfrec.serving_errors import ServingError, status_code_from_number
 
@@ -233,9 +235,15 @@ class ServableVersion:
             scheduler: optional `batching.BatchScheduler` merging concurrent calls.
 
         Raises:
-            ServingError: the SavedModel cannot be loaded, has no `serve`
-                MetaGraph, or a warm-up request fails (code of the failure).
+            ServingError: FAILED_PRECONDITION for files that differ from the
+                version's manifest or from its item count; the SavedModel cannot be
+                loaded, has no `serve` MetaGraph, or a warm-up request fails (code
+                of the failure).
         """
+        try:
+            version_files.check_version(path)
+        except (version_files.IncompleteVersionError, OSError) as e:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"refused {path}: {e}") from e
         try:
             loaded = tf.saved_model.load(path, tags=["serve"])
             signature_defs = _read_signature_defs(path)

@@ -13,7 +13,19 @@ import tempfile
 
 from keras.src.saving import saving_lib
 
-from tfrec import file_modes
+from tfrec import disk_space, file_modes
+
+WEIGHTS_FILE_OVERHEAD = 1 << 20  # HDF5 headers and names beyond the values, generously
+
+
+def require_room_for_weights(directory: str, variables, what: str, previous: str = "") -> None:
+    """Raises `disk_space.StorageError` unless `directory` has room for a weights file of `variables` (or
+    for one as large as `previous`, an earlier such file, when that is larger): h5py may crash the
+    process on a full disk instead of raising."""
+    needed = disk_space.variables_bytes(variables) + WEIGHTS_FILE_OVERHEAD
+    if previous and os.path.exists(previous):
+        needed = max(needed, os.path.getsize(previous))
+    disk_space.require_free(directory, int(1.1 * needed), what)
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -42,12 +54,16 @@ def save_weights_atomic(model, path: str) -> None:
 
     `model.load_weights(path)` reads it back into a model built the same way,
     compiled or not.
+
+    Raises:
+        disk_space.StorageError: too little free space for the file (checked first).
     """
     suffix = ".weights.h5"
     if not path.endswith(suffix):
         raise ValueError(f"weights path {path!r} must end with {suffix!r}")
     temporary = f"{path[: -len(suffix)]}.tmp{os.getpid()}{suffix}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    require_room_for_weights(os.path.dirname(os.path.abspath(path)), model.weights, f"saving {path}", path)
     try:
         # keras.Model.save_weights has no way to leave the optimizer out.
         saving_lib.save_weights_only(model, temporary, objects_to_skip=_optimizer(model))

@@ -10,6 +10,9 @@
   Its state survives a killed and resumed run.
 - `TrainingLog`: one JSON line per epoch (and per start) in `training_log.jsonl`.
 - `StopAtStep`: stops once the optimizer has made `max_steps` steps.
+- `StopOnDivergence`: raises `TrainingDivergedError` as soon as the training
+  loss is NaN or infinite (first in the list: before validation meets the NaN
+  scores).
 - `TrainingBackup`: `keras.callbacks.BackupAndRestore` that backs up every
   `every_steps` steps *and* after every epoch.
 
@@ -24,6 +27,7 @@ Example:
 """
 
 import json
+import math
 import os
 import shutil
 import time
@@ -31,6 +35,7 @@ import time
 import keras
 from absl import logging
 
+from tfrec.config import ConfigError
 from tfrec.data import pipeline
 from tfrec.evaluation import protocol
 from tfrec.training import atomic_files, checks, devices, multi_worker
@@ -249,6 +254,47 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TrainingDivergedError(ConfigError):
+    """The training loss became NaN or infinite: the optimizer settings cannot train this model."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Raises `TrainingDivergedError` naming the epoch and step where training stopped being finite: the
+    loss after a step, or the weights at an epoch's end (the last update can break them after a finite loss).
+    Weights large enough to overflow the scores are caught by the trainer, from validation, with `diverged`.
+
+    Args:
+        learning_rate, clipnorm: the optimizer settings, for the message.
+    """
+
+    def __init__(self, learning_rate: float, clipnorm: float):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.clipnorm = clipnorm
+        self._epoch = 0
+
+    def diverged(self, what: str) -> "TrainingDivergedError":
+        """The error saying that `what` happened at the current epoch and step."""
+        return TrainingDivergedError(
+            f"training diverged: {what} at epoch {self._epoch + 1}, step {int(self.model.optimizer.iterations)} "
+            f"(TrainConfig.learning_rate={self.learning_rate:g}, TrainConfig.clipnorm={self.clipnorm:g}); "
+            "train again with a lower learning rate, or clip the gradients (a clipnorm such as 1.0)")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise self.diverged(f"the loss became {float(loss)}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        broken = next((v.path for v in self.model.trainable_weights
+                       if not bool(keras.ops.all(keras.ops.isfinite(v.value)))), None)
+        if broken is not None:
+            raise self.diverged(f"the weights became NaN or infinite (e.g. {broken})")
+
+
 class TrainingBackup(keras.callbacks.BackupAndRestore):
     """Backs up the training state every `every_steps` steps and after each epoch.
 
@@ -291,8 +337,12 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
             super().on_train_begin(logs)
 
     def _save_model(self):
-        """Writes the backup under temporary names, then renames: a kill leaves either backup whole."""
+        """Writes the backup under temporary names, then renames: a kill leaves either backup whole. Checks
+        the free space first (`StorageError`): h5py may crash the process on a full disk."""
         os.makedirs(self.backup_dir, exist_ok=True)
+        atomic_files.require_room_for_weights(self.backup_dir, self.model.weights + self.model.optimizer.variables,
+                                              f"backing up the training state in {self.backup_dir}",
+                                              self._weights_path)
         weights = self._weights_path.removesuffix(".weights.h5") + f"{TEMPORARY_MARK}{os.getpid()}.weights.h5"
         metadata = f"{self._training_metadata_path}{TEMPORARY_MARK}{os.getpid()}"
         self.model.save_weights(weights, overwrite=True)

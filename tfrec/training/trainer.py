@@ -39,6 +39,7 @@ from absl import logging
 from tfrec.config import require
 from tfrec.data import pipeline
 from tfrec.evaluation import prior_weight, protocol, references, run_figures
+from tfrec.evaluation.metrics import NonFiniteScoresError
 from tfrec.training import (auto_settings, callbacks, checks, devices, multi_worker, optimizer, summaries,
                             text_adaptation)
 from tfrec.training.config import TrainConfig
@@ -167,6 +168,9 @@ class Trainer:
         Raises:
             ConfigError: a config value, or its combination with the data,
                 cannot work; raised before any training step.
+            callbacks.TrainingDivergedError: the training loss became NaN or
+                infinite (the step and the optimizer settings named).
+            disk_space.StorageError: no room for a backup or the best weights.
         """
         started = time.time()
         run = RunDirectory(run_dir) if isinstance(run_dir, str) else run_dir
@@ -282,13 +286,18 @@ class Trainer:
         if best.stopped:  # this directory's run already stopped early: nothing is left to train
             best.restore(model)
             return {}
-        fit_callbacks = self._callbacks(model.cfg, plan, best, state if keep_files else None)
+        divergence = callbacks.StopOnDivergence(self.config.learning_rate, self.config.clipnorm)
+        fit_callbacks = [divergence] + self._callbacks(model.cfg, plan, best, state if keep_files else None)
         verbose = 1 if self._progress_bar() else 0
-        if devices.is_multi_worker(self.strategy):  # where Model.fit fails
-            fitted = multi_worker.fit(model, plan.train_ds, plan.epochs, plan.steps_per_epoch, fit_callbacks, verbose)
-        else:
-            fitted = model.fit(plan.train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                               shuffle=False, callbacks=fit_callbacks, verbose=verbose)
+        try:
+            if devices.is_multi_worker(self.strategy):  # where Model.fit fails
+                fitted = multi_worker.fit(model, plan.train_ds, plan.epochs, plan.steps_per_epoch, fit_callbacks,
+                                          verbose)
+            else:
+                fitted = model.fit(plan.train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                                   shuffle=False, callbacks=fit_callbacks, verbose=verbose)
+        except NonFiniteScoresError:  # finite weights, so large the validation scores overflow
+            raise divergence.diverged("the validation scores became NaN or infinite") from None
         return fitted.history
 
     def _calibrate(self, model, plan: FitPlan) -> Optional[dict]:
