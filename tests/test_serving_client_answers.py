@@ -89,8 +89,9 @@ def _bad_utf8():
      r"output 'scores' declares shape \[1, 100000000\] \(100000000 values\) but carries 10 values"),
     ({"item_ids": _strings([["i0", "i1"]]), "scores": tf.make_tensor_proto(np.zeros([1, 2], np.int64))},
      r"output 'scores' has dtype int64; expected float32"),
-    ({"item_ids": _strings([["i0", "i1", "i2"]]), "scores": _floats([[0.5, 0.25, 0.1]])},
-     r"output 'item_ids' has shape \[1, 3\]; expected \[1, 2\]"),
+    ({"item_ids": _strings([["i0"]]), "scores": _floats([[0.5]])}, r"1 items per row; expected at least 2"),
+    ({"item_ids": _strings([["i0", "i1", "i2"]]), "scores": _floats([[0.5, 0.25]])},
+     r"'item_ids' and 'scores' have shapes \[1, 3\] and \[1, 2\]"),
 ])
 def test_malformed_recommend_answers_name_the_output(scripted, outputs, message):
     servicer, client = scripted
@@ -104,7 +105,7 @@ def test_malformed_recommend_answers_name_the_output(scripted, outputs, message)
 def test_an_answer_with_fewer_rows_than_histories_is_refused(scripted):
     servicer, client = scripted
     servicer.outputs = _recommend_answer(1, 2)
-    with pytest.raises(ServingError, match=r"output 'item_ids' has shape \[1, 2\]; expected \[3, 2\]"):
+    with pytest.raises(ServingError, match=r"output '(item_ids|scores)' has shape \[1, 2\]; expected \[3, \?\]"):
         client.recommend([["a"], ["b"], ["c"]], k=2)
 
 
@@ -128,7 +129,7 @@ def test_embeddings_need_one_row_per_text(scripted):
 def test_k_is_checked_before_sending_and_named(scripted, k):
     servicer, client = scripted
     sent = len(servicer.requests)
-    with pytest.raises(ValueError, match=r"^k is .*; expected a positive int of at most 2147483647"):
+    with pytest.raises(ValueError, match=r"^k is .*; expected a positive int"):
         client.recommend([["a"]], k=k)
     assert len(servicer.requests) == sent
 

@@ -189,9 +189,14 @@ class RecommenderClient:
                     "item_titles": Expected("string", (rows, None), required=False)}
         prediction = self._predict(inputs, signature_name, expected=expected)
         outputs = prediction.outputs
-        if outputs["item_ids"].shape[1] < max(k):
-            raise ServingError(grpc.StatusCode.INTERNAL, f"malformed answer to {self.model_name!r} signature "
-                               f"{signature_name!r}: {outputs['item_ids'].shape[1]} items per row; expected {max(k)}")
+        what = f"malformed answer to {self.model_name!r} signature {signature_name!r}"
+        ids, scores = outputs["item_ids"], outputs["scores"]
+        if ids.shape != scores.shape:
+            raise ServingError(grpc.StatusCode.INTERNAL, f"{what}: 'item_ids' and 'scores' have shapes "
+                               f"{list(ids.shape)} and {list(scores.shape)}")
+        if ids.shape[1] < max(k):  # wider is fine: a batch merged with larger-k requests
+            raise ServingError(grpc.StatusCode.INTERNAL, f"{what}: {ids.shape[1]} items per row; expected at "
+                               f"least {max(k)}")
         return Recommendations(outputs["item_ids"], outputs["scores"], prediction.version, outputs.get("item_titles"),
                                _skipped(prediction)).top(max(k))
 
