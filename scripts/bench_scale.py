@@ -320,7 +320,8 @@ def scale_table(rows):
             f"| {r['size']:,} | {r['dtype']} | {r['export_mb']:.1f} | {r['matrix_mb']:.1f} | {r['export_s']:.1f} "
             f"| {r['load_s']:.1f} | {r['rss']:.0f} ({r['peak']:.0f}) | {r['p50']:.2f} | {r['p99']:.2f} "
             f"| {r['floor_ms']:.2f} ({r['gmacs']:.2f}) | {r['bytes_ms']:.2f} ({r['gbps']:.1f}) "
-            f"| {r['p50'] / r['floor_ms']:.2f} | {r['chunked_ms']:.2f} / {r['plain_ms']:.2f} | {recall} |")
+            f"| {r['p50'] / r['floor_ms']:.2f} | {r['chunked_ms']:.2f} / {r['plain_ms']:.2f} | {recall} |"
+            .replace("nan", "-"))  # the "no prior" rows measure the latency alone
     largest = max(r["size"] for r in rows)
     verdict = []
     alone = {r["size"]: r["p50"] for r in rows if r["dtype"] == "float32, no prior"}
