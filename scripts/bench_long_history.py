@@ -7,7 +7,10 @@ ids, N growing; after each it reads the server's peak resident memory
 (`VmHWM` of /proc/PID/status, the peak since start: N grows, so each figure
 is the peak of the longest history so far); then `explain` requests of one
 history of each `--explain_lengths` ids and one candidate. Run it against
-another checkout by putting that checkout first on PYTHONPATH.
+another checkout by putting that checkout first on PYTHONPATH. Writes the
+table to BENCHMARKS.md (section `bench_long_history`, `--output=` to only
+print it) with the command, the machine and whether the peak stayed within
+`--budget_mb` of the idle server.
 
 Example:
     nice python scripts/bench_long_history.py --lengths=1000,4000,8000,12000 --explain_lengths=100,256,600
@@ -26,6 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
 import tfrec  # noqa: E402
 from tfrec import data  # noqa: E402
 from tfrec.client import RecommenderClient  # noqa: E402
@@ -35,6 +41,9 @@ from tfrec.serving_errors import ServingError  # noqa: E402
 
 _LENGTHS = flags.DEFINE_string("lengths", "1000,4000,8000,12000", "History lengths to send, in increasing order.")
 _EXPLAIN_LENGTHS = flags.DEFINE_string("explain_lengths", "", "History lengths to explain, in increasing order.")
+_OUTPUT = flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                     "BENCHMARKS.md"), "Markdown file to update ('' = print only).")
+_BUDGET_MB = flags.DEFINE_integer("budget_mb", 1024, "Peak memory a request may add to the idle server's.")
 NUM_ITEMS = 2000
 
 
@@ -66,7 +75,9 @@ def main(argv):
                 client.wait_until_available(process=server)
                 rng = np.random.default_rng(0)
                 print(f"{'request':>9} {'history':>8} {'peak RSS MB':>12} {'seconds':>8}  answer")
-                print(f"{'':>9} {0:>8} {_peak_mb(server.pid):>12.0f} {'':>8}  (idle)")
+                idle = _peak_mb(server.pid)
+                print(f"{'':>9} {0:>8} {idle:>12.0f} {'':>8}  (idle)")
+                rows = [("(idle)", 0, idle, None, "")]
                 requests = [("recommend", int(n)) for n in _LENGTHS.value.split(",") if n]
                 requests += [("explain", int(n)) for n in _EXPLAIN_LENGTHS.value.split(",") if n]
                 for kind, length in requests:
@@ -83,11 +94,32 @@ def main(argv):
                     if server.poll() is not None:
                         print(f"{kind:>9} {length:>8} {'killed':>12} {time.monotonic() - start:>8.1f}  server exited "
                               f"{server.returncode}")
-                        return
-                    print(f"{kind:>9} {length:>8} {_peak_mb(server.pid):>12.0f} {time.monotonic() - start:>8.1f}  {answer}")
+                        rows.append((kind, length, float("inf"), time.monotonic() - start,
+                                     f"server exited {server.returncode}"))
+                        break
+                    rows.append((kind, length, _peak_mb(server.pid), time.monotonic() - start, answer))
+                    print(f"{kind:>9} {length:>8} {rows[-1][2]:>12.0f} {rows[-1][3]:>8.1f}  {answer}")
         finally:
             server.terminate()
             server.wait(60)
+    _write(rows)
+
+
+def _write(rows):
+    """The table of `rows` (request, history length, peak MB, seconds, answer) and its verdict, to `--output`."""
+    idle, peak = rows[0][2], max(row[2] for row in rows)
+    verdict = (f"Peak {peak:.0f} MB against {idle:.0f} MB idle: {peak - idle:.0f} MB added (budget "
+               f"{_BUDGET_MB.value} MB: {'met' if peak - idle <= _BUDGET_MB.value else 'NOT met'}).")
+    table = ["| request | history ids | peak RSS MB | seconds | answer |", "|---|---:|---:|---:|---|",
+             *(f"| {kind} | {length:,} | {mb:.0f} | {'' if seconds is None else f'{seconds:.1f}'} | {answer} |"
+               for kind, length, mb, seconds, answer in rows)]
+    print(verdict)
+    if _OUTPUT.value:
+        body = "\n".join(["## One long history against the server's memory (`scripts/bench_long_history.py`)", "",
+                          __doc__.split("Example:")[0].strip().split("\n", 1)[1].strip(), "",
+                          f"Command: `python {' '.join(['scripts/bench_long_history.py', *sys.argv[1:]])}`; "
+                          f"machine: {benchlib.machine()}.", "", *table, "", verdict])
+        benchlib.write_section(_OUTPUT.value, "bench_long_history", body)
 
 
 if __name__ == "__main__":
