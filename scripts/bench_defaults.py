@@ -107,8 +107,9 @@ def row(name: str, directory: str) -> tuple:
              derived, f"{metrics['epochs']} of {metrics['max_epochs']}", f"{metrics['wall_time_seconds'] / 60:.1f} min"]
     data_config = config["data_config"]
     seed = config["train_config"].get("seed", 0)
+    targets = data_config.get("target_events") or data_config.get("target_min_rating") is not None
     weight = config["model_config"].get("context_loss_weight", 0.0)
-    extra = (f" --seed={seed}" if seed else "") + (f" --context_loss_weight={weight:g}" if weight else "")
+    extra = (f" --seed={seed}" if seed else "") + (f" --context_loss_weight={weight:g}" if targets else "")
     command = f"python -m tfrec.train --source={_portable(data_config['source'])}{extra} (data flags: {_columns(data_config)})"
     return "| " + " | ".join(cells) + " |", f"- {name}: `{command}`"
 

@@ -91,7 +91,7 @@ def test_a_rule_the_data_cannot_have_is_refused_by_name(fields, expected):
 
 
 def test_the_loss_counts_only_target_positions_unless_context_is_weighted(shop):
-    model = build_model(ModelConfig(task="retrieval", **TINY), shop)
+    model = build_model(ModelConfig(task="retrieval", context_loss_weight=0.0, **TINY), shop)
     assert model.target_rule == TargetRule(("purchase",))
     train = shop.examples["train"]
     next_is_click = np.asarray(train[schema.TARGET_EVENT]) == shop.vocab.events.index("click")
