@@ -37,10 +37,10 @@ def test_minilm_export_is_at_most_1_2x_the_weights_with_servable_ops(ml100k_dir,
     assert not result.ops.other_ops
     assert {"FastWordpieceTokenizeWithOffsets", "TFText>RoundRobinTrim"} <= set(result.ops.text_ops)
     loaded = exporter.load(result.path)
-    out = loaded.signatures["recommend_from_text"](text=[texts[1]], k=3)
+    out = loaded.signatures["recommend_from_text"](text=[texts[1]], k=[3])
     assert out["item_ids"].shape == (1, 3)
     history = [vocab.item_ids[1:4]]
     ids, scores = model.recommend(history, k=5)
-    served = loaded.signatures["recommend"](history=history, k=5)
+    served = loaded.signatures["recommend"](history=history, k=[5])
     assert served["item_ids"].numpy().astype(str).tolist() == ids.tolist()
     assert abs(served["scores"].numpy() - scores).max() < 1e-5

@@ -66,7 +66,7 @@ def test_a_version_with_a_truncated_catalogue_is_refused_and_the_previous_one_se
 
 
 def _recommend(manager):
-    inputs = {"history": tf.make_tensor_proto([["item1", "item2"]]), "k": tf.make_tensor_proto(5, tf.int32)}
+    inputs = {"history": tf.make_tensor_proto([["item1", "item2"]]), "k": tf.make_tensor_proto([5], tf.int32)}
     with manager.acquire(model_pb2.ModelSpec(name="tiny")) as servable:
         outputs = servable.run("serving_default", inputs)
     return tf.make_ndarray(outputs["item_ids"]), tf.make_ndarray(outputs["scores"])
@@ -87,7 +87,7 @@ def test_a_version_replaced_in_place_by_another_model_is_reloaded_and_logged(tmp
             manager.poll()
         ids, scores = _recommend(manager)
         expected = replacement.signatures["serving_default"](history=tf.constant([["item1", "item2"]]),
-                                                            k=tf.constant(5))
+                                                            k=tf.constant([5]))
         np.testing.assert_array_equal(ids, expected["item_ids"].numpy())
         np.testing.assert_allclose(scores, expected["scores"].numpy(), rtol=1e-6)
         assert not np.array_equal(scores, before[1])

@@ -31,7 +31,7 @@ def network_valid(metrics, name):
     """The validation figure `name` of the network alone (the prior's weight 0 in its calibration table):
     what the epochs monitored."""
     prior = metrics.get("transition_prior")
-    return prior["valid"]["0.0"][name] if prior else metrics["valid"][name]
+    return prior["valid"][prior["form"]]["0.0"][name] if prior else metrics["valid"][name]
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ import numpy as np
 from tfrec.config import require
 from tfrec.data import errors, texts, tfrecord
 from tfrec.data.examples import FEATURES, ROW_FEATURES
+from tfrec.data.targets import TargetRule
 from tfrec.data.vocabulary import Vocabulary
 
 HELD_OUT = ("valid", "test")
@@ -86,6 +87,9 @@ class StreamedData:
         """The number of examples of `split` ("train", "valid" or "test")."""
         return self.metadata["splits"][split]["examples"]
 
+    target_rule: ClassVar[TargetRule] = TargetRule()
+    """Every behaviour is a target: a conversion writes the examples of every behaviour."""
+
     def training_examples(self, parallel_batch: int = 1024):
         """The training examples as an unbatched `tf.data.Dataset` read from the shards, with
         `examples.ROW_FEATURES` (which `Recommender.train_examples` selects rows by)."""
@@ -102,8 +106,10 @@ class StreamedData:
     def summary(self) -> dict:
         """Sizes of the catalogue, users and split parts, the fingerprint and the directory: what a run records."""
         return {"name": self.name, "split": self.metadata.get("split"), "items": self.vocab.num_items,
-                "users": self.vocab.num_users, **self.metadata["interactions"], "fingerprint": self.fingerprint,
-                "streamed_from": self.directory}
+                "users": self.vocab.num_users, **self.metadata["interactions"],
+                "target_rule": self.target_rule.to_dict(),
+                **{f"{part}_targets": self.num_examples(part) for part in ("valid", "test")},
+                "fingerprint": self.fingerprint, "streamed_from": self.directory}
 
 
 def load_streamed(config) -> StreamedData:
