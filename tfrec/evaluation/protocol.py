@@ -53,8 +53,7 @@ class HeldOut:
     @classmethod
     def from_data(cls, data, name):
         """The held-out set `name` of `tfrec.data.PreparedData` or `StreamedData`."""
-        rule = getattr(data, "target_rule", TargetRule())
-        return cls(name, data.examples[name], data.held_out_prior(name), data.vocab.num_items, rule)
+        return cls(name, data.examples[name], data.held_out_prior(name), data.vocab.num_items, data.target_rule)
 
     def excluded_history(self, batch):
         """The history rows `metrics.target_ranks` excludes for `batch`: all of them, or None when only

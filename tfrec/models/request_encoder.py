@@ -243,12 +243,13 @@ class RequestEncoder(keras.layers.Layer):
         column = tf.argsort(order, axis=1, stable=True) - (width - length)
         model_history = history[:, width - length:]
         model_history = tf.where(model_history > self.num_model_items, tf.zeros_like(model_history), model_history)
-        # The ratings and events of the whole known history, aligned with `history` (what exclusion reads).
-        history_context = {name: _compacted(keep, context[name], 0)[0][:, width - known_width:]
-                           for name in ("ratings", "events") if name in context}
-        for name in ("ratings", "timestamps", "events"):
-            if name in context:
-                context[name] = _compacted(keep, context[name], 0)[0][:, width - length:]
+        # Compacted once: the whole known history's ratings and events (aligned with `history`, what
+        # exclusion reads) and the model's window of them.
+        compacted = {name: _compacted(keep, context[name], 0)[0]
+                     for name in ("ratings", "timestamps", "events") if name in context}
+        history_context = {name: compacted[name][:, width - known_width:]
+                           for name in ("ratings", "events") if name in compacted}
+        context.update({name: values[:, width - length:] for name, values in compacted.items()})
         encoded = {
             "features": history_features(model_history, context=context, default_event=self.default_event),
             "history": history[:, width - known_width:],
