@@ -140,3 +140,14 @@ def test_recommend_excludes_what_was_bought_in_process_and_served_alike(shop, tm
     in_process, _ = model.recommend(history, k=everything - 1, events=events, ratings=[[0.0, 0.0]],
                                     timestamps=[[1, 2]], now=[3], user_ids=["c0"])
     assert [item.decode() for item in answer["item_ids"].numpy()[0]] == list(in_process[0])
+
+
+def test_a_behaviour_of_unknown_event_is_left_out_and_k_must_be_an_int32(shop):
+    model = build_model(ModelConfig(task="retrieval", **TINY), shop)
+    model.refresh_catalogue()
+    bought, clicked = shop.vocab.item_ids[1], shop.vocab.item_ids[2]
+    # A client that sends context but no event types fills them with "": such a behaviour may have been a purchase.
+    ids, _ = model.recommend([[bought, clicked]], k=shop.vocab.num_items - 1, events=[["", "click"]])
+    assert bought not in ids[0] and clicked in ids[0]
+    with pytest.raises(ValueError, match="k="):
+        model.recommend([[bought]], k=2**32 + 5)

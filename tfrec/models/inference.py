@@ -85,6 +85,14 @@ def request_inputs(histories, ratings=None, timestamps=None, events=None, now=No
     return inputs
 
 
+def _int32_k(k):
+    """`k` (an int or one per history) as an int32 tensor; ValueError naming it when a value is no int32."""
+    values = np.asarray(k)
+    if values.dtype.kind not in "iu" or (values.size and (values.min() < -2**31 or values.max() >= 2**31)):
+        raise ValueError(f"k={k!r}: expected an int, or one per history, of at most {2**31 - 1}")
+    return tf.constant(values, tf.int32)
+
+
 def _check_candidates(histories, item_ids):
     """Raises ValueError unless `item_ids` holds one non-empty list of the same length per history, no padding."""
     if (isinstance(item_ids, (str, bytes)) or len(item_ids) != len(histories)
@@ -189,7 +197,7 @@ class RecommenderInference:
         if not self.has_retrieval:
             raise ValueError("recommend needs a retrieval or multitask model")
         inputs = request_inputs(histories, ratings, timestamps, events, now, user_ids)
-        request = self.request_encoder(dict(inputs, **{encoder_lib.K: tf.constant(k, tf.int32)}),
+        request = self.request_encoder(dict(inputs, **{encoder_lib.K: _int32_k(k)}),
                                        unknown_items=unknown_items)
         scores, indices = encoder_lib.checked_top_k(
             self.catalogue, self.query_embeddings(request["features"]), request["k"],

@@ -255,20 +255,22 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
         ratings the rule reads."""
         history, context = request["history"], request["history_context"]
         rule = self.target_rule
-        if (rule.excludes_every_seen_item or (rule.events and "events" not in context)
-                or (rule.min_rating is not None and "ratings" not in context)):
+        if (rule.events and "events" not in context) or (rule.min_rating is not None and "ratings" not in context):
             return history
-        events = context.get("events", tf.zeros_like(history))
-        ratings = context.get("ratings", tf.zeros_like(history, tf.float32))
-        return tf.where(self._is_target(events, ratings), history, 0)
+        return self._excluded(history, context.get("events", tf.zeros_like(history)),
+                              context.get("ratings", tf.zeros_like(history, tf.float32)))
 
     def excluded_history(self, features):
-        """int32 `[B, N]`: the history items a ranking leaves out, 0 for the others (padding included):
-        every item, or with a `target_rule` excluding only earlier targets, those of target behaviours."""
-        ids = tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32)
+        """int32 `[B, N]`: the history items of model features a ranking leaves out, 0 for the others."""
+        return self._excluded(tf.cast(features[schema.HISTORY_ITEM_IDS], tf.int32), features[schema.HISTORY_EVENTS],
+                              features[schema.HISTORY_RATINGS])
+
+    def _excluded(self, ids, events, ratings):
+        """`ids` with those the `target_rule` does not exclude (not targets, when only targets are) set to 0;
+        a behaviour of unknown event ("", index 0) is excluded, as if it could have been a target."""
         if self.target_rule.excludes_every_seen_item:
             return ids
-        return tf.where(self._is_target(features[schema.HISTORY_EVENTS], features[schema.HISTORY_RATINGS]), ids, 0)
+        return tf.where(tf.logical_or(self._is_target(events, ratings), tf.equal(events, 0)), ids, 0)
 
     def _ranking_losses(self, contexts, inputs, next_ids, positions, weights, catalogue, features, training):
         """The ranking loss of the `positions`, and their `weights` (None: equal)."""
