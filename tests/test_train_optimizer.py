@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from tfrec.training import auto_settings
+from tfrec.training import auto_settings, callbacks
 from tfrec.training.optimizer import WarmupDecay, build_optimizer
 
 
@@ -54,3 +54,36 @@ def test_auto_batch_size_grows_with_the_windows_within_bounds(windows, replicas,
 @pytest.mark.parametrize("steps, epochs", [(1, 100), (617, 33), (190, 100), (5_000, 4), (100_000, 3)])
 def test_auto_epochs_aim_at_a_step_budget_within_bounds(steps, epochs):
     assert auto_settings.auto_epochs(steps) == epochs
+
+
+def _stopping_epochs(values, tmp_path, patience, smoothing):
+    """The epoch after which `BestWeights` stops on `values`, or None, and its best epoch."""
+    best = callbacks.BestWeights("val_HR@10", str(tmp_path), patience=patience, smoothing=smoothing)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    best.set_model(model)
+    for epoch, value in enumerate(values):
+        best.on_epoch_end(epoch, {"val_HR@10": value})
+        if best.state["stopped"]:
+            return epoch + 1, best.state["epoch"]
+    return None, best.state["epoch"]
+
+
+def test_early_stopping_is_not_ended_by_one_lucky_epoch(tmp_path):
+    # a rising curve with one lucky epoch (the 4th): epoch by epoch it stops at the 7th, averaged it goes on
+    values = [0.10, 0.14, 0.16, 0.22, 0.17, 0.18, 0.19, 0.20, 0.21, 0.215]
+    assert _stopping_epochs(values, tmp_path / "raw", patience=3, smoothing=1) == (7, 4)
+    assert _stopping_epochs(values, tmp_path / "mean", patience=3, smoothing=3) == (None, 4)
+    # a curve that has really stopped improving still stops
+    flat = [0.10, 0.20, 0.21, 0.20, 0.19, 0.20, 0.19, 0.18, 0.19, 0.18]
+    assert _stopping_epochs(flat, tmp_path / "flat", patience=3, smoothing=3)[0] == 7
+    assert auto_settings.stopping_smoothing(8) == 4 and auto_settings.stopping_smoothing(2) == 1
+
+
+def test_early_stopping_state_resumes_with_its_recent_values(tmp_path):
+    values = [0.10, 0.20, 0.15, 0.15, 0.15]
+    first = callbacks.BestWeights("val_HR@10", str(tmp_path), patience=10, smoothing=3)
+    first.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    for epoch, value in enumerate(values[:3]):
+        first.on_epoch_end(epoch, {"val_HR@10": value})
+    resumed = callbacks.BestWeights("val_HR@10", str(tmp_path), patience=10, smoothing=3)
+    assert resumed.state["recent"] == pytest.approx([0.10, 0.20, 0.15]) and resumed.state["epoch"] == 2

@@ -30,6 +30,7 @@ WARM_START_STEPS = TOTAL_STEPS // 6  # a warm-started model only adapts: about a
 MIN_EPOCHS, MAX_EPOCHS = 3, 100
 PATIENCE_STEPS = TOTAL_STEPS // 10  # early stopping waits at least this many steps without improvement
 MIN_PATIENCE = 8
+MAX_SMOOTHING = 5  # early stopping reads the mean of at most this many epochs
 
 
 def auto_batch_size(num_windows: int, replicas: int = 1) -> int:
@@ -58,3 +59,15 @@ def auto_patience(steps_per_epoch: int) -> int:
     (8, 48)
     """
     return max(MIN_PATIENCE, math.ceil(PATIENCE_STEPS / max(steps_per_epoch, 1)))
+
+
+def stopping_smoothing(patience: int) -> int:
+    """Epochs whose mean validation figure early stopping compares: half the patience, within [1, 5].
+
+    A mean of a few epochs is not fooled by one lucky epoch; half the patience leaves the mean time to
+    move before the patience runs out, and a patience below 4 keeps the epoch's own value.
+
+    >>> stopping_smoothing(8), stopping_smoothing(48), stopping_smoothing(3)
+    (4, 5, 1)
+    """
+    return max(1, min(MAX_SMOOTHING, patience // 2))

@@ -141,54 +141,69 @@ class BestWeights(keras.callbacks.Callback):
     """Best-epoch weights, early stopping and their restoration, resumable.
 
     After each epoch, if `monitor` improved, the weights go to
-    `directory/best.weights.h5`; the best value, its epoch, the number of
-    epochs since and whether training stopped early go to `directory/best.json`
+    `directory/best.weights.h5`; the best value, its epoch, the stopping
+    state and whether training stopped early go to `directory/best.json`
     (both written atomically). A rerun of a killed training picks this state
-    up. Training stops after `patience` epochs without improvement (0: never).
-    At the end of training the best weights are loaded back into the model.
+    up. At the end of training the best weights are loaded back into the model.
+
+    Stopping reads the mean of the last `smoothing` epochs' values, not the
+    single epoch: a few hundred validation users make one epoch's HR@10 swing
+    by a few points, and one lucky epoch would otherwise start a count that
+    ends a run still improving (and, under a decaying learning rate, before
+    its best epochs). Training stops after `patience` epochs in which that
+    mean did not beat its best (0: never).
 
     Args:
         monitor: log name, e.g. "val_HR@10" or "val_RMSE".
         directory: where the state lives (the run's checkpoints directory).
-        patience: epochs without improvement before stopping; 0 disables.
+        patience: epochs without improvement of the smoothed value before stopping; 0 disables.
         mode: "max" or "min"; default from `checks.metric_mode(monitor)`.
+        smoothing: epochs averaged for the stopping decision (1: the epoch's own value).
     """
 
-    def __init__(self, monitor, directory, patience=0, mode=None):
+    def __init__(self, monitor, directory, patience=0, mode=None, smoothing=1):
         super().__init__()
+        if smoothing < 1:
+            raise ValueError(f"smoothing: expected at least 1 epoch, got {smoothing}")
         self.monitor = monitor
         self.patience = patience
+        self.smoothing = smoothing
         self.mode = mode or checks.metric_mode(monitor)
         self.weights_path = os.path.join(directory, BEST_WEIGHTS)
         self.state_path = os.path.join(directory, "best.json")
-        self.state = {"best": None, "epoch": None, "wait": 0, "stopped": False}
+        self.state = {"best": None, "epoch": None, "wait": 0, "stopped": False, "recent": [], "best_smoothed": None}
         if os.path.exists(self.state_path):
-            self.state = atomic_files.read_json(self.state_path)
+            self.state.update(atomic_files.read_json(self.state_path))
 
     @property
     def stopped(self):
         """True when an earlier run of this directory already stopped early."""
         return self.state["stopped"]
 
-    def _improved(self, value):
-        best = self.state["best"]
+    def _better(self, value, best):
         return best is None or (value > best if self.mode == "max" else value < best)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor not in logs:
             raise KeyError(f"TrainConfig.monitor={self.monitor!r} is not among the epoch logs {sorted(logs)}")
         value = float(logs[self.monitor])
-        if self._improved(value):
+        if self._better(value, self.state["best"]):
             atomic_files.save_weights_atomic(self.model, self.weights_path)
-            self.state.update(best=value, epoch=epoch + 1, wait=0)
+            self.state.update(best=value, epoch=epoch + 1)
+        recent = (self.state["recent"] + [value])[-self.smoothing:]
+        smoothed = sum(recent) / len(recent)
+        if self._better(smoothed, self.state["best_smoothed"]):
+            self.state.update(best_smoothed=smoothed, wait=0)
         else:
             self.state["wait"] += 1
+        self.state["recent"] = recent
         self.state["stopped"] = bool(self.patience and self.state["wait"] >= self.patience)
         atomic_files.write_json_atomic(self.state_path, self.state)
         logs[f"best_{self.monitor}"] = self.state["best"]
         if self.state["stopped"]:
-            logging.info("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)",
-                         self.monitor, self.state["wait"], self.state["best"], self.state["epoch"])
+            logging.info("early stopping: the mean %s of the last %d epochs has not improved for %d epochs "
+                         "(best epoch %.4f at epoch %d)", self.monitor, len(recent), self.state["wait"],
+                         self.state["best"], self.state["epoch"])
             self.model.stop_training = True
 
     def restore(self, model):
