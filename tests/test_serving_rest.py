@@ -28,7 +28,9 @@ import serving_fixtures as sf
 from test_serving_access import _certificate
 from tfrec.server import config, protos
 from tfrec.server.metrics import LOAD_ATTEMPT_COUNT, REQUEST_COUNT, REQUEST_LATENCY
+from tfrec.client import RecommenderClient
 from tfrec.server.server import Server, ServerOptions
+from tfrec.serving_errors import ServingError
 
 MAX_MESSAGE_BYTES = 64 * 1024
 TOKEN = "s3cret-token"
@@ -394,8 +396,16 @@ def test_status_without_the_token_shows_states_not_load_errors(tmp_path):
             if [v["state"] for v in answers[True].get("model_version_status", [])] == ["END", "AVAILABLE"]:
                 break
             time.sleep(0.2)
+        target = f"127.0.0.1:{server.port}"
+        with RecommenderClient(target, "tiny", auth_token=TOKEN) as client, \
+                RecommenderClient(target, "tiny", version=2, auth_token=TOKEN) as broken:
+            grpc_status = client.status()
+            with pytest.raises(ServingError) as failed:  # version 2 is not served: an error message, no path
+                broken.recommend([["item1"]])
     finally:
         server.stop()
+    assert grpc_status[0].version == 2 and "cannot load .../tiny/2" in grpc_status[0].error_message
+    assert str(tmp_path) not in grpc_status[0].error_message and str(tmp_path) not in failed.value.message
     anonymous, operator = (answers[auth]["model_version_status"] for auth in (False, True))
     assert [(v["version"], v["state"]) for v in anonymous] == [("2", "END"), ("1", "AVAILABLE")]
     assert anonymous[0]["status"] == {"error_code": operator[0]["status"]["error_code"], "error_message": ""}

@@ -25,18 +25,9 @@ from typing import Optional
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import types_pb2
 
 from tfrec.serving_errors import ServingError
-
-# The repeated field holding the values of each dtype an answer may carry (TensorProto keeps one per kind).
-_VALUE_FIELDS = {
-    types_pb2.DT_STRING: "string_val", types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val", types_pb2.DT_INT16: "int_val",
-    types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
-}
-
+from tfrec.tensor_protos import VALUE_FIELDS, dtype_name, to_ndarray
 
 @dataclasses.dataclass(frozen=True)
 class Expected:
@@ -45,14 +36,6 @@ class Expected:
     dtype: str
     shape: tuple
     required: bool = True
-
-
-def _dtype_name(number):
-    """TensorFlow's name of DataType `number` ("float32"), else its enum name or the bare number."""
-    try:
-        return tf.dtypes.as_dtype(number).name
-    except TypeError:
-        return types_pb2.DataType.Name(number) if number in types_pb2.DataType.values() else f"DataType {number}"
 
 
 def _malformed(what, message):
@@ -66,15 +49,15 @@ def _carried(proto, dtype):
         if len(proto.tensor_content) % size:
             return None
         return len(proto.tensor_content) // size
-    return len(getattr(proto, _VALUE_FIELDS[proto.dtype]))
+    return len(getattr(proto, VALUE_FIELDS[proto.dtype]))
 
 
 def decode_output(name: str, proto, what: str, text: bool = False) -> np.ndarray:
     """The NumPy value of output `name`, or `ServingError` naming it when the proto's dtype is unknown or its
     declared shape is not what it carries. With `text`, strings are decoded to str (an error when not UTF-8);
-    otherwise they stay bytes, as `tf.make_ndarray` gives them."""
-    if proto.dtype not in _VALUE_FIELDS:
-        raise _malformed(what, f"output {name!r} has dtype {_dtype_name(proto.dtype)}, which no signature answers")
+    otherwise they stay bytes."""
+    if proto.dtype not in VALUE_FIELDS:
+        raise _malformed(what, f"output {name!r} has dtype {dtype_name(proto.dtype)}, which no signature answers")
     dtype = tf.dtypes.as_dtype(proto.dtype)
     dims = [d.size for d in proto.tensor_shape.dim]
     if any(d < 0 for d in dims):
@@ -85,7 +68,7 @@ def decode_output(name: str, proto, what: str, text: bool = False) -> np.ndarray
         raise _malformed(what, f"output {name!r} declares shape {dims} ({count} values) but carries "
                                f"{'an unreadable number of' if carried is None else carried} values")
     try:
-        array = tf.make_ndarray(proto)
+        array = to_ndarray(proto)
     except (ValueError, TypeError) as e:
         raise _malformed(what, f"output {name!r} is not a readable tensor ({e})") from None
     if dtype != tf.string or not text:
@@ -115,8 +98,8 @@ def decode_outputs(outputs, expected: Optional[dict], what: str) -> dict:
     values = {}
     for name, proto in outputs.items():
         spec = (expected or {}).get(name)
-        if spec is not None and _dtype_name(proto.dtype) != spec.dtype:
-            raise _malformed(what, f"output {name!r} has dtype {_dtype_name(proto.dtype)}; expected {spec.dtype}")
+        if spec is not None and dtype_name(proto.dtype) != spec.dtype:
+            raise _malformed(what, f"output {name!r} has dtype {dtype_name(proto.dtype)}; expected {spec.dtype}")
         values[name] = decode_output(name, proto, what, text=spec is not None)
         if spec is not None:
             shape = values[name].shape

@@ -51,8 +51,9 @@ class ReadTimeout(grpc.aio.ServerInterceptor):
 
     async def _read(self, context, method, deserialize):
         try:
-            request = await asyncio.wait_for(context.read(), self._seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self._seconds):  # no task of its own, unlike wait_for
+                request = await context.read()
+        except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                                 f"{method}: no request message within {self._seconds:g} s "
                                 "(the server's grpc_read_timeout_seconds)")

@@ -16,7 +16,7 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
 
 from tfrec.server import config as config_lib
-from tfrec.server.grpc_status import rpc
+from tfrec.server.grpc_status import rpc, without_paths
 from tfrec.server.model_manager import ModelManager
 from tfrec.serving_errors import ServingError
 
@@ -47,7 +47,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             status.status.SetInParent()  # error_code OK, as TF Serving reports it
             if state.error is not None:
                 status.status.error_code = state.error.code.value[0]
-                status.status.error_message = state.error.message
+                status.status.error_message = without_paths(state.error.message)
         return response
 
     @rpc

@@ -27,8 +27,8 @@ method 405, a request not in within the deadline 408, a connection beyond
 With a bearer token, every route but model status (left open for health
 checkers, as the gRPC health service is) needs the header
 `Authorization: Bearer <token>`; without it, model status shows the
-versions' states and error codes, not the error texts, and absolute paths in
-status errors are cut to their last two components either way. With a
+versions' states and error codes, not the error texts. Absolute paths in
+every error text are cut to their last two components (`grpc_status.without_paths`). With a
 certificate the port speaks HTTPS only. Connections live on the server's
 event loop (a stalled client holds no thread) and requests run on a thread
 pool. Nothing else is served: no files, no directory listings.
@@ -59,7 +59,6 @@ from tfrec.server.json_tensor import json_inputs, outputs_json, parse_predict_bo
 from tfrec.serving_errors import ServingError
 
 MAX_VERSION = (1 << 63) - 1
-_ABSOLUTE_PATH = re.compile(r"(?<![\w/:.~])/[^\s'\"]+")
 
 _VERSION = r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
 _PREDICT_ROUTE = re.compile(r"/v1/models/(?P<name>[^/:]+)" + _VERSION + r":(?P<method>predict|classify|regress)",
@@ -163,14 +162,11 @@ class RestApiServer:
 
     def _status(self, match, body, headers):
         """Model status, open to health checkers: without the token (when the server has one) the versions'
-        states and error codes only; the error texts otherwise, absolute paths shortened in both cases."""
-        try:
-            response = self._models.model_status(_model_spec(match))
-        except ServingError as e:
-            raise ServingError(e.code, without_paths(e.message)) from None
-        detailed = self._expected is None or self._authenticated(headers.get("Authorization", ""))
-        for version in response.model_version_status:
-            version.status.error_message = without_paths(version.status.error_message) if detailed else ""
+        states and error codes only; the error texts otherwise (their paths shortened by `ModelService`)."""
+        response = self._models.model_status(_model_spec(match))
+        if self._expected is not None and not self._authenticated(headers.get("Authorization", "")):
+            for version in response.model_version_status:
+                version.status.error_message = ""
         return 200, json_format.MessageToDict(response, always_print_fields_with_no_presence=True), JSON
 
     def _metadata(self, match, body, headers):
@@ -198,21 +194,6 @@ class RestApiServer:
 
         response = self._prediction.predict(request, api="rest", fill_inputs=fill_inputs)
         return 200, outputs_json(response.outputs, row), JSON
-
-
-def without_paths(text: str) -> str:
-    """`text` with each absolute path cut to its last two components, so the server's layout stays its own.
-
-    Example:
-
-    >>> without_paths("cannot load /srv/models/tiny/3: bad file")
-    'cannot load .../tiny/3: bad file'
-    """
-    def shorten(match):
-        path = match[0].rstrip(":,.;)")
-        return ".../" + "/".join([part for part in path.split("/") if part][-2:]) + match[0][len(path):]
-
-    return _ABSOLUTE_PATH.sub(shorten, text)
 
 
 def _model_spec(match) -> model_pb2.ModelSpec:

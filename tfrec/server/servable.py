@@ -25,13 +25,13 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfrec import version_files
 from tfrec.server.batching import call_unbatched
 from tfrec.serving_errors import ServingError, status_code_from_number
+from tfrec.tensor_protos import ALL_VALUE_FIELDS, VALUE_FIELDS, dtype_name, to_ndarray, to_tensor_proto
 
 try:  # Registers the TF Text ops that exported tokenisers use.
     import tensorflow_text  # noqa: F401
@@ -91,18 +91,14 @@ class Signature:
         spec = self.inputs[name]
         where = f"input {name!r} of signature {self.name!r}"
         if proto.dtype != spec.dtype.as_datatype_enum:
-            raise _invalid(f"{where} has dtype {_dtype_name(proto.dtype)}; expected {spec.dtype.name}")
+            raise _invalid(f"{where} has dtype {dtype_name(proto.dtype)}; expected {spec.dtype.name}")
         _check_declared(where, proto, spec)
         try:
-            array = tf.make_ndarray(proto)
+            array = to_ndarray(proto)
         except (ValueError, TypeError) as e:
             raise _invalid(f"{where}: malformed TensorProto ({e})") from e
         if array.dtype == object:
-            for value in array.ravel():
-                try:
-                    value.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise _invalid(f"{where} holds {value[:40]!r}, which is not UTF-8 text") from None
+            _check_utf8(where, proto.string_val)
         expected = spec.shape
         if expected.rank is not None:
             if array.ndim != expected.rank:
@@ -119,6 +115,21 @@ class Signature:
         if array.ndim >= 1 and array.shape[0] == 0:
             raise _invalid(f"{where} has an empty batch (shape {list(array.shape)})")
         return tf.constant(array, dtype=spec.dtype)
+
+
+def _check_utf8(where: str, values) -> None:
+    """INVALID_ARGUMENT naming the first of `values` (bytes) that is not UTF-8 text. Joined by an ASCII byte,
+    which no multi-byte sequence can hold, the whole is UTF-8 exactly when every value is: one decode."""
+    try:
+        b"\n".join(values).decode("utf-8")
+        return
+    except UnicodeDecodeError:
+        pass
+    for value in values:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid(f"{where} holds {value[:40]!r}, which is not UTF-8 text") from None
 
 
 def broadcast_scalars(specs: dict, inputs: dict) -> dict:
@@ -150,24 +161,6 @@ def broadcast_scalars(specs: dict, inputs: dict) -> dict:
     return broadcast
 
 
-# The value field of each dtype a signature takes (TensorProto keeps one repeated field per kind).
-_VALUE_FIELDS = {
-    tf.string.as_datatype_enum: "string_val", tf.float32.as_datatype_enum: "float_val",
-    tf.float64.as_datatype_enum: "double_val", tf.int32.as_datatype_enum: "int_val",
-    tf.int64.as_datatype_enum: "int64_val", tf.bool.as_datatype_enum: "bool_val",
-}
-_ALL_VALUE_FIELDS = ("string_val", "float_val", "double_val", "int_val", "int64_val", "bool_val", "half_val",
-                     "scomplex_val", "dcomplex_val", "resource_handle_val", "variant_val", "uint32_val", "uint64_val")
-
-
-def _dtype_name(number):
-    """TensorFlow's name of DataType `number` ("string"), else its enum name ("DT_INVALID") or the bare number."""
-    try:
-        return tf.dtypes.as_dtype(number).name
-    except TypeError:
-        return types_pb2.DataType.Name(number) if number in types_pb2.DataType.values() else f"DataType {number}"
-
-
 def _check_declared(where, proto, spec):
     """Refuses, before anything is allocated, a TensorProto whose declared shape is not what it carries.
 
@@ -186,8 +179,8 @@ def _check_declared(where, proto, spec):
     count = math.prod(dims)  # exact: a NumPy product of huge dimensions would wrap around
     if count > MAX_INPUT_ELEMENTS:
         raise _invalid(f"{where} declares {count} elements (shape {dims}); at most {MAX_INPUT_ELEMENTS} are accepted")
-    own = _VALUE_FIELDS.get(proto.dtype)
-    others = [field for field in _ALL_VALUE_FIELDS if field != own and len(getattr(proto, field))]
+    own = VALUE_FIELDS.get(proto.dtype)
+    others = [field for field in ALL_VALUE_FIELDS if field != own and len(getattr(proto, field))]
     if others:
         raise _invalid(f"{where} has dtype {spec.dtype.name} but carries {others[0]}")
     if proto.tensor_content:
@@ -312,7 +305,7 @@ class ServableVersion:
                 f"{clean_tf_message(e.message)}",
             ) from e
         wanted = output_filter or outputs.keys()
-        return {name: tf.make_tensor_proto(outputs[name]) for name in wanted}
+        return {name: to_tensor_proto(outputs[name]) for name in wanted}
 
     def signature(self, name):
         """The `Signature` called `name`; NOT_FOUND listing the known ones otherwise."""
