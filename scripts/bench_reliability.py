@@ -75,15 +75,19 @@ TRACEBACK = "Traceback (most recent call last)"
 
 
 class Recorder:
-    """Collects the results of the cases: class, case, expectation, outcome, seconds, message, path taken."""
+    """Collects the results of the cases: class, case, expectation, outcome, seconds, message (the work
+    directory `work` and any other temp directory written TMP), path taken."""
 
-    def __init__(self):
-        self.results = []
+    def __init__(self, work):
+        self.results, self.escaped_work = [], re.escape(work)
+        self.temp_paths = re.compile(re.escape(work) + "|" + re.escape(tempfile.gettempdir()) + r"/[^/\s'\"]+")
 
     def add(self, klass, case, expect, attempt, seconds, via=""):
         outcome = rc.judge(expect, attempt)
-        result = {"class": klass, "case": case, "expected": expect.describe(), "outcome": outcome,
-                  "seconds": round(seconds, 2), "message": " ".join(attempt.message.split()), "via": via}
+        expected = self.temp_paths.sub("TMP", expect.describe().replace(self.escaped_work, "TMP"))
+        result = {"class": klass, "case": case, "expected": expected, "outcome": outcome,
+                  "seconds": round(seconds, 2), "via": via,
+                  "message": self.temp_paths.sub("TMP", " ".join(attempt.message.split()))}
         self.results.append(result)
         print(f"[{klass}] {case}: {outcome} ({seconds:.1f} s) {result['message'][:160]}", flush=True)
         return outcome
@@ -163,8 +167,14 @@ def command(module, args, timeout=None):
 def write_files(case, directory):
     os.makedirs(directory, exist_ok=True)
     for file, content in case.files.values():
-        with open(os.path.join(directory, file), "wb") as f:
-            f.write(content)
+        path = os.path.join(directory, file)
+        if content == rc.FIFO:
+            os.mkfifo(path)
+        elif content == rc.FOLDER:
+            os.makedirs(path)
+        elif not os.path.isabs(file):
+            with open(path, "wb") as f:
+                f.write(content)
 
 
 def data_in_process(argv):
@@ -1242,7 +1252,7 @@ def main(argv):
         raise app.UsageError(f"--classes: unknown {unknown}; expected some of {list(CLASSES)}")
     started = time.monotonic()
     work = tempfile.mkdtemp(prefix="bench_reliability-")
-    recorder = Recorder()
+    recorder = Recorder(work)
     needs_model = set(FLAGS.classes) - {"data"}
     run_dir, export_base = setup(work) if needs_model else (None, None)
     runners = {"data": lambda: run_data(recorder, work), "flags": lambda: run_flags(recorder, work, run_dir, export_base),
