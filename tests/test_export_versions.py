@@ -6,6 +6,7 @@ manifest last) around a placeholder `saved_model.pb`: what is checked here is th
 (tests/test_export.py checks that a real export passes `check_version`).
 """
 
+import errno
 import json
 import logging
 import os
@@ -153,3 +154,13 @@ def test_a_full_disk_met_while_writing_is_one_storage_error(tmp_path):
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
     with pytest.raises(disk_space.StorageError, match=r"^export: \d+ MB free in \S+; it needs about 1000000 MB"):
         disk_space.require_free(str(tmp_path / "not" / "made" / "yet"), 10**12, "export")
+
+
+def test_a_file_size_limit_met_while_writing_is_one_storage_error(tmp_path):
+    with pytest.raises(disk_space.StorageError, match=r"^export: writing .*m failed: File too large") as caught:
+        with disk_space.storage_errors(str(tmp_path / "m"), "export"):  # how TensorFlow reports EFBIG
+            raise tf.errors.OutOfRangeError(None, None, "m/.tmp-1/saved_model.pb.tmp0; File too large")
+    assert caught.value.errno == errno.EFBIG
+    with pytest.raises(tf.errors.OutOfRangeError, match="End of sequence"):  # not a file size limit: left as it is
+        with disk_space.storage_errors(str(tmp_path / "m"), "export"):
+            raise tf.errors.OutOfRangeError(None, None, "End of sequence")
