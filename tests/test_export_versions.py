@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -91,20 +92,25 @@ def test_a_truncated_items_file_is_an_error_naming_file_and_line(tmp_path):
         catalogue_lib.read_jsonl(items)
 
 
-def test_added_items_survive_an_empty_or_broken_newest_version(tmp_path, caplog):
+def test_added_items_survive_an_empty_newest_version_and_a_broken_one_is_refused(tmp_path, caplog):
     model_dir = str(tmp_path / "movies")
     _write_version(model_dir, 1, RUN_IDS + ["new1", "new2"])
-    os.makedirs(os.path.join(model_dir, "2"))  # empty, e.g. being copied in
-    broken = _write_version(model_dir, 3, RUN_IDS + ["new1", "new2", "new3"])
-    _truncate(os.path.join(broken, "assets", "items.jsonl"), 40)
+    os.makedirs(os.path.join(model_dir, "2"))  # empty, e.g. just made
     run_catalogue = catalogue_lib.Catalogue(RUN_IDS, ["", "a", "b", "c"])
     with caplog.at_level(logging.WARNING):
         ids, texts, titles = exporter.carried_items(str(tmp_path), "movies", run_catalogue)
     assert ids == ["new1", "new2"] and texts == ["text of new1. More.", "text of new2. More."]
     assert titles == ["text of new1", "text of new2"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("passing over version 3" in w and "items.jsonl" in w for w in warnings), warnings
-    assert any("passing over version 2" in w and "no saved_model.pb" in w for w in warnings), warnings
+    assert any("passing over version 2: it is empty" in w for w in warnings), warnings
+    broken = _write_version(model_dir, 3, RUN_IDS + ["new1", "new2", "new3"])
+    items = os.path.join(broken, "assets", "items.jsonl")
+    _truncate(items, 40)  # new3 could be carried from no other version: refused, not dropped
+    with pytest.raises(version_files.IncompleteVersionError,
+                       match=rf"^version 3 is incomplete \({re.escape(items)}: .*\): the items it holds cannot be "
+                             rf"carried forward; repair or remove {re.escape(broken)}, or export with "
+                             "--no_keep_catalogue$"):
+        exporter.carried_items(str(tmp_path), "movies", run_catalogue)
 
 
 def _dead_pid():
