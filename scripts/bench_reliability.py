@@ -37,6 +37,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -144,10 +145,19 @@ def error_lines(text, count=4):
     return " | ".join(lines[errors[-1]:] if errors else lines[-count:])[:1000]
 
 
-def command(module, args, timeout=None):
+def file_size_limit(limit_bytes):
+    """A `preexec_fn` setting RLIMIT_FSIZE to `limit_bytes` with SIGXFSZ ignored: a write past it fails with
+    EFBIG (as on a full disk, for one file)."""
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return preexec
+
+
+def command(module, args, timeout=None, preexec_fn=None):
     """Runs `python -m module args`: an `Attempt` (accepted = exit 0) with facts {"returncode", "stdout"}."""
     process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)
+                               stderr=subprocess.PIPE, start_new_session=True, preexec_fn=preexec_fn)
     try:
         stdout, stderr = process.communicate(timeout=timeout or FLAGS.timeout)
     except subprocess.TimeoutExpired:
@@ -235,6 +245,7 @@ def flag_cases(work, run_dir, export_base):
     a_file = os.path.join(work, "a-file")
     nonempty = os.path.join(work, "nonempty")
     unfinished = os.path.join(work, "unfinished-run")
+    token_file = os.path.join(work, "token")
 
     def resumed(*changed):
         copy = next(fresh)
@@ -302,6 +313,18 @@ def flag_cases(work, run_dir, export_base):
         ("serve --auth_token_file missing", "tfrec.serve",
          ["--server=embedded", "--model_name=m", f"--model_base_path={export_base}/m",
           "--auth_token_file=/no/such/token"], None, refuse("/no/such/token")),
+        ("serve --auth_token_file with non-ASCII bytes", "tfrec.serve",
+         ["--server=embedded", "--model_name=m", f"--model_base_path={export_base}/m",
+          f"--auth_token_file={token_file}"], lambda: write_bytes(token_file, b"tok\xff\xfeen\n"),
+         refuse("auth_token_file", "ASCII")),
+        ("serve --auth_token_file empty", "tfrec.serve",
+         ["--server=embedded", "--model_name=m", f"--model_base_path={export_base}/m",
+          f"--auth_token_file={token_file}"], lambda: write_bytes(token_file, b""),
+         refuse("auth_token_file", "expected a token|empty")),
+        ("--delimiter=ab", "tfrec.data", ["describe", "--source=synthetic:users=20,items=30", "--delimiter=ab"], None,
+         refuse("delimiter", "one character")),
+        ("--delimiter a newline", "tfrec.data", ["describe", "--source=synthetic:users=20,items=30", "--delimiter=\n"],
+         None, refuse("delimiter", "one character")),
         ("serve --model_config_file with --model_name", "tfrec.serve",
          ["--model_config_file=serving/models.config", "--model_name=m"], None, refuse("not both")),
         ("serve --port=-1", "tfrec.serve", ["--server=embedded", "--model_name=m",
@@ -334,6 +357,11 @@ def version_flag_cases(work, run_dir, export_base, train):
          [f"--run_dir={run_dir}", f"--export_base={odd_base}", "--model_name=m"], odd_directories,
          rc.Expect(check=wrote_version_3, says="version 3 written (2 is empty, \u0667 and \u00b2 are no versions)")),
     ]
+
+
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 FLAG_CLI_SAMPLE = ("--history_length=0", "a positional argument", "resume with a changed --learning_rate")
@@ -372,6 +400,111 @@ def run_flags(recorder, work, run_dir, export_base):
             if setup:
                 setup()
             recorder.timed("flags", name, expect, run, via=via)
+    run_storage_cases(recorder, work, run_dir)
+
+
+def read_only_directory(work):
+    """A directory this process cannot write in: a 0o555 one, or for root (who writes there anyway) /sys."""
+    directory = os.path.join(work, "read-only")
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o555)
+    return "/sys" if os.geteuid() == 0 else directory
+
+
+def checked_after(run, problem):
+    """`run()`'s `Attempt`; when it was refused but `problem()` (what its output left wrong) is not None, an
+    accepted one carrying that problem (so it is judged silently wrong)."""
+    attempt = run()
+    left = problem()
+    if not attempt.accepted and not attempt.crash and left:
+        return rc.Attempt(True, f"{left}; {attempt.message}", {"problem": left})
+    return attempt
+
+
+def export_race(run_dir, base):
+    """Two `tfrec.export` of `run_dir` into `base` started at once: an `Attempt` (accepted = both ended) whose
+    facts say what is wrong: an [Errno 39], a traceback, both refused, or a partial version."""
+    processes = [subprocess.Popen([sys.executable, "-m", "tfrec.export", f"--run_dir={run_dir}",
+                                   f"--export_base={base}", "--model_name=m"], cwd=REPO, env=env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                 for _ in range(2)]
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=FLAGS.timeout * 2)[0].decode(errors="replace"))
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+            return rc.Attempt(False, "an export still running", hang=True)
+    codes = [process.returncode for process in processes]
+    versions = sorted(name for name in os.listdir(os.path.join(base, "m")) if name.isdigit())
+    ends = [error_lines(output, 1)[:150] for output in outputs]
+    problem = ("[Errno 39]" if any("Errno 39" in output for output in outputs) else
+               "a traceback" if any(TRACEBACK in output for output in outputs) else
+               "neither export succeeded" if all(codes) else
+               "the refused export does not say why" if any(codes) and not any(
+                   "another export" in end for end, code in zip(ends, codes) if code) else
+               complete_versions(os.path.join(base, "m")))
+    return rc.Attempt(True, f"exit codes {codes}, versions {versions}; {' / '.join(ends)}", {"problem": problem})
+
+
+def stale_stage(run_dir, base):
+    """Version 1 and the `.tmp-` directory of a dead export (an hour old), then an export: an `Attempt` whose
+    facts say what is wrong unless the directory is gone and version 2 written."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stage = os.path.join(base, "m", f".tmp-2-{socket.gethostname()}-{dead.pid}-abcd1234")
+    os.makedirs(os.path.join(stage, "variables"))
+    write_bytes(os.path.join(stage, "saved_model.pb"), b"half written")
+    os.utime(stage, (time.time() - 3600,) * 2)
+    attempt = command("tfrec.export", [f"--run_dir={run_dir}", f"--export_base={base}", "--model_name=m"])
+    if attempt.accepted:
+        left = sorted(os.listdir(os.path.join(base, "m")))
+        attempt.facts = {"problem": None if left == ["1", "2"] else f"left {left}"}
+        attempt.message = f"versions after the export: {left}; {attempt.message[-200:]}"
+    return attempt
+
+
+def run_storage_cases(recorder, work, run_dir):
+    """Training and export under a file size limit or into a read-only directory, two exports racing, a stale
+    temporary directory of a dead export."""
+    storage = os.path.join(work, "storage")
+    train_run, export_base = os.path.join(storage, "run"), os.path.join(storage, "exports")
+    no_partial = "no partial output looks complete"
+    recorder.timed("flags", "train under a 200 kB file size limit (EFBIG)",
+                   rc.Expect(refuse=("file size limit|File too large",), check=lambda facts: facts["problem"],
+                             says=no_partial),
+                   lambda: checked_after(lambda: command("tfrec.train", [*TINY_TRAIN, f"--run_dir={train_run}"],
+                                                         preexec_fn=file_size_limit(200_000)),
+                                         lambda: complete_run(train_run)), via="tfrec.train")
+    recorder.timed("flags", "export under a 1 MB file size limit (EFBIG)",
+                   rc.Expect(refuse=("File too large|file size limit",), check=lambda facts: facts["problem"],
+                             says=no_partial),
+                   lambda: checked_after(lambda: command("tfrec.export", [f"--run_dir={run_dir}",
+                                                                          f"--export_base={export_base}",
+                                                                          "--model_name=m"],
+                                                         preexec_fn=file_size_limit(1_000_000)),
+                                         lambda: complete_versions(os.path.join(export_base, "m")) or (
+                                             "a version written" if layout_versions(export_base) else None)),
+                   via="tfrec.export")
+    read_only = read_only_directory(work)
+    recorder.timed("flags", "train into a read-only --run_dir", rc.refuse(re.escape(read_only), "cannot write"),
+                   lambda: command("tfrec.train", [*TINY_TRAIN, f"--run_dir={read_only}/run"]), via="tfrec.train")
+    race_base = os.path.join(storage, "race")
+    recorder.timed("flags", "two exports racing for one version",
+                   rc.Expect(check=lambda facts: facts["problem"], says="one version each, or one refused saying so"),
+                   lambda: export_race(run_dir, race_base), via="tfrec.export")
+    stale_base = os.path.join(storage, "stale")
+    os.makedirs(os.path.join(stale_base, "m"))
+    shutil.copytree(os.path.join(work, "exports", "m", "1"), os.path.join(stale_base, "m", "1"))
+    recorder.timed("flags", "stale .tmp- directory of a dead export", rc.Expect(
+        check=lambda facts: facts["problem"], says="removed by the next export, version 2 written"),
+        lambda: stale_stage(run_dir, stale_base), via="tfrec.export")
+
+
+def layout_versions(export_base):
+    """The version directories of model `m` under `export_base`."""
+    model_dir = os.path.join(export_base, "m")
+    return [name for name in os.listdir(model_dir) if name.isdigit()] if os.path.isdir(model_dir) else []
 
 
 # ---------------------------------------------------------------- kills
