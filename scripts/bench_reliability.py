@@ -899,6 +899,84 @@ class Requests:
         ]
 
 
+def peak_rss_growth(run):
+    """`run()`'s `Attempt`, its facts {"reply", "growth"}: the growth of this process's peak RSS (the in-process
+    server's, VmHWM reset through /proc/self/clear_refs) over its RSS before, in bytes."""
+    def status(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) << 10 for line in f if line.startswith(field + ":"))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    attempt = run()
+    growth = status("VmHWM") - before
+    attempt.facts = {"reply": attempt.facts, "growth": growth}
+    attempt.message = f"peak RSS +{growth / 1e6:.0f} MB; {attempt.message}"
+    return attempt
+
+
+def under_1_gb(check=None):
+    """A check of `peak_rss_growth` facts: the reply passes `check` (if any) and the growth is under 1 GB."""
+    def checked(facts):
+        if facts["growth"] >= 1 << 30:
+            return f"peak RSS grew {facts['growth'] / 1e9:.1f} GB"
+        return check(facts["reply"]) if check else None
+    return checked
+
+
+def large_input_cases(recorder, requests):
+    """Histories of thousands of ids for recommend and explain, hundreds of thousands of texts for embed_items
+    (each within the message limit), and k=2**31 through the client library."""
+    import tensorflow as tf
+    from tfrec.client import RecommenderClient
+    from tfrec.serving_errors import ServingError
+
+    known = requests.catalogue
+    window = known[:10]
+    for length in (8_000, 12_000):
+        history = tf.make_tensor_proto([[window[i % 10] for i in range(length)]], dtype=tf.string)
+        recorder.timed("requests", f"recommend a history of {length:,} ids",
+                       rc.Expect(check=under_1_gb(requests.recommends(1, 3, window)),
+                                 says="3 items (the history cut to the model's window), peak RSS +<1 GB"),
+                       lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict,
+                                                                    requests.request(history=history))), via="gRPC")
+
+    def influence_of(length):
+        def check(reply):
+            shape = list(tf.make_ndarray(reply.outputs["influence"]).shape)
+            return None if shape == [1, 3, length] else f"influence of shape {shape}"
+        return check
+
+    per_mib = (1 << 20) // (len(known[0]) + 2)
+    for length in (256, 600, per_mib * 3):  # 256: the longest history influence.MAX_EXPLAIN_COST allows
+        history = tf.make_tensor_proto([[window[i % 10] for i in range(length)]], dtype=tf.string)
+        candidates = tf.make_tensor_proto([known[20:23]], dtype=tf.string)
+        recorder.timed("requests", f"explain a history of {length:,} ids",
+                       rc.Expect(refuse=("INVALID_ARGUMENT", "at most"), check=under_1_gb(influence_of(length)),
+                                 says=f"influence [1, 3, {length}], peak RSS +<1 GB"),
+                       lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict, requests.request(
+                           signature="explain", k=None, history=history, candidates=candidates))), via="gRPC")
+    for count in (100_000, 400_000):
+        texts = tf.make_tensor_proto(["ab"] * count, dtype=tf.string)
+        recorder.timed("requests", f"embed_items of {count:,} two-letter texts",
+                       rc.Expect(refuse=("INVALID_ARGUMENT|RESOURCE_EXHAUSTED", "at most|larger|limit"),
+                                 check=under_1_gb(), says="embeddings, peak RSS +<1 GB"),
+                       lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict, requests.request(
+                           signature="embed_items", k=None, history=None, text=texts))), via="gRPC")
+
+    def client_k():
+        with RecommenderClient(requests.target, "m") as client:
+            try:
+                client.recommend([known[:2]], k=2**31)
+            except (ValueError, ServingError) as error:
+                return rc.Attempt(False, f"{type(error).__name__}: {error}")
+        return rc.Attempt(True, "answered")
+
+    recorder.timed("requests", "client recommend(k=2**31)", rc.refuse(r"\bk\b", "2147483648"), client_k,
+                   via="client")
+
+
 def stalled_clients(requests, count=20):
     """`count` channels each opening a Predict stream that never sends its message; then a normal Predict and a
     Health.Check with a 5 s deadline."""
@@ -1103,6 +1181,7 @@ def run_requests(recorder, work, export_base):
         for name, method, path, body, headers, expect in requests.rest_cases():
             recorder.timed("requests", name, expect,
                            lambda: rest_attempt(server.rest_port, method, path, body, headers), via="REST")
+        large_input_cases(recorder, requests)
         answers = rc.Expect(check=lambda facts: None, says="Predict and Health answer within 5 s")
         recorder.timed("requests", "20 stalled clients (headers, no message)", answers,
                        lambda: stalled_clients(requests), via="gRPC")
