@@ -34,6 +34,7 @@ Example:
 
 import collections
 import json
+import logging
 import os
 import random
 import re
@@ -1378,24 +1379,121 @@ def run_reload(recorder, work, run_dir, export_base):
             copy_slowly(os.path.join(base, "4"), os.path.join(base, "5"), 0.0)
 
         case("corrupt version repaired in place", server, repair, 5)
-        case("new version with a truncated item_ids.txt", server, lambda: truncated_catalogue(root, base, target), 5,
-             rc.Expect(check=lambda facts: facts, says="0 failed requests, version 6 refused, 5 serving"))
+        for version, file in ((6, "item_ids.txt"), (7, "item_titles.txt")):
+            case(f"new version with a truncated {file}", server,
+                 lambda: truncated_catalogue(root, base, target, file, version), 5,
+                 rc.Expect(check=lambda facts: facts, says=f"0 failed requests, version {version} refused, 5 serving"))
+        other = command("tfrec.export", [f"--run_dir={run_dir}", f"--export_base={root}", "--model_name=other",
+                                         "--catalogue_dtype=int8"], timeout=FLAGS.timeout * 2)
+        case("served version replaced in place by another model", server,
+             lambda: replaced_in_place(root, base, os.path.join(root, "other", "1")) if other.accepted
+             else f"export of the other model failed: {other.message[-200:]}", 5,
+             rc.Expect(check=lambda facts: facts, says="0 failed requests, the change logged and reloaded"))
     finally:
         server.stop()
+    carried_catalogue(recorder, work, run_dir, export_base)
 
 
-def truncated_catalogue(root, base, target):
-    """Publishes a copy of version 5 as 6 with half its item_ids.txt; returns what is wrong unless the server
-    refuses version 6 (END) and version 5 keeps serving."""
-    staging = os.path.join(root, "staging-6")
+def truncated_catalogue(root, base, target, file, version):
+    """Publishes a copy of version 5 as `version` with half its `assets/file`; returns what is wrong unless the
+    server refuses that version (END) and version 5 keeps serving."""
+    staging = os.path.join(root, f"staging-{version}")
     shutil.copytree(os.path.join(base, "5"), staging)
-    ids = os.path.join(staging, "assets", "item_ids.txt")
-    with open(ids, "rb+") as f:
-        f.truncate(os.path.getsize(ids) // 2)
-    os.rename(staging, os.path.join(base, "6"))
+    path = os.path.join(staging, "assets", file)
+    with open(path, "rb+") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    os.rename(staging, os.path.join(base, str(version)))
     time.sleep(5)  # ten polls
     states = served_state(target, "r")
-    return None if states.get(6) == "END" and states.get(5) == "AVAILABLE" else f"status {states}"
+    return None if states.get(version) == "END" and states.get(5) == "AVAILABLE" else f"status {states}"
+
+
+class LogLines(logging.Handler):
+    """Collects the messages the server logs (absl's Python logger) while attached."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def wait_for(self, text, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not any(text in m for m in self.messages) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return any(text in m for m in self.messages)
+
+
+def replaced_in_place(root, base, other):
+    """Replaces the served version 5 by the version directory `other` (another model) under the same number;
+    returns what is wrong unless the server logs the change and reloads it."""
+    lines, logger = LogLines(), logging.getLogger("absl")
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)  # "Reloaded ..." is an INFO line
+    try:
+        staging, old = os.path.join(root, "staging-5"), os.path.join(root, "old-5")
+        shutil.copytree(other, staging)
+        os.rename(os.path.join(base, "5"), old)
+        os.rename(staging, os.path.join(base, "5"))
+        shutil.rmtree(old)
+        if not lines.wait_for("Reloaded model 'r' version 5"):
+            return f"not reloaded; logged {[m[:100] for m in lines.messages if 'version 5' in m][:3]}"
+        return None if any("changed on disk" in m for m in lines.messages) else "reloaded without logging why"
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+
+
+def carried_catalogue(recorder, work, run_dir, export_base):
+    """`tfrec.export` after an `--update_catalog` version, when the newest version is empty, then broken (a
+    truncated items.jsonl): the added items kept, or the export refused naming what is broken."""
+    base = os.path.join(work, "carry")
+    model_dir = os.path.join(base, "m")
+    shutil.copytree(os.path.join(export_base, "m", "1"), os.path.join(model_dir, "1"))
+    added, more = os.path.join(base, "added.csv"), os.path.join(base, "more.csv")
+    write_bytes(added, b"item_id,text\nnew-1,a space opera about robots\nnew-2,a quiet romance in paris\n")
+    write_bytes(more, b"item_id,text\nnew-3,a heist across three cities\n")
+
+    def export(*extra):
+        return command("tfrec.export", [f"--run_dir={run_dir}", f"--export_base={base}", "--model_name=m", *extra],
+                       timeout=FLAGS.timeout * 2)
+
+    def keeps_added(attempt):
+        if attempt.accepted:
+            version = max(int(v) for v in layout_versions(base))
+            with open(os.path.join(model_dir, str(version), "assets", "items.jsonl")) as f:
+                ids = {json.loads(line)["item_id"] for line in f if line.strip()}
+            lost = sorted({"new-1", "new-2"} - ids)
+            attempt.facts = {"problem": f"version {version} lacks {lost}" if lost else None}
+            attempt.message = f"version {version} holds {len(ids)} items; {attempt.message[-200:]}"
+        return attempt
+
+    setup_result = export(f"--update_catalog={added}")
+    if not setup_result.accepted:
+        recorder.add("reload", "export --update_catalog (setup)", rc.Expect(check=lambda facts: None, says="exported"),
+                     setup_result, 0, via="tfrec.export")
+        return
+    keeps = rc.Expect(check=lambda facts: facts["problem"], says="the added items new-1, new-2 kept")
+
+    def beside_empty():
+        os.makedirs(os.path.join(model_dir, "3"))
+        return keeps_added(export())
+
+    recorder.timed("reload", "export after --update_catalog, the newest version empty", keeps, beside_empty,
+                   via="tfrec.export")
+
+    def over_truncated():
+        newest = max(int(v) for v in layout_versions(base))
+        items = os.path.join(model_dir, str(newest), "assets", "items.jsonl")
+        with open(items, "rb+") as f:
+            f.truncate(os.path.getsize(items) - 30)
+        return keeps_added(export(f"--update_catalog={more}"))
+
+    recorder.timed("reload", "export --update_catalog over a newest version with a truncated items.jsonl",
+                   rc.Expect(refuse=(r"items\.jsonl", "incomplete|truncated"), check=keeps.check, says=keeps.says),
+                   over_truncated, via="tfrec.export")
 
 
 # ---------------------------------------------------------------- tables
