@@ -34,9 +34,11 @@ Example:
 
 import collections
 import json
+import logging
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -75,15 +77,19 @@ TRACEBACK = "Traceback (most recent call last)"
 
 
 class Recorder:
-    """Collects the results of the cases: class, case, expectation, outcome, seconds, message, path taken."""
+    """Collects the results of the cases: class, case, expectation, outcome, seconds, message (the work
+    directory `work` and any other temp directory written TMP), path taken."""
 
-    def __init__(self):
-        self.results = []
+    def __init__(self, work):
+        self.results, self.escaped_work = [], re.escape(work)
+        self.temp_paths = re.compile(re.escape(work) + "|" + re.escape(tempfile.gettempdir()) + r"/[^/\s'\"]+")
 
     def add(self, klass, case, expect, attempt, seconds, via=""):
         outcome = rc.judge(expect, attempt)
-        result = {"class": klass, "case": case, "expected": expect.describe(), "outcome": outcome,
-                  "seconds": round(seconds, 2), "message": " ".join(attempt.message.split()), "via": via}
+        expected = self.temp_paths.sub("TMP", expect.describe().replace(self.escaped_work, "TMP"))
+        result = {"class": klass, "case": case, "expected": expected, "outcome": outcome,
+                  "seconds": round(seconds, 2), "via": via,
+                  "message": self.temp_paths.sub("TMP", " ".join(attempt.message.split()))}
         self.results.append(result)
         print(f"[{klass}] {case}: {outcome} ({seconds:.1f} s) {result['message'][:160]}", flush=True)
         return outcome
@@ -140,10 +146,19 @@ def error_lines(text, count=4):
     return " | ".join(lines[errors[-1]:] if errors else lines[-count:])[:1000]
 
 
-def command(module, args, timeout=None):
+def file_size_limit(limit_bytes):
+    """A `preexec_fn` setting RLIMIT_FSIZE to `limit_bytes` with SIGXFSZ ignored: a write past it fails with
+    EFBIG (as on a full disk, for one file)."""
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return preexec
+
+
+def command(module, args, timeout=None, preexec_fn=None):
     """Runs `python -m module args`: an `Attempt` (accepted = exit 0) with facts {"returncode", "stdout"}."""
     process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)
+                               stderr=subprocess.PIPE, start_new_session=True, preexec_fn=preexec_fn)
     try:
         stdout, stderr = process.communicate(timeout=timeout or FLAGS.timeout)
     except subprocess.TimeoutExpired:
@@ -163,8 +178,14 @@ def command(module, args, timeout=None):
 def write_files(case, directory):
     os.makedirs(directory, exist_ok=True)
     for file, content in case.files.values():
-        with open(os.path.join(directory, file), "wb") as f:
-            f.write(content)
+        path = os.path.join(directory, file)
+        if content == rc.FIFO:
+            os.mkfifo(path)
+        elif content == rc.FOLDER:
+            os.makedirs(path)
+        elif not os.path.isabs(file):
+            with open(path, "wb") as f:
+                f.write(content)
 
 
 def data_in_process(argv):
@@ -225,6 +246,7 @@ def flag_cases(work, run_dir, export_base):
     a_file = os.path.join(work, "a-file")
     nonempty = os.path.join(work, "nonempty")
     unfinished = os.path.join(work, "unfinished-run")
+    token_file = os.path.join(work, "token")
 
     def resumed(*changed):
         copy = next(fresh)
@@ -292,6 +314,18 @@ def flag_cases(work, run_dir, export_base):
         ("serve --auth_token_file missing", "tfrec.serve",
          ["--server=embedded", "--model_name=m", f"--model_base_path={export_base}/m",
           "--auth_token_file=/no/such/token"], None, refuse("/no/such/token")),
+        ("serve --auth_token_file with non-ASCII bytes", "tfrec.serve",
+         ["--server=embedded", "--model_name=m", f"--model_base_path={export_base}/m",
+          f"--auth_token_file={token_file}"], lambda: write_bytes(token_file, b"tok\xff\xfeen\n"),
+         refuse("auth_token_file", "ASCII")),
+        ("serve --auth_token_file empty", "tfrec.serve",
+         ["--server=embedded", "--model_name=m", f"--model_base_path={export_base}/m",
+          f"--auth_token_file={token_file}"], lambda: write_bytes(token_file, b""),
+         refuse("auth_token_file", "expected a token|empty")),
+        ("--delimiter=ab", "tfrec.data", ["describe", "--source=synthetic:users=20,items=30", "--delimiter=ab"], None,
+         refuse("delimiter", "one character")),
+        ("--delimiter a newline", "tfrec.data", ["describe", "--source=synthetic:users=20,items=30", "--delimiter=\n"],
+         None, refuse("delimiter", "one character")),
         ("serve --model_config_file with --model_name", "tfrec.serve",
          ["--model_config_file=serving/models.config", "--model_name=m"], None, refuse("not both")),
         ("serve --port=-1", "tfrec.serve", ["--server=embedded", "--model_name=m",
@@ -324,6 +358,11 @@ def version_flag_cases(work, run_dir, export_base, train):
          [f"--run_dir={run_dir}", f"--export_base={odd_base}", "--model_name=m"], odd_directories,
          rc.Expect(check=wrote_version_3, says="version 3 written (2 is empty, \u0667 and \u00b2 are no versions)")),
     ]
+
+
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 FLAG_CLI_SAMPLE = ("--history_length=0", "a positional argument", "resume with a changed --learning_rate")
@@ -362,6 +401,111 @@ def run_flags(recorder, work, run_dir, export_base):
             if setup:
                 setup()
             recorder.timed("flags", name, expect, run, via=via)
+    run_storage_cases(recorder, work, run_dir)
+
+
+def read_only_directory(work):
+    """A directory this process cannot write in: a 0o555 one, or for root (who writes there anyway) /sys."""
+    directory = os.path.join(work, "read-only")
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o555)
+    return "/sys" if os.geteuid() == 0 else directory
+
+
+def checked_after(run, problem):
+    """`run()`'s `Attempt`; when it was refused but `problem()` (what its output left wrong) is not None, an
+    accepted one carrying that problem (so it is judged silently wrong)."""
+    attempt = run()
+    left = problem()
+    if not attempt.accepted and not attempt.crash and left:
+        return rc.Attempt(True, f"{left}; {attempt.message}", {"problem": left})
+    return attempt
+
+
+def export_race(run_dir, base):
+    """Two `tfrec.export` of `run_dir` into `base` started at once: an `Attempt` (accepted = both ended) whose
+    facts say what is wrong: an [Errno 39], a traceback, both refused, or a partial version."""
+    processes = [subprocess.Popen([sys.executable, "-m", "tfrec.export", f"--run_dir={run_dir}",
+                                   f"--export_base={base}", "--model_name=m"], cwd=REPO, env=env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                 for _ in range(2)]
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=FLAGS.timeout * 2)[0].decode(errors="replace"))
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+            return rc.Attempt(False, "an export still running", hang=True)
+    codes = [process.returncode for process in processes]
+    versions = sorted(name for name in os.listdir(os.path.join(base, "m")) if name.isdigit())
+    ends = [error_lines(output, 1)[:150] for output in outputs]
+    problem = ("[Errno 39]" if any("Errno 39" in output for output in outputs) else
+               "a traceback" if any(TRACEBACK in output for output in outputs) else
+               "neither export succeeded" if all(codes) else
+               "the refused export does not say why" if any(codes) and not any(
+                   "another export" in end for end, code in zip(ends, codes) if code) else
+               complete_versions(os.path.join(base, "m")))
+    return rc.Attempt(True, f"exit codes {codes}, versions {versions}; {' / '.join(ends)}", {"problem": problem})
+
+
+def stale_stage(run_dir, base):
+    """Version 1 and the `.tmp-` directory of a dead export (an hour old), then an export: an `Attempt` whose
+    facts say what is wrong unless the directory is gone and version 2 written."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stage = os.path.join(base, "m", f".tmp-2-{socket.gethostname()}-{dead.pid}-abcd1234")
+    os.makedirs(os.path.join(stage, "variables"))
+    write_bytes(os.path.join(stage, "saved_model.pb"), b"half written")
+    os.utime(stage, (time.time() - 3600,) * 2)
+    attempt = command("tfrec.export", [f"--run_dir={run_dir}", f"--export_base={base}", "--model_name=m"])
+    if attempt.accepted:
+        left = sorted(os.listdir(os.path.join(base, "m")))
+        attempt.facts = {"problem": None if left == ["1", "2"] else f"left {left}"}
+        attempt.message = f"versions after the export: {left}; {attempt.message[-200:]}"
+    return attempt
+
+
+def run_storage_cases(recorder, work, run_dir):
+    """Training and export under a file size limit or into a read-only directory, two exports racing, a stale
+    temporary directory of a dead export."""
+    storage = os.path.join(work, "storage")
+    train_run, export_base = os.path.join(storage, "run"), os.path.join(storage, "exports")
+    no_partial = "no partial output looks complete"
+    recorder.timed("flags", "train under a 200 kB file size limit (EFBIG)",
+                   rc.Expect(refuse=("file size limit|File too large",), check=lambda facts: facts["problem"],
+                             says=no_partial),
+                   lambda: checked_after(lambda: command("tfrec.train", [*TINY_TRAIN, f"--run_dir={train_run}"],
+                                                         preexec_fn=file_size_limit(200_000)),
+                                         lambda: complete_run(train_run)), via="tfrec.train")
+    recorder.timed("flags", "export under a 1 MB file size limit (EFBIG)",
+                   rc.Expect(refuse=("File too large|file size limit",), check=lambda facts: facts["problem"],
+                             says=no_partial),
+                   lambda: checked_after(lambda: command("tfrec.export", [f"--run_dir={run_dir}",
+                                                                          f"--export_base={export_base}",
+                                                                          "--model_name=m"],
+                                                         preexec_fn=file_size_limit(1_000_000)),
+                                         lambda: complete_versions(os.path.join(export_base, "m")) or (
+                                             "a version written" if layout_versions(export_base) else None)),
+                   via="tfrec.export")
+    read_only = read_only_directory(work)
+    recorder.timed("flags", "train into a read-only --run_dir", rc.refuse(re.escape(read_only), "cannot write"),
+                   lambda: command("tfrec.train", [*TINY_TRAIN, f"--run_dir={read_only}/run"]), via="tfrec.train")
+    race_base = os.path.join(storage, "race")
+    recorder.timed("flags", "two exports racing for one version",
+                   rc.Expect(check=lambda facts: facts["problem"], says="one version each, or one refused saying so"),
+                   lambda: export_race(run_dir, race_base), via="tfrec.export")
+    stale_base = os.path.join(storage, "stale")
+    os.makedirs(os.path.join(stale_base, "m"))
+    shutil.copytree(os.path.join(work, "exports", "m", "1"), os.path.join(stale_base, "m", "1"))
+    recorder.timed("flags", "stale .tmp- directory of a dead export", rc.Expect(
+        check=lambda facts: facts["problem"], says="removed by the next export, version 2 written"),
+        lambda: stale_stage(run_dir, stale_base), via="tfrec.export")
+
+
+def layout_versions(export_base):
+    """The version directories of model `m` under `export_base`."""
+    model_dir = os.path.join(export_base, "m")
+    return [name for name in os.listdir(model_dir) if name.isdigit()] if os.path.isdir(model_dir) else []
 
 
 # ---------------------------------------------------------------- kills
@@ -756,6 +900,84 @@ class Requests:
         ]
 
 
+def peak_rss_growth(run):
+    """`run()`'s `Attempt`, its facts {"reply", "growth"}: the growth of this process's peak RSS (the in-process
+    server's, VmHWM reset through /proc/self/clear_refs) over its RSS before, in bytes."""
+    def status(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) << 10 for line in f if line.startswith(field + ":"))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    attempt = run()
+    growth = status("VmHWM") - before
+    attempt.facts = {"reply": attempt.facts, "growth": growth}
+    attempt.message = f"peak RSS +{growth / 1e6:.0f} MB; {attempt.message}"
+    return attempt
+
+
+def under_1_gb(check=None):
+    """A check of `peak_rss_growth` facts: the reply passes `check` (if any) and the growth is under 1 GB."""
+    def checked(facts):
+        if facts["growth"] >= 1 << 30:
+            return f"peak RSS grew {facts['growth'] / 1e9:.1f} GB"
+        return check(facts["reply"]) if check else None
+    return checked
+
+
+def large_input_cases(recorder, requests):
+    """Histories of thousands of ids for recommend and explain, hundreds of thousands of texts for embed_items
+    (each within the message limit), and k=2**31 through the client library."""
+    import tensorflow as tf
+    from tfrec.client import RecommenderClient
+    from tfrec.serving_errors import ServingError
+
+    known = requests.catalogue
+    window = known[:10]
+    for length in (8_000, 12_000):
+        history = tf.make_tensor_proto([[window[i % 10] for i in range(length)]], dtype=tf.string)
+        recorder.timed("requests", f"recommend a history of {length:,} ids",
+                       rc.Expect(check=under_1_gb(requests.recommends(1, 3, window)),
+                                 says="3 items (the history cut to the model's window), peak RSS +<1 GB"),
+                       lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict,
+                                                                    requests.request(history=history))), via="gRPC")
+
+    def influence_of(length):
+        def check(reply):
+            shape = list(tf.make_ndarray(reply.outputs["influence"]).shape)
+            return None if shape == [1, 3, length] else f"influence of shape {shape}"
+        return check
+
+    per_mib = (1 << 20) // (len(known[0]) + 2)
+    for length in (256, 600, per_mib * 3):  # 256: the longest history influence.MAX_EXPLAIN_COST allows
+        history = tf.make_tensor_proto([[window[i % 10] for i in range(length)]], dtype=tf.string)
+        candidates = tf.make_tensor_proto([known[20:23]], dtype=tf.string)
+        recorder.timed("requests", f"explain a history of {length:,} ids",
+                       rc.Expect(refuse=("INVALID_ARGUMENT", "at most"), check=under_1_gb(influence_of(length)),
+                                 says=f"influence [1, 3, {length}], peak RSS +<1 GB"),
+                       lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict, requests.request(
+                           signature="explain", k=None, history=history, candidates=candidates))), via="gRPC")
+    for count in (100_000, 400_000):
+        texts = tf.make_tensor_proto(["ab"] * count, dtype=tf.string)
+        recorder.timed("requests", f"embed_items of {count:,} two-letter texts",
+                       rc.Expect(refuse=("INVALID_ARGUMENT|RESOURCE_EXHAUSTED", "at most|larger|limit"),
+                                 check=under_1_gb(), says="embeddings, peak RSS +<1 GB"),
+                       lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict, requests.request(
+                           signature="embed_items", k=None, history=None, text=texts))), via="gRPC")
+
+    def client_k():
+        with RecommenderClient(requests.target, "m") as client:
+            try:
+                client.recommend([known[:2]], k=2**31)
+            except (ValueError, ServingError) as error:
+                return rc.Attempt(False, f"{type(error).__name__}: {error}")
+        return rc.Attempt(True, "answered")
+
+    recorder.timed("requests", "client recommend(k=2**31)", rc.refuse(r"\bk\b", "2147483648"), client_k,
+                   via="client")
+
+
 def stalled_clients(requests, count=20):
     """`count` channels each opening a Predict stream that never sends its message; then a normal Predict and a
     Health.Check with a 5 s deadline."""
@@ -960,6 +1182,7 @@ def run_requests(recorder, work, export_base):
         for name, method, path, body, headers, expect in requests.rest_cases():
             recorder.timed("requests", name, expect,
                            lambda: rest_attempt(server.rest_port, method, path, body, headers), via="REST")
+        large_input_cases(recorder, requests)
         answers = rc.Expect(check=lambda facts: None, says="Predict and Health answer within 5 s")
         recorder.timed("requests", "20 stalled clients (headers, no message)", answers,
                        lambda: stalled_clients(requests), via="gRPC")
@@ -1156,24 +1379,121 @@ def run_reload(recorder, work, run_dir, export_base):
             copy_slowly(os.path.join(base, "4"), os.path.join(base, "5"), 0.0)
 
         case("corrupt version repaired in place", server, repair, 5)
-        case("new version with a truncated item_ids.txt", server, lambda: truncated_catalogue(root, base, target), 5,
-             rc.Expect(check=lambda facts: facts, says="0 failed requests, version 6 refused, 5 serving"))
+        for version, file in ((6, "item_ids.txt"), (7, "item_titles.txt")):
+            case(f"new version with a truncated {file}", server,
+                 lambda: truncated_catalogue(root, base, target, file, version), 5,
+                 rc.Expect(check=lambda facts: facts, says=f"0 failed requests, version {version} refused, 5 serving"))
+        other = command("tfrec.export", [f"--run_dir={run_dir}", f"--export_base={root}", "--model_name=other",
+                                         "--catalogue_dtype=int8"], timeout=FLAGS.timeout * 2)
+        case("served version replaced in place by another model", server,
+             lambda: replaced_in_place(root, base, os.path.join(root, "other", "1")) if other.accepted
+             else f"export of the other model failed: {other.message[-200:]}", 5,
+             rc.Expect(check=lambda facts: facts, says="0 failed requests, the change logged and reloaded"))
     finally:
         server.stop()
+    carried_catalogue(recorder, work, run_dir, export_base)
 
 
-def truncated_catalogue(root, base, target):
-    """Publishes a copy of version 5 as 6 with half its item_ids.txt; returns what is wrong unless the server
-    refuses version 6 (END) and version 5 keeps serving."""
-    staging = os.path.join(root, "staging-6")
+def truncated_catalogue(root, base, target, file, version):
+    """Publishes a copy of version 5 as `version` with half its `assets/file`; returns what is wrong unless the
+    server refuses that version (END) and version 5 keeps serving."""
+    staging = os.path.join(root, f"staging-{version}")
     shutil.copytree(os.path.join(base, "5"), staging)
-    ids = os.path.join(staging, "assets", "item_ids.txt")
-    with open(ids, "rb+") as f:
-        f.truncate(os.path.getsize(ids) // 2)
-    os.rename(staging, os.path.join(base, "6"))
+    path = os.path.join(staging, "assets", file)
+    with open(path, "rb+") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    os.rename(staging, os.path.join(base, str(version)))
     time.sleep(5)  # ten polls
     states = served_state(target, "r")
-    return None if states.get(6) == "END" and states.get(5) == "AVAILABLE" else f"status {states}"
+    return None if states.get(version) == "END" and states.get(5) == "AVAILABLE" else f"status {states}"
+
+
+class LogLines(logging.Handler):
+    """Collects the messages the server logs (absl's Python logger) while attached."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def wait_for(self, text, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not any(text in m for m in self.messages) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return any(text in m for m in self.messages)
+
+
+def replaced_in_place(root, base, other):
+    """Replaces the served version 5 by the version directory `other` (another model) under the same number;
+    returns what is wrong unless the server logs the change and reloads it."""
+    lines, logger = LogLines(), logging.getLogger("absl")
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)  # "Reloaded ..." is an INFO line
+    try:
+        staging, old = os.path.join(root, "staging-5"), os.path.join(root, "old-5")
+        shutil.copytree(other, staging)
+        os.rename(os.path.join(base, "5"), old)
+        os.rename(staging, os.path.join(base, "5"))
+        shutil.rmtree(old)
+        if not lines.wait_for("Reloaded model 'r' version 5"):
+            return f"not reloaded; logged {[m[:100] for m in lines.messages if 'version 5' in m][:3]}"
+        return None if any("changed on disk" in m for m in lines.messages) else "reloaded without logging why"
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+
+
+def carried_catalogue(recorder, work, run_dir, export_base):
+    """`tfrec.export` after an `--update_catalog` version, when the newest version is empty, then broken (a
+    truncated items.jsonl): the added items kept, or the export refused naming what is broken."""
+    base = os.path.join(work, "carry")
+    model_dir = os.path.join(base, "m")
+    shutil.copytree(os.path.join(export_base, "m", "1"), os.path.join(model_dir, "1"))
+    added, more = os.path.join(base, "added.csv"), os.path.join(base, "more.csv")
+    write_bytes(added, b"item_id,text\nnew-1,a space opera about robots\nnew-2,a quiet romance in paris\n")
+    write_bytes(more, b"item_id,text\nnew-3,a heist across three cities\n")
+
+    def export(*extra):
+        return command("tfrec.export", [f"--run_dir={run_dir}", f"--export_base={base}", "--model_name=m", *extra],
+                       timeout=FLAGS.timeout * 2)
+
+    def keeps_added(attempt):
+        if attempt.accepted:
+            version = max(int(v) for v in layout_versions(base))
+            with open(os.path.join(model_dir, str(version), "assets", "items.jsonl")) as f:
+                ids = {json.loads(line)["item_id"] for line in f if line.strip()}
+            lost = sorted({"new-1", "new-2"} - ids)
+            attempt.facts = {"problem": f"version {version} lacks {lost}" if lost else None}
+            attempt.message = f"version {version} holds {len(ids)} items; {attempt.message[-200:]}"
+        return attempt
+
+    setup_result = export(f"--update_catalog={added}")
+    if not setup_result.accepted:
+        recorder.add("reload", "export --update_catalog (setup)", rc.Expect(check=lambda facts: None, says="exported"),
+                     setup_result, 0, via="tfrec.export")
+        return
+    keeps = rc.Expect(check=lambda facts: facts["problem"], says="the added items new-1, new-2 kept")
+
+    def beside_empty():
+        os.makedirs(os.path.join(model_dir, "3"))
+        return keeps_added(export())
+
+    recorder.timed("reload", "export after --update_catalog, the newest version empty", keeps, beside_empty,
+                   via="tfrec.export")
+
+    def over_truncated():
+        newest = max(int(v) for v in layout_versions(base))
+        items = os.path.join(model_dir, str(newest), "assets", "items.jsonl")
+        with open(items, "rb+") as f:
+            f.truncate(os.path.getsize(items) - 30)
+        return keeps_added(export(f"--update_catalog={more}"))
+
+    recorder.timed("reload", "export --update_catalog over a newest version with a truncated items.jsonl",
+                   rc.Expect(refuse=(r"items\.jsonl", "incomplete|truncated"), check=keeps.check, says=keeps.says),
+                   over_truncated, via="tfrec.export")
 
 
 # ---------------------------------------------------------------- tables
@@ -1242,7 +1562,7 @@ def main(argv):
         raise app.UsageError(f"--classes: unknown {unknown}; expected some of {list(CLASSES)}")
     started = time.monotonic()
     work = tempfile.mkdtemp(prefix="bench_reliability-")
-    recorder = Recorder()
+    recorder = Recorder(work)
     needs_model = set(FLAGS.classes) - {"data"}
     run_dir, export_base = setup(work) if needs_model else (None, None)
     runners = {"data": lambda: run_data(recorder, work), "flags": lambda: run_flags(recorder, work, run_dir, export_base),

@@ -16,7 +16,9 @@ Example:
 
 import dataclasses
 import io
+import os
 import re
+import unicodedata
 from typing import Callable, Optional
 
 import pandas as pd
@@ -89,9 +91,14 @@ def judge(expect: Expect, attempt: Attempt) -> str:
 
 # ---------------------------------------------------------------- data files
 
+FIFO, FOLDER = "a named pipe", "a folder"
+"""File contents that are no bytes: `write_files` makes a FIFO or an empty folder of that name."""
+
+
 @dataclasses.dataclass
 class DataCase:
-    """Files of a table source (role -> (file name, bytes)) and the `tfrec.data` flags to read them with."""
+    """Files of a table source (role -> (file name, bytes, `FIFO` or `FOLDER`); an absolute name is used as it
+    is) and the `tfrec.data` flags to read them with."""
 
     name: str
     files: dict
@@ -100,7 +107,7 @@ class DataCase:
 
     def argv(self, directory) -> list:
         """The `python -m tfrec.data describe` flags reading the files from `directory`."""
-        roles = ",".join(f"{role}={directory}/{file}" for role, (file, _) in self.files.items())
+        roles = ",".join(f"{role}={os.path.join(directory, file)}" for role, (file, _) in self.files.items())
         return [f"--source=table:{roles}", "--history_length=5", *self.flags]
 
 
@@ -217,6 +224,23 @@ def title_is(item, expected):
     return check
 
 
+def title_cut():
+    """A check of the loaded tables: one title is over the limit load cuts titles at (it is counted)."""
+    def check(tables):
+        from tfrec.data import texts
+
+        cut = texts.cut_counts(tables.items)["titles"]
+        return None if cut == 1 else f"{cut} titles counted as cut, expected 1"
+    return check
+
+
+def one_id_per_nfc(tables):
+    """A check of the loaded tables: no two catalogue ids print the same (equal after NFC)."""
+    ids = [str(i) for i in tables.items.item_id]
+    forms = {unicodedata.normalize("NFC", i) for i in ids}
+    return None if len(forms) == len(ids) else f"{len(ids)} catalogue ids, {len(forms)} distinct after NFC"
+
+
 def times_are(expected):
     def check(tables):
         got = sorted(tables.interactions.timestamp.tolist())
@@ -260,6 +284,8 @@ def data_cases() -> list:
     quoted_logs = logs[:]
     quoted_logs[4] = ('"2', *logs[4][1:])
     big = "x" * (200 << 10)
+    huge = "x" * (5 << 20)
+    cafe = [(unicodedata.normalize(form, "caf\u00e9"), f"Cafe {form}", "Drama") for form in ("NFC", "NFD")]
     ms = [(u, i, t + "000", rt) for u, i, t, rt in logs]
     iso = [(u, i, pd.Timestamp(int(t), unit="s").strftime("%Y-%m-%dT%H:%M:%S"), rt) for u, i, t, rt in logs]
     times = [int(t) for _, _, t, _ in logs]
@@ -286,6 +312,8 @@ def data_cases() -> list:
                  ok("the title kept whole", counted_and(title_is("3", "Heat, 1995\nRemastered")))),
         DataCase("CSV field over 128 KiB", edited("items", 3, "title", big),
                  ok("the 200 KiB title kept", counted_and(title_is("2", big)))),
+        DataCase("5 MB title", edited("items", 4, "title", huge),
+                 ok("the title cut at load and counted", counted_and(title_cut()))),
         DataCase("UTF-8 titles", edited("items", 2, "title", "Amélie — 天気の子"),
                  ok("the title decoded", counted_and(title_is("1", "Amélie — 天気の子")))),
         DataCase("columns reordered plus an extra one", with_files(interactions=delimited(
@@ -401,6 +429,19 @@ def data_cases() -> list:
         DataCase("JSON lines: an array line", with_files(interactions=("interactions.jsonl",
                                                                        jsonl(log_frame) + b'["1", "2", 3]\n')),
                  refuse(r"interactions\.jsonl", rf"\brow {NUM_LOGS + 1}\b", "JSON object")),
+        DataCase("JSON lines: a duplicate key", with_files(interactions=(
+            "interactions.jsonl", with_line(jsonl(log_frame), 4, '{"user_id": "1", "item_id": "7", '
+                                            f'"timestamp": {logs[2][2]}, "rating": 3.0, "rating": 5.0}}'))),
+            refuse(r"interactions\.jsonl", r"\brow 4\b", "rating", "once|repeated|duplicate")),
+        DataCase("catalogue ids equal after NFC (caf\u00e9 NFC and NFD)", with_files(items=delimited(
+            ITEM_HEADER, items + cafe)), Expect(refuse=(r"items\.csv", rf"\brow {NUM_ITEMS + 3}\b", "item_id"),
+                                                check=counted_and(one_id_per_nfc), says="one id per NFC form")),
+        DataCase("the interactions file is a folder", with_files(interactions=("interactions", FOLDER)),
+                 refuse(r"interactions\b", "folder|directory")),
+        DataCase("the interactions file is a FIFO", with_files(interactions=("interactions.csv", FIFO)),
+                 refuse(r"interactions\.csv", "named pipe|FIFO")),
+        DataCase("the interactions file is /dev/null", with_files(interactions=("/dev/null", b"")),
+                 refuse("/dev/null", "character device|not a regular file")),
         DataCase("JSON lines: a blank line inside", with_files(interactions=(
             "interactions.jsonl", with_line(jsonl(log_frame), 2, "", insert=True))),
             refuse(r"interactions\.jsonl", r"\brow 2\b")),

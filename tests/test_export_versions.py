@@ -6,9 +6,11 @@ manifest last) around a placeholder `saved_model.pb`: what is checked here is th
 (tests/test_export.py checks that a real export passes `check_version`).
 """
 
+import errno
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -90,20 +92,25 @@ def test_a_truncated_items_file_is_an_error_naming_file_and_line(tmp_path):
         catalogue_lib.read_jsonl(items)
 
 
-def test_added_items_survive_an_empty_or_broken_newest_version(tmp_path, caplog):
+def test_added_items_survive_an_empty_newest_version_and_a_broken_one_is_refused(tmp_path, caplog):
     model_dir = str(tmp_path / "movies")
     _write_version(model_dir, 1, RUN_IDS + ["new1", "new2"])
-    os.makedirs(os.path.join(model_dir, "2"))  # empty, e.g. being copied in
-    broken = _write_version(model_dir, 3, RUN_IDS + ["new1", "new2", "new3"])
-    _truncate(os.path.join(broken, "assets", "items.jsonl"), 40)
+    os.makedirs(os.path.join(model_dir, "2"))  # empty, e.g. just made
     run_catalogue = catalogue_lib.Catalogue(RUN_IDS, ["", "a", "b", "c"])
     with caplog.at_level(logging.WARNING):
         ids, texts, titles = exporter.carried_items(str(tmp_path), "movies", run_catalogue)
     assert ids == ["new1", "new2"] and texts == ["text of new1. More.", "text of new2. More."]
     assert titles == ["text of new1", "text of new2"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("passing over version 3" in w and "items.jsonl" in w for w in warnings), warnings
-    assert any("passing over version 2" in w and "no saved_model.pb" in w for w in warnings), warnings
+    assert any("passing over version 2: it is empty" in w for w in warnings), warnings
+    broken = _write_version(model_dir, 3, RUN_IDS + ["new1", "new2", "new3"])
+    items = os.path.join(broken, "assets", "items.jsonl")
+    _truncate(items, 40)  # new3 could be carried from no other version: refused, not dropped
+    with pytest.raises(version_files.IncompleteVersionError,
+                       match=rf"^version 3 is incomplete \({re.escape(items)}: .*\): the items it holds cannot be "
+                             rf"carried forward; repair or remove {re.escape(broken)}, or export with "
+                             "--no_keep_catalogue$"):
+        exporter.carried_items(str(tmp_path), "movies", run_catalogue)
 
 
 def _dead_pid():
@@ -153,3 +160,13 @@ def test_a_full_disk_met_while_writing_is_one_storage_error(tmp_path):
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
     with pytest.raises(disk_space.StorageError, match=r"^export: \d+ MB free in \S+; it needs about 1000000 MB"):
         disk_space.require_free(str(tmp_path / "not" / "made" / "yet"), 10**12, "export")
+
+
+def test_a_file_size_limit_met_while_writing_is_one_storage_error(tmp_path):
+    with pytest.raises(disk_space.StorageError, match=r"^export: writing .*m failed: File too large") as caught:
+        with disk_space.storage_errors(str(tmp_path / "m"), "export"):  # how TensorFlow reports EFBIG
+            raise tf.errors.OutOfRangeError(None, None, "m/.tmp-1/saved_model.pb.tmp0; File too large")
+    assert caught.value.errno == errno.EFBIG
+    with pytest.raises(tf.errors.OutOfRangeError, match="End of sequence"):  # not a file size limit: left as it is
+        with disk_space.storage_errors(str(tmp_path / "m"), "export"):
+            raise tf.errors.OutOfRangeError(None, None, "End of sequence")

@@ -1,15 +1,19 @@
 """Training that cannot go on ends with one clear error: a diverged loss, a read-only run directory, a disk
-too full for the backup of the training state (h5py may otherwise crash the process)."""
+too full for the backup of the training state or a file size limit below it (h5py may otherwise crash the
+process)."""
 
 import os
 import re
+import resource
 import shutil
 import tempfile
 
 import pytest
+import tensorflow as tf
 from train_helpers import train_flags
 
 from tfrec import disk_space, train
+from tfrec.training import atomic_files
 from tfrec.config import ConfigError
 
 
@@ -58,3 +62,12 @@ def test_a_backup_without_room_is_an_error_not_a_crash(tmp_path, monkeypatch):
         train.train(values)
     backup = run / "checkpoints" / "backup"
     assert not backup.exists() or not [name for name in os.listdir(backup) if name.endswith(".h5")]
+
+
+def test_a_file_size_limit_below_the_weights_is_an_error_not_a_crash(tmp_path, monkeypatch):
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1000, resource.RLIM_INFINITY)
+                        if which == resource.RLIMIT_FSIZE else real(which))  # as after `ulimit -f 1`
+    with pytest.raises(disk_space.StorageError, match=r"^saving w: the weights file needs about 1\.1 MB, over this "
+                                                      r"process's file size limit of 0\.0 MB \(ulimit -f\)$"):
+        atomic_files.require_room_for_weights(str(tmp_path), [tf.Variable(tf.zeros((100, 100)))], "saving w")

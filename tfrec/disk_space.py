@@ -24,8 +24,9 @@ import tempfile
 
 import tensorflow as tf
 
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
-_TF_NO_SPACE = ("No space left", "Disk quota exceeded", "Read-only file system")
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+_TF_STORAGE_MESSAGES = {"No space left": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                        "Read-only file system": errno.EROFS, "File too large": errno.EFBIG}  # EFBIG: a file size limit
 
 
 class StorageError(OSError):
@@ -78,9 +79,9 @@ def require_free(path: str, needed_bytes: int, what: str) -> None:
 
 @contextlib.contextmanager
 def storage_errors(path: str, what: str):
-    """Turns a full disk, a quota, a read-only file system or a permission error raised in the block (an
-    `OSError`, or TensorFlow's `ResourceExhaustedError` or `PermissionDeniedError`) into a one-line
-    `StorageError` naming `path`."""
+    """Turns a full disk, a quota, a file size limit, a read-only file system or a permission error raised in
+    the block (an `OSError`, or TensorFlow's `ResourceExhaustedError`, `OutOfRangeError` (EFBIG) or
+    `PermissionDeniedError`) into a one-line `StorageError` naming `path`."""
     try:
         yield
     except StorageError:
@@ -90,9 +91,9 @@ def storage_errors(path: str, what: str):
             raise
         raise StorageError(e.errno, f"{what}: writing {path} failed: {e.strerror}"
                                     f"{' (' + e.filename + ')' if e.filename else ''}") from None
-    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as e:
-        reason = next((text for text in _TF_NO_SPACE if text in e.message), None)
-        if reason is None and isinstance(e, tf.errors.ResourceExhaustedError):
+    except (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError, tf.errors.PermissionDeniedError) as e:
+        reason = next((text for text in _TF_STORAGE_MESSAGES if text in e.message), None)
+        if reason is None and not isinstance(e, tf.errors.PermissionDeniedError):
             raise
-        raise StorageError(errno.ENOSPC if reason != _TF_NO_SPACE[2] else errno.EROFS,
+        raise StorageError(_TF_STORAGE_MESSAGES.get(reason, errno.EACCES),
                            f"{what}: writing {path} failed: {reason or 'permission denied'}") from None

@@ -404,12 +404,23 @@ def export_run(run_dir: str, export_base: str, model_name: str, options: ExportO
 
 def newest_complete_version(model_dir: str) -> Optional[int]:
     """The newest version of `model_dir` that `version_files.check_version` passes, or None; each newer,
-    incomplete one is logged with the reason it is passed over."""
+    empty one (e.g. a directory just made) is logged and passed over.
+
+    Raises:
+        version_files.IncompleteVersionError: a newer version holds files but fails the check (broken,
+            truncated or half-copied): the items it added cannot be read, and carrying an older catalogue
+            forward would drop them.
+    """
     for version in reversed(layout.existing_versions(model_dir)):
+        path = os.path.join(model_dir, str(version))
         try:
-            version_files.check_version(os.path.join(model_dir, str(version)))
+            version_files.check_version(path)
         except version_files.IncompleteVersionError as e:
-            logging.warning("passing over version %d: it is incomplete (%s)", version, e)
+            if any(files for _, _, files in os.walk(path)):
+                raise version_files.IncompleteVersionError(
+                    f"version {version} is incomplete ({e}): the items it holds cannot be carried forward; "
+                    f"repair or remove {path}, or export with --no_keep_catalogue") from None
+            logging.warning("passing over version %d: it is empty", version)
             continue
         return version
     return None
@@ -417,8 +428,8 @@ def newest_complete_version(model_dir: str) -> Optional[int]:
 
 def carried_items(export_base, model_name, catalogue):
     """(ids, texts, titles) of the items of the newest complete version of `model_name` that `catalogue`
-    lacks, in that version's order (`newest_complete_version`: an empty, broken or half-copied newer
-    version is passed over with a warning, never taken for a catalogue without the added items)."""
+    lacks, in that version's order (`newest_complete_version`: an empty newer version is passed over
+    with a warning, a broken or half-copied one refused, never taken for a catalogue without its items)."""
     model_dir = os.path.join(export_base, model_name)
     version = newest_complete_version(model_dir)
     path = None if version is None else os.path.join(model_dir, str(version), "assets", ITEMS_ASSET)

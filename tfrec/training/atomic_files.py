@@ -7,8 +7,10 @@ Example:
 {'HR@10': 0.21}
 """
 
+import errno
 import json
 import os
+import resource
 import tempfile
 
 from keras.src.saving import saving_lib
@@ -20,11 +22,16 @@ WEIGHTS_FILE_OVERHEAD = 1 << 20  # HDF5 headers and names beyond the values, gen
 
 def require_room_for_weights(directory: str, variables, what: str, previous: str = "") -> None:
     """Raises `disk_space.StorageError` unless `directory` has room for a weights file of `variables` (or
-    for one as large as `previous`, an earlier such file, when that is larger): h5py may crash the
-    process on a full disk instead of raising."""
+    for one as large as `previous`, an earlier such file, when that is larger) and the process's file size
+    limit allows it: h5py may crash the process on a full disk or a file size limit instead of raising."""
     needed = disk_space.variables_bytes(variables) + WEIGHTS_FILE_OVERHEAD
     if previous and os.path.exists(previous):
         needed = max(needed, os.path.getsize(previous))
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < needed:
+        raise disk_space.StorageError(errno.EFBIG, f"{what}: the weights file needs about {needed / 1e6:.1f} MB, "
+                                                   f"over this process's file size limit of {limit / 1e6:.1f} MB "
+                                                   "(ulimit -f)")
     disk_space.require_free(directory, int(1.1 * needed), what)
 
 
