@@ -35,6 +35,7 @@ import os
 import re
 import sys
 
+import numpy as np
 from absl import app, flags
 
 import benchlib
@@ -88,8 +89,9 @@ def reevaluated(directory: str) -> tuple:
     return figures(), recalibrated
 
 
-def row(name: str, directory: str) -> tuple:
-    """(table row, command line) of one run."""
+def run_figures(directory: str) -> tuple:
+    """(figures, command line) of one run: figures holds "test", "valid", "alone_test", "alone_valid" (the
+    network without the prior), "baselines", "prior", "derived", "epochs", "minutes"."""
     run = RunDirectory(directory)
     metrics, config = run.read_metrics(), run.read_config()
     alone, recalibrated = reevaluated(directory)
@@ -97,21 +99,51 @@ def row(name: str, directory: str) -> tuple:
     test, valid = metrics, metrics["valid"]
     if recalibrated:
         test, valid, prior = recalibrated["test"], recalibrated["valid"], recalibrated
-    best = {m: max(metrics["baselines"][b][m] for b in BASELINES if b in metrics["baselines"]) for m in MEASURES}
-    margin = " / ".join(f"{test[m] / best[m] - 1:+.0%}" for m in MEASURES)
     derived = "; ".join(f"{field} {reason.split(':')[0]}" for field, reason in
                         (metrics.get("derived_settings") or {}).items())
-    cells = [name, _pair(test), _pair(alone["test"]),
-             *(_pair(metrics["baselines"][b]) if b in metrics["baselines"] else "—" for b in BASELINES),
-             margin, _pair(valid), _pair(alone["valid"]), f"{prior.get('weight', 0):g} {prior.get('form', 'counts')}",
-             derived, f"{metrics['epochs']} of {metrics['max_epochs']}", f"{metrics['wall_time_seconds'] / 60:.1f} min"]
+    figures = {"test": test, "valid": valid, "alone_test": alone["test"], "alone_valid": alone["valid"],
+               "baselines": metrics["baselines"], "prior": f"{prior.get('weight', 0):g} {prior.get('form', 'counts')}",
+               "derived": derived, "epochs": f"{metrics['epochs']} of {metrics['max_epochs']}",
+               "minutes": metrics["wall_time_seconds"] / 60}
     data_config = config["data_config"]
     seed = config["train_config"].get("seed", 0)
     targets = data_config.get("target_events") or data_config.get("target_min_rating") is not None
     weight = config["model_config"].get("context_loss_weight", 0.0)
     extra = (f" --seed={seed}" if seed else "") + (f" --context_loss_weight={weight:g}" if targets else "")
     command = f"python -m tfrec.train --source={_portable(data_config['source'])}{extra} (data flags: {_columns(data_config)})"
-    return "| " + " | ".join(cells) + " |", f"- {name}: `{command}`"
+    return figures, command
+
+
+def table_row(name: str, figures: dict) -> str:
+    """The Markdown row of one run's (or a mean's) figures."""
+    baselines = figures["baselines"]
+    best = {m: max(baselines[b][m] for b in BASELINES if b in baselines) for m in MEASURES}
+    margin = " / ".join(f"{figures['test'][m] / best[m] - 1:+.0%}" for m in MEASURES)
+    cells = [name, _pair(figures["test"]), _pair(figures["alone_test"]),
+             *(_pair(baselines[b]) if b in baselines else "—" for b in BASELINES),
+             margin, _pair(figures["valid"]), _pair(figures["alone_valid"]), figures["prior"], figures["derived"],
+             figures["epochs"], f"{figures['minutes']:.1f} min"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def seed_means(named: list) -> list:
+    """(name, figures) of the mean over the runs named NAME, NAME_seed1, NAME_seed2, ... (two or more), whose
+    baselines are the same split's; the test figures as mean ± standard error."""
+    groups = {}
+    for name, figures in named:
+        groups.setdefault(re.sub(r"_seed\d+$", "", name), []).append(figures)
+    means = []
+    for base, runs in groups.items():
+        if len(runs) < 2:
+            continue
+        mean = {key: {m: float(np.mean([r[key][m] for r in runs])) for m in MEASURES}
+                for key in ("test", "valid", "alone_test", "alone_valid")}
+        errors = {m: float(np.std([r["test"][m] for r in runs], ddof=1) / np.sqrt(len(runs))) for m in MEASURES}
+        means.append((f"**{base}, mean of {len(runs)} seeds** (test ± SE {errors['HR@10']:.4f} / "
+                      f"{errors['NDCG@10']:.4f})",
+                      {**mean, "baselines": runs[0]["baselines"], "prior": "per seed", "derived": "",
+                       "epochs": "", "minutes": float(np.mean([r["minutes"] for r in runs]))}))
+    return means
 
 
 def _portable(source: str) -> str:
@@ -144,16 +176,21 @@ def main(argv):
               "transitions | item-kNN | margin over the best baseline | valid (defaults) | valid (no prior) | "
               "prior weight and form | derived from the data | epochs | train wall time |")
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
-    commands = []
+    commands, named = [], []
     for name, directory in runs:
-        line, command = row(name, directory)
-        lines.append(line)
+        figures, command = run_figures(directory)
+        named.append((name, figures))
+        lines.append(table_row(name, figures))
         commands.append(command)
-        print(line, flush=True)
+        print(lines[-1], flush=True)
+    for name, figures in seed_means(named):
+        lines.append(table_row(name, figures))
+        print(lines[-1], flush=True)
     body = "\n".join([
         f"## {SECTIONS[flags.FLAGS.section]} (`scripts/bench_defaults.py`)", "",
         "Each run trained by `python -m tfrec.train` with only the flags its data needs (below); test and "
-        "validation figures on the protocol of docs/evaluation.md, one seed. The prior's weight and form were "
+        "validation figures on the protocol of docs/evaluation.md, one seed per row; the rows of NAME, NAME_seed1, "
+        "NAME_seed2 are averaged in a mean row. The prior's weight and form were "
         "chosen on validation" + (" again by the current calibration step (--recalibrate; the networks as "
                                   "trained)" if flags.FLAGS.recalibrate else "") +
         "; \"without the prior\" is the same network with weight 0. Margin: test figure over the "
