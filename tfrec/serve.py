@@ -104,6 +104,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "Text-format tensorflow.serving.MonitoringConfig file; with prometheus_config { enable: true } the REST port "
         "serves Prometheus metrics at its path (default /monitoring/prometheus/metrics), so it needs --rest_api_port.",
         flag_values=flag_values)
+    flags.DEFINE_float(
+        "rest_read_timeout_seconds", 30.0, "Embedded server: how long a REST request may take to arrive (request "
+        "line, headers and body together): 408 after it.", lower_bound=0.001, flag_values=flag_values)
+    flags.DEFINE_integer("rest_max_connections", 1024, "Embedded server: open REST connections; one beyond gets 503.",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("rest_listen_backlog", 1024, "Embedded server: REST connections waiting to be accepted.",
+                         lower_bound=1, flag_values=flag_values)
     flags.DEFINE_integer(
         "rest_api_port", 0,
         "Port of TF Serving's HTTP/REST API (model status, metadata, :predict; also the Prometheus metrics), on "
@@ -195,6 +202,9 @@ def _serve_embedded(values, model_config, batching_parameters, monitoring_config
             ssl_cert=values.ssl_cert,
             ssl_key=values.ssl_key,
             rest_api_port=values.rest_api_port or None,
+            rest_read_timeout_seconds=values.rest_read_timeout_seconds,
+            rest_max_connections=values.rest_max_connections,
+            rest_listen_backlog=values.rest_listen_backlog,
             monitoring_config=monitoring_config,
         )
     )
