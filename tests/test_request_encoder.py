@@ -131,6 +131,17 @@ def test_request_encoder_skips_unknown_items_with_their_context_and_cuts_to_the_
         RequestEncoder(["i1"], ["u1"], ["view"], unknown_items="drop")
 
 
+def test_request_ids_are_compared_in_unicode_nfc_as_the_data_stores_them():
+    # the catalogue holds "café" composed (NFC, as tfrec.data stores ids); a client types it decomposed (NFD)
+    encoder = RequestEncoder(["caf\u00e9", "i2"], ["\u00e5sa"], ["view"])
+    encoded = encoder({"history": tf.constant([["cafe\u0301", "i2"]]), "user_id": tf.constant(["a\u030asa"]),
+                       "candidates": tf.constant([["cafe\u0301"]]), "k": tf.constant(1)})
+    assert encoded["history"].numpy().tolist() == [[1, 2]]
+    assert encoded["skipped_items"].numpy().tolist() == [[b""]]
+    assert encoded["candidates"].numpy().tolist() == [[1]]
+    assert encoded["features"]["user_index"].numpy().tolist() == [1]
+
+
 def test_the_config_holds_no_catalogue():
     small = len(json.dumps(_model(100, use_text=False).get_config()))
     large = len(json.dumps(_model(1000, use_text=False).get_config()))

@@ -40,6 +40,7 @@ from typing import Callable, Sequence, Union
 
 import keras
 import tensorflow as tf
+import tensorflow_text
 
 from tfrec.models.behaviour_tower import MAX_POSITIONS
 from tfrec.models.features import history_features
@@ -67,6 +68,16 @@ Vocabulary = Union[str, Sequence[str]]
 UNKNOWN_ITEMS = ("skip", "error")
 # Newest behaviours of a history the model reads: the positions the behaviour tower tells apart.
 MAX_HISTORY_LENGTH = MAX_POSITIONS
+
+
+def nfc(ids: tf.Tensor) -> tf.Tensor:
+    """`ids` in Unicode normal form C, the form `tfrec.data` stores ids in: "café" typed with a combining
+    accent finds the catalogue's "café".
+
+    >>> nfc(tf.constant(["cafe\u0301"])).numpy()[0].decode() == "caf\u00e9"
+    True
+    """
+    return tensorflow_text.normalize_utf8(ids, "NFC")
 
 
 def vocabulary_table(vocabulary: Vocabulary, reverse: bool = False) -> tf.lookup.StaticHashTable:
@@ -267,10 +278,10 @@ class RequestEncoder(keras.layers.Layer):
         return encoded
 
     def _indices(self, table, ids, name, fail=True):
-        """int32 indices (position + 1) of string `ids`, "" -> 0, unknown -> -1; unless not `fail`, fails
-        naming the unknown ids."""
+        """int32 indices (position + 1) of string `ids` (compared in Unicode NFC, as the data's ids are
+        stored), "" -> 0, unknown -> -1; unless not `fail`, fails naming the unknown ids."""
         empty = tf.equal(ids, PADDING_ID)
-        indices = table.lookup(ids) + 1
+        indices = table.lookup(nfc(ids)) + 1
         unknown = tf.logical_and(tf.equal(indices, 0), tf.logical_not(empty))
         served, in_process = _UNKNOWN[name]
         checks = [] if not fail else require(
@@ -309,7 +320,7 @@ class RequestEncoder(keras.layers.Layer):
         if TIMESTAMP in inputs:
             context["now"] = tf.cast(inputs[TIMESTAMP], tf.int64)
         if USER_ID in inputs:  # an id unseen in training is a new user: index 0, no error
-            context["users"] = tf.cast(self.user_table.lookup(inputs[USER_ID]) + 1, tf.int32)
+            context["users"] = tf.cast(self.user_table.lookup(nfc(inputs[USER_ID])) + 1, tf.int32)
         return context
 
     def checked_k(self, k, rows):
