@@ -136,6 +136,8 @@ def seed_means(named: list) -> list:
     for base, runs in groups.items():
         if len(runs) < 2:
             continue
+        if any(r["baselines"] != runs[0]["baselines"] for r in runs):
+            raise app.UsageError(f"--runs: the {base} runs hold different baseline figures: not seeds of one split")
         mean = {key: {m: float(np.mean([r[key][m] for r in runs])) for m in MEASURES}
                 for key in ("test", "valid", "alone_test", "alone_valid")}
         errors = {m: float(np.std([r["test"][m] for r in runs], ddof=1) / np.sqrt(len(runs))) for m in MEASURES}

@@ -37,7 +37,7 @@ SPLITS = ("valid", "test")
 GATES = ("history", "popularity", "evidence")
 
 
-def split_scores(model, held_out, batch_size=512):
+def split_scores(model, held_out, batch_size=8192):
     """(network scores [n, items + 1], log(1 + evidence) [n, items + 1]) of a `HeldOut` set."""
     prior, saved = model.transition_prior, float(model.transition_prior.weight.numpy())
     examples = held_out.examples
@@ -103,7 +103,8 @@ def explore(directory, buckets):
         bucket = {name: np.searchsorted(edges, values[name], side="right") for name in SPLITS}
         weights = [best_weight(ranks["valid"], bucket["valid"] == b) if np.any(bucket["valid"] == b) else single
                    for b in range(len(edges) + 1)]
-        gated = {name: np.choose(bucket[name], [ranks[name][w] for w in weights]) for name in SPLITS}
+        gated = {name: np.stack([ranks[name][w] for w in weights])[bucket[name], np.arange(len(bucket[name]))]
+                 for name in SPLITS}
         label = f"gate by {gate} (edges {', '.join(f'{e:g}' for e in edges)}; weights {', '.join(map(str, weights))})"
         rows.append((label, figures(gated["valid"]), figures(gated["test"])))
     return rows

@@ -134,10 +134,11 @@ def test_a_jsonl_key_given_twice_is_refused_naming_row_and_key(tmp_path):
 def test_ids_are_nfc_normalised(tmp_path):
     """"café" with a combining accent (NFD) and with "é" (NFC) print alike: one id."""
     nfc, nfd = "caf\u00e9", "cafe\u0301"
-    logs = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": [nfd, "b"], "timestamp": [1, 2]}),
-                 tmp_path / "logs.csv")
+    logs = write(pd.DataFrame({"user_id": ["u1", "u1"], "item_id": [nfd, "b"], "timestamp": [1, 2],
+                               "event": ["Vue " + nfd, "vue " + nfc]}), tmp_path / "logs.csv")
     ds = load(logs, write(pd.DataFrame({"item_id": [nfc, "b"], "title": ["Café", "B"]}), tmp_path / "items.csv"))
     assert ds.interactions[schema.ITEM_ID].tolist() == [nfc, "b"]
+    assert ds.interactions[schema.EVENT].tolist() == ["vue " + nfc] * 2  # events too: one event, lower case
     twins = write(pd.DataFrame({"item_id": [nfc, nfd], "title": ["A", "B"]}), tmp_path / "twins.csv")
     with pytest.raises(errors.DuplicateIdError, match=r"twins.csv, row 3, field 'item_id'.*not already on row 2"):
         load(logs, twins)

@@ -26,9 +26,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import serving_fixtures as sf
 from test_serving_access import _certificate
+from tfrec.client import RecommenderClient
 from tfrec.server import config, protos
 from tfrec.server.metrics import LOAD_ATTEMPT_COUNT, REQUEST_COUNT, REQUEST_LATENCY
-from tfrec.client import RecommenderClient
 from tfrec.server.server import Server, ServerOptions
 from tfrec.serving_errors import ServingError
 

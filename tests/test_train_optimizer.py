@@ -87,3 +87,11 @@ def test_early_stopping_state_resumes_with_its_recent_values(tmp_path):
         first.on_epoch_end(epoch, {"val_HR@10": value})
     resumed = callbacks.BestWeights("val_HR@10", str(tmp_path), patience=10, smoothing=3)
     assert resumed.state["recent"] == pytest.approx([0.10, 0.20, 0.15]) and resumed.state["epoch"] == 2
+
+
+def test_a_state_written_before_smoothing_keeps_its_count(tmp_path):
+    (tmp_path / "best.json").write_text('{"best": 0.3, "epoch": 5, "wait": 7, "stopped": false}')
+    best = callbacks.BestWeights("val_HR@10", str(tmp_path), patience=8, smoothing=4)
+    best.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    best.on_epoch_end(12, {"val_HR@10": 0.25})  # below the old best: the eighth epoch without improvement
+    assert best.state["stopped"] and best.state["wait"] == 8

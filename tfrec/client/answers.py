@@ -29,6 +29,7 @@ import tensorflow as tf
 from tfrec.serving_errors import ServingError
 from tfrec.tensor_protos import VALUE_FIELDS, dtype_name, to_ndarray
 
+
 @dataclasses.dataclass(frozen=True)
 class Expected:
     """What one output must be: dtype name ("string", "float32") and shape (None: any size on that axis)."""
@@ -45,7 +46,7 @@ def _malformed(what, message):
 def _carried(proto, dtype):
     """How many values `proto` carries (tensor_content bytes / item size, or its value field's length)."""
     if proto.tensor_content:
-        size = dtype.size
+        size = max(dtype.size, 1)  # strings have no fixed size: their content is never a whole number of them
         if len(proto.tensor_content) % size:
             return None
         return len(proto.tensor_content) // size

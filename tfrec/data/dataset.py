@@ -262,7 +262,7 @@ def _clean_interactions(raw, checker, item_ids, user_ids, rating_range, time_for
     if schema.RATING in raw.frame.columns:
         table[schema.RATING] = _ratings(raw, checker, keep, rating_range)
     if schema.EVENT in raw.frame.columns:
-        events = text_column(raw, schema.EVENT, checker, keep, required=True)
+        events = text_column(raw, schema.EVENT, checker, keep, required=True, identifier=True)
         table[schema.EVENT] = np.array([e.lower() for e in events], dtype=object)
     table = pd.DataFrame(table)
     for field, known, error, what in (

@@ -38,7 +38,6 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from tfrec.config import ConfigError
-from tfrec.server.grpc_status import without_paths
 from tfrec.serving_errors import ServingError
 
 JSON = "application/json"
@@ -248,7 +247,7 @@ class HttpServer:
             status, payload, content_type, headers = e.status, {"error": e.message}, JSON, e.headers
         except ServingError as e:
             headers = {"WWW-Authenticate": "Bearer"} if e.code == grpc.StatusCode.UNAUTHENTICATED else {}
-            status, payload, content_type = HTTP_STATUS.get(e.code, 500), {"error": without_paths(e.message)}, JSON
+            status, payload, content_type = HTTP_STATUS.get(e.code, 500), {"error": e.message}, JSON
         except Exception as e:  # noqa: BLE001 - any other failure is a 500, with the traceback logged
             logging.exception("REST %s %s failed", request.method, path)
             status, payload, content_type, headers = 500, {"error": f"{request.method} {path} failed: "

@@ -360,7 +360,8 @@ class ModelManager:
         else:
             raise ServingError(
                 grpc.StatusCode.UNAVAILABLE,
-                f"model {spec.name!r} has no version available yet under {managed.config.base_path}",
+                f"model {spec.name!r} has no version available yet (the server's log names its base path and "
+                "each version's state)",
             )
         if wanted not in available:
             raise ServingError(

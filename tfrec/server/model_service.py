@@ -1,6 +1,8 @@
 """`tensorflow.serving.ModelService` (`model_service_impl` in TF Serving): model status and config reload.
 
-`ModelService.model_status` also answers the REST API's model status route.
+`ModelService.model_status` also answers the REST API's model status route;
+the load errors it reports have their absolute paths cut to the last two
+components (`without_paths`), so the server's file layout stays in its log.
 `HandleReloadConfigRequest` is refused unless the server allows it, and then
 accepts only base paths inside its `model_root` (a SavedModel is code).
 
@@ -10,13 +12,14 @@ Example:
 """
 
 import os
+import re
 from typing import Optional
 
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
 
 from tfrec.server import config as config_lib
-from tfrec.server.grpc_status import rpc, without_paths
+from tfrec.server.grpc_status import rpc
 from tfrec.server.model_manager import ModelManager
 from tfrec.serving_errors import ServingError
 
@@ -72,3 +75,21 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             model.base_path = path  # the checked path, not a link that could be swapped afterwards
         self._manager.reload(resolved)
         return model_management_pb2.ReloadConfigResponse()
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w/:.~])/[^\s'\"]+")
+
+
+def without_paths(text: str) -> str:
+    """`text` with each absolute path cut to its last two components, so the server's layout stays its own.
+
+    Example:
+
+    >>> without_paths("cannot load /srv/models/tiny/3: bad file")
+    'cannot load .../tiny/3: bad file'
+    """
+    def shorten(match):
+        path = match[0].rstrip(":,.;)")
+        return ".../" + "/".join([part for part in path.split("/") if part][-2:]) + match[0][len(path):]
+
+    return _ABSOLUTE_PATH.sub(shorten, text)

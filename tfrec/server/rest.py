@@ -27,8 +27,8 @@ method 405, a request not in within the deadline 408, a connection beyond
 With a bearer token, every route but model status (left open for health
 checkers, as the gRPC health service is) needs the header
 `Authorization: Bearer <token>`; without it, model status shows the
-versions' states and error codes, not the error texts. Absolute paths in
-every error text are cut to their last two components (`grpc_status.without_paths`). With a
+versions' states and error codes, not the error texts (whose absolute
+paths `ModelService` cuts to their last two components). With a
 certificate the port speaks HTTPS only. Connections live on the server's
 event loop (a stalled client holds no thread) and requests run on a thread
 pool. Nothing else is served: no files, no directory listings.

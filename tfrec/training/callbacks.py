@@ -151,7 +151,8 @@ class BestWeights(keras.callbacks.Callback):
     by a few points, and one lucky epoch would otherwise start a count that
     ends a run still improving (and, under a decaying learning rate, before
     its best epochs). Training stops after `patience` epochs in which that
-    mean did not beat its best (0: never).
+    mean did not beat its best (0: never). The weights kept are still those
+    of the best single epoch, as Keras' own callbacks keep them.
 
     Args:
         monitor: log name, e.g. "val_HR@10" or "val_RMSE".
@@ -174,6 +175,8 @@ class BestWeights(keras.callbacks.Callback):
         self.state = {"best": None, "epoch": None, "wait": 0, "stopped": False, "recent": [], "best_smoothed": None}
         if os.path.exists(self.state_path):
             self.state.update(atomic_files.read_json(self.state_path))
+            if self.state["best_smoothed"] is None:  # a state written before smoothing: its count goes on
+                self.state["best_smoothed"] = self.state["best"]
 
     @property
     def stopped(self):

@@ -332,8 +332,8 @@ class Trainer:
         metrics["derived_settings"] = {**getattr(model, "derived_settings", {}), "early_stopping_patience": (
             f"{plan.patience}: set" if self.config.early_stopping_patience is not None else
             f"{plan.patience}: {auto_settings.PATIENCE_STEPS} steps of {plan.steps_per_epoch} per epoch, at least "
-            f"{auto_settings.MIN_PATIENCE}") + f", on the mean of the last "
-            f"{auto_settings.stopping_smoothing(plan.patience)} epochs"}
+            f"{auto_settings.MIN_PATIENCE}") + (f", on the mean of the last "
+            f"{auto_settings.stopping_smoothing(plan.patience)} epochs" if plan.patience else "")}
         metrics["batch_size"] = plan.batch_size
         metrics["wall_time_seconds"] = time.time() - started
         metrics["trained_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
