@@ -557,6 +557,10 @@ def test_recommend_rejects_unknown_events_and_misaligned_context(retrieval_model
         retrieval_model.recommend([["i1", "i2"]], k=3, events=[["rating", "bought"]])
     with pytest.raises(ValueError, match="ratings: expected one list per history"):
         retrieval_model.recommend([["i1", "i2"]], k=3, ratings=[[4.0]])
+    with pytest.raises(ValueError, match="events: expected one list per history"):
+        retrieval_model.recommend([["i1", "i2"]], k=3, events=[None])
+    with pytest.raises(ValueError, match=r"ratings: expected float32 values, got \[\['x', 'y'\]\]"):
+        retrieval_model.recommend([["i1", "i2"]], k=3, ratings=[["x", "y"]])
     with pytest.raises(ValueError, match="recommend needs a retrieval or multitask model"):
         build_model(config(task="ranking", use_text=False), DATA).recommend([["i1"]], k=3)
 

@@ -73,16 +73,26 @@ def request_inputs(histories, ratings=None, timestamps=None, events=None, now=No
             (encoder_lib.HISTORY_TIMESTAMPS, timestamps, 0, tf.int64, "timestamps"),
             (encoder_lib.HISTORY_EVENTS, events, PADDING_ID, tf.string, "events")):
         if values is not None:
-            if len(values) != len(histories) or any(len(v) != len(h) for v, h in zip(values, histories)):
+            if (isinstance(values, (str, bytes)) or len(values) != len(histories)
+                    or any(not isinstance(v, (list, tuple)) or len(v) != len(h) for v, h in zip(values, histories))):
                 raise ValueError(f"{what}: expected one list per history, aligned with its items")
-            inputs[name] = tf.constant(pad(values, fill, width), dtype)
+            inputs[name] = _constant(pad(values, fill, width), dtype, what)
     for name, values, dtype, what in ((encoder_lib.TIMESTAMP, now, tf.int64, "now"),
                                       (encoder_lib.USER_ID, user_ids, tf.string, "user_ids")):
         if values is not None:
             if len(values) != len(histories):
                 raise ValueError(f"{what}: expected one value per history ({len(histories)}), got {len(values)}")
-            inputs[name] = tf.constant(list(values), dtype)
+            inputs[name] = _constant(list(values), dtype, what)
     return inputs
+
+
+def _constant(values, dtype, what):
+    """`tf.constant(values, dtype)`, or ValueError naming `what` when a value is not of that kind."""
+    try:
+        return tf.constant(values, dtype)
+    except (TypeError, ValueError):
+        kind = "str" if dtype == tf.string else dtype.name
+        raise ValueError(f"{what}: expected {kind} values, got {values!r:.200}") from None
 
 
 def _int32_k(k):
