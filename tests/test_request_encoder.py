@@ -11,12 +11,15 @@ import pytest
 import tensorflow as tf
 
 from tfrec import data
+from tfrec.client.requests import string_tensor
 from tfrec.exporting import catalogue as catalogue_lib
 from tfrec.exporting import exporter
 from tfrec.exporting.serving_module import RecommenderServing
 from tfrec.models import ModelConfig, Recommender, build_model
+from tfrec.models.inference import request_inputs
 from tfrec.models.request_encoder import RequestEncoder
 from tfrec.request_format import pad
+from tfrec.server.servable import Signature
 
 NUM_ITEMS = 30
 HISTORIES = [["m3", "m5"], ["m7", "m8", "m9", "m1"]]
@@ -131,15 +134,21 @@ def test_request_encoder_skips_unknown_items_with_their_context_and_cuts_to_the_
         RequestEncoder(["i1"], ["u1"], ["view"], unknown_items="drop")
 
 
-def test_request_ids_are_compared_in_unicode_nfc_as_the_data_stores_them():
-    # the catalogue holds "café" composed (NFC, as tfrec.data stores ids); a client types it decomposed (NFD)
-    encoder = RequestEncoder(["caf\u00e9", "i2"], ["\u00e5sa"], ["view"])
-    encoded = encoder({"history": tf.constant([["cafe\u0301", "i2"]]), "user_id": tf.constant(["a\u030asa"]),
-                       "candidates": tf.constant([["cafe\u0301"]]), "k": tf.constant(1)})
-    assert encoded["history"].numpy().tolist() == [[1, 2]]
-    assert encoded["skipped_items"].numpy().tolist() == [[b""]]
-    assert encoded["candidates"].numpy().tolist() == [[1]]
-    assert encoded["features"]["user_index"].numpy().tolist() == [1]
+def test_request_ids_reach_the_model_in_unicode_nfc_as_the_data_stores_them():
+    # "café" typed with a combining accent (NFD) becomes the catalogue's composed "café" (NFC) on every path
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    # the embedded server (gRPC and REST), over what a loaded SavedModel signature declares
+    loaded_signature = SimpleNamespace(structured_outputs={}, structured_input_signature=(
+        (), {"history": tf.TensorSpec([None, None], tf.string)}))
+    tensors = Signature("recommend", loaded_signature).to_tensors(
+        {"history": tf.make_tensor_proto([[decomposed, "m5"]])})
+    assert tensors["history"].numpy().tolist() == [[composed.encode(), b"m5"]]
+    # the in-process API, and the client (also for the TF Serving binary)
+    inputs = request_inputs([[decomposed]], events=[["vue " + decomposed]], user_ids=[decomposed])
+    assert inputs["history"].numpy().tolist() == [[composed.encode()]]
+    assert inputs["history_events"].numpy().tolist() == [[("vue " + composed).encode()]]
+    assert inputs["user_id"].numpy().tolist() == [composed.encode()]
+    assert tf.make_ndarray(string_tensor([[decomposed]])).tolist() == [[composed.encode()]]
 
 
 def test_the_config_holds_no_catalogue():

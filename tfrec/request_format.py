@@ -13,9 +13,17 @@ Example:
 [['50', '172'], ['', '1']]
 >>> pad([[4.0], []], fill=0.0, width=2)
 [[0.0, 4.0], [0.0, 0.0]]
+
+Ids and events are compared in Unicode normal form C, the form `tfrec.data`
+stores them in (`nfc`): "café" typed with a combining accent is the
+catalogue's "café". The in-process API, the embedded server and the client
+normalise what they are given; the exported graphs compare bytes (no op
+outside core TensorFlow), so a client of the TF Serving binary that does
+not use `tfrec.client` sends NFC itself.
 """
 
-from typing import Any, Optional, Sequence
+import unicodedata
+from typing import Any, Optional, Sequence, Union
 
 # The item id of a padding position (and of no item at all).
 PADDING_ID = ""
@@ -30,3 +38,16 @@ def pad(rows: Sequence[Sequence[Any]], fill: Any = PADDING_ID, width: Optional[i
     """`rows` as lists left-padded with `fill` to `width` (default `padded_width(rows)`)."""
     width = padded_width(rows) if width is None else width
     return [[fill] * (width - len(row)) + list(row) for row in rows]
+
+
+def nfc(text: Union[str, bytes]) -> Union[str, bytes]:
+    """`text` (str or UTF-8 bytes, as given) in Unicode normal form C; ASCII comes back as it is.
+
+    >>> nfc("cafe\N{COMBINING ACUTE ACCENT}") == "caf\N{LATIN SMALL LETTER E WITH ACUTE}"
+    True
+    """
+    if text.isascii():
+        return text
+    if isinstance(text, bytes):
+        return unicodedata.normalize("NFC", text.decode("utf-8")).encode("utf-8")
+    return unicodedata.normalize("NFC", text)

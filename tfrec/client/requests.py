@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tfrec.request_format import PADDING_ID, pad, padded_width
+from tfrec.request_format import PADDING_ID, nfc, pad, padded_width
 
 
 def string_tensor(rows: Sequence) -> tensor_pb2.TensorProto:
@@ -31,10 +31,10 @@ def string_tensor(rows: Sequence) -> tensor_pb2.TensorProto:
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
     if rows and isinstance(rows[0], (list, tuple)):
         dims = [len(rows), len(rows[0])]
-        values = [s.encode() for row in rows for s in row]
+        values = [nfc(s).encode() for row in rows for s in row]
     else:
         dims = [len(rows)]
-        values = [s.encode() for s in rows]
+        values = [nfc(s).encode() for s in rows]
     proto.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(dim=[{"size": d} for d in dims]))
     proto.string_val.extend(values)
     return proto
@@ -166,9 +166,9 @@ def context_inputs(
     return {
         "history_ratings": tf.make_tensor_proto(padded(ratings, np.float32)),
         "history_timestamps": tf.make_tensor_proto(padded(times, np.int64)),
-        "history_events": tf.make_tensor_proto(padded(events, object, PADDING_ID)),
+        "history_events": tf.make_tensor_proto(padded([[nfc(e) for e in row] for row in events], object, PADDING_ID)),
         "timestamp": tf.make_tensor_proto(np.array(now, np.int64)),
-        "user_id": tf.make_tensor_proto(np.array(users, object)),
+        "user_id": tf.make_tensor_proto(np.array([nfc(u) for u in users], object)),
     }
 
 

@@ -27,7 +27,7 @@ from tfrec.data import schema
 from tfrec.models import influence as influence_lib
 from tfrec.models import request_encoder as encoder_lib
 from tfrec.models.retrieval_task import PADDING_LOGIT
-from tfrec.request_format import PADDING_ID, pad, padded_width
+from tfrec.request_format import PADDING_ID, nfc, pad, padded_width
 
 PREDICT_BATCH = 256
 
@@ -67,7 +67,7 @@ def request_inputs(histories, ratings=None, timestamps=None, events=None, now=No
     if not histories:
         raise ValueError("histories: expected at least one history")
     width = padded_width(histories)
-    inputs = {encoder_lib.HISTORY: tf.constant(pad([[str(i) for i in h] for h in histories]), tf.string)}
+    inputs = {encoder_lib.HISTORY: tf.constant(pad([[nfc(str(i)) for i in h] for h in histories]), tf.string)}
     for name, values, fill, dtype, what in (
             (encoder_lib.HISTORY_RATINGS, ratings, 0.0, tf.float32, "ratings"),
             (encoder_lib.HISTORY_TIMESTAMPS, timestamps, 0, tf.int64, "timestamps"),
@@ -87,7 +87,11 @@ def request_inputs(histories, ratings=None, timestamps=None, events=None, now=No
 
 
 def _constant(values, dtype, what):
-    """`tf.constant(values, dtype)`, or ValueError naming `what` when a value is not of that kind."""
+    """`tf.constant(values, dtype)` (text in NFC, `request_format.nfc`), or ValueError naming `what` when a
+    value is not of that kind."""
+    if dtype == tf.string:
+        values = [[nfc(v) if isinstance(v, str) else v for v in row] if isinstance(row, list) else
+                  nfc(row) if isinstance(row, str) else row for row in values]
     try:
         return tf.constant(values, dtype)
     except (TypeError, ValueError):
@@ -256,7 +260,7 @@ class RecommenderInference:
         if empty:
             raise ValueError(f"histories[{empty[0]}] is empty: there is no behaviour to explain")
         _check_candidates(histories, item_ids)
-        inputs[encoder_lib.CANDIDATES] = tf.constant([[str(i) for i in row] for row in item_ids], tf.string)
+        inputs[encoder_lib.CANDIDATES] = tf.constant([[nfc(str(i)) for i in row] for row in item_ids], tf.string)
         request = self.request_encoder(inputs, unknown_items=unknown_items)
         empty = np.flatnonzero(~np.any(request["history"].numpy() > 0, axis=1))
         if empty.size:

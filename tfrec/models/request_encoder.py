@@ -40,7 +40,6 @@ from typing import Callable, Sequence, Union
 
 import keras
 import tensorflow as tf
-import tensorflow_text
 
 from tfrec.models.behaviour_tower import MAX_POSITIONS
 from tfrec.models.features import history_features
@@ -68,19 +67,6 @@ Vocabulary = Union[str, Sequence[str]]
 UNKNOWN_ITEMS = ("skip", "error")
 # Newest behaviours of a history the model reads: the positions the behaviour tower tells apart.
 MAX_HISTORY_LENGTH = MAX_POSITIONS
-
-
-def lookup(table: tf.lookup.StaticHashTable, ids: tf.Tensor) -> tf.Tensor:
-    """The positions of `ids` in `table` (-1: unknown), an id not found as spelled looked up again in
-    Unicode normal form C, the form `tfrec.data` stores ids and events in: "café" typed with a combining
-    accent finds the catalogue's "café", and a vocabulary kept in another form still finds its own spelling.
-
-    >>> table = vocabulary_table(["caf\u00e9", "b"])
-    >>> lookup(table, tf.constant(["cafe\u0301", "b", "x"])).numpy().tolist()
-    [0, 1, -1]
-    """
-    found = table.lookup(ids)
-    return tf.where(found < 0, table.lookup(tensorflow_text.normalize_utf8(ids, "NFC")), found)
 
 
 def vocabulary_table(vocabulary: Vocabulary, reverse: bool = False) -> tf.lookup.StaticHashTable:
@@ -281,10 +267,10 @@ class RequestEncoder(keras.layers.Layer):
         return encoded
 
     def _indices(self, table, ids, name, fail=True):
-        """int32 indices (position + 1) of string `ids` (`lookup`), "" -> 0, unknown -> -1; unless not
-        `fail`, fails naming the unknown ids."""
+        """int32 indices (position + 1) of string `ids`, "" -> 0, unknown -> -1; unless not `fail`, fails
+        naming the unknown ids."""
         empty = tf.equal(ids, PADDING_ID)
-        indices = lookup(table, ids) + 1
+        indices = table.lookup(ids) + 1
         unknown = tf.logical_and(tf.equal(indices, 0), tf.logical_not(empty))
         served, in_process = _UNKNOWN[name]
         checks = [] if not fail else require(
@@ -323,7 +309,7 @@ class RequestEncoder(keras.layers.Layer):
         if TIMESTAMP in inputs:
             context["now"] = tf.cast(inputs[TIMESTAMP], tf.int64)
         if USER_ID in inputs:  # an id unseen in training is a new user: index 0, no error
-            context["users"] = tf.cast(lookup(self.user_table, inputs[USER_ID]) + 1, tf.int32)
+            context["users"] = tf.cast(self.user_table.lookup(inputs[USER_ID]) + 1, tf.int32)
         return context
 
     def checked_k(self, k, rows):

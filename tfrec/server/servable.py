@@ -29,6 +29,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfrec import version_files
+from tfrec.request_format import nfc
 from tfrec.server.batching import call_unbatched
 from tfrec.serving_errors import ServingError, status_code_from_number
 from tfrec.tensor_protos import ALL_VALUE_FIELDS, VALUE_FIELDS, dtype_name, to_ndarray, to_tensor_proto
@@ -99,6 +100,8 @@ class Signature:
             raise _invalid(f"{where}: malformed TensorProto ({e})") from e
         if array.dtype == object:
             _check_utf8(where, proto.string_val)
+            if not b"".join(proto.string_val).isascii():  # ids are compared in NFC (`request_format.nfc`)
+                array = np.array([nfc(value) for value in array.ravel()], dtype=object).reshape(array.shape)
         expected = spec.shape
         if expected.rank is not None:
             if array.ndim != expected.rank:
