@@ -183,7 +183,7 @@ def main(argv):
         figures, command = run_figures(directory)
         named.append((name, figures))
         lines.append(table_row(name, figures))
-        commands.append(command)
+        commands.append(f"- {name}: `{command}`")
         print(lines[-1], flush=True)
     for name, figures in seed_means(named):
         lines.append(table_row(name, figures))
