@@ -74,15 +74,18 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """`array` as a TensorProto: strings (bytes) in `string_val`, numbers in `tensor_content`, as
+    """`array` as a TensorProto: strings (bytes or str) in `string_val`, numbers in `tensor_content`, as
     `tf.make_tensor_proto` writes them; other dtypes through it."""
     array = np.asarray(array)
     data_type = _DATA_TYPES.get(array.dtype)
     if data_type is not None:
         proto = tensor_pb2.TensorProto(dtype=data_type, tensor_content=np.ascontiguousarray(array).tobytes())
-    elif array.dtype == object and all(isinstance(value, bytes) for value in array.flat):
+    elif array.dtype == object:
         proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
-        proto.string_val.extend(array.ravel().tolist())
+        try:  # bytes (what TensorFlow answers) or str, which protobuf writes as UTF-8 as TensorFlow does
+            proto.string_val.extend(array.ravel().tolist())
+        except TypeError:  # anything else: TensorFlow's conversion, and its error
+            return tf.make_tensor_proto(array)
     else:
         return tf.make_tensor_proto(array)
     for size in array.shape:

@@ -90,13 +90,17 @@ def _constant(values, dtype, what):
     """`tf.constant(values, dtype)` (text in NFC, `request_format.nfc`), or ValueError naming `what` when a
     value is not of that kind."""
     if dtype == tf.string:
-        values = [[nfc(v) if isinstance(v, str) else v for v in row] if isinstance(row, list) else
-                  nfc(row) if isinstance(row, str) else row for row in values]
+        values = [list(map(_nfc, row)) if isinstance(row, list) else _nfc(row) for row in values]
     try:
         return tf.constant(values, dtype)
     except (TypeError, ValueError):
         kind = "str" if dtype == tf.string else dtype.name
         raise ValueError(f"{what}: expected {kind} values, got {values!r:.200}") from None
+
+
+def _nfc(value):
+    """`value` in NFC when it is a str; anything else as it is, for `tf.constant` to refuse by name."""
+    return nfc(value) if isinstance(value, str) else value
 
 
 def _int32_k(k):
