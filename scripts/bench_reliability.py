@@ -977,6 +977,36 @@ def large_input_cases(recorder, requests):
     recorder.timed("requests", "client recommend(k=2**31)", rc.refuse(r"\bk\b", "2147483648"), client_k,
                    via="client")
 
+    # a 4 KB request declaring 4M rows with a 4 KB string as its scalar k (repeated per row, it took 7 GB)
+    rows = tf.make_tensor_proto([[""]], dtype=tf.string)
+    rows.tensor_shape.dim[0].size = 1 << 22
+    recorder.timed("requests", "scalar string k for 4M declared rows",
+                   rc.Expect(refuse=("INVALID_ARGUMENT", "k|dtype|carries"), check=under_1_gb(),
+                             says="refused, peak RSS +<1 GB"),
+                   lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict, requests.request(
+                       history=rows, k=tf.make_tensor_proto(b"x" * 4096)))), via="gRPC")
+    long_id = "\N{MUSICAL SYMBOL HALF NOTE}" * 20_000  # 12 bytes a character once NFC-normalised
+    recorder.timed("requests", "an unknown 80 KB id echoed in the error",
+                   rc.refuse("INVALID_ARGUMENT", "unknown item|cut"),
+                   lambda: grpc_attempt(requests.predict.Predict, requests.request(
+                       history=tf.make_tensor_proto([[long_id]], dtype=tf.string))), via="gRPC")
+
+    def client_facing_a_wide_answer():
+        from tensorflow.core.framework import tensor_pb2, types_pb2
+        from tfrec.client.answers import Expected, decode_outputs
+
+        ids = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"x" * 3000] + [b""] * 999_999)
+        ids.tensor_shape.dim.add(size=1)
+        ids.tensor_shape.dim.add(size=1_000_000)
+        try:
+            decode_outputs({"item_ids": ids}, {"item_ids": Expected("string", (1, 3))}, "recommend")
+        except ServingError as error:
+            return rc.Attempt(False, str(error))
+        return rc.Attempt(True, "accepted")
+
+    recorder.timed("requests", "client facing a 2 MB answer of 1M string cells for k=3",
+                   rc.refuse("INTERNAL", "shape"), client_facing_a_wide_answer, via="client")
+
 
 def stalled_clients(requests, count=20):
     """`count` channels each opening a Predict stream that never sends its message; then a normal Predict and a

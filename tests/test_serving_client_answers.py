@@ -3,6 +3,7 @@
 The server here is a real gRPC server on a localhost socket whose Predict answers whatever the test sets.
 """
 
+import time
 from concurrent import futures
 
 import grpc
@@ -13,6 +14,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from tfrec.client import RecommenderClient, ServingError
+from tfrec.client.answers import Expected, decode_outputs
 
 
 class _ScriptedPredict(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -138,3 +140,14 @@ def test_metadata_without_signatures_is_a_serving_error(scripted):
     _, client = scripted
     with pytest.raises(ServingError, match=r"malformed answer to GetModelMetadata of 'm': no SignatureDefMap"):
         client.metadata()
+
+
+def test_an_answer_of_the_wrong_shape_is_refused_before_it_is_read():
+    # 2 MB on the wire: as a fixed-width str array, a million cells as wide as its one 3,000-character id
+    ids = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"x" * 3000] + [b""] * 999_999)
+    ids.tensor_shape.dim.add(size=1)
+    ids.tensor_shape.dim.add(size=1_000_000)
+    started = time.perf_counter()
+    with pytest.raises(ServingError, match=r"'item_ids' has shape \[1, 1000000\]; expected \[1, 3\]"):
+        decode_outputs({"item_ids": ids}, {"item_ids": Expected("string", (1, 3))}, "recommend")
+    assert time.perf_counter() - started < 1.0

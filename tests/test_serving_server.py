@@ -20,6 +20,8 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import serving_fixtures as sf
 from tfrec.client import RecommenderClient, ServingError
+from tfrec.server.grpc_status import MAX_MESSAGE_BYTES, bounded
+from tfrec.server.servable import broadcast_scalars
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -342,3 +344,23 @@ def test_reload_config_request(server):
             models.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=bad), timeout=30)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "config[0] (name 'x'): missing base_path" in info.value.details()
+
+
+def test_only_a_well_formed_numeric_scalar_is_repeated_to_the_batch():
+    # a 4 KB request declaring 4M rows: a string `k` is not copied to every row (it cost gigabytes)
+    specs = {"history": tf.TensorSpec([None, None], tf.string), "k": tf.TensorSpec([None], tf.int32)}
+    history = tf.make_tensor_proto(np.array([[b""]], object))
+    history.tensor_shape.dim[0].size = 4_194_304
+    hostile = {"history": history, "k": tf.make_tensor_proto(b"x" * 4096)}
+    assert broadcast_scalars(specs, hostile)["k"] is hostile["k"]  # left for its dtype check to refuse
+    empty_k = tf.make_tensor_proto(np.array(0, np.int32))
+    empty_k.ClearField("int_val")  # declares one value, carries none
+    assert broadcast_scalars(specs, {"history": history, "k": empty_k})["k"] is empty_k
+    good = broadcast_scalars(specs, {"history": tf.make_tensor_proto([["a"], ["b"]]), "k": tf.make_tensor_proto(3)})
+    assert tf.make_ndarray(good["k"]).tolist() == [3, 3]
+
+
+def test_error_messages_fit_the_grpc_trailer():
+    message = bounded("unknown item ids in history: ['" + "\N{MUSICAL SYMBOL HALF NOTE}" * 200_000 + "']")
+    assert len(message.encode()) <= MAX_MESSAGE_BYTES and message.endswith("more characters cut)")
+    assert bounded("short") == "short"

@@ -74,8 +74,10 @@ def decode_output(name: str, proto, what: str, text: bool = False) -> np.ndarray
         raise _malformed(what, f"output {name!r} is not a readable tensor ({e})") from None
     if dtype != tf.string or not text:
         return array
+    decoded = np.empty(array.size, dtype=object)  # not a fixed-width str array: one long id would widen every cell
     try:
-        return np.array([value.decode("utf-8") for value in array.ravel()], dtype=str).reshape(array.shape)
+        decoded[:] = [value.decode("utf-8") for value in array.ravel()]
+        return decoded.reshape(array.shape)
     except UnicodeDecodeError as e:
         raise _malformed(what, f"output {name!r} holds text that is not UTF-8 ({e})") from None
 
@@ -99,13 +101,12 @@ def decode_outputs(outputs, expected: Optional[dict], what: str) -> dict:
     values = {}
     for name, proto in outputs.items():
         spec = (expected or {}).get(name)
-        if spec is not None and dtype_name(proto.dtype) != spec.dtype:
-            raise _malformed(what, f"output {name!r} has dtype {dtype_name(proto.dtype)}; expected {spec.dtype}")
-        values[name] = decode_output(name, proto, what, text=spec is not None)
         if spec is not None:
-            shape = values[name].shape
-            wanted = spec.shape
+            if dtype_name(proto.dtype) != spec.dtype:
+                raise _malformed(what, f"output {name!r} has dtype {dtype_name(proto.dtype)}; expected {spec.dtype}")
+            shape, wanted = [d.size for d in proto.tensor_shape.dim], spec.shape  # checked before anything is read
             if len(shape) != len(wanted) or any(w is not None and s != w for s, w in zip(shape, wanted)):
                 text = "[" + ", ".join("?" if w is None else str(w) for w in wanted) + "]"
-                raise _malformed(what, f"output {name!r} has shape {list(shape)}; expected {text}")
+                raise _malformed(what, f"output {name!r} has shape {shape}; expected {text}")
+        values[name] = decode_output(name, proto, what, text=spec is not None)
     return values

@@ -40,8 +40,24 @@ def rpc(method):
             return await asyncio.get_running_loop().run_in_executor(None, method, self, request)
         except Exception as e:  # noqa: BLE001 - every failure reaches the client with its canonical code
             error = as_serving_error(e, method.__name__)
-        await context.abort(error.code, error.message)
+        await context.abort(error.code, bounded(error.message))
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
     return wrapper
+
+
+MAX_MESSAGE_BYTES = 2048  # of an error message: gRPC percent-encodes it into a trailer clients cap at 16 KiB
+
+
+def bounded(message: str) -> str:
+    """`message` cut to at most `MAX_MESSAGE_BYTES` of UTF-8, saying how much was cut: an error that
+    echoes a client's ids must still fit the gRPC trailer, or the client sees RESOURCE_EXHAUSTED instead.
+
+    >>> bounded("unknown item ids: " + "x" * 5000)[-32:]
+    'xx... (3034 more characters cut)'
+    """
+    if len(message.encode("utf-8")) <= MAX_MESSAGE_BYTES:
+        return message
+    head = message.encode("utf-8")[:MAX_MESSAGE_BYTES - 64].decode("utf-8", "ignore")
+    return f"{head}... ({len(message) - len(head)} more characters cut)"

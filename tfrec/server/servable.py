@@ -99,9 +99,7 @@ class Signature:
         except (ValueError, TypeError) as e:
             raise _invalid(f"{where}: malformed TensorProto ({e})") from e
         if array.dtype == object:
-            _check_utf8(where, proto.string_val)
-            if not b"".join(proto.string_val).isascii():  # ids are compared in NFC (`request_format.nfc`)
-                array = np.array([nfc(value) for value in array.ravel()], dtype=object).reshape(array.shape)
+            array = _utf8_in_nfc(where, array)
         expected = spec.shape
         if expected.rank is not None:
             if array.ndim != expected.rank:
@@ -120,24 +118,30 @@ class Signature:
         return tf.constant(array, dtype=spec.dtype)
 
 
-def _check_utf8(where: str, values) -> None:
-    """INVALID_ARGUMENT naming the first of `values` (bytes) that is not UTF-8 text. Joined by an ASCII byte,
-    which no multi-byte sequence can hold, the whole is UTF-8 exactly when every value is: one decode."""
+def _utf8_in_nfc(where: str, array: np.ndarray) -> np.ndarray:
+    """The strings of `array` (bytes) in Unicode NFC, the form ids are compared in (`request_format.nfc`);
+    INVALID_ARGUMENT naming the first that is not UTF-8 text. One scan of the joined values decides: ASCII
+    needs nothing, and joined by an ASCII byte, which no multi-byte sequence can hold, the whole decodes
+    exactly when every value does."""
+    values = array.ravel().tolist()
+    joined = b"\n".join(values)
+    if joined.isascii():
+        return array
     try:
-        b"\n".join(values).decode("utf-8")
-        return
+        joined.decode("utf-8")
     except UnicodeDecodeError:
-        pass
-    for value in values:
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _invalid(f"{where} holds {value[:40]!r}, which is not UTF-8 text") from None
+        for value in values:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _invalid(f"{where} holds {value[:40]!r}, which is not UTF-8 text") from None
+    return np.array([nfc(value) for value in values], dtype=object).reshape(array.shape)
 
 
 def broadcast_scalars(specs: dict, inputs: dict) -> dict:
-    """`inputs` with each scalar given for a `[None]` input (e.g. `k` as one int) repeated to the batch
-    size of the other inputs, as older clients and REST callers send it; the rest as they are, every
+    """`inputs` with each numeric scalar given for a `[None]` input (e.g. `k` as one int) repeated to the
+    batch size of the other inputs, as older clients and REST callers send it (only a well-formed one of
+    the input's dtype: what is repeated costs no more than one int per declared row); the rest as they are, every
     input in name order (so the first bad one named is always the same).
 
     Example:
@@ -154,13 +158,14 @@ def broadcast_scalars(specs: dict, inputs: dict) -> dict:
     (rows,) = batch
     for name, proto in inputs.items():
         spec = specs[name]
-        if not proto.tensor_shape.dim and spec.shape.rank == 1 and spec.shape[0] is None:
-            try:
-                value = tf.make_ndarray(proto)
-            except (ValueError, TypeError):
-                continue  # malformed: `_to_tensor` names it
-            if value.size == 1:
-                broadcast[name] = tf.make_tensor_proto(np.full([rows], value.item(), value.dtype))
+        if (proto.tensor_shape.dim or spec.shape.rank != 1 or spec.shape[0] is not None
+                or proto.dtype != spec.dtype.as_datatype_enum or spec.dtype == tf.string):
+            continue  # only a numeric scalar of the input's own dtype is repeated; `_to_tensor` names the rest
+        try:
+            _check_declared(name, proto, tf.TensorSpec([], spec.dtype))  # one value, in its own field
+        except ServingError:
+            continue
+        broadcast[name] = to_tensor_proto(np.full([rows], to_ndarray(proto).item(), spec.dtype.as_numpy_dtype))
     return broadcast
 
 
