@@ -986,10 +986,11 @@ def large_input_cases(recorder, requests):
                    lambda: peak_rss_growth(lambda: grpc_attempt(requests.predict.Predict, requests.request(
                        history=rows, k=tf.make_tensor_proto(b"x" * 4096)))), via="gRPC")
     long_id = "\N{MUSICAL SYMBOL HALF NOTE}" * 20_000  # 12 bytes a character once NFC-normalised
-    recorder.timed("requests", "an unknown 80 KB id echoed in the error",
-                   rc.refuse("INVALID_ARGUMENT", "unknown item|cut"),
+    recorder.timed("requests", "an unknown 80 KB candidate id echoed in the error",
+                   rc.refuse("INVALID_ARGUMENT", "unknown|cut"),
                    lambda: grpc_attempt(requests.predict.Predict, requests.request(
-                       history=tf.make_tensor_proto([[long_id]], dtype=tf.string))), via="gRPC")
+                       signature="explain", k=None, candidates=tf.make_tensor_proto([[long_id]], dtype=tf.string))),
+                   via="gRPC")
 
     def client_facing_a_wide_answer():
         from tensorflow.core.framework import tensor_pb2, types_pb2
