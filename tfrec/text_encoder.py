@@ -15,8 +15,11 @@ Sources (`source` argument of `TextEncoder.from_source`):
   generated character vocabulary (for tests).
 
 Pooling is `"mean"` (average over the padding mask, then L2 normalisation, the
-sentence-transformers recipe) or `"cls"` (the first token's hidden state, L2
-normalised). `trainable` is `"all"`, `"none"` or `"top:N"` (only the top N
+sentence-transformers recipe), `"cls"` (the first token's hidden state, L2
+normalised) or `"attention"`: a side network over the top layer's token states,
+one learned query per 64-dimension head weighting the tokens (zero queries give
+the mean, where it starts), so the encoder learns which words of an item's text
+matter to behaviour without back-propagating through BERT. `trainable` is `"all"`, `"none"` or `"top:N"` (only the top N
 transformer layers train; the embeddings and lower layers are frozen).
 
 The forward pass is split at the frozen/trainable boundary
@@ -51,7 +54,8 @@ from tfrec.text_cache import TextVectorCache, cache_enabled
 
 MINILM = "minilm"
 TINY = "tiny"
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "cls", "attention")
+POOLING_HEAD_DIM = 64  # dimensions per head of "attention" pooling
 PROGRESS_SECONDS = 10.0  # between two progress log lines while encoding many texts
 FINGERPRINT_FORMAT = 1  # bump when what a fingerprint's cached outputs mean changes
 
@@ -146,7 +150,9 @@ class TextEncoder(keras.layers.Layer):
             BERT directory, a keras-hub preset name, or `"tiny"` (random).
         sequence_length: tokens per text, including [CLS] and [SEP]; longer
             texts are truncated.
-        pooling: `"mean"` (masked mean, L2 normalised) or `"cls"`.
+        pooling: `"mean"` (masked mean, L2 normalised), `"cls"` or
+            `"attention"` (learned queries over the top layer's tokens; they
+            train whatever `trainable` says).
         trainable: `"all"`, `"none"` or `"top:N"`.
         seed: initialisation seed of the `"tiny"` backbone.
         cache: whether `cached_vectors` and `cached_lower_states` use the
@@ -194,7 +200,18 @@ class TextEncoder(keras.layers.Layer):
         self.num_trainable_layers = parse_trainable(trainable, self.num_layers)
         self.split_layer = self.num_layers - self.num_trainable_layers
         self._apply_trainable()
+        if pooling == "attention":
+            heads = max(1, self.hidden_dim // POOLING_HEAD_DIM)
+            if self.hidden_dim % heads:
+                raise ValueError(f"pooling='attention' splits hidden_dim {self.hidden_dim} into {heads} heads")
+            self.pooling_queries = self.add_weight(shape=(heads, self.hidden_dim // heads), initializer="zeros",
+                                                   name="pooling_queries")
         self.build()
+
+    @property
+    def trainable_pooling(self) -> bool:
+        """Whether the pooling has weights of its own that train (`"attention"`)."""
+        return self.pooling == "attention"
 
     def build(self, input_shape=None):
         # The backbone is built on load; the preprocessor creates its packer here.
@@ -282,6 +299,13 @@ class TextEncoder(keras.layers.Layer):
         """Pools final hidden states into one L2-normalised vector per text."""
         if self.pooling == "cls":
             pooled = hidden[:, 0, :]
+        elif self.pooling == "attention":
+            heads, head_dim = self.pooling_queries.shape
+            per_head = tf.reshape(hidden, tf.concat([tf.shape(hidden)[:2], [heads, head_dim]], 0))
+            scores = tf.einsum("bthd,hd->bth", per_head, self.pooling_queries) / float(np.sqrt(head_dim))
+            scores += (1.0 - tf.cast(padding_mask, scores.dtype))[:, :, None] * -1e9
+            weights = tf.nn.softmax(scores, axis=1)
+            pooled = tf.reshape(tf.einsum("bth,bthd->bhd", weights, per_head), [-1, heads * head_dim])
         else:
             weights = tf.cast(padding_mask, hidden.dtype)[:, :, None]
             total = tf.reduce_sum(hidden * weights, axis=1)
@@ -372,7 +396,8 @@ class TextEncoder(keras.layers.Layer):
         digest = hashlib.blake2b(json.dumps(settings, sort_keys=True, default=str).encode(), digest_size=16)
         layers = [backbone.token_embedding, backbone.position_embedding, backbone.segment_embedding,
                   backbone.embeddings_layer_norm, *backbone.transformer_layers[:split]]
-        for weight in (weight for layer in layers for weight in layer.weights):
+        pooling_weights = [self.pooling_queries] if pooled and self.trainable_pooling else []
+        for weight in [weight for layer in layers for weight in layer.weights] + pooling_weights:
             value = np.ascontiguousarray(weight.numpy())
             digest.update(str(value.shape).encode())
             digest.update(value.tobytes())

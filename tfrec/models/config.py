@@ -39,7 +39,9 @@ class ModelConfig(Config):
         encoder: "minilm", a local Hugging Face BERT directory, a keras-hub
             preset name, or "tiny" (random 2-layer BERT for tests).
         encoder_trainable: "none", "all" or "top:N".
-        pooling: "mean" or "cls".
+        pooling: "mean", "cls" or "attention" (learned per-head queries over
+            the top layer's cached token states: a side network that adapts
+            the frozen encoder's item vectors; see `TextEncoder`).
         text_refresh_items: with encoder_trainable "top:N" or "all", how many
             of a training step's target items are re-encoded through the
             trainable encoder layers (the others reuse their last vectors);
@@ -145,7 +147,7 @@ class ModelConfig(Config):
         "history_encoder": HISTORY_ENCODERS,
         "softmax": SOFTMAXES,
         "ranking_target": RANKING_TARGETS,
-        "pooling": ("mean", "cls"),
+        "pooling": ("mean", "cls", "attention"),
         "text_adaptor": TEXT_ADAPTORS,
         "transition_prior": TRANSITION_PRIORS,
     }

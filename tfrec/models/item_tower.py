@@ -166,7 +166,7 @@ class ItemTower(keras.layers.Layer):
             self._mode = "tokens"
             self._tokens = self.catalogue_tokens()
             self._padding_mask = self._tokens["padding_mask"]
-        elif encoder.num_trainable_layers == 0:
+        elif encoder.num_trainable_layers == 0 and not encoder.trainable_pooling:
             self._mode = "pooled"
             self._text_cache = tf.constant(encoder.cached_vectors(self.item_texts, ENCODE_BATCH))
         else:
@@ -205,7 +205,8 @@ class ItemTower(keras.layers.Layer):
     def frozen_text(self) -> bool:
         """Whether the item texts reach the model only as the frozen encoder's pooled vectors (`text_vectors`)."""
         encoder = self.text_encoder
-        return encoder is not None and encoder.trainable_spec != "all" and encoder.num_trainable_layers == 0
+        return (encoder is not None and encoder.trainable_spec != "all" and encoder.num_trainable_layers == 0
+                and not encoder.trainable_pooling)
 
     def build(self, input_shape=None, encode_catalogue=True):
         """Encodes the catalogue's texts (frozen layers, once) and creates the weights.
