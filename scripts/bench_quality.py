@@ -434,12 +434,8 @@ ROWS = [
                "configs/ml100k_retrieval.flags", ["--use_text=false", *EARLIER_CONFIG], seeds=SEEDS,
                split=COLD_SPLIT),
     _tfrec_row("tfrec_defaults", "tfrec retrieval: the defaults (no flag but the data's)", None, datasets=BOTH),
-    _tfrec_row("tfrec_retrieval_moe", "tfrec retrieval: the config with the mixture-of-experts text adaptor",
-               "configs/ml100k_retrieval.flags", ["--text_adaptor=moe"]),
     _tfrec_row("office_retrieval", "tfrec retrieval: `office_retrieval` config", "configs/office_retrieval.flags",
                datasets=OFFICE),
-    _tfrec_row("office_retrieval_linear", "tfrec retrieval: the config with one linear text projection",
-               "configs/office_retrieval.flags", ["--text_adaptor=linear"], datasets=OFFICE),
     _tfrec_row("office_retrieval_ids", "tfrec retrieval: item ids only (no text)", "configs/office_retrieval.flags",
                ["--use_text=false"], datasets=OFFICE),
 ]

@@ -334,17 +334,6 @@ def test_embed_items_and_recommend_from_text_use_the_item_text_tower(retrieval):
     assert top["item_ids"].numpy().astype(str).tolist() == [[f"m{i}" for i in row] for row in expected]
 
 
-def test_a_moe_text_adaptor_model_exports_with_the_models_answers(tmp_path):
-    model, catalogue, _, loaded = _exported("retrieval", tmp_path, "moe", text_adaptor="moe", text_experts=3)
-    expected_ids, expected_scores = _model_top_k(model, _features(HISTORY_INDICES), 5)
-    out = loaded.signatures["serving_default"](history=tf.constant(HISTORY_IDS), k=tf.constant([5] * 2))
-    assert out["item_ids"].numpy().astype(str).tolist() == expected_ids.tolist()
-    np.testing.assert_allclose(out["scores"].numpy(), expected_scores, atol=1e-5)
-    texts = catalogue.item_texts[1:4]
-    embedded = loaded.signatures["embed_items"](text=tf.constant(texts))["embeddings"].numpy()
-    np.testing.assert_allclose(embedded, model.text_item_embeddings(tf.constant(texts)).numpy(), atol=1e-5)
-
-
 def test_behaviour_text_models_recommend_from_text_with_their_query_encoder(tmp_path):
     model, vocab, texts = _build("retrieval", behaviour_text=True, behaviour_text_length=32)
     loaded = exporter.load(exporter.export_model(model, str(tmp_path), "m").path)

@@ -95,8 +95,8 @@ def id_histories(features):
     dict(encoder_trainable="top:1", use_ratings=True, use_time_gaps=True, id_dropout=0.3),
     dict(history_encoder="attention", use_text=False),
     dict(history_encoder="mean", use_text=False),
-    dict(text_adaptor="moe", text_experts=3, use_item_ids=False),
-], ids=["full-softmax", "in-batch", "top1-ratings-gaps", "attention", "mean", "moe-text-only"])
+    dict(use_item_ids=False),
+], ids=["full-softmax", "in-batch", "top1-ratings-gaps", "attention", "mean", "text-only"])
 def test_retrieval_trains_and_loss_falls(overrides):
     model = build_model(config(task="retrieval", **overrides), DATA)
     assert isinstance(model, Recommender) and model.has_retrieval and not model.has_ranking

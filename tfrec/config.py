@@ -7,7 +7,9 @@ are plain dataclasses deriving from `Config`: a dict round trip (`to_dict` /
 `ConfigError` names the field as `ClassName.field=value`. `ConfigError` is
 the one error of every invalid option or configuration file. The command
 lines define one flag per field under the field's name (`tfrec.config_flags`)
-and show the same message with `--field=value`.
+and show the same message with `--field=value`. A field removed with its
+feature is listed in `REMOVED`: a saved config holding it loads when its value
+is what the code now always does, and is refused otherwise.
 
 Example:
 
@@ -44,6 +46,9 @@ class Config:
     """
 
     CHOICES: ClassVar[dict] = {}
+    REMOVED: ClassVar[dict] = {}
+    """Fields of earlier versions, removed with their feature: {field: (the values a saved config may hold, i.e.
+    what the code now always does, or None for any value; the feature, as the error names it)}."""
 
     def name(self, field: str) -> str:
         """`ClassName.field=value`, as errors show it."""
@@ -75,8 +80,24 @@ class Config:
                 for key, value in dataclasses.asdict(self).items()}
 
     @classmethod
+    def without_removed(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` (a saved config) without its `REMOVED` fields.
+
+        Raises:
+            ConfigError: naming the first removed field whose value needs the removed feature.
+        """
+        for field, (allowed, feature) in cls.REMOVED.items():
+            value = values.get(field)
+            require(field not in values or allowed is None or value in allowed,
+                    f"{cls.__name__}.{field}={value!r} in a saved config: {feature} was removed from tfrec, "
+                    "so a run trained with it can be neither loaded nor resumed: retrain it")
+        return {key: value for key, value in values.items() if key not in cls.REMOVED}
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]):
-        """Builds a config from a dict; unknown keys raise `ConfigError` naming them."""
+        """Builds a config from a dict; unknown keys raise `ConfigError` naming them, and so do removed
+        fields whose value needs their feature (`without_removed`; other removed fields are dropped)."""
+        values = cls.without_removed(values)
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         require(not unknown, f"{cls.__name__}: unknown fields {unknown}; known fields are {sorted(known)}")

@@ -379,7 +379,7 @@ class TextEncoder(keras.layers.Layer):
         sequence length, the output (pooling, or the layer), and the current
         values of every weight that output depends on (those of the
         embeddings and of the transformer layers it runs; about 0.15 s for
-        MiniLM), so weights changed in place (e.g. by text adaptation) change it.
+        MiniLM), so weights changed in place change it.
         """
         split = self.num_layers if pooled else self.split_layer
         backbone = self.backbone

@@ -23,7 +23,6 @@ TASKS = ("retrieval", "ranking", "multitask")
 HISTORY_ENCODERS = ("transformer", "attention", "mean")
 SOFTMAXES = ("full", "in_batch")
 RANKING_TARGETS = ("rating", "click")
-TEXT_ADAPTORS = ("linear", "moe")
 TRANSITION_PRIORS = ("auto", "off")
 REAL_TIME_FROM = 100_000_000
 """Timestamps from here on (Unix seconds: March 1973) are times; smaller ones are positions or counters."""
@@ -46,10 +45,6 @@ class ModelConfig(Config):
             of a training step's target items are re-encoded through the
             trainable encoder layers (the others reuse their last vectors);
             0 re-encodes the whole catalogue every step.
-        text_adaptor: how item text vectors map to the item space: "linear"
-            (one projection) or "moe" (UniSRec's mixture of whitening
-            experts, with `dropout` on its input).
-        text_experts: experts of the "moe" adaptor.
         text_cache: reuse the frozen encoder's item text vectors computed by
             earlier runs with the same encoder and texts, kept on disk in
             $TFREC_CACHE_DIR (default ~/.cache/tfrec); false encodes them again.
@@ -109,8 +104,6 @@ class ModelConfig(Config):
     encoder_trainable: str = "none"
     pooling: str = "mean"
     text_refresh_items: int = 256
-    text_adaptor: str = "linear"
-    text_experts: int = 8
     text_cache: bool = True
     sequence_length: int = 128
     embedding_dim: int = 64
@@ -148,11 +141,14 @@ class ModelConfig(Config):
         "softmax": SOFTMAXES,
         "ranking_target": RANKING_TARGETS,
         "pooling": ("mean", "cls", "attention"),
-        "text_adaptor": TEXT_ADAPTORS,
         "transition_prior": TRANSITION_PRIORS,
     }
     SAVED_BEFORE = {"transition_prior": "off"}
     """Fields added after runs were saved without them, and the value such a run was trained with."""
+    REMOVED: ClassVar[dict] = {
+        "text_adaptor": (("linear",), "the mixture-of-experts text adaptor"),
+        "text_experts": (None, "the mixture-of-experts text adaptor"),
+    }
 
     @classmethod
     def from_dict(cls, values):
@@ -201,7 +197,7 @@ class ModelConfig(Config):
                 f"{self.name('encoder_trainable')}: expected 'all', 'none' or 'top:N' (N an integer)")
         for name in ("dropout", "id_dropout"):
             self.check_range(name, minimum=0.0, below=1.0)
-        for name in ("embedding_dim", "history_heads", "sequence_length", "text_experts",
+        for name in ("embedding_dim", "history_heads", "sequence_length",
                      "behaviour_text_items", "behaviour_text_length"):
             self.check_range(name, minimum=1)
         for name in ("history_layers", "hard_negatives", "dcn_layers", "text_refresh_items"):

@@ -27,8 +27,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrec.models.config import TEXT_ADAPTORS
-from tfrec.models.text_adaptor import MixtureOfExpertsAdaptor
 from tfrec.text_encoder import TextEncoder
 
 ENCODE_BATCH = 128  # texts per batch when encoding the catalogue
@@ -91,10 +89,6 @@ class ItemTower(keras.layers.Layer):
             embedding (per unique item and step).
         refresh_items: with a fine-tuned encoder ("top:N" or "all"), how many
             of a step's focus items are re-encoded (see `catalogue`); 0 = all.
-        text_adaptor: "linear" (one projection of the standardised text
-            vectors) or "moe" (`MixtureOfExpertsAdaptor`).
-        text_experts: experts of the "moe" adaptor.
-        text_dropout: dropout on the text vectors before the "moe" adaptor.
         seed: initialisation and dropout seed.
         num_rows: catalogue indices, padding included (default: `len(item_texts)`).
         **kwargs: base layer arguments.
@@ -108,8 +102,7 @@ class ItemTower(keras.layers.Layer):
     """
 
     def __init__(self, item_texts=None, embedding_dim=64, encoder=None, use_item_ids=True,
-                 id_dropout=0.0, refresh_items=0, text_adaptor="linear", text_experts=8,
-                 text_dropout=0.0, seed=0, num_rows=None, **kwargs):
+                 id_dropout=0.0, refresh_items=0, seed=0, num_rows=None, **kwargs):
         super().__init__(**kwargs)
         if encoder is None and not use_item_ids:
             raise ValueError("ItemTower needs an encoder, use_item_ids=True, or both")
@@ -125,20 +118,11 @@ class ItemTower(keras.layers.Layer):
         self.use_item_ids = use_item_ids
         self.id_dropout = id_dropout
         self.refresh_items = refresh_items
-        if text_adaptor not in TEXT_ADAPTORS:
-            raise ValueError(f"ItemTower.text_adaptor={text_adaptor!r}: expected one of {TEXT_ADAPTORS}")
-        self.text_adaptor = text_adaptor
-        self.text_experts = text_experts
-        self.text_dropout = text_dropout
         self.seed = seed
         self.text_encoder = None
         if encoder is not None:
             self.text_encoder = TextEncoder(**self.encoder_args, seed=seed)
-            if text_adaptor == "moe":
-                self.text_projection = MixtureOfExpertsAdaptor(
-                    embedding_dim, text_experts, text_dropout, seed=seed, name="text_projection")
-            else:
-                self.text_projection = keras.layers.Dense(embedding_dim, name="text_projection")
+            self.text_projection = keras.layers.Dense(embedding_dim, name="text_projection")
             self.text_normalization = keras.layers.Normalization(name="text_normalization")
         if use_item_ids:
             self.id_embedding = keras.layers.Embedding(
@@ -178,7 +162,7 @@ class ItemTower(keras.layers.Layer):
         """(Re-)encodes the catalogue texts with the encoder's current weights.
 
         `build` calls it; call it again after changing the frozen encoder's
-        weights (e.g. `tfrec.training.text_adaptation`). A frozen encoder's
+        weights. A frozen encoder's
         pooled vectors are kept as a weight (`text_vectors`), so a model
         saved after adapting its encoder loads back the adapted vectors.
         """
@@ -347,9 +331,6 @@ class ItemTower(keras.layers.Layer):
             "use_item_ids": self.use_item_ids,
             "id_dropout": self.id_dropout,
             "refresh_items": self.refresh_items,
-            "text_adaptor": self.text_adaptor,
-            "text_experts": self.text_experts,
-            "text_dropout": self.text_dropout,
             "seed": self.seed,
         })
         return config

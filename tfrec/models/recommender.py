@@ -111,8 +111,7 @@ class Recommender(ModelCatalogue, TrainingExamples, RecommenderInference, keras.
         self.item_tower = ItemTower(
             num_rows=self.num_rows, embedding_dim=dim, encoder=encoder if cfg.use_text else None,
             use_item_ids=cfg.use_item_ids, id_dropout=cfg.id_dropout,
-            refresh_items=cfg.text_refresh_items, text_adaptor=cfg.text_adaptor,
-            text_experts=cfg.text_experts, text_dropout=cfg.dropout, seed=cfg.seed,
+            refresh_items=cfg.text_refresh_items, seed=cfg.seed,
             name="item_tower")
         if cfg.behaviour_text:
             self.behaviour_tower = BehaviourTextTower(

@@ -61,16 +61,6 @@ class TrainConfig(Config):
         verbose: progress output: 0 silent; 1 Keras' progress bar on a terminal,
             one line per epoch otherwise (a log file); 2 one line per epoch.
         seed: seed of the shuffling of training examples.
-        text_adaptation_steps: before training, fine-tune the item text
-            encoder for this many steps on items that follow each other in
-            the training sequences (`tfrec.training.text_adaptation`); 0: off.
-            Needs ModelConfig.use_text and encoder_trainable 'none'.
-        text_adaptation_layers: top encoder layers the adaptation fine-tunes.
-        text_adaptation_batch_size: item pairs per adaptation step.
-        text_adaptation_learning_rate: peak learning rate of the adaptation.
-        text_adaptation_window: items at most this many behaviours apart make a pair.
-        text_adaptation_length: tokens of each item text the adaptation reads
-            (the first ones).
     """
 
     epochs: int = 0
@@ -93,14 +83,14 @@ class TrainConfig(Config):
     log_every_steps: int = 50
     verbose: int = 1
     seed: int = 0
-    text_adaptation_steps: int = 0
-    text_adaptation_layers: int = 1
-    text_adaptation_batch_size: int = 32
-    text_adaptation_learning_rate: float = 5e-5
-    text_adaptation_window: int = 3
-    text_adaptation_length: int = 64
 
     CHOICES: ClassVar[dict] = {"decay": optimizer.DECAYS, "strategy": devices.STRATEGIES}
+    REMOVED: ClassVar[dict] = {
+        "text_adaptation_steps": ((0,), "the behaviour-aware text adaptation"),
+        **dict.fromkeys(("text_adaptation_layers", "text_adaptation_batch_size", "text_adaptation_learning_rate",
+                         "text_adaptation_window", "text_adaptation_length"),
+                        (None, "the behaviour-aware text adaptation")),
+    }
 
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""
@@ -108,13 +98,9 @@ class TrainConfig(Config):
         for name in ("eval_batch_size", "cpu_replicas"):
             self.check_range(name, minimum=1)
         for name in ("epochs", "batch_size", "warmup_steps", "early_stopping_patience", "max_steps", "steps_per_epoch",
-                     "checkpoint_every_steps", "log_every_steps", "weight_decay", "clipnorm", "text_adaptation_steps"):
+                     "checkpoint_every_steps", "log_every_steps", "weight_decay", "clipnorm"):
             if getattr(self, name) is not None:
                 self.check_range(name, minimum=0)
-        for name in ("text_adaptation_layers", "text_adaptation_batch_size", "text_adaptation_window",
-                     "text_adaptation_length"):
-            self.check_range(name, minimum=1)
-        self.check_range("text_adaptation_learning_rate", above=0)
         self.check_range("learning_rate", above=0)
         self.check_range("warmup_fraction", minimum=0.0, below=1.0)
         require(len(self.eval_ks) > 0 and all(isinstance(k, int) and k >= 1 for k in self.eval_ks),

@@ -105,11 +105,16 @@ class RunDirectory:
     # Reading a finished run.
 
     def read_config(self) -> dict:
-        """The run's `config.json`, refusing one written before the configs were dataclasses."""
+        """The run's `config.json`, refusing one written before the configs were dataclasses, or by a run
+        trained with a feature since removed; the fields of removed features it did not use are dropped
+        (`Config.without_removed`)."""
         saved = atomic_files.read_json(self.existing(CONFIG))
         if "data_config" not in saved:
             raise ConfigError(f"{self.path}: written by an earlier tfrec (config.json holds flags, not configs); "
                               "train it again into a new run directory")
+        for section, config_class in (("model_config", ModelConfig), ("train_config", TrainConfig)):
+            if section in saved:
+                saved[section] = config_class.without_removed(saved[section])
         return saved
 
     def read_vocabulary(self) -> data.Vocabulary:
@@ -290,7 +295,7 @@ def load_run(directory):
 
     Raises:
         RunDirError: naming a missing file.
-        ConfigError: a run directory of an earlier tfrec.
+        ConfigError: a run directory of an earlier tfrec, or of a run trained with a feature since removed.
     """
     run = RunDirectory(directory)
     saved = run.read_config()

@@ -9,7 +9,7 @@ the item-embedding projector, and writes the run directory's files
 (`tfrec.training.run_dir.RunDirectory`), which `load_run`, `tfrec.evaluate`
 and `tfrec.export` read.
 
-`fit` runs four steps: `_prepare` (checks, text adaptation, the schedule,
+`fit` runs four steps: `_prepare` (checks, the schedule,
 the compiled model and its input), `_fit` (Keras' fit with the validation,
 best-weights and logging callbacks), `_evaluate` (the held-out figures,
 `tfrec.evaluation.run_figures`) and `_report` (the run facts and files).
@@ -40,8 +40,7 @@ from tfrec.config import require
 from tfrec.data import pipeline
 from tfrec.evaluation import prior_weight, protocol, references, run_figures
 from tfrec.evaluation.metrics import NonFiniteScoresError
-from tfrec.training import (auto_settings, callbacks, checks, devices, multi_worker, optimizer, summaries,
-                            text_adaptation)
+from tfrec.training import auto_settings, callbacks, checks, devices, multi_worker, optimizer, summaries
 from tfrec.training.config import TrainConfig
 from tfrec.training.run_dir import BACKUP, CHECKPOINTS, CONFIG, TENSORBOARD, TRAINING_LOG, RunDirectory
 
@@ -186,21 +185,18 @@ class Trainer:
         return TrainResult(metrics, history, run.path if run else None)
 
     def _prepare(self, model, data, run: Optional[RunDirectory]) -> FitPlan:
-        """Checks everything against the data (and a resumed run), adapts the item text encoder if asked,
-        then settles the schedule, compiles the model and makes its training dataset."""
+        """Checks everything against the data (and a resumed run), then settles the schedule, compiles the
+        model and makes its training dataset."""
         self._clip_default_ks(data.vocab.num_items)
         cfg = self.config
-        self._progress("preparing to train %s on %s (%d training examples): checks, %smodel adaptation to the "
-                       "examples, input pipeline, compilation", model.cfg.task, data.name, data.num_examples("train"),
-                       "text adaptation, " if cfg.text_adaptation_steps else "")
+        self._progress("preparing to train %s on %s (%d training examples): checks, model adaptation to the "
+                       "examples, input pipeline, compilation", model.cfg.task, data.name, data.num_examples("train"))
         monitor = self._check(model, data)
         record = {"data_config": data.config.with_absolute_source().to_dict(), "model_config": model.cfg.to_dict(),
                   "train_config": cfg.to_dict(), "num_replicas": self.strategy.num_replicas_in_sync,
                   "data_name": data.name, "data_fingerprint": data.fingerprint}
         if run:
             run.check_same_run(record)
-        if cfg.text_adaptation_steps:
-            self._adapt_text(model, data, run)
         training = data.training_examples()  # arrays, or a dataset streamed from TFRecords
         model.adapt(training)
         train_examples = model.train_examples(training)
@@ -344,27 +340,6 @@ class Trainer:
             run.write_projector(model, data)
         logging.info("test metrics: %s", {k: v for k, v in metrics.items() if not isinstance(v, (dict, str))})
         return metrics
-
-    def _adapt_text(self, model, data, run: Optional[RunDirectory]):
-        """Runs the behaviour-aware text adaptation, unless a resumed run already holds its result."""
-        cfg = self.config
-        require(model.cfg.use_text and model.cfg.encoder_trainable == "none",
-                f"TrainConfig.text_adaptation_steps={cfg.text_adaptation_steps} needs ModelConfig.use_text=True and "
-                f"encoder_trainable='none' (got use_text={model.cfg.use_text}, "
-                f"encoder_trainable={model.cfg.encoder_trainable!r})")
-        if run and run.has_training_state():
-            logging.info("resuming: the run's saved weights hold the adapted text encoder")
-            return
-        require(not data.streamed, f"TrainConfig.text_adaptation_steps={cfg.text_adaptation_steps} reads the "
-                "training interactions in memory: it needs a table source, not a tfrecord: one")
-        pairs = text_adaptation.cooccurrence_pairs(data.split.train, data.vocab, cfg.text_adaptation_window)
-        with self.strategy.scope():
-            losses = text_adaptation.adapt_item_text(
-                model.item_tower, pairs, steps=cfg.text_adaptation_steps, layers=cfg.text_adaptation_layers,
-                batch_size=cfg.text_adaptation_batch_size, learning_rate=cfg.text_adaptation_learning_rate,
-                length=cfg.text_adaptation_length, seed=cfg.seed)
-        logging.info("text adaptation: %d pairs, mean loss of the first / last 10 steps %.4f -> %.4f",
-                     len(pairs), np.mean(losses[:10]), np.mean(losses[-10:]))
 
     def _optimizer(self, total_steps):
         cfg = self.config
