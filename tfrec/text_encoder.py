@@ -252,13 +252,12 @@ class TextEncoder(keras.layers.Layer):
             "padding_mask": tf.cast(tokens["padding_mask"], tf.int32),
         }
 
-    def encode_lower(self, tokens, training=False, split=None):
+    def encode_lower(self, tokens, training=False):
         """Runs the embeddings and the frozen lower transformer layers.
 
         Args:
             tokens: output of `tokenize`.
             training: dropout switch.
-            split: run the layers below this one (default `split_layer`).
 
         Returns:
             float32 `[batch, sequence_length, hidden_dim]` hidden states at the
@@ -274,24 +273,23 @@ class TextEncoder(keras.layers.Layer):
         x = backbone.embeddings_add((x, positions, segments))
         x = backbone.embeddings_layer_norm(x)
         x = backbone.embeddings_dropout(x, training=training)
-        for layer in backbone.transformer_layers[:self.split_layer if split is None else split]:
+        for layer in backbone.transformer_layers[:self.split_layer]:
             x = layer(x, padding_mask=tokens["padding_mask"], training=training)
         return x
 
-    def encode_upper(self, hidden, padding_mask, training=False, split=None):
+    def encode_upper(self, hidden, padding_mask, training=False):
         """Runs the trainable top layers on `encode_lower` output and pools.
 
         Args:
             hidden: float32 `[batch, length, hidden_dim]`.
             padding_mask: int32 `[batch, length]`, 1 for real tokens.
             training: dropout switch.
-            split: run the layers from this one up (default `split_layer`).
 
         Returns:
             float32 `[batch, hidden_dim]` L2-normalised embeddings.
         """
         padding_mask = tf.cast(padding_mask, tf.int32)
-        for layer in self.backbone.transformer_layers[self.split_layer if split is None else split:]:
+        for layer in self.backbone.transformer_layers[self.split_layer:]:
             hidden = layer(hidden, padding_mask=padding_mask, training=training)
         return self.pool(hidden, padding_mask)
 

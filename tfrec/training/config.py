@@ -85,12 +85,12 @@ class TrainConfig(Config):
     seed: int = 0
 
     CHOICES: ClassVar[dict] = {"decay": optimizer.DECAYS, "strategy": devices.STRATEGIES}
-    REMOVED: ClassVar[dict] = {
-        "text_adaptation_steps": ((0,), "the behaviour-aware text adaptation"),
-        **dict.fromkeys(("text_adaptation_layers", "text_adaptation_batch_size", "text_adaptation_learning_rate",
-                         "text_adaptation_window", "text_adaptation_length"),
-                        (None, "the behaviour-aware text adaptation")),
-    }
+    REMOVED: ClassVar[dict] = dict.fromkeys(
+        ("text_adaptation_steps", "text_adaptation_layers", "text_adaptation_batch_size",
+         "text_adaptation_learning_rate", "text_adaptation_window", "text_adaptation_length"),
+        (None, "the behaviour-aware text adaptation"))
+    """A run trained after the removed text adaptation still loads and resumes: its weights hold the adapted
+    item text vectors."""
 
     def validate(self):
         """Raises `ConfigError` naming the first invalid field; returns self."""
