@@ -119,9 +119,9 @@ def table_row(name: str, figures: dict) -> str:
     baselines = figures["baselines"]
     best = {m: max(baselines[b][m] for b in BASELINES if b in baselines) for m in MEASURES}
     margin = " / ".join(f"{figures['test'][m] / best[m] - 1:+.0%}" for m in MEASURES)
-    cells = [name, _pair(figures["test"]), _pair(figures["alone_test"]),
-             *(_pair(baselines[b]) if b in baselines else "—" for b in BASELINES),
-             margin, _pair(figures["valid"]), _pair(figures["alone_valid"]), figures["prior"], figures["derived"],
+    cells = [name, pair(figures["test"]), pair(figures["alone_test"]),
+             *(pair(baselines[b]) if b in baselines else "—" for b in BASELINES),
+             margin, pair(figures["valid"]), pair(figures["alone_valid"]), figures["prior"], figures["derived"],
              figures["epochs"], f"{figures['minutes']:.1f} min"]
     return "| " + " | ".join(cells) + " |"
 
@@ -155,7 +155,8 @@ def _portable(source: str) -> str:
                   if m.group(1).startswith(parent + "shared") else "DATA/", source)
 
 
-def _pair(figures: dict) -> str:
+def pair(figures: dict) -> str:
+    """'HR@10 / NDCG@10' of `figures`, four decimals."""
     return " / ".join(f"{figures[m]:.4f}" for m in MEASURES)
 
 
@@ -168,12 +169,18 @@ def _columns(data_config: dict) -> str:
     return " ".join(given) or "none"
 
 
-def main(argv):
+def named_runs(argv: list) -> list:
+    """The [NAME, RUN_DIR] pairs of --runs; a UsageError for stray arguments or a malformed pair."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     runs = [item.split("=", 1) for item in flags.FLAGS.runs]
     if not runs or any(len(pair) != 2 for pair in runs):
         raise app.UsageError("--runs: expected NAME=RUN_DIR pairs")
+    return runs
+
+
+def main(argv):
+    runs = named_runs(argv)
     header = ("| data | tfrec defaults, test HR@10 / NDCG@10 | same network without the prior | popularity | "
               "transitions | item-kNN | margin over the best baseline | valid (defaults) | valid (no prior) | "
               "prior weight and form | derived from the data | epochs | train wall time |")

@@ -28,6 +28,7 @@ from absl import app, flags
 
 import benchlib
 import bench_defaults
+from bench_defaults import pair
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -41,7 +42,6 @@ from tfrec.training import RunDirectory, load_run_data  # noqa: E402
 
 PROFILE_RECENT = (1, 3, 5, 10, 20, 50, None)
 """Profile lengths tried on validation (None: the whole history)."""
-MEASURES = bench_defaults.MEASURES
 
 flags.DEFINE_list("runs", [], "NAME=RUN_DIR pairs, all trained on one data set and split.")
 flags.DEFINE_string("output", os.path.join(REPO_ROOT, "BENCHMARKS.md"), "Markdown file to write the table to.")
@@ -65,31 +65,24 @@ def text_profile_figures(directory: str) -> dict:
     def figures(recent, split):
         held = held_out[split]
         scores = baselines.TextProfile(vectors, recent).score(held.examples)
-        return metrics.ranking_metrics(scores, held.examples[schema.TARGET_ITEM_ID], held.excluded_history(held.examples),
-                                       ks=(10,), exclude=held.prior)
+        targets = held.examples[schema.TARGET_ITEM_ID]
+        return metrics.ranking_metrics(scores, targets, held.excluded_history(held.examples), ks=(10,),
+                                       exclude=held.prior)
 
     recent = max(PROFILE_RECENT, key=lambda n: figures(n, "valid")["NDCG@10"])
     return {"test": figures(recent, "test"), "valid": figures(recent, "valid"), "recent": recent,
             "seconds": seconds}
 
 
-def _pair(figures: dict) -> str:
-    return " / ".join(f"{figures[m]:.4f}" for m in MEASURES)
-
-
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    runs = [item.split("=", 1) for item in flags.FLAGS.runs]
-    if not runs or any(len(pair) != 2 for pair in runs):
-        raise app.UsageError("--runs: expected NAME=RUN_DIR pairs")
+    runs = bench_defaults.named_runs(argv)
     header = ("| form | test HR@10 / NDCG@10 | valid | network alone (prior weight 0), test | network alone, valid | "
               "epochs | train wall time |")
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     before = text_profile_figures(runs[0][1])
     latest = {None: "the whole history", 1: "the last item"}.get(before["recent"], f"the last {before['recent']} items")
     lines.append(f"| pretrained encoder alone (before): user = mean text vector of {latest} (chosen on valid) | "
-                 f"{_pair(before['test'])} | {_pair(before['valid'])} | — | — | none | "
+                 f"{pair(before['test'])} | {pair(before['valid'])} | — | — | none | "
                  f"{before['seconds']:.0f} s (text vectors) |")
     print(lines[-1], flush=True)
     named, commands = [], []
@@ -101,13 +94,13 @@ def main(argv):
     if any(figures["baselines"] != baselines_seen for _, figures in named):
         raise app.UsageError("--runs: the runs hold different baseline figures: they were not trained on one split")
     for name, figures in [*named, *bench_defaults.seed_means(named)]:
-        lines.append(f"| {name} | {_pair(figures['test'])} | {_pair(figures['valid'])} | "
-                     f"{_pair(figures['alone_test'])} | {_pair(figures['alone_valid'])} | {figures['epochs'] or '—'} | "
+        lines.append(f"| {name} | {pair(figures['test'])} | {pair(figures['valid'])} | "
+                     f"{pair(figures['alone_test'])} | {pair(figures['alone_valid'])} | {figures['epochs'] or '—'} | "
                      f"{figures['minutes']:.1f} min |")
         print(lines[-1], flush=True)
     for baseline in bench_defaults.BASELINES:
         if baseline in baselines_seen:
-            lines.append(f"| {baseline} (baseline) | {_pair(baselines_seen[baseline])} | — | — | — | — | — |")
+            lines.append(f"| {baseline} (baseline) | {pair(baselines_seen[baseline])} | — | — | — | — | — |")
     title = flags.FLAGS.title
     body = "\n".join([
         f"## The text encoder before and after training on the logs: {title} (`scripts/bench_encoder.py`)", "",

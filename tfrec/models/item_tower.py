@@ -162,9 +162,8 @@ class ItemTower(keras.layers.Layer):
         """(Re-)encodes the catalogue texts with the encoder's current weights.
 
         `build` calls it; call it again after changing the frozen encoder's
-        weights. A frozen encoder's
-        pooled vectors are kept as a weight (`text_vectors`), so a model
-        saved after adapting its encoder loads back the adapted vectors.
+        weights. A frozen encoder's pooled vectors are kept as a weight
+        (`text_vectors`), so a saved model loads back the vectors it trained on.
         """
         self._cache_catalogue_text()
         if self._mode == "pooled":
