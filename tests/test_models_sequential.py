@@ -11,6 +11,7 @@ from tfrec.config import ConfigError
 from tfrec.data import schema
 from tfrec.models import (ItemTower, ModelConfig, Recommender, RetrievalTask, build_model, history_features,
                           verbalise_history)
+from tfrec.models import item_tower
 from tfrec.models.item_tower import adapt_standardization
 
 NUM_ITEMS = 24
@@ -196,6 +197,14 @@ def test_attention_pooling_trains_its_queries_on_the_cached_top_layer_states_alo
     queries = tower.text_encoder.pooling_queries
     assert float(tf.reduce_max(tf.abs(tape.gradient(loss, queries)))) > 0
     np.testing.assert_allclose(tower.text_item_embeddings(tf.constant(TEXTS[1:4])).numpy(), exact[1:4], atol=1e-5)
+
+
+def test_token_states_of_a_catalogue_too_large_for_memory_are_refused_by_name(monkeypatch):
+    monkeypatch.setattr(item_tower, "MAX_TOKEN_STATE_BYTES", 10 * 12 * 32 * 4)
+    tower = ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 12,
+                                                       "pooling": "attention"})
+    with pytest.raises(ConfigError, match=r"pooling='attention'.*25 item texts of up to 12 tokens"):
+        tower.build()
 
 
 def test_cold_items_get_text_embeddings_that_match_the_catalogue_path():

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrec.config import ConfigError
 from tfrec.text_encoder import TextEncoder
 
 ENCODE_BATCH = 128  # texts per batch when encoding the catalogue
@@ -36,6 +37,9 @@ ENCODE_BATCH = 128  # texts per batch when encoding the catalogue
 # times: once the encoder fine-tunes, changes of 1e-6 there swamp the vector.
 # No dimension is stretched more than this fraction of the median spread allows.
 STD_FLOOR_FRACTION = 0.1
+MAX_TOKEN_STATE_BYTES = 8 * 2**30
+"""Most memory the catalogue's cached token states may take (`--pooling=attention`, `top:N`): float32
+states of every item's tokens."""
 
 
 def adapt_standardization(normalization, vectors):
@@ -155,6 +159,13 @@ class ItemTower(keras.layers.Layer):
             self._text_cache = tf.constant(encoder.cached_vectors(self.item_texts, ENCODE_BATCH))
         else:
             self._mode = "hidden"
+            bound = self.num_rows * encoder.sequence_length * encoder.hidden_dim * 4
+            if bound > MAX_TOKEN_STATE_BYTES:
+                raise ConfigError(
+                    f"pooling={encoder.pooling!r}, encoder_trainable={encoder.trainable_spec!r}: the token states "
+                    f"of {self.num_rows:,} item texts of up to {encoder.sequence_length} tokens take up to "
+                    f"{bound / 2**30:.1f} GiB, more than the {MAX_TOKEN_STATE_BYTES / 2**30:.0f} GiB allowed; "
+                    "use the frozen pooled vectors (pooling 'mean', encoder_trainable 'none') or fewer tokens")
             hidden, padding_mask = encoder.cached_lower_states(self.item_texts, ENCODE_BATCH)
             self._text_cache, self._padding_mask = tf.constant(hidden), tf.constant(padding_mask)
 
