@@ -94,7 +94,8 @@ def main(argv):
         count = len(step_rows) if label.startswith("`top:1`") else len(rows)
         lines.append(f"| {label} | {seconds:.1f} | {count / seconds:,.1f} |")
     ratio = measured[1][1] / measured[0][1]
-    command = " ".join(["nice python scripts/bench_fine_tuning_cost.py", *sys.argv[1:]])
+    given = [arg for arg in sys.argv[1:] if not arg.startswith("--benchmarks_file")]
+    command = " ".join(["nice python scripts/bench_fine_tuning_cost.py", *given])
     body = "\n".join([
         "## What adapting the text encoder costs (`scripts/bench_fine_tuning_cost.py`)", "",
         f"Command: `{command}`  ",
