@@ -200,11 +200,17 @@ def test_attention_pooling_trains_its_queries_on_the_cached_top_layer_states_alo
 
 
 def test_token_states_of_a_catalogue_too_large_for_memory_are_refused_by_name(monkeypatch):
-    monkeypatch.setattr(item_tower, "MAX_TOKEN_STATE_BYTES", 10 * 12 * 32 * 4)
-    tower = ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 12,
-                                                       "pooling": "attention"})
-    with pytest.raises(ConfigError, match=r"pooling='attention'.*25 item texts of up to 12 tokens"):
-        tower.build()
+    def tower():
+        return ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 64,
+                                                          "pooling": "attention"})
+
+    longest = tower().catalogue_tokens()["padding_mask"].shape[1]
+    assert longest < 64
+    monkeypatch.setattr(item_tower, "MAX_TOKEN_STATE_BYTES", len(TEXTS) * 32 * 4 * longest - 1)
+    with pytest.raises(ConfigError, match=rf"ModelConfig.pooling='attention'.*25 item texts of up to {longest} tokens"):
+        tower().build()
+    monkeypatch.setattr(item_tower, "MAX_TOKEN_STATE_BYTES", len(TEXTS) * 32 * 4 * longest)  # padded to the longest
+    tower().build()
 
 
 def test_cold_items_get_text_embeddings_that_match_the_catalogue_path():

@@ -17,7 +17,7 @@ Sources (`source` argument of `TextEncoder.from_source`):
 Pooling is `"mean"` (average over the padding mask, then L2 normalisation, the
 sentence-transformers recipe), `"cls"` (the first token's hidden state, L2
 normalised) or `"attention"`: a side network over the top layer's token states,
-one learned query per 64-dimension head weighting the tokens (zero queries give
+one learned query per head (of at least 64 dimensions) weighting the tokens (zero queries give
 the mean, where it starts), so the encoder learns which words of an item's text
 matter to behaviour without back-propagating through BERT. `trainable` is `"all"`, `"none"` or `"top:N"` (only the top N
 transformer layers train; the embeddings and lower layers are frozen).
@@ -55,7 +55,7 @@ from tfrec.text_cache import TextVectorCache, cache_enabled
 MINILM = "minilm"
 TINY = "tiny"
 POOLINGS = ("mean", "cls", "attention")
-POOLING_HEAD_DIM = 64  # dimensions per head of "attention" pooling
+POOLING_HEAD_DIM = 64  # "attention" pooling splits the hidden state into heads of at least this many dimensions
 PROGRESS_SECONDS = 10.0  # between two progress log lines while encoding many texts
 FINGERPRINT_FORMAT = 1  # bump when what a fingerprint's cached outputs mean changes
 
@@ -201,9 +201,8 @@ class TextEncoder(keras.layers.Layer):
         self.split_layer = self.num_layers - self.num_trainable_layers
         self._apply_trainable()
         if pooling == "attention":
-            heads = max(1, self.hidden_dim // POOLING_HEAD_DIM)
-            if self.hidden_dim % heads:
-                raise ValueError(f"pooling='attention' splits hidden_dim {self.hidden_dim} into {heads} heads")
+            most = max(1, self.hidden_dim // POOLING_HEAD_DIM)
+            heads = max(count for count in range(1, most + 1) if self.hidden_dim % count == 0)
             self.pooling_queries = self.add_weight(shape=(heads, self.hidden_dim // heads), initializer="zeros",
                                                    name="pooling_queries")
         self.build()
@@ -376,8 +375,9 @@ class TextEncoder(keras.layers.Layer):
         A BLAKE2b digest of the tokenizer (vocabulary and settings), the
         sequence length, the output (pooling, or the layer), and the current
         values of every weight that output depends on (those of the
-        embeddings and of the transformer layers it runs; about 0.15 s for
-        MiniLM), so weights changed in place change it.
+        embeddings and of the transformer layers it runs, and an attention
+        pooling's queries; about 0.15 s for MiniLM), so weights changed in
+        place change it.
         """
         split = self.num_layers if pooled else self.split_layer
         backbone = self.backbone

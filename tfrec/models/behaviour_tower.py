@@ -232,7 +232,7 @@ class BehaviourTextTower(keras.layers.Layer):
         self.embedding_dim = embedding_dim
         self.encoder_args = dict(encoder or {})
         self.max_items = max_items
-        self.text_encoder = TextEncoder(**self.encoder_args)
+        self.text_encoder = TextEncoder(**self.encoder_args, name="history_text_encoder")
         self.projection = keras.layers.Dense(embedding_dim, name="history_text_projection")
         self.titles = None
         if titles is not None:

@@ -40,10 +40,12 @@ class ModelConfig(Config):
         encoder_trainable: "none", "all" or "top:N".
         pooling: "mean", "cls" or "attention" (learned per-head queries over
             the top layer's cached token states: a side network that adapts
-            the frozen encoder's item vectors; see `TextEncoder`).
-        text_refresh_items: with encoder_trainable "top:N" or "all", how many
-            of a training step's target items are re-encoded through the
-            trainable encoder layers (the others reuse their last vectors);
+            the frozen encoder's item vectors; see `TextEncoder`). With
+            behaviour_text, the history's text is pooled by queries of its own.
+        text_refresh_items: with encoder_trainable "top:N" or "all", or
+            pooling "attention", how many of a training step's target items
+            are re-encoded through the trainable encoder layers or pooling
+            (the others reuse their last vectors);
             0 re-encodes the whole catalogue every step.
         text_cache: reuse the frozen encoder's item text vectors computed by
             earlier runs with the same encoder and texts, kept on disk in

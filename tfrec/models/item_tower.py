@@ -5,7 +5,8 @@ standardisation (statistics of the catalogue) and a projection; an optional
 item-id embedding is added; the sum is L2-normalised. `build()` runs the
 frozen part of the encoder once over the whole catalogue and caches it
 (pooled vectors when the encoder is frozen; the hidden states at the
-frozen/trainable boundary for `top:N`; token ids for `all`), so a training step
+frozen/trainable boundary for `top:N`, or of the top layer for a trained
+pooling, `attention`; token ids for `all`), so a training step
 only runs the trainable top layers, once per unique item. The frozen outputs
 come from the on-disk text vector cache when an earlier run computed them with
 the same encoder (`tfrec.text_cache`).
@@ -91,8 +92,9 @@ class ItemTower(keras.layers.Layer):
         use_item_ids: add a learned id embedding.
         id_dropout: training-time probability of dropping an item's id
             embedding (per unique item and step).
-        refresh_items: with a fine-tuned encoder ("top:N" or "all"), how many
-            of a step's focus items are re-encoded (see `catalogue`); 0 = all.
+        refresh_items: with a fine-tuned encoder ("top:N" or "all") or a
+            trained pooling ("attention"), how many of a step's focus items
+            are re-encoded (see `catalogue`); 0 = all.
         seed: initialisation and dropout seed.
         num_rows: catalogue indices, padding included (default: `len(item_texts)`).
         **kwargs: base layer arguments.
@@ -125,7 +127,7 @@ class ItemTower(keras.layers.Layer):
         self.seed = seed
         self.text_encoder = None
         if encoder is not None:
-            self.text_encoder = TextEncoder(**self.encoder_args, seed=seed)
+            self.text_encoder = TextEncoder(**self.encoder_args, seed=seed, name="item_text_encoder")
             self.text_projection = keras.layers.Dense(embedding_dim, name="text_projection")
             self.text_normalization = keras.layers.Normalization(name="text_normalization")
         if use_item_ids:
@@ -159,15 +161,26 @@ class ItemTower(keras.layers.Layer):
             self._text_cache = tf.constant(encoder.cached_vectors(self.item_texts, ENCODE_BATCH))
         else:
             self._mode = "hidden"
-            bound = self.num_rows * encoder.sequence_length * encoder.hidden_dim * 4
-            if bound > MAX_TOKEN_STATE_BYTES:
-                raise ConfigError(
-                    f"pooling={encoder.pooling!r}, encoder_trainable={encoder.trainable_spec!r}: the token states "
-                    f"of {self.num_rows:,} item texts of up to {encoder.sequence_length} tokens take up to "
-                    f"{bound / 2**30:.1f} GiB, more than the {MAX_TOKEN_STATE_BYTES / 2**30:.0f} GiB allowed; "
-                    "use the frozen pooled vectors (pooling 'mean', encoder_trainable 'none') or fewer tokens")
+            self._check_token_state_memory()
             hidden, padding_mask = encoder.cached_lower_states(self.item_texts, ENCODE_BATCH)
             self._text_cache, self._padding_mask = tf.constant(hidden), tf.constant(padding_mask)
+
+    def _check_token_state_memory(self):
+        """Raises `ConfigError` when the catalogue's cached token states would take more than
+        `MAX_TOKEN_STATE_BYTES` (counted at the longest text's tokens, as they are padded)."""
+        encoder = self.text_encoder
+        per_token = self.num_rows * encoder.hidden_dim * 4
+        if per_token * encoder.sequence_length <= MAX_TOKEN_STATE_BYTES:
+            return
+        longest = int(self.catalogue_tokens()["padding_mask"].shape[1])
+        if per_token * longest > MAX_TOKEN_STATE_BYTES:
+            raise ConfigError(
+                f"ModelConfig.pooling={encoder.pooling!r} with ModelConfig.encoder_trainable="
+                f"{encoder.trainable_spec!r}: the token states of {self.num_rows:,} item texts of up to {longest} "
+                f"tokens take {per_token * longest / 2**30:.1f} GiB, more than the "
+                f"{MAX_TOKEN_STATE_BYTES / 2**30:.0f} GiB allowed; use pooled vectors of a frozen encoder "
+                f"(pooling 'mean' or 'cls', encoder_trainable 'none') or a ModelConfig.sequence_length below "
+                f"{encoder.sequence_length}")
 
     def encode_catalogue(self):
         """(Re-)encodes the catalogue texts with the encoder's current weights.
@@ -229,13 +242,21 @@ class ItemTower(keras.layers.Layer):
         self.built = True
 
     def encode_items(self, indices) -> None:
-        """Encodes the texts of some catalogue indices into `text_vectors` (a frozen encoder's), e.g. the
-        items a warm start adds; the standardisation is kept."""
+        """Encodes the texts of some catalogue indices with the current weights, e.g. the items a warm
+        start adds: into `text_vectors` (a frozen encoder's), else into `text_bank`, the last vectors that
+        training reads for items it does not re-encode; the standardisation is kept."""
         indices = np.asarray(indices, np.int32)
-        if not self.frozen_text or not len(indices):
+        if self.text_encoder is None or not len(indices):
             return
-        vectors = self.text_encoder.cached_vectors([self.item_texts[i] for i in indices], ENCODE_BATCH)
-        self.text_vectors.value.scatter_update(tf.IndexedSlices(tf.constant(vectors), tf.constant(indices)))
+        if self.frozen_text:
+            vectors = tf.constant(self.text_encoder.cached_vectors([self.item_texts[i] for i in indices],
+                                                                   ENCODE_BATCH))
+            self.text_vectors.value.scatter_update(tf.IndexedSlices(vectors, tf.constant(indices)))
+            return
+        for start in range(0, len(indices), ENCODE_BATCH):
+            batch = tf.constant(indices[start:start + ENCODE_BATCH])
+            vectors = self._catalogue_text_vectors(batch, training=False)
+            self.text_bank.value.scatter_update(tf.IndexedSlices(vectors, batch))
 
     def _catalogue_text_vectors(self, ids, training):
         encoder = self.text_encoder

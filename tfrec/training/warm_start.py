@@ -123,10 +123,13 @@ def transfer_weights(source, target) -> dict:
     if target.transition_prior is not None:
         _transfer_prior(source.transition_prior, target.transition_prior, maps["item"])
     old_texts = dict(zip(source.vocab.item_ids, source.item_texts))
-    target.item_tower.encode_items([row for row, (item, text) in enumerate(zip(target.vocab.item_ids, target.item_texts))
-                                    if row and old_texts.get(item) != text])  # new items, and changed texts
-    if target.item_tower.text_encoder is not None:
-        target.item_tower.text_normalization.finalize_state()  # its copied statistics, not the new catalogue's
+    tower = target.item_tower
+    # A frozen encoder's vectors: new items and changed texts. A trained one's bank: every item, with the
+    # weights just copied.
+    tower.encode_items([row for row, (item, text) in enumerate(zip(target.vocab.item_ids, target.item_texts))
+                        if row and (old_texts.get(item) != text or not tower.frozen_text)])
+    if tower.text_encoder is not None:
+        tower.text_normalization.finalize_state()  # its copied statistics, not the new catalogue's
     target.refresh_catalogue()
     counts = {}
     for kind in ("item", "user"):
