@@ -5,7 +5,7 @@ Rows, on the data of the given runs (all trained on the same split):
   vector, a user the mean of their last N items' vectors (N chosen on
   validation), no training at all (`tfrec.baselines.TextProfile`);
 - each form of run given (`--runs=NAME=DIR,...`): e.g. the frozen encoder with
-  trained towers, the attention-pooling side network, item ids only. Runs
+  trained towers, item ids only. Runs
   named NAME, NAME_seed1, NAME_seed2 are averaged (test ± standard error);
 - the counting baselines on the same targets, for scale.
 
@@ -16,8 +16,8 @@ weight 0), the epochs and the train wall time. The table goes to BENCHMARKS.md
 
     nice .venv/bin/python -m tfrec.train --source=table:interactions=../shared/data/amazon-office/interactions.csv,\\
         items=../shared/data/amazon-office/items.csv --time_col=position \\
-        --text_cols=title,brand,categories,description --run_dir=runs/office-frozen [--seed=1] [--pooling=attention]
-    .venv/bin/python scripts/bench_encoder.py --runs=frozen=runs/office-frozen,attention=runs/office-attention,...
+        --text_cols=title,brand,categories,description --run_dir=runs/office-frozen [--seed=1] [--use_text=false]
+    .venv/bin/python scripts/bench_encoder.py --title="Amazon Office" --runs=frozen=runs/office-frozen,ids_only=runs/office-ids,...
 """
 
 import os
@@ -115,7 +115,7 @@ def main(argv):
 
 
 def _model_flags(directory: str) -> str:
-    """The run's model flags that differ from the defaults, e.g. ` with --pooling=attention`."""
+    """The run's model flags that differ from the defaults, e.g. ` with --use_text=false`."""
     saved = RunDirectory(directory).read_config()["model_config"]
     defaults = ModelConfig().to_dict()
     changed = [f"--{key}={str(value).lower() if isinstance(value, bool) else value}"

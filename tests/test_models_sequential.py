@@ -181,33 +181,15 @@ def test_item_tower_top1_trains_only_the_top_layer_on_cached_states():
     assert not any("transformer_layer_0/" in name or "token_embedding" in name for name in names)
 
 
-def test_attention_pooling_trains_its_queries_on_the_cached_top_layer_states_alone():
-    tower = ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 12,
-                                                       "pooling": "attention"}, refresh_items=3,
-                      use_item_ids=False)
-    tower.build()
-    assert tower._mode == "hidden" and not tower.frozen_text
-    assert tower._text_cache.shape[-1] == 32  # the top layer's token states, cached once
-    names = [v.path for v in tower.trainable_weights]
-    assert any("pooling_queries" in name for name in names)
-    assert not any("transformer_layer" in name or "token_embedding" in name for name in names)
-    exact = tower.catalogue().numpy()
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(tower.catalogue(training=True, focus_ids=tf.constant([2, 4, 6])) * exact[::-1])
-    queries = tower.text_encoder.pooling_queries
-    assert float(tf.reduce_max(tf.abs(tape.gradient(loss, queries)))) > 0
-    np.testing.assert_allclose(tower.text_item_embeddings(tf.constant(TEXTS[1:4])).numpy(), exact[1:4], atol=1e-5)
-
-
 def test_token_states_of_a_catalogue_too_large_for_memory_are_refused_by_name(monkeypatch):
     def tower():
         return ItemTower(TEXTS, embedding_dim=8, encoder={"source": "tiny", "sequence_length": 64,
-                                                          "pooling": "attention"})
+                                                          "trainable": "top:1"})
 
     longest = tower().catalogue_tokens()["padding_mask"].shape[1]
     assert longest < 64
     monkeypatch.setattr(item_tower, "MAX_TOKEN_STATE_BYTES", len(TEXTS) * 32 * 4 * longest - 1)
-    with pytest.raises(ConfigError, match=rf"ModelConfig.pooling='attention'.*25 item texts of up to {longest} tokens"):
+    with pytest.raises(ConfigError, match=rf"ModelConfig.encoder_trainable='top:1'.*25 item texts of up to {longest} tokens"):
         tower().build()
     monkeypatch.setattr(item_tower, "MAX_TOKEN_STATE_BYTES", len(TEXTS) * 32 * 4 * longest)  # padded to the longest
     tower().build()

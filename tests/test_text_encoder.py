@@ -53,33 +53,6 @@ def test_cls_pooling_differs_from_mean():
     assert not np.allclose(mean, cls)
 
 
-def test_attention_pooling_starts_as_the_mean_and_learns_which_tokens_count():
-    mean = tiny(seed=3)(tf.constant(TEXTS)).numpy()
-    attention = tiny(pooling="attention", seed=3)
-    np.testing.assert_allclose(attention(tf.constant(TEXTS)).numpy(), mean, atol=1e-6)
-    assert [v.path.split("/")[-1] for v in attention.trainable_weights] == ["pooling_queries"]
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(attention(tf.constant(TEXTS)) * tf.constant(mean[::-1]))
-    gradient = tape.gradient(loss, attention.pooling_queries)
-    assert float(tf.reduce_max(tf.abs(gradient))) > 0
-    fingerprint = attention.fingerprint()
-    attention.pooling_queries.assign(np.random.default_rng(0).normal(size=attention.pooling_queries.shape))
-    assert not np.allclose(attention(tf.constant(TEXTS)).numpy(), mean, atol=1e-3)
-    assert attention.fingerprint() != fingerprint  # pooled vectors of other queries are other cache entries
-    assert attention.fingerprint(pooled=False) == tiny(pooling="attention", seed=3).fingerprint(pooled=False)
-
-
-def test_attention_pooling_ignores_padding():
-    attention = tiny(pooling="attention", seed=3)
-    attention.pooling_queries.assign(np.random.default_rng(0).normal(size=attention.pooling_queries.shape))
-    tokens = attention.tokenize(tf.constant(TEXTS[2:]))
-    hidden = attention.encode_lower(tokens)
-    length = int(tokens["padding_mask"].numpy().sum())
-    junk = tf.concat([hidden[:, :length], 100.0 + hidden[:, length:]], axis=1)
-    np.testing.assert_allclose(attention.pool(junk, tokens["padding_mask"]).numpy(),
-                               attention.pool(hidden, tokens["padding_mask"]).numpy(), atol=1e-6)
-
-
 @pytest.mark.parametrize("bad", ["top:9", "top:x", "some", "top:-1"])
 def test_bad_trainable_is_named(bad):
     with pytest.raises(ValueError, match=bad.replace("-", "\\-")):

@@ -15,11 +15,8 @@ Sources (`source` argument of `TextEncoder.from_source`):
   generated character vocabulary (for tests).
 
 Pooling is `"mean"` (average over the padding mask, then L2 normalisation, the
-sentence-transformers recipe), `"cls"` (the first token's hidden state, L2
-normalised) or `"attention"`: a side network over the top layer's token states,
-one learned query per head (of at least 64 dimensions) weighting the tokens (zero queries give
-the mean, where it starts), so the encoder learns which words of an item's text
-matter to behaviour without back-propagating through BERT. `trainable` is `"all"`, `"none"` or `"top:N"` (only the top N
+sentence-transformers recipe) or `"cls"` (the first token's hidden state, L2
+normalised). `trainable` is `"all"`, `"none"` or `"top:N"` (only the top N
 transformer layers train; the embeddings and lower layers are frozen).
 
 The forward pass is split at the frozen/trainable boundary
@@ -54,8 +51,7 @@ from tfrec.text_cache import TextVectorCache, cache_enabled
 
 MINILM = "minilm"
 TINY = "tiny"
-POOLINGS = ("mean", "cls", "attention")
-POOLING_HEAD_DIM = 64  # "attention" pooling splits the hidden state into heads of at least this many dimensions
+POOLINGS = ("mean", "cls")
 PROGRESS_SECONDS = 10.0  # between two progress log lines while encoding many texts
 FINGERPRINT_FORMAT = 1  # bump when what a fingerprint's cached outputs mean changes
 
@@ -150,9 +146,7 @@ class TextEncoder(keras.layers.Layer):
             BERT directory, a keras-hub preset name, or `"tiny"` (random).
         sequence_length: tokens per text, including [CLS] and [SEP]; longer
             texts are truncated.
-        pooling: `"mean"` (masked mean, L2 normalised), `"cls"` or
-            `"attention"` (learned queries over the top layer's tokens; they
-            train whatever `trainable` says).
+        pooling: `"mean"` (masked mean, L2 normalised) or `"cls"`.
         trainable: `"all"`, `"none"` or `"top:N"`.
         seed: initialisation seed of the `"tiny"` backbone.
         cache: whether `cached_vectors` and `cached_lower_states` use the
@@ -200,17 +194,7 @@ class TextEncoder(keras.layers.Layer):
         self.num_trainable_layers = parse_trainable(trainable, self.num_layers)
         self.split_layer = self.num_layers - self.num_trainable_layers
         self._apply_trainable()
-        if pooling == "attention":
-            most = max(1, self.hidden_dim // POOLING_HEAD_DIM)
-            heads = max(count for count in range(1, most + 1) if self.hidden_dim % count == 0)
-            self.pooling_queries = self.add_weight(shape=(heads, self.hidden_dim // heads), initializer="zeros",
-                                                   name="pooling_queries")
         self.build()
-
-    @property
-    def trainable_pooling(self) -> bool:
-        """Whether the pooling has weights of its own that train (`"attention"`)."""
-        return self.pooling == "attention"
 
     def build(self, input_shape=None):
         # The backbone is built on load; the preprocessor creates its packer here.
@@ -296,13 +280,6 @@ class TextEncoder(keras.layers.Layer):
         """Pools final hidden states into one L2-normalised vector per text."""
         if self.pooling == "cls":
             pooled = hidden[:, 0, :]
-        elif self.pooling == "attention":
-            heads, head_dim = self.pooling_queries.shape
-            per_head = tf.reshape(hidden, tf.concat([tf.shape(hidden)[:2], [heads, head_dim]], 0))
-            scores = tf.einsum("bthd,hd->bth", per_head, self.pooling_queries) / float(np.sqrt(head_dim))
-            scores += (1.0 - tf.cast(padding_mask, scores.dtype))[:, :, None] * -1e9
-            weights = tf.nn.softmax(scores, axis=1)
-            pooled = tf.reshape(tf.einsum("bth,bthd->bhd", weights, per_head), [-1, heads * head_dim])
         else:
             weights = tf.cast(padding_mask, hidden.dtype)[:, :, None]
             total = tf.reduce_sum(hidden * weights, axis=1)
@@ -375,9 +352,8 @@ class TextEncoder(keras.layers.Layer):
         A BLAKE2b digest of the tokenizer (vocabulary and settings), the
         sequence length, the output (pooling, or the layer), and the current
         values of every weight that output depends on (those of the
-        embeddings and of the transformer layers it runs, and an attention
-        pooling's queries; about 0.15 s for MiniLM), so weights changed in
-        place change it.
+        embeddings and of the transformer layers it runs; about 0.15 s for
+        MiniLM), so weights changed in place change it.
         """
         split = self.num_layers if pooled else self.split_layer
         backbone = self.backbone
@@ -394,8 +370,7 @@ class TextEncoder(keras.layers.Layer):
         digest = hashlib.blake2b(json.dumps(settings, sort_keys=True, default=str).encode(), digest_size=16)
         layers = [backbone.token_embedding, backbone.position_embedding, backbone.segment_embedding,
                   backbone.embeddings_layer_norm, *backbone.transformer_layers[:split]]
-        pooling_weights = [self.pooling_queries] if pooled and self.trainable_pooling else []
-        for weight in [weight for layer in layers for weight in layer.weights] + pooling_weights:
+        for weight in (weight for layer in layers for weight in layer.weights):
             value = np.ascontiguousarray(weight.numpy())
             digest.update(str(value.shape).encode())
             digest.update(value.tobytes())

@@ -38,14 +38,10 @@ class ModelConfig(Config):
         encoder: "minilm", a local Hugging Face BERT directory, a keras-hub
             preset name, or "tiny" (random 2-layer BERT for tests).
         encoder_trainable: "none", "all" or "top:N".
-        pooling: "mean", "cls" or "attention" (learned per-head queries over
-            the top layer's cached token states: a side network that adapts
-            the frozen encoder's item vectors; see `TextEncoder`). With
-            behaviour_text, the history's text is pooled by queries of its own.
-        text_refresh_items: with encoder_trainable "top:N" or "all", or
-            pooling "attention", how many of a training step's target items
-            are re-encoded through the trainable encoder layers or pooling
-            (the others reuse their last vectors);
+        pooling: "mean" or "cls".
+        text_refresh_items: with encoder_trainable "top:N" or "all", how many
+            of a training step's target items are re-encoded through the
+            trainable encoder layers (the others reuse their last vectors);
             0 re-encodes the whole catalogue every step.
         text_cache: reuse the frozen encoder's item text vectors computed by
             earlier runs with the same encoder and texts, kept on disk in
@@ -142,7 +138,7 @@ class ModelConfig(Config):
         "history_encoder": HISTORY_ENCODERS,
         "softmax": SOFTMAXES,
         "ranking_target": RANKING_TARGETS,
-        "pooling": ("mean", "cls", "attention"),
+        "pooling": ("mean", "cls"),
         "transition_prior": TRANSITION_PRIORS,
     }
     SAVED_BEFORE = {"transition_prior": "off"}

@@ -5,8 +5,7 @@ standardisation (statistics of the catalogue) and a projection; an optional
 item-id embedding is added; the sum is L2-normalised. `build()` runs the
 frozen part of the encoder once over the whole catalogue and caches it
 (pooled vectors when the encoder is frozen; the hidden states at the
-frozen/trainable boundary for `top:N`, or of the top layer for a trained
-pooling, `attention`; token ids for `all`), so a training step
+frozen/trainable boundary for `top:N`; token ids for `all`), so a training step
 only runs the trainable top layers, once per unique item. The frozen outputs
 come from the on-disk text vector cache when an earlier run computed them with
 the same encoder (`tfrec.text_cache`).
@@ -39,8 +38,8 @@ ENCODE_BATCH = 128  # texts per batch when encoding the catalogue
 # No dimension is stretched more than this fraction of the median spread allows.
 STD_FLOOR_FRACTION = 0.1
 MAX_TOKEN_STATE_BYTES = 8 * 2**30
-"""Most memory the catalogue's cached token states may take (`--pooling=attention`, `top:N`): float32
-states of every item's tokens."""
+"""Most memory the catalogue's cached token states may take (`top:N`): float32 states of every item's
+tokens."""
 
 
 def adapt_standardization(normalization, vectors):
@@ -92,9 +91,8 @@ class ItemTower(keras.layers.Layer):
         use_item_ids: add a learned id embedding.
         id_dropout: training-time probability of dropping an item's id
             embedding (per unique item and step).
-        refresh_items: with a fine-tuned encoder ("top:N" or "all") or a
-            trained pooling ("attention"), how many of a step's focus items
-            are re-encoded (see `catalogue`); 0 = all.
+        refresh_items: with a fine-tuned encoder ("top:N" or "all"), how many
+            of a step's focus items are re-encoded (see `catalogue`); 0 = all.
         seed: initialisation and dropout seed.
         num_rows: catalogue indices, padding included (default: `len(item_texts)`).
         **kwargs: base layer arguments.
@@ -156,7 +154,7 @@ class ItemTower(keras.layers.Layer):
             self._mode = "tokens"
             self._tokens = self.catalogue_tokens()
             self._padding_mask = self._tokens["padding_mask"]
-        elif encoder.num_trainable_layers == 0 and not encoder.trainable_pooling:
+        elif encoder.num_trainable_layers == 0:
             self._mode = "pooled"
             self._text_cache = tf.constant(encoder.cached_vectors(self.item_texts, ENCODE_BATCH))
         else:
@@ -175,11 +173,10 @@ class ItemTower(keras.layers.Layer):
         longest = int(self.catalogue_tokens()["padding_mask"].shape[1])
         if per_token * longest > MAX_TOKEN_STATE_BYTES:
             raise ConfigError(
-                f"ModelConfig.pooling={encoder.pooling!r} with ModelConfig.encoder_trainable="
-                f"{encoder.trainable_spec!r}: the token states of {self.num_rows:,} item texts of up to {longest} "
+                f"ModelConfig.encoder_trainable={encoder.trainable_spec!r}: the token states of {self.num_rows:,} item texts of up to {longest} "
                 f"tokens take {per_token * longest / 2**30:.1f} GiB, more than the "
-                f"{MAX_TOKEN_STATE_BYTES / 2**30:.0f} GiB allowed; use pooled vectors of a frozen encoder "
-                f"(pooling 'mean' or 'cls', encoder_trainable 'none') or a ModelConfig.sequence_length below "
+                f"{MAX_TOKEN_STATE_BYTES / 2**30:.0f} GiB allowed; use the frozen encoder's pooled vectors "
+                f"(encoder_trainable 'none') or a ModelConfig.sequence_length below "
                 f"{encoder.sequence_length}")
 
     def encode_catalogue(self):
@@ -212,8 +209,7 @@ class ItemTower(keras.layers.Layer):
     def frozen_text(self) -> bool:
         """Whether the item texts reach the model only as the frozen encoder's pooled vectors (`text_vectors`)."""
         encoder = self.text_encoder
-        return (encoder is not None and encoder.trainable_spec != "all" and encoder.num_trainable_layers == 0
-                and not encoder.trainable_pooling)
+        return encoder is not None and encoder.trainable_spec != "all" and encoder.num_trainable_layers == 0
 
     def build(self, input_shape=None, encode_catalogue=True):
         """Encodes the catalogue's texts (frozen layers, once) and creates the weights.
