@@ -22,7 +22,6 @@ weight 0), the epochs and the train wall time. The table goes to BENCHMARKS.md
 
 import os
 import sys
-import time
 
 from absl import app, flags
 
@@ -52,14 +51,12 @@ flags.DEFINE_bool("recalibrate", False, "Choose each run's prior weight again on
 
 
 def text_profile_figures(directory: str) -> dict:
-    """The pretrained encoder alone on the data of the run at `directory`: {"test", "valid", "recent", "seconds"}."""
+    """The pretrained encoder alone on the data of the run at `directory`: {"test", "valid", "recent"}."""
     run, prepared = load_run_data(directory)
     encoder_config = run.model_config
-    start = time.perf_counter()
     texts = prepared.item_texts
     encoder = TextEncoder(encoder_config.encoder, sequence_length=encoder_config.sequence_length)
     vectors = encoder.cached_vectors(texts)
-    seconds = time.perf_counter() - start
     held_out = {split: protocol.HeldOut.from_data(prepared, split) for split in ("test", "valid")}
 
     def figures(recent, split):
@@ -70,8 +67,7 @@ def text_profile_figures(directory: str) -> dict:
                                        exclude=held.prior)
 
     recent = max(PROFILE_RECENT, key=lambda n: figures(n, "valid")["NDCG@10"])
-    return {"test": figures(recent, "test"), "valid": figures(recent, "valid"), "recent": recent,
-            "seconds": seconds}
+    return {"test": figures(recent, "test"), "valid": figures(recent, "valid"), "recent": recent}
 
 
 def main(argv):
@@ -82,8 +78,8 @@ def main(argv):
     before = text_profile_figures(runs[0][1])
     latest = {None: "the whole history", 1: "the last item"}.get(before["recent"], f"the last {before['recent']} items")
     lines.append(f"| pretrained encoder alone (before): user = mean text vector of {latest} (chosen on valid) | "
-                 f"{pair(before['test'])} | {pair(before['valid'])} | — | — | none | "
-                 f"{before['seconds']:.0f} s (text vectors) |")
+                 f"{pair(before['test'])} | {pair(before['valid'])} | — | — | — | "
+                 "none (no training) |")
     print(lines[-1], flush=True)
     named, commands = [], []
     for name, directory in runs:
@@ -107,7 +103,8 @@ def main(argv):
         "Same split and protocol for every row (docs/evaluation.md). \"Before\": the pretrained encoder alone, no "
         "training. Model rows: `python -m tfrec.train` with only the data's flags plus the form's (below); the rows "
         "of NAME, NAME_seed1, NAME_seed2 are averaged (test ± standard error). \"Network alone\": the same model "
-        "with the transition prior's weight at 0, so the text's share is not hidden by the counting evidence.", "",
+        "with the transition prior's weight at 0, so the text's share is not hidden by the counting evidence. Train "
+        "wall times are each run's own on shared cores: compare them only between runs trained side by side.", "",
         f"Command: `python scripts/bench_encoder.py --title=\"{title}\" "
         f"--runs={','.join(f'{n}=RUN_DIR' for n, _ in runs)}`; machine: {benchlib.machine()}.", "",
         *lines, "", "Runs:", *commands])
