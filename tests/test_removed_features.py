@@ -61,7 +61,7 @@ def test_a_run_saved_with_the_removed_fields_at_their_defaults_loads_and_resumes
 
 def test_a_run_that_used_the_mixture_is_refused_on_load_and_on_resume(tmp_path):
     directory, record = _saved_run_with(tmp_path, MIXTURE, {})
-    with pytest.raises(ConfigError, match=MIXTURE_REFUSED):
+    with pytest.raises(ConfigError, match=f"^{directory}: " + MIXTURE_REFUSED):
         load_run(str(directory))
     with pytest.raises(ConfigError, match=MIXTURE_REFUSED):
         run_dir.RunDirectory(str(directory)).check_same_run(record)

@@ -114,7 +114,10 @@ class RunDirectory:
                               "train it again into a new run directory")
         for section, config_class in (("model_config", ModelConfig), ("train_config", TrainConfig)):
             if section in saved:
-                saved[section] = config_class.without_removed(saved[section])
+                try:
+                    saved[section] = config_class.without_removed(saved[section])
+                except ConfigError as error:
+                    raise ConfigError(f"{self.path}: {error}") from None
         return saved
 
     def read_vocabulary(self) -> data.Vocabulary:
