@@ -332,7 +332,41 @@ def flag_cases(work, run_dir, export_base):
                                            f"--model_base_path={export_base}/m", "--port=-1"], None, refuse("port")),
     ]
     cases += version_flag_cases(work, run_dir, export_base, train)
+    cases += saved_config_cases(work, run_dir, export_base)
     return cases
+
+
+def saved_config_cases(work, run_dir, export_base):
+    """Export cases of run directories whose config.json an operator edited or an older tfrec wrote."""
+    def edited(name, section, change):
+        copy = os.path.join(work, "edited-runs", name)
+
+        def setup():
+            config_file = os.path.join(fresh_copy(run_dir, copy), "config.json")
+            with open(config_file) as f:
+                saved = json.load(f)
+            saved[section] = change(saved[section])
+            with open(config_file, "w") as f:
+                json.dump(saved, f)
+        return "tfrec.export", [f"--run_dir={copy}", f"--export_base={export_base}", "--model_name=edited",
+                                "--allow_below_baseline"], setup
+
+    def exported(facts):
+        return None if "exported" in facts["stdout"] else f"expected an export: {facts['stdout'][-200:]}"
+
+    refuse = rc.refuse
+    return [
+        ("export of a run whose config.json model_config is a list", *edited("list", "model_config", lambda c: [c]),
+         refuse("model_config is list")),
+        ("export of a run whose config.json train_config is null", *edited("null", "train_config", lambda c: None),
+         refuse("train_config is NoneType")),
+        ("export of a run trained with the removed mixture-of-experts adaptor",
+         *edited("moe", "model_config", lambda c: {**c, "text_adaptor": "moe", "text_experts": 8}),
+         refuse("text_adaptor='moe'", "retrain")),
+        ("export of a run saved with the removed fields at their old defaults",
+         *edited("stale", "model_config", lambda c: {**c, "text_adaptor": "linear", "text_experts": 8}),
+         rc.Expect(check=exported, says="exported, the stale fields dropped")),
+    ]
 
 
 def version_flag_cases(work, run_dir, export_base, train):

@@ -65,3 +65,13 @@ def test_a_run_that_used_the_mixture_is_refused_on_load_and_on_resume(tmp_path):
         load_run(str(directory))
     with pytest.raises(ConfigError, match=MIXTURE_REFUSED):
         run_dir.RunDirectory(str(directory)).check_same_run(record)
+
+
+@pytest.mark.parametrize("value", [[1, 2], None, "x"])
+def test_a_config_section_that_is_no_object_is_refused_by_name(tmp_path, value):
+    directory, _ = _saved_run_with(tmp_path, {}, {})
+    config_file = directory / run_dir.CONFIG
+    record = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**record, "model_config": value}))
+    with pytest.raises(ConfigError, match=f"^{directory}: config.json model_config is {type(value).__name__}"):
+        load_run(str(directory))

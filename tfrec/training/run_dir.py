@@ -114,6 +114,9 @@ class RunDirectory:
                               "train it again into a new run directory")
         for section, config_class in (("model_config", ModelConfig), ("train_config", TrainConfig)):
             if section in saved:
+                if not isinstance(saved[section], dict):
+                    raise ConfigError(f"{self.path}: config.json {section} is {type(saved[section]).__name__}; "
+                                      "expected an object of fields")
                 try:
                     saved[section] = config_class.without_removed(saved[section])
                 except ConfigError as error:
