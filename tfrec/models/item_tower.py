@@ -167,17 +167,17 @@ class ItemTower(keras.layers.Layer):
         """Raises `ConfigError` when the catalogue's cached token states would take more than
         `MAX_TOKEN_STATE_BYTES` (counted at the longest text's tokens, as they are padded)."""
         encoder = self.text_encoder
-        per_token = self.num_rows * encoder.hidden_dim * 4
-        if per_token * encoder.sequence_length <= MAX_TOKEN_STATE_BYTES:
+        bytes_per_position = self.num_rows * encoder.hidden_dim * 4  # one token position of every item
+        if bytes_per_position * encoder.sequence_length <= MAX_TOKEN_STATE_BYTES:
             return
         longest = int(self.catalogue_tokens()["padding_mask"].shape[1])
-        if per_token * longest > MAX_TOKEN_STATE_BYTES:
+        size = bytes_per_position * longest
+        if size > MAX_TOKEN_STATE_BYTES:
             raise ConfigError(
-                f"ModelConfig.encoder_trainable={encoder.trainable_spec!r}: the token states of {self.num_rows:,} item texts of up to {longest} "
-                f"tokens take {per_token * longest / 2**30:.1f} GiB, more than the "
+                f"ModelConfig.encoder_trainable={encoder.trainable_spec!r}: the token states of {self.num_rows:,} "
+                f"item texts of up to {longest} tokens take {size / 2**30:.1f} GiB, more than the "
                 f"{MAX_TOKEN_STATE_BYTES / 2**30:.0f} GiB allowed; use the frozen encoder's pooled vectors "
-                f"(encoder_trainable 'none') or a ModelConfig.sequence_length below "
-                f"{encoder.sequence_length}")
+                f"(encoder_trainable 'none') or a ModelConfig.sequence_length below {encoder.sequence_length}")
 
     def encode_catalogue(self):
         """(Re-)encodes the catalogue texts with the encoder's current weights.
